@@ -1,0 +1,27 @@
+"""The panel: Flask-Admin at /admin behind a login."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
+from jinja2 import ChoiceLoader, FileSystemLoader
+
+from service.models import OutboxEmail, Rep, Team
+
+from . import auth
+from .views import LeadView, OutboxView, RepView, TeamView
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_loader = ChoiceLoader(
+        [app.jinja_loader, FileSystemLoader(Path(__file__).parent / "templates")])
+    auth.login_manager.init_app(app)
+    panel = Admin(app, name="Leadbridge", index_view=auth.HomeView(url="/admin"),
+                  theme=Bootstrap4Theme(swatch="flatly"))
+    panel.add_view(LeadView(name="Leads", endpoint="lead"))
+    panel.add_view(RepView(Rep, name="Reps", endpoint="rep", category="Sales"))
+    panel.add_view(TeamView(Team, name="Teams", endpoint="team", category="Sales"))
+    panel.add_view(OutboxView(OutboxEmail, name="Email outbox", endpoint="outbox"))

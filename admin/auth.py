@@ -1,0 +1,101 @@
+"""Login for the panel and the one secured base view every panel view extends."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, request, url_for
+from flask_admin import AdminIndexView, expose
+from flask_admin.contrib.peewee import ModelView
+from flask_admin.contrib.peewee.filters import FilterConverter
+from flask_admin.model.filters import convert
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired
+
+from service.models import User
+from service.users import authenticate
+
+login_manager = LoginManager()
+login_manager.login_view = "admin.login"
+
+
+class PanelUser(UserMixin):
+    def __init__(self, user: User):
+        self.id, self.email, self.role = user.id, user.email, user.role
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> PanelUser | None:
+    user = User.get_or_none(User.id == int(user_id), User.active == True)  # noqa: E712
+    return PanelUser(user) if user else None
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths under /admin; anything else goes to the dashboard."""
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc or not parts.path.startswith("/admin") or "\\" in target:
+        return url_for("admin.index")
+    return target
+
+
+class SecuredMixin:
+    roles: tuple[str, ...] = ("admin", "marketer", "sales_manager")
+
+    def is_accessible(self) -> bool:
+        return current_user.is_authenticated and current_user.role in self.roles
+
+    def inaccessible_callback(self, name, **kwargs):
+        if current_user.is_authenticated:
+            return "You do not have access to this page.", 403
+        return redirect(url_for("admin.login", next=request.full_path))
+
+
+class Filters(FilterConverter):
+    @convert("UTCDateTimeField")
+    def conv_utc_datetime(self, column, name):
+        return self.conv_datetime(column, name)
+
+
+class SecuredModelView(SecuredMixin, ModelView):
+    form_base_class = FlaskForm
+    filter_converter = Filters()
+    page_size = 50
+    can_view_details = True
+
+
+class HomeView(SecuredMixin, AdminIndexView):
+    OPEN = ("login", "logout")
+
+    def _handle_view(self, name, **kwargs):
+        if name in self.OPEN:
+            return None
+        return super()._handle_view(name, **kwargs)
+
+    @expose("/")
+    def index(self):
+        return self.render("admin/home.html")
+
+    @expose("/login", methods=["GET", "POST"])
+    def login(self):
+        form = LoginForm()
+        if form.validate_on_submit():
+            user = authenticate(form.email.data, form.password.data)
+            if user is not None:
+                login_user(PanelUser(user))
+                return redirect(safe_next(request.args.get("next")))
+            flash("Wrong email or password.", "error")
+            return self.render("admin/login.html", form=form), 401
+        status = 400 if request.method == "POST" else 200
+        return self.render("admin/login.html", form=form), status
+
+    @expose("/logout", methods=["POST"])
+    def logout(self):
+        logout_user()
+        return redirect(url_for("admin.login"))

@@ -1,0 +1,54 @@
+"""Leadbridge: one app factory for the web server, the worker and the CLI."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask
+from flask_wtf import CSRFProtect
+
+from . import config as config_module
+from . import db
+
+csrf = CSRFProtect()
+
+
+def create_app(config: str | None = None, overrides: dict | None = None) -> Flask:
+    settings = config_module.load(config, overrides)
+    app = Flask(__name__)
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=config_module.secret_key(settings),
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+    )
+    logging.basicConfig(level=settings["logging.level"],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    init_backends(settings, app.config["SECRET_KEY"])
+    app.before_request(db.connect)
+    app.teardown_request(lambda exc: db.release())
+    csrf.init_app(app)
+
+    from . import web
+    from .web import forms
+
+    csrf.exempt(forms.bp)
+    web.init_app(app)
+
+    import admin
+
+    admin.init_app(app)
+    return app
+
+
+def init_backends(settings: dict, secret: str) -> None:
+    """Bind the database and the queue for this process."""
+    from .runtime import runtime
+
+    database = db.open_database(settings["database.url"], config_module.data_dir(settings))
+    db.bind(database)
+    runtime.bind(settings, secret, settings["redis.url"])

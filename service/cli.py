@@ -1,0 +1,148 @@
+"""The `leadbridge` command. Every command exits non-zero with one clear line on bad input."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from . import config as config_module
+from .config import ConfigError
+from .errors import DomainError
+
+
+def clear_errors(command):
+    """Turn configuration and domain errors into one `Error: …` line and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, DomainError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def settings_from(ctx: click.Context, **overrides) -> dict:
+    return config_module.load(ctx.obj["config"], overrides or None)
+
+
+def backends(ctx: click.Context, **overrides) -> dict:
+    """Load settings and bind the database and queue for this process."""
+    from . import init_backends
+
+    settings = settings_from(ctx, **overrides)
+    init_backends(settings, config_module.secret_key(settings))
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="LEADBRIDGE_CONFIG", default=None,
+              help="Config file (default ./config.toml).")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Leadbridge: MQL handoffs from marketing to sales, by email."""
+    ctx.obj = {"config": config_path}
+
+
+@main.command("init-db")
+@click.pass_context
+@clear_errors
+def init_db(ctx: click.Context) -> None:
+    """Create the schema or apply pending migrations."""
+    from .migrations import current_version, migrate
+
+    backends(ctx)
+    applied = migrate()
+    for name in applied:
+        click.echo(f"applied {name}")
+    click.echo(f"schema at version {current_version()}")
+
+
+@main.command("create-user")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(["admin", "marketer", "sales_manager"]))
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+@clear_errors
+def create_user(ctx: click.Context, email: str, role: str, password_stdin: bool) -> None:
+    """Create a panel user (password from a prompt or --password-stdin)."""
+    from .db import utcnow
+    from .users import create_user as create
+
+    backends(ctx)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    user = create(email, role=role, password=password, now=utcnow())
+    click.echo(f"created {user.role} {user.email}")
+
+
+@main.command()
+@click.pass_context
+@clear_errors
+def web(ctx: click.Context) -> None:
+    """Run the web server (gunicorn)."""
+    from .server import serve
+
+    serve(ctx.obj["config"], settings_from(ctx))
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.pass_context
+@clear_errors
+def worker(ctx: click.Context, burst: bool) -> None:
+    """Run an RQ worker."""
+    from workers.runner import make_worker
+
+    require_redis(backends(ctx))
+    make_worker().work(burst=burst)
+
+
+@main.command()
+@click.pass_context
+@clear_errors
+def cron(ctx: click.Context) -> None:
+    """Run RQ's cron scheduler with the periodic sweeps."""
+    from workers.runner import make_scheduler
+
+    require_redis(backends(ctx))
+    make_scheduler().start()
+
+
+@main.command()
+@click.option("--port", type=int, help="Web port (overrides web.port).")
+@click.pass_context
+@clear_errors
+def up(ctx: click.Context, port: int | None) -> None:
+    """Run everything: web, worker, cron and, without redis.url, an embedded Valkey."""
+    from .up import run
+
+    sys.exit(run(ctx.obj["config"], port))
+
+
+@main.command()
+@click.pass_context
+@clear_errors
+def demo(ctx: click.Context) -> None:
+    """Load realistic demo data: a team, reps, an MQL definition, leads with activity."""
+    from .demo import load_demo
+    from .migrations import migrate
+
+    backends(ctx)
+    migrate()
+    click.echo(load_demo())
+
+
+def require_redis(settings: dict) -> None:
+    if not settings["redis.url"]:
+        raise ConfigError("redis.url is empty: set it, or use `leadbridge up`, which starts "
+                          "an embedded Valkey")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""One config pipeline: code defaults, then the TOML file, then LEADBRIDGE_* variables,
+then a mapping (tests). Every key is declared in SCHEMA; an unknown, mistyped or missing
+key fails at start with a message naming it."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LEADBRIDGE_"
+REQUIRED = object()
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the key it concerns in the message."""
+
+
+@dataclass(frozen=True)
+class Key:
+    type: type
+    default: Any = REQUIRED
+    secret: bool = False
+    choices: tuple = ()
+
+
+SCHEMA: dict[str, Key] = {
+    "data_dir": Key(str, "./var"),
+    "web.host": Key(str, "127.0.0.1"),
+    "web.port": Key(int, 5000),
+    "web.base_url": Key(str, ""),
+    "web.workers": Key(int, 2),
+    "web.secret_key": Key(str, "", secret=True),
+    "database.url": Key(str, ""),
+    "redis.url": Key(str, ""),
+    "redis.queue": Key(str, "leadbridge"),
+    "mail.transport": Key(str, "capture", choices=("capture", "smtp")),
+    "mail.from_address": Key(str),
+    "mail.from_name": Key(str, "Leadbridge"),
+    "mail.smtp_host": Key(str, "localhost"),
+    "mail.smtp_port": Key(int, 587),
+    "mail.smtp_security": Key(str, "starttls", choices=("starttls", "ssl", "none")),
+    "mail.smtp_username": Key(str, ""),
+    "mail.smtp_password": Key(str, "", secret=True),
+    "mail.smtp_timeout": Key(float, 30.0),
+    "outbox.requeue_after_seconds": Key(int, 60),
+    "outbox.claim_seconds": Key(int, 300),
+    "sla.decision_hours": Key(float, 24.0),
+    "handoff.link_ttl_hours": Key(float, 168.0),
+    "handoff.accept_requires": Key(list, ["need"]),
+    "handoff.reject_reasons": Key(dict, {}),
+    "forms": Key(dict, {}),
+    "nurture.sequences": Key(dict, {}),
+    "logging.level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+}
+TABLES = {"handoff.reject_reasons", "forms", "nurture.sequences"}
+
+
+def load(path: str | os.PathLike | None = None, overrides: dict | None = None,
+         environ: dict | None = None) -> dict[str, Any]:
+    """Return the settings as a flat mapping of dotted keys to checked values."""
+    environ = os.environ if environ is None else environ
+    explicit = path or environ.get(ENV_PREFIX + "CONFIG")
+    file = Path(explicit or "config.toml")
+    values = {k: key.default for k, key in SCHEMA.items()}
+    if file.exists():
+        values.update(_from_file(file))
+    elif explicit:
+        raise ConfigError(f"config file not found: {file}")
+    values.update(_from_env(environ))
+    for name, value in (overrides or {}).items():
+        values[name] = _check(name, value, "overrides")
+    for name, value in values.items():
+        if value is REQUIRED:
+            raise ConfigError(f"missing config key {name} (set it in {file})")
+    values["config_file"] = str(file.resolve()) if file.exists() else ""
+    _check_references(values)
+    return values
+
+
+def _from_file(file: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    found = {}
+    for name, value in _flatten(data):
+        if name not in SCHEMA:
+            raise ConfigError(f"unknown config key {name} in {file}")
+        if SCHEMA[name].secret and value:
+            env = ENV_PREFIX + name.upper().replace(".", "__")
+            raise ConfigError(f"{name} is a secret: set {env} in the environment, not in {file}")
+        found[name] = _check(name, value, str(file))
+    return found
+
+
+def _flatten(data: dict, prefix: str = ""):
+    for name, value in data.items():
+        dotted = prefix + name
+        if isinstance(value, dict) and dotted not in TABLES:
+            yield from _flatten(value, dotted + ".")
+        else:
+            yield dotted, value
+
+
+def _from_env(environ) -> dict[str, Any]:
+    found = {}
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+            continue
+        name = var[len(ENV_PREFIX):].lower().replace("__", ".")
+        if name not in SCHEMA:
+            raise ConfigError(f"unknown config key {name} (from {var})")
+        found[name] = _check(name, _parse_env(SCHEMA[name].type, raw, var), var)
+    return found
+
+
+def _parse_env(kind: type, raw: str, var: str) -> Any:
+    if kind is str:
+        return raw
+    if kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{var} must be true or false, got {raw!r}")
+    if kind in (list, dict) and raw.strip()[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{var} is not valid JSON: {exc}") from exc
+    if kind is list:
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{var} must be {kind.__name__}, got {raw!r}") from None
+
+
+def _check(name: str, value: Any, origin: str) -> Any:
+    key = SCHEMA.get(name)
+    if key is None:
+        raise ConfigError(f"unknown config key {name} (from {origin})")
+    if key.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, key.type) or (key.type is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"config key {name} must be {key.type.__name__}, got {value!r} (from {origin})")
+    if key.choices and value not in key.choices:
+        choices = ", ".join(key.choices)
+        raise ConfigError(f"config key {name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _check_references(values: dict) -> None:
+    sequences = values["nurture.sequences"]
+    for code, reason in values["handoff.reject_reasons"].items():
+        where = f"handoff.reject_reasons.{code}"
+        if not isinstance(reason, dict) or not reason.get("label"):
+            raise ConfigError(f"{where} needs a label")
+        outcome = reason.get("outcome", "")
+        if outcome == "disqualify":
+            continue
+        if not outcome.startswith("nurture:") or outcome[8:] not in sequences:
+            raise ConfigError(f"{where}.outcome must be 'disqualify' or 'nurture:<sequence>' "
+                              f"naming a sequence in nurture.sequences, got {outcome!r}")
+    for slug, form in values["forms"].items():
+        if not isinstance(form, dict) or not isinstance(form.get("fields", {}), dict):
+            raise ConfigError(f"forms.{slug}.fields must be a table of form field = lead field")
+
+
+def data_dir(settings: dict) -> Path:
+    path = Path(settings["data_dir"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def secret_key(settings: dict) -> str:
+    """The configured secret, else one generated once and kept in the data folder."""
+    if settings["web.secret_key"]:
+        return settings["web.secret_key"]
+    file = data_dir(settings) / "secret_key"
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return file.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(48))
+    return file.read_text().strip()
+
+
+def base_url(settings: dict) -> str:
+    if settings["web.base_url"]:
+        return settings["web.base_url"].rstrip("/")
+    return f"http://{settings['web.host']}:{settings['web.port']}"

@@ -1,0 +1,102 @@
+"""The one owner of the database: a proxy bound at start, a base model, a transaction
+helper that runs after-commit hooks, and per-request/per-job connection handling."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import peewee
+from playhouse.db_url import parse
+from playhouse.pool import PooledPostgresqlDatabase
+
+db = peewee.DatabaseProxy()
+_hooks = threading.local()
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class UTCDateTimeField(peewee.DateTimeField):
+    """Stores naive UTC, returns aware UTC; refuses naive input so local time never leaks in."""
+
+    def db_value(self, value):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"{self.name}: naive datetime {value!r}; pass an aware UTC time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def python_value(self, value):
+        value = super().python_value(value)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def open_database(url: str, data_dir: Path) -> peewee.Database:
+    """Build the database for a URL; empty means SQLite under the data folder."""
+    if not url:
+        url = f"sqlite:///{(data_dir / 'leadbridge.db').resolve()}"
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ":memory:"
+        return peewee.SqliteDatabase(
+            path, timeout=5, lock_type="IMMEDIATE", pragmas={
+                "journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1})
+    if url.startswith(("postgres://", "postgresql://")):
+        params = parse(url)
+        name = params.pop("database")
+        return PooledPostgresqlDatabase(name, max_connections=20, stale_timeout=300, **params)
+    raise ValueError(f"database.url must be sqlite:/// or postgresql://, got {url!r}")
+
+
+def bind(database: peewee.Database) -> None:
+    db.initialize(database)
+
+
+def connect() -> None:
+    db.connect(reuse_if_open=True)
+
+
+def release() -> None:
+    """End of a request or job. SQLite keeps its connection open: closing the last
+    connection to a WAL file checkpoints it and stalls the other processes."""
+    if isinstance(db.obj, PooledPostgresqlDatabase) and not db.is_closed():
+        db.close()
+
+
+@contextmanager
+def transaction() -> Iterator[None]:
+    """One write transaction (BEGIN IMMEDIATE on SQLite). Hooks registered with
+    after_commit run once the outermost transaction has committed."""
+    if getattr(_hooks, "pending", None) is not None:
+        with db.atomic():
+            yield
+        return
+    _hooks.pending = []
+    try:
+        with db.atomic():
+            yield
+        pending = _hooks.pending
+    finally:
+        _hooks.pending = None
+    for hook in pending:
+        hook()
+
+
+def after_commit(hook: Callable[[], None]) -> None:
+    pending = getattr(_hooks, "pending", None)
+    if pending is None:
+        hook()
+    else:
+        pending.append(hook)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

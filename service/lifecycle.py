@@ -1,0 +1,150 @@
+"""The lead lifecycle (SPEC §2). One function per transition, each one transaction, each a
+conditional update that must touch exactly one row, each writing a StageChange row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import peewee
+
+from . import outbox
+from .db import transaction
+from .errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
+from .models import Definition, Handoff, Lead, Rep, StageChange
+
+
+class Stage(StrEnum):
+    LEAD = "lead"
+    MQL = "mql"
+    SQL = "sql"
+    NURTURE = "nurture"
+    DISQUALIFIED = "disqualified"
+    CUSTOMER = "customer"
+
+
+TRANSITIONS: dict[str, tuple[frozenset, frozenset]] = {
+    "capture": (frozenset({None}), frozenset({Stage.LEAD})),
+    "promote": (frozenset({Stage.LEAD, Stage.NURTURE}), frozenset({Stage.MQL})),
+    "accept": (frozenset({Stage.MQL}), frozenset({Stage.SQL})),
+    "reject": (frozenset({Stage.MQL}), frozenset({Stage.NURTURE, Stage.DISQUALIFIED})),
+}
+
+BANT = {
+    "budget": ("confirmed", "likely", "none", "unknown"),
+    "authority": ("decision_maker", "influencer", "none", "unknown"),
+    "need": ("clear", "emerging", "none", "unknown"),
+    "timeline": ("lt_3m", "3_6m", "6_12m", "gt_12m", "none", "unknown"),
+}
+
+
+class LeadExists(InvalidInput):
+    code = "lead_exists"
+
+
+def capture(email: str, *, fields: dict, source: str, actor: str, now: datetime) -> Lead:
+    """(none) → lead. Raises LeadExists when the email is known (the unique index decides)."""
+    try:
+        with transaction():
+            lead = Lead.create(email=email, stage=Stage.LEAD, stage_changed_at=now,
+                               created_at=now, updated_at=now, source=source, **fields)
+            _record(lead.id, None, Stage.LEAD, now, actor, f"captured from {source}")
+    except peewee.IntegrityError:
+        raise LeadExists(f"a lead with email {email} exists") from None
+    return lead
+
+
+def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,
+            due_at: datetime) -> Handoff:
+    """lead, nurture → mql, with a pending handoff to the rep and the rep's email queued."""
+    rep = Rep.get_or_none(Rep.id == rep_id)
+    if rep is None or not rep.active:
+        raise InvalidInput(f"rep {rep_id} does not exist or is not active")
+    with transaction():
+        from_stage = _move(lead_id, "promote", now)
+        try:
+            handoff = Handoff.create(
+                lead=lead_id, rep=rep.id, promoted_by=actor, promoted_at=now, note=note,
+                definition=Definition.current("mql"), due_at=due_at)
+        except peewee.IntegrityError:
+            raise IllegalTransition(f"lead {lead_id} already has a pending handoff") from None
+        _record(lead_id, from_stage, Stage.MQL, now, actor, "promoted")
+        outbox.queue_email("rep_handoff", to_address=rep.email, to_name=rep.name,
+                           lead_id=lead_id, handoff_id=handoff.id, now=now)
+    return handoff
+
+
+def accept(handoff_id: int, *, bant: dict, notes: str, actor: str, now: datetime,
+           requires: list[str]) -> Handoff:
+    """mql → sql: the rep accepts the handoff with BANT answers."""
+    answers = check_bant(bant, requires)
+    with transaction():
+        lead_id = _decide(handoff_id, "accepted", now, actor, notes=notes, **answers)
+        _move(lead_id, "accept", now)
+        _record(lead_id, Stage.MQL, Stage.SQL, now, actor, "accepted")
+    return Handoff.get_by_id(handoff_id)
+
+
+def reject(handoff_id: int, *, reason: str, outcome: str, notes: str, actor: str,
+           now: datetime) -> Handoff:
+    """mql → nurture or disqualified, as the reason's configured outcome says."""
+    to_stage = Stage.DISQUALIFIED if outcome == "disqualify" else Stage.NURTURE
+    if not reason:
+        raise InvalidInput("choose a reason")
+    with transaction():
+        lead_id = _decide(handoff_id, "rejected", now, actor, notes=notes, reason=reason)
+        _move(lead_id, "reject", now, to_stage)
+        _record(lead_id, Stage.MQL, to_stage, now, actor, f"rejected: {reason}")
+    return Handoff.get_by_id(handoff_id)
+
+
+def check_bant(bant: dict, requires: list[str]) -> dict:
+    answers = {}
+    for field, choices in BANT.items():
+        value = bant.get(field) or "unknown"
+        if value not in choices:
+            raise InvalidInput(f"{field} must be one of {', '.join(choices)}")
+        if field in requires and value == "unknown":
+            raise InvalidInput(f"{field} is required to accept this lead")
+        answers[field] = value
+    return answers
+
+
+def _move(lead_id: int, transition: str, now: datetime, to_stage: Stage | None = None) -> str:
+    """Conditionally move the lead along a transition; return the stage it left."""
+    sources, targets = TRANSITIONS[transition]
+    to_stage = to_stage or next(iter(targets))
+    lead = Lead.get_or_none(Lead.id == lead_id)
+    if lead is None:
+        raise NotFound(f"lead {lead_id} not found")
+    moved = (Lead.update(stage=to_stage, stage_changed_at=now, updated_at=now)
+             .where(Lead.id == lead_id, Lead.stage == lead.stage,
+                    Lead.stage.in_([s.value for s in sources if s]))
+             .execute())
+    if moved != 1:
+        raise IllegalTransition(f"cannot {transition} a lead in stage {lead.stage}")
+    return lead.stage
+
+
+def _decide(handoff_id: int, status: str, now: datetime, actor: str, **fields) -> int:
+    """pending → status, exactly once; return the lead id."""
+    decided = (Handoff.update(status=status, decided_at=now, decided_by=actor,
+                              sla_met=(Handoff.due_at >= now), **fields)
+               .where(Handoff.id == handoff_id, Handoff.status == "pending")
+               .execute())
+    handoff = Handoff.get_or_none(Handoff.id == handoff_id)
+    if handoff is None:
+        raise NotFound(f"handoff {handoff_id} not found")
+    if decided != 1:
+        raise AlreadyDecided(already_decided_message(handoff))
+    return handoff.lead_id
+
+
+def already_decided_message(handoff: Handoff) -> str:
+    when = handoff.decided_at.strftime("%Y-%m-%d %H:%M UTC") if handoff.decided_at else ""
+    return f"already decided: {handoff.status} by {handoff.decided_by or 'someone'} {when}".strip()
+
+
+def _record(lead_id: int, from_stage, to_stage, now: datetime, actor: str, reason: str) -> None:
+    StageChange.create(lead=lead_id, from_stage=from_stage, to_stage=to_stage, at=now,
+                       actor=actor, reason=reason)

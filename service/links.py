@@ -1,0 +1,41 @@
+"""Signed links: one salt per purpose, ids only in the payload, a max age."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+HANDOFF_SALT = "leadbridge.handoff-decision"
+ACTIONS = ("accept", "reject")
+
+
+@dataclass(frozen=True)
+class HandoffLink:
+    handoff_id: int
+    action: str
+
+
+class BadLink(Exception):
+    status = 400
+
+
+class ExpiredLink(BadLink):
+    status = 410
+
+
+def handoff_token(secret: str, handoff_id: int, action: str) -> str:
+    return URLSafeTimedSerializer(secret, salt=HANDOFF_SALT).dumps([handoff_id, action])
+
+
+def read_handoff_token(secret: str, token: str, *, max_age_hours: float) -> HandoffLink:
+    serializer = URLSafeTimedSerializer(secret, salt=HANDOFF_SALT)
+    try:
+        handoff_id, action = serializer.loads(token, max_age=int(max_age_hours * 3600))
+    except SignatureExpired:
+        raise ExpiredLink("This link has expired.") from None
+    except (BadSignature, ValueError, TypeError):
+        raise BadLink("This link is not valid. Copy the whole link from the email.") from None
+    if not isinstance(handoff_id, int) or action not in ACTIONS:
+        raise BadLink("This link is not valid. Copy the whole link from the email.")
+    return HandoffLink(handoff_id, action)

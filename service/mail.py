@@ -1,0 +1,88 @@
+"""Rendering emails from email_templates/ and sending them through a transport."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from pathlib import Path
+
+import css_inline
+import jinja2
+
+import email_templates
+
+TEMPLATES = Path(email_templates.__path__[0])
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+    autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+_inliner = css_inline.CSSInliner()
+
+
+def render(template: str, context: dict) -> tuple[str, str, str]:
+    """Return (subject, text, html) for email_templates/<template>/."""
+    subject = _env.get_template(f"{template}/subject.txt").render(context)
+    text = _env.get_template(f"{template}/body.txt").render(context)
+    html = _inliner.inline(_env.get_template(f"{template}/body.html").render(context))
+    return " ".join(subject.split()), text, html
+
+
+def build_message(*, sender: str, sender_name: str, to_address: str, to_name: str,
+                  message_id: str, subject: str, text: str, html: str,
+                  headers: dict | None = None) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = formataddr((sender_name, sender))
+    message["To"] = formataddr((to_name, to_address))
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = message_id
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+class CaptureTransport:
+    """Keeps mail: each message as an .eml file under the data folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def send(self, messages: list[tuple[int, EmailMessage]]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for outbox_id, message in messages:
+            (self.folder / f"{outbox_id:08d}.eml").write_bytes(bytes(message))
+
+
+class SMTPTransport:
+    """One connection for a batch of messages."""
+
+    def __init__(self, *, host: str, port: int, security: str, username: str, password: str,
+                 timeout: float):
+        self.host, self.port, self.security = host, port, security
+        self.username, self.password, self.timeout = username, password, timeout
+
+    def send(self, messages: list[tuple[int, EmailMessage]]) -> None:
+        context = ssl.create_default_context()
+        if self.security == "ssl":
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with smtp:
+            if self.security == "starttls":
+                smtp.starttls(context=context)
+            if self.username:
+                smtp.login(self.username, self.password)
+            for _, message in messages:
+                smtp.send_message(message)
+
+
+def transport(settings: dict):
+    if settings["mail.transport"] == "smtp":
+        return SMTPTransport(
+            host=settings["mail.smtp_host"], port=settings["mail.smtp_port"],
+            security=settings["mail.smtp_security"], username=settings["mail.smtp_username"],
+            password=settings["mail.smtp_password"], timeout=settings["mail.smtp_timeout"])
+    return CaptureTransport(Path(settings["data_dir"]) / "mail")

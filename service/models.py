@@ -1,0 +1,189 @@
+"""Tables. Stages change only through service.lifecycle."""
+
+from __future__ import annotations
+
+import json
+
+import peewee as pw
+
+from .db import BaseModel, UTCDateTimeField, utcnow
+
+
+class JSONField(pw.TextField):
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class Lead(BaseModel):
+    email = pw.CharField(max_length=254, unique=True)
+    first_name = pw.CharField(default="")
+    last_name = pw.CharField(default="")
+    company = pw.CharField(default="")
+    title = pw.CharField(default="")
+    phone = pw.CharField(default="")
+    country = pw.CharField(default="")
+    company_size = pw.CharField(default="")
+    industry = pw.CharField(default="")
+    source = pw.CharField(default="")
+    utm_source = pw.CharField(default="")
+    stage = pw.CharField(max_length=16, index=True)
+    stage_changed_at = UTCDateTimeField()
+    created_at = UTCDateTimeField(default=utcnow, index=True)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    EDITABLE = ("first_name", "last_name", "company", "title", "phone", "country",
+                "company_size", "industry", "utm_source")
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+class Activity(BaseModel):
+    lead = pw.ForeignKeyField(Lead, backref="activities", on_delete="CASCADE")
+    type = pw.CharField(max_length=64)
+    occurred_at = UTCDateTimeField()
+    source = pw.CharField(max_length=64)
+    properties = JSONField(default=dict)
+    raw = JSONField(null=True)
+    delivery_key = pw.CharField(max_length=200, null=True, unique=True)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("lead", "occurred_at"), False),)
+
+
+class Team(BaseModel):
+    name = pw.CharField(unique=True)
+    manager_email = pw.CharField(default="")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Rep(BaseModel):
+    email = pw.CharField(max_length=254, unique=True)
+    name = pw.CharField(default="")
+    team = pw.ForeignKeyField(Team, backref="reps", null=True, on_delete="SET NULL")
+    manager_email = pw.CharField(default="")
+    time_zone = pw.CharField(default="UTC")
+    weight = pw.IntegerField(default=1)
+    capacity = pw.IntegerField(default=0)
+    active = pw.BooleanField(default=True)
+    out_of_office = pw.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+class User(BaseModel):
+    ROLES = ("admin", "marketer", "sales_manager")
+    email = pw.CharField(max_length=254, unique=True)
+    name = pw.CharField(default="")
+    password_hash = pw.CharField()
+    role = pw.CharField(max_length=32)
+    active = pw.BooleanField(default=True)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Definition(BaseModel):
+    kind = pw.CharField(max_length=8)
+    version = pw.IntegerField()
+    text = pw.TextField()
+    agreed_by_marketing = pw.CharField(default="")
+    agreed_by_sales = pw.CharField(default="")
+    agreed_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("kind", "version"), True),)
+
+    @classmethod
+    def current(cls, kind: str) -> Definition | None:
+        return cls.select().where(cls.kind == kind).order_by(cls.version.desc()).first()
+
+    def __str__(self) -> str:
+        return f"{self.kind.upper()} v{self.version}"
+
+
+class Handoff(BaseModel):
+    STATUSES = ("pending", "accepted", "rejected", "withdrawn")
+    lead = pw.ForeignKeyField(Lead, backref="handoffs", on_delete="CASCADE")
+    rep = pw.ForeignKeyField(Rep, backref="handoffs")
+    promoted_by = pw.CharField()
+    promoted_at = UTCDateTimeField()
+    note = pw.TextField(default="")
+    definition = pw.ForeignKeyField(Definition, null=True)
+    due_at = UTCDateTimeField()
+    status = pw.CharField(max_length=16, default="pending")
+    decided_at = UTCDateTimeField(null=True)
+    decided_by = pw.CharField(default="")
+    budget = pw.CharField(max_length=16, default="")
+    authority = pw.CharField(max_length=16, default="")
+    need = pw.CharField(max_length=16, default="")
+    timeline = pw.CharField(max_length=16, default="")
+    reason = pw.CharField(max_length=64, default="")
+    notes = pw.TextField(default="")
+    sla_met = pw.BooleanField(null=True)
+    reminded_at = UTCDateTimeField(null=True)
+    escalated_at = UTCDateTimeField(null=True)
+    reassigned_at = UTCDateTimeField(null=True)
+    replaces = pw.ForeignKeyField("self", null=True, backref="replaced_by")
+
+    class Meta:
+        indexes = ((("status", "due_at"), False),)
+
+
+Handoff.add_index(Handoff.lead, unique=True, where=(Handoff.status == "pending"),
+                  name="handoff_one_pending_per_lead")
+
+
+class StageChange(BaseModel):
+    lead = pw.ForeignKeyField(Lead, backref="stage_changes", on_delete="CASCADE")
+    from_stage = pw.CharField(max_length=16, null=True)
+    to_stage = pw.CharField(max_length=16)
+    at = UTCDateTimeField()
+    actor = pw.CharField()
+    reason = pw.CharField(default="")
+
+    class Meta:
+        indexes = ((("lead", "at"), False), (("to_stage", "at"), False))
+
+
+class OutboxEmail(BaseModel):
+    template = pw.CharField(max_length=64)
+    to_address = pw.CharField(max_length=254)
+    to_name = pw.CharField(default="")
+    context = JSONField(default=dict)
+    message_id = pw.CharField(unique=True)
+    lead = pw.ForeignKeyField(Lead, null=True, backref="emails", on_delete="SET NULL")
+    handoff = pw.ForeignKeyField(Handoff, null=True, backref="emails", on_delete="SET NULL")
+    created_at = UTCDateTimeField(default=utcnow)
+    claimed_at = UTCDateTimeField(null=True)
+    sent_at = UTCDateTimeField(null=True)
+    attempts = pw.IntegerField(default=0)
+    last_error = pw.TextField(default="")
+    subject = pw.TextField(default="")
+    body_text = pw.TextField(default="")
+    body_html = pw.TextField(default="")
+
+
+OutboxEmail.add_index(OutboxEmail.created_at, where=OutboxEmail.sent_at.is_null(),
+                      name="outbox_unsent")
+
+
+class SchemaVersion(BaseModel):
+    version = pw.IntegerField(primary_key=True)
+    name = pw.CharField()
+    applied_at = UTCDateTimeField(default=utcnow)
+
+
+TABLES = [Lead, Activity, Team, Rep, User, Definition, Handoff, StageChange, OutboxEmail]

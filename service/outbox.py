@@ -1,0 +1,81 @@
+"""The outbox: every email is a row written in the transaction that causes it; after the
+commit its send job is queued. Sending claims the row first, so a re-queued or duplicated
+job never sends twice."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from redis.exceptions import RedisError
+
+from .db import after_commit
+from .models import OutboxEmail
+from .runtime import runtime
+
+log = logging.getLogger(__name__)
+SEND_JOB = "workers.jobs.send_email"
+
+
+def queue_email(template: str, *, to_address: str, now: datetime, to_name: str = "",
+                lead_id: int | None = None, handoff_id: int | None = None,
+                context: dict | None = None) -> OutboxEmail:
+    domain = runtime.settings.get("mail.from_address", "@localhost").rpartition("@")[2]
+    row = OutboxEmail.create(
+        template=template, to_address=to_address, to_name=to_name, context=context or {},
+        lead=lead_id, handoff=handoff_id, created_at=now,
+        message_id=f"<{uuid.uuid4().hex}@{domain or 'localhost'}>")
+    after_commit(lambda: enqueue_sends([row.id]))
+    return row
+
+
+def enqueue_sends(outbox_ids: list[int]) -> int:
+    """Queue one send job per row, with a job id per row so a re-queue replaces, not adds.
+    With Redis down the rows stay unsent and the sweep queues them later."""
+    if not outbox_ids:
+        return 0
+    queue = runtime.queue
+    if queue is None:
+        log.warning("redis.url is empty: %d email(s) wait for a worker", len(outbox_ids))
+        return 0
+    jobs = [queue.prepare_data(SEND_JOB, args=(i,), job_id=f"send-email-{i}",
+                               result_ttl=3600, failure_ttl=7 * 86400) for i in outbox_ids]
+    try:
+        queue.enqueue_many(jobs)
+    except RedisError as exc:
+        log.warning("could not queue %d email(s), the outbox sweep will retry: %s",
+                    len(outbox_ids), exc)
+        return 0
+    return len(jobs)
+
+
+def unsent_ids(*, now: datetime, older_than_seconds: int, claim_seconds: int,
+               limit: int = 1000) -> list[int]:
+    """Rows left unsent (never queued, or their job died) that are due for another try."""
+    created_before = now - timedelta(seconds=older_than_seconds)
+    claim_expired = now - timedelta(seconds=claim_seconds)
+    query = (OutboxEmail.select(OutboxEmail.id)
+             .where(OutboxEmail.sent_at.is_null(), OutboxEmail.created_at <= created_before,
+                    OutboxEmail.claimed_at.is_null() | (OutboxEmail.claimed_at <= claim_expired))
+             .order_by(OutboxEmail.created_at).limit(limit))
+    return [row.id for row in query]
+
+
+def claim(outbox_id: int, *, now: datetime, claim_seconds: int) -> bool:
+    """Take the row for sending; False when it is sent or another sender holds it."""
+    claim_expired = now - timedelta(seconds=claim_seconds)
+    return (OutboxEmail.update(claimed_at=now, attempts=OutboxEmail.attempts + 1)
+            .where(OutboxEmail.id == outbox_id, OutboxEmail.sent_at.is_null(),
+                   OutboxEmail.claimed_at.is_null() | (OutboxEmail.claimed_at <= claim_expired))
+            .execute()) == 1
+
+
+def mark_sent(outbox_id: int, *, subject: str, body_text: str, body_html: str,
+              now: datetime) -> None:
+    OutboxEmail.update(sent_at=now, subject=subject, body_text=body_text, body_html=body_html,
+                       last_error="").where(OutboxEmail.id == outbox_id).execute()
+
+
+def mark_failed(outbox_id: int, *, error: str) -> None:
+    OutboxEmail.update(last_error=error[:2000]).where(OutboxEmail.id == outbox_id).execute()

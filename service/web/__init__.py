@@ -1,0 +1,19 @@
+"""HTTP adapters: parse, call one domain function, respond."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ..errors import DomainError
+from . import decisions, forms, health
+from .responses import domain_error, error_response
+
+
+def init_app(app: Flask) -> None:
+    for blueprint in (forms.bp, decisions.bp, health.bp):
+        app.register_blueprint(blueprint)
+    app.register_error_handler(DomainError, domain_error)
+    for status, message in ((404, "There is nothing here."), (405, "Method not allowed."),
+                            (413, "The request is too large.")):
+        app.register_error_handler(
+            status, lambda exc, s=status, m=message: error_response(s, "http_error", m))

@@ -1,0 +1,92 @@
+"""The rep's links: GET /h/<token> shows the form and changes nothing; POST decides."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template, request
+from flask_wtf import FlaskForm
+from wtforms import SelectChoice, SelectField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from .. import lifecycle
+from ..db import utcnow
+from ..errors import AlreadyDecided, InvalidInput
+from ..links import BadLink, read_handoff_token
+from ..models import Handoff
+
+bp = Blueprint("decisions", __name__)
+
+LABELS = {
+    "confirmed": "Confirmed", "likely": "Likely", "none": "None", "unknown": "Unknown",
+    "decision_maker": "Decision maker", "influencer": "Influencer", "clear": "Clear",
+    "emerging": "Emerging", "lt_3m": "Under 3 months", "3_6m": "3–6 months",
+    "6_12m": "6–12 months", "gt_12m": "Over 12 months",
+}
+
+
+def _choices(field: str) -> list[SelectChoice]:
+    return [SelectChoice(v, LABELS[v]) for v in lifecycle.BANT[field]]
+
+
+class AcceptForm(FlaskForm):
+    budget = SelectField("Budget", choices=_choices("budget"), default="unknown")
+    authority = SelectField("Authority", choices=_choices("authority"), default="unknown")
+    need = SelectField("Need", choices=_choices("need"), default="unknown")
+    timeline = SelectField("Timeline", choices=_choices("timeline"), default="unknown")
+    notes = TextAreaField("Notes", validators=[Length(max=5000)])
+
+
+class RejectForm(FlaskForm):
+    reason = SelectField("Reason", validators=[DataRequired("Choose a reason.")])
+    notes = TextAreaField("Notes", validators=[Length(max=5000)])
+
+
+@bp.route("/h/<token>", methods=["GET", "POST"])
+def decide(token: str):
+    settings = current_app.config["SETTINGS"]
+    try:
+        link = read_handoff_token(current_app.secret_key, token,
+                                  max_age_hours=settings["handoff.link_ttl_hours"])
+    except BadLink as exc:
+        return render_template("message.html", title="Link not usable",
+                               message=str(exc)), exc.status
+    handoff = Handoff.get_or_none(Handoff.id == link.handoff_id)
+    if handoff is None:
+        return render_template("message.html", title="Not found",
+                               message="This handoff no longer exists."), 404
+    if handoff.status != "pending":
+        status = 409 if request.method == "POST" else 200
+        return render_template("decided.html", handoff=handoff), status
+    form = _form(link.action, settings)
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            handoff = _apply(link.action, handoff, form, settings)
+        except AlreadyDecided:
+            return render_template("decided.html", handoff=Handoff.get_by_id(handoff.id)), 409
+        except InvalidInput as exc:
+            form.form_errors.append(exc.message)
+        else:
+            return render_template("decided.html", handoff=handoff, just_now=True)
+    status = 400 if request.method == "POST" else 200
+    return render_template("decide.html", handoff=handoff, action=link.action, form=form,
+                           settings=settings), status
+
+
+def _form(action: str, settings: dict) -> FlaskForm:
+    if action == "accept":
+        return AcceptForm()
+    form = RejectForm()
+    form.reason.choices = [SelectChoice("", "Choose a reason…")] + [
+        SelectChoice(code, reason["label"])
+        for code, reason in settings["handoff.reject_reasons"].items()]
+    return form
+
+
+def _apply(action: str, handoff: Handoff, form: FlaskForm, settings: dict) -> Handoff:
+    actor = handoff.rep.email
+    if action == "accept":
+        bant = {field: getattr(form, field).data for field in lifecycle.BANT}
+        return lifecycle.accept(handoff.id, bant=bant, notes=form.notes.data or "", actor=actor,
+                                now=utcnow(), requires=settings["handoff.accept_requires"])
+    reason = settings["handoff.reject_reasons"][form.reason.data]
+    return lifecycle.reject(handoff.id, reason=form.reason.data, outcome=reason["outcome"],
+                            notes=form.notes.data or "", actor=actor, now=utcnow())

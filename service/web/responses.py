@@ -1,0 +1,25 @@
+"""Responses shared by the adapters: JSON for API clients, a page for people."""
+
+from __future__ import annotations
+
+from flask import jsonify, render_template, request
+
+from ..errors import DomainError
+
+
+def wants_json() -> bool:
+    if request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def error_response(status: int, code: str, message: str):
+    if wants_json():
+        return jsonify(error={"code": code, "message": message}), status
+    return render_template("message.html", title="Something is not right",
+                           message=message), status
+
+
+def domain_error(exc: DomainError):
+    return error_response(exc.status, exc.code, exc.message)

