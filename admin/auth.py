@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import flash, redirect, request, url_for
 from flask_admin import AdminIndexView, expose
 from flask_admin.contrib.peewee import ModelView
 from flask_admin.contrib.peewee.filters import FilterConverter
+from flask_admin.model import typefmt
 from flask_admin.model.filters import convert
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
@@ -63,9 +65,15 @@ class Filters(FilterConverter):
         return self.conv_datetime(column, name)
 
 
+def utc_minutes(view, value: datetime, name: str) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
 class SecuredModelView(SecuredMixin, ModelView):
     form_base_class = FlaskForm
     filter_converter = Filters()
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: utc_minutes}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: utc_minutes}
     page_size = 50
     can_view_details = True
 

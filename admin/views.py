@@ -19,7 +19,9 @@ from service.models import Definition, Lead, OutboxEmail, Rep
 
 from .auth import SecuredModelView
 
-PREVIEW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data: https:"
+SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
+PREVIEW_CSP = (f"sandbox {SANDBOX}; default-src 'none'; style-src 'unsafe-inline'; "
+               "img-src data: https:")
 
 
 class PromoteForm(FlaskForm):
@@ -87,13 +89,14 @@ class OutboxView(SecuredModelView):
                    "last_error")
     column_filters = ("template", "to_address", "sent_at")
     column_default_sort = ("created_at", True)
-    column_details_list = ("message_id", "template", "to_address", "to_name", "created_at",
-                           "sent_at", "attempts", "last_error", "subject", "body_text", "preview")
+    column_details_list = ("subject", "to_address", "to_name", "preview", "body_text",
+                           "template", "message_id", "created_at", "sent_at", "attempts",
+                           "last_error")
     column_formatters_detail = {
         "body_text": lambda v, c, m, p: Markup("<pre>{}</pre>").format(m.body_text),
         "preview": lambda v, c, m, p: Markup(
-            '<iframe sandbox src="{}" style="width:100%;height:600px;border:1px solid #ddd">'
-            "</iframe>").format(url_for(".preview_view", outbox_id=m.id)),
+            '<iframe sandbox="{}" src="{}" style="width:100%;height:600px;border:1px solid #ddd">'
+            "</iframe>").format(SANDBOX, url_for(".preview_view", outbox_id=m.id)),
     }
 
     @expose("/preview/<int:outbox_id>")
@@ -105,6 +108,7 @@ class OutboxView(SecuredModelView):
         if not row.sent_at:
             settings = current_app.config["SETTINGS"]
             html = emails.compose(row, settings, current_app.secret_key)[3]
-        response = make_response(html)
+        # links open in a new tab, outside the sandbox
+        response = make_response(html.replace("<head>", '<head><base target="_blank">', 1))
         response.headers["Content-Security-Policy"] = PREVIEW_CSP
         return response

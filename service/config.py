@@ -34,6 +34,7 @@ SCHEMA: dict[str, Key] = {
     "web.port": Key(int, 5000),
     "web.base_url": Key(str, ""),
     "web.workers": Key(int, 2),
+    "web.threads": Key(int, 4),
     "web.secret_key": Key(str, "", secret=True),
     "database.url": Key(str, ""),
     "redis.url": Key(str, ""),

@@ -1,4 +1,6 @@
-"""The production web server: gunicorn with sync workers, each building the app once."""
+"""The production web server: gunicorn, each worker building the app once. Threads
+(gthread) by default: browsers open speculative connections that would each hold a sync
+worker until its timeout. Behind a buffering proxy, threads = 1 gives sync workers."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def serve(config_path: str | None, settings: dict) -> None:
     Server(config_path, {
         "bind": f"{settings['web.host']}:{settings['web.port']}",
         "workers": settings["web.workers"],
-        "worker_class": "sync",
+        "worker_class": "gthread" if settings["web.threads"] > 1 else "sync",
+        "threads": settings["web.threads"],
         "timeout": 30,
         "graceful_timeout": 5,
         "accesslog": "-",
