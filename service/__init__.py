@@ -34,10 +34,15 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
     csrf.init_app(app)
 
     from . import web
-    from .web import forms
+    from .web import forms, tracking, webhooks
 
-    csrf.exempt(forms.bp)
+    for machine_facing in (forms.bp, webhooks.bp, tracking.bp):
+        csrf.exempt(machine_facing)
     web.init_app(app)
+    if settings["intake.trust_proxy"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
 
     import admin
 

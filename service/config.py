@@ -55,10 +55,28 @@ SCHEMA: dict[str, Key] = {
     "handoff.accept_requires": Key(list, ["need"]),
     "handoff.reject_reasons": Key(dict, {}),
     "forms": Key(dict, {}),
+    "intake.activity_types": Key(list, [
+        "page_view", "pricing_page_view", "content_download", "webinar_registered",
+        "webinar_attended", "demo_video_watched", "form_submit", "email_click",
+        "trial_signup", "contact_sales"]),
+    "intake.form_rate_per_minute": Key(int, 20),
+    "intake.max_body_kib": Key(int, 256),
+    "intake.trust_proxy": Key(bool, False),
+    "webhooks.sources": Key(dict, {}),
+    "tracking.sources": Key(list, []),
+    "tracking.events": Key(dict, {}),
+    "tracking.pages": Key(dict, {}),
+    "tracking.page_default": Key(str, "page_view"),
+    "tracking.track_default": Key(str, ""),
+    "scoring.points": Key(dict, {}),
+    "scoring.half_life_days": Key(float, 30.0),
+    "scoring.suggest_threshold": Key(float, 50.0),
+    "scoring.auto_promote": Key(bool, False),
     "nurture.sequences": Key(dict, {}),
     "logging.level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 }
-TABLES = {"handoff.reject_reasons", "forms", "nurture.sequences"}
+TABLES = {"handoff.reject_reasons", "forms", "nurture.sequences", "webhooks.sources",
+          "tracking.events", "tracking.pages", "scoring.points"}
 
 
 def load(path: str | os.PathLike | None = None, overrides: dict | None = None,
@@ -172,6 +190,21 @@ def _check_references(values: dict) -> None:
     for slug, form in values["forms"].items():
         if not isinstance(form, dict) or not isinstance(form.get("fields", {}), dict):
             raise ConfigError(f"forms.{slug}.fields must be a table of form field = lead field")
+    types = set(values["intake.activity_types"])
+    mapped = [("tracking.events", t) for t in values["tracking.events"].values()]
+    mapped += [("tracking.pages", t) for t in values["tracking.pages"].values()]
+    mapped += [("scoring.points", t) for t in values["scoring.points"]]
+    for key in ("tracking.page_default", "tracking.track_default"):
+        if values[key]:
+            mapped.append((key, values[key]))
+    for where, kind in mapped:
+        if kind not in types:
+            raise ConfigError(f"{where}: activity type {kind!r} is not in intake.activity_types")
+    for kind, points in values["scoring.points"].items():
+        if not isinstance(points, int | float) or isinstance(points, bool):
+            raise ConfigError(f"scoring.points.{kind} must be a number, got {points!r}")
+    if values["scoring.half_life_days"] <= 0:
+        raise ConfigError("scoring.half_life_days must be above 0")
 
 
 def data_dir(settings: dict) -> Path:

@@ -1,15 +1,44 @@
-"""Activity intake: every source normalises to one activity shape and calls record_activity."""
+"""Activity intake: every source normalises to Event and ends in record_events(); forms and
+scripts use the one-event shortcut record_activity()."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+import peewee
 from email_validator import EmailNotValidError, validate_email
 
 from . import lifecycle
 from .db import transaction
 from .errors import InvalidInput
-from .models import Activity, Lead
+from .handoffs import auto_promote
+from .models import Activity, AnonymousActivity, Delivery, Identity, Lead
+from .scoring import Policy, add_logs
+
+
+@dataclass
+class Event:
+    """One activity in the shape every intake adapter produces."""
+    type: str
+    occurred_at: datetime
+    properties: dict = field(default_factory=dict)
+    raw: Any = None
+    email: str | None = None
+    fields: dict = field(default_factory=dict)
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    identify_only: bool = False
+
+
+@dataclass
+class Recorded:
+    activities: int = 0
+    anonymous: int = 0
+    duplicate: bool = False
+    leads: set = field(default_factory=set)
+    crossed: set = field(default_factory=set)
 
 
 def normalise_email(raw: object) -> str:
@@ -29,21 +58,171 @@ def lead_fields(values: dict) -> dict:
 
 
 def ensure_lead(email: str, *, fields: dict, source: str, now: datetime) -> Lead:
-    """The lead for this email: captured if new, else updated with the fields given."""
+    """The lead for this email: captured if new, else updated with the fields given
+    (utm_source keeps its first touch)."""
     try:
         return lifecycle.capture(email, fields=fields, source=source, actor=source, now=now)
     except lifecycle.LeadExists:
         pass
-    if fields:
-        Lead.update(**fields, updated_at=now).where(Lead.email == email).execute()
-    return Lead.get(Lead.email == email)
+    lead = Lead.get(Lead.email == email)
+    changes = {k: v for k, v in fields.items()
+               if getattr(lead, k) != v and not (k == "utm_source" and lead.utm_source)}
+    if changes:
+        Lead.update(**changes, updated_at=now).where(Lead.id == lead.id).execute()
+        lead = Lead.get_by_id(lead.id)
+    return lead
 
 
 def record_activity(email: str, *, type: str, source: str, occurred_at: datetime,
-                    now: datetime, properties: dict | None = None, fields: dict | None = None,
-                    raw: dict | None = None) -> Activity:
-    email = normalise_email(email)
+                    now: datetime, policy: Policy | None = None, properties: dict | None = None,
+                    fields: dict | None = None, raw: Any = None) -> Activity:
+    event = Event(type=type, occurred_at=occurred_at, properties=properties or {}, raw=raw,
+                  email=normalise_email(email), fields=lead_fields(fields or {}))
+    record_events([event], source=source, now=now, policy=policy)
+    return (Activity.select().join(Lead).where(Lead.email == event.email)
+            .order_by(Activity.id.desc()).get())
+
+
+def record_events(events: list[Event], *, source: str, now: datetime,
+                  policy: Policy | None = None, delivery_id: str | None = None) -> Recorded:
+    """Record events in one transaction. With a delivery id, a re-delivery records nothing
+    and returns duplicate=True (the unique index on Delivery decides, even concurrently)."""
+    result = Recorded()
     with transaction():
-        lead = ensure_lead(email, fields=lead_fields(fields or {}), source=source, now=now)
-        return Activity.create(lead=lead.id, type=type, source=source, occurred_at=occurred_at,
-                               properties=properties or {}, raw=raw, created_at=now)
+        if delivery_id is not None and not _first_delivery(source, delivery_id, now):
+            result.duplicate = True
+            return result
+        for event in events:
+            _record(event, source, now, policy, result)
+    return result
+
+
+def ingest(events: list[Event], *, source: str, settings: dict, now: datetime,
+           delivery_id: str | None = None) -> Recorded:
+    """Record events with the configured scoring, then auto-promote leads that crossed the
+    threshold when that is switched on."""
+    policy = Policy.from_settings(settings)
+    result = record_events(events, source=source, now=now, policy=policy,
+                           delivery_id=delivery_id)
+    promote_crossed(result, settings, now)
+    return result
+
+
+def ingest_messages(messages: list[tuple[Event, str]], *, source: str, settings: dict,
+                    now: datetime) -> Recorded:
+    """A batch of (event, message id): each message idempotent on its own id."""
+    policy, result = Policy.from_settings(settings), Recorded()
+    with transaction():
+        for event, message_id in messages:
+            record_message(event, source=source, message_id=message_id, now=now,
+                           policy=policy, result=result)
+    promote_crossed(result, settings, now)
+    return result
+
+
+def promote_crossed(result: Recorded, settings: dict, now: datetime) -> None:
+    if settings["scoring.auto_promote"]:
+        for lead_id in sorted(result.crossed):
+            auto_promote(lead_id, settings=settings, now=now)
+
+
+def record_message(event: Event, *, source: str, message_id: str, now: datetime,
+                   policy: Policy | None, result: Recorded) -> None:
+    """One message of a batch, idempotent on its own id; runs inside the batch transaction."""
+    if _first_delivery(source, message_id, now):
+        _record(event, source, now, policy, result)
+
+
+def _first_delivery(source: str, delivery_id: str, now: datetime) -> bool:
+    try:
+        with transaction():
+            Delivery.create(source=source, delivery_id=delivery_id[:200], received_at=now)
+    except peewee.IntegrityError:
+        return False
+    return True
+
+
+def _record(event: Event, source: str, now: datetime, policy: Policy | None,
+            result: Recorded) -> None:
+    lead = _lead_for(event, source, now)
+    if lead is not None and (event.anonymous_id or event.user_id):
+        _link_identities(lead, event, policy, result, now)
+    if event.identify_only:
+        return
+    if lead is None:
+        if event.anonymous_id:
+            AnonymousActivity.create(anonymous_id=event.anonymous_id, type=event.type,
+                                     occurred_at=event.occurred_at, source=source,
+                                     properties=event.properties, raw=event.raw,
+                                     created_at=now)
+            result.anonymous += 1
+        return
+    Activity.create(lead=lead.id, type=event.type, source=source, occurred_at=event.occurred_at,
+                    properties=event.properties, raw=event.raw, created_at=now)
+    result.activities += 1
+    result.leads.add(lead.id)
+    _add_score(lead.id, [(event.type, event.occurred_at)], policy, now, result)
+
+
+def _lead_for(event: Event, source: str, now: datetime) -> Lead | None:
+    if event.email:
+        return ensure_lead(event.email, fields=event.fields, source=source, now=now)
+    for kind, value in (("user_id", event.user_id), ("anonymous_id", event.anonymous_id)):
+        if value:
+            identity = Identity.get_or_none(Identity.kind == kind, Identity.value == value)
+            if identity is not None:
+                if event.fields:
+                    Lead.update(**event.fields, updated_at=now).where(
+                        Lead.id == identity.lead_id).execute()
+                return Lead.get_by_id(identity.lead_id)
+    return None
+
+
+def _link_identities(lead: Lead, event: Event, policy: Policy | None, result: Recorded,
+                     now: datetime) -> None:
+    """Tie the tracking ids to the lead (first lead wins) and move anonymous history."""
+    for kind, value in (("user_id", event.user_id), ("anonymous_id", event.anonymous_id)):
+        if value:
+            Identity.insert(kind=kind, value=value[:200], lead=lead.id).on_conflict_ignore(
+            ).execute()
+    if not event.anonymous_id:
+        return
+    owner = Identity.get_or_none(Identity.kind == "anonymous_id",
+                                 Identity.value == event.anonymous_id)
+    if owner is None or owner.lead_id != lead.id:
+        return
+    history = list(AnonymousActivity.select().where(
+        AnonymousActivity.anonymous_id == event.anonymous_id))
+    if not history:
+        return
+    Activity.insert_many([
+        {"lead": lead.id, "type": a.type, "source": a.source, "occurred_at": a.occurred_at,
+         "properties": a.properties, "raw": a.raw, "created_at": a.created_at}
+        for a in history]).execute()
+    AnonymousActivity.delete().where(AnonymousActivity.id.in_([a.id for a in history])).execute()
+    result.activities += len(history)
+    result.leads.add(lead.id)
+    _add_score(lead.id, [(a.type, a.occurred_at) for a in history], policy, now, result)
+
+
+def _add_score(lead_id: int, items: list[tuple[str, datetime]], policy: Policy | None,
+               now: datetime, result: Recorded) -> None:
+    """Add the activities' points to the lead's score with a conditional update (retried if
+    another writer changed the score in between)."""
+    if policy is None:
+        return
+    terms = [policy.term(kind, at) for kind, at in items]
+    terms = [t for t in terms if t is not None]
+    if not terms:
+        return
+    while True:
+        before = Lead.select(Lead.score_log).where(Lead.id == lead_id).scalar()
+        after = before
+        for term in terms:
+            after = add_logs(after, term)
+        guard = Lead.score_log.is_null() if before is None else Lead.score_log == before
+        if Lead.update(score_log=after).where(Lead.id == lead_id, guard).execute() == 1:
+            break
+    threshold = policy.threshold_log(now)
+    if (before is None or before < threshold) and after >= threshold:
+        result.crossed.add(lead_id)

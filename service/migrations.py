@@ -1,20 +1,42 @@
 """Versioned schema migrations, applied in order by `leadbridge init-db` (and `up`).
-Add a new function to MIGRATIONS for every schema change; never edit an applied one."""
+Add a new function to MIGRATIONS for every schema change; never edit an applied one.
+Table creation uses the current models, so a step that adds a column must tolerate a
+column that a fresh database already has (add_missing_columns does)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as run_operations
+
 from .db import db, transaction
-from .models import TABLES, SchemaVersion
+from .models import TABLES_V1, TABLES_V2, Lead, SchemaVersion
+
+
+def add_missing_columns(model, *fields) -> None:
+    table = model._meta.table_name
+    present = {column.name for column in db.get_columns(table)}
+    migrator = SchemaMigrator.from_database(db.obj)
+    run_operations(*[migrator.add_column(table, field.column_name, field)
+                     for field in fields if field.column_name not in present])
+    for index in model._meta.fields_to_index():
+        if any(field in index._expressions for field in fields):
+            db.execute(index.safe(True))
 
 
 def _initial() -> None:
-    db.create_tables(TABLES)
+    db.create_tables(TABLES_V1)
+
+
+def _intake() -> None:
+    db.create_tables(TABLES_V2)
+    add_missing_columns(Lead, Lead.score_log)
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
+    (2, "intake: keys, deliveries, identities, merges, scores", _intake),
 ]
 
 

@@ -31,6 +31,7 @@ class Lead(BaseModel):
     utm_source = pw.CharField(default="")
     stage = pw.CharField(max_length=16, index=True)
     stage_changed_at = UTCDateTimeField()
+    score_log = pw.FloatField(null=True, index=True)
     created_at = UTCDateTimeField(default=utcnow, index=True)
     updated_at = UTCDateTimeField(default=utcnow)
 
@@ -180,10 +181,86 @@ OutboxEmail.add_index(OutboxEmail.created_at, where=OutboxEmail.sent_at.is_null(
                       name="outbox_unsent")
 
 
+class IntegrationKey(BaseModel):
+    """A credential for an intake source: a webhook signing secret (kept, to verify HMACs)
+    or a tracking write key (kept only as a hash)."""
+    KINDS = ("webhook", "write_key")
+    kind = pw.CharField(max_length=16)
+    source = pw.CharField(max_length=64)
+    secret = pw.CharField(default="")
+    key_hash = pw.CharField(max_length=64, null=True, unique=True)
+    hint = pw.CharField(max_length=16, default="")
+    active = pw.BooleanField(default=True)
+    created_by = pw.CharField(default="")
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("kind", "source"), False),)
+
+
+class Delivery(BaseModel):
+    """One row per delivery id (webhook-id, Segment messageId): re-deliveries collide here."""
+    source = pw.CharField(max_length=80)
+    delivery_id = pw.CharField(max_length=200)
+    received_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = ((("source", "delivery_id"), True),)
+
+
+class Identity(BaseModel):
+    """A tracking id (anonymousId or userId) known to belong to a lead."""
+    kind = pw.CharField(max_length=16)
+    value = pw.CharField(max_length=200)
+    lead = pw.ForeignKeyField(Lead, backref="identities", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("kind", "value"), True),)
+
+
+class AnonymousActivity(BaseModel):
+    """Tracking activity from a visitor not yet tied to an email; moved on identify."""
+    anonymous_id = pw.CharField(max_length=200, index=True)
+    type = pw.CharField(max_length=64)
+    occurred_at = UTCDateTimeField()
+    source = pw.CharField(max_length=64)
+    properties = JSONField(default=dict)
+    raw = JSONField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+
+
+class LeadMerge(BaseModel):
+    survivor = pw.ForeignKeyField(Lead, backref="merges", on_delete="CASCADE")
+    merged_id = pw.IntegerField()
+    merged_email = pw.CharField(max_length=254)
+    snapshot = JSONField(default=dict)
+    actor = pw.CharField()
+    at = UTCDateTimeField()
+
+
+class IntakeStat(BaseModel):
+    """Daily counters of what intake dropped (honeypot hits, rate-limited posts)."""
+    day = pw.CharField(max_length=10)
+    source = pw.CharField(max_length=80)
+    event = pw.CharField(max_length=32)
+    count = pw.IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("day", "source", "event"), True),)
+
+
+class AssignmentCursor(BaseModel):
+    """Round-robin position per pool, kept in the database so every process shares it."""
+    pool = pw.CharField(max_length=80, unique=True)
+    position = pw.IntegerField(default=0)
+
+
 class SchemaVersion(BaseModel):
     version = pw.IntegerField(primary_key=True)
     name = pw.CharField()
     applied_at = UTCDateTimeField(default=utcnow)
 
 
-TABLES = [Lead, Activity, Team, Rep, User, Definition, Handoff, StageChange, OutboxEmail]
+TABLES_V1 = [Lead, Activity, Team, Rep, User, Definition, Handoff, StageChange, OutboxEmail]
+TABLES_V2 = [IntegrationKey, Delivery, Identity, AnonymousActivity, LeadMerge, IntakeStat,
+             AssignmentCursor]

@@ -144,3 +144,38 @@ def log_in(client, email: str, password: str = PASSWORD):
 
 def queued_job_ids() -> list[str]:
     return runtime.queue.job_ids
+
+
+@pytest.fixture
+def live_server(app, settings_overrides, tmp_path):
+    """`leadbridge web` (gunicorn) as a subprocess on loopback, sharing the test's database."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
+    for key, value in {**settings_overrides, "web.port": port}.items():
+        name = "LEADBRIDGE_" + key.upper().replace(".", "__")
+        env[name] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    env["LEADBRIDGE_WEB__SECRET_KEY"] = app.secret_key
+    log = open(tmp_path / "web.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "service.cli", "web"], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise AssertionError((tmp_path / "web.log").read_text()) from None
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()

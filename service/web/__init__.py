@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Flask
 
 from ..errors import DomainError
-from . import decisions, forms, health
+from . import decisions, forms, health, tracking, webhooks
 from .responses import domain_error, error_response
 
 
 def init_app(app: Flask) -> None:
-    for blueprint in (forms.bp, decisions.bp, health.bp):
+    for blueprint in (forms.bp, webhooks.bp, tracking.bp, decisions.bp, health.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(DomainError, domain_error)
     for status, message in ((404, "There is nothing here."), (405, "Method not allowed."),

@@ -2,34 +2,88 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request
+from urllib.parse import parse_qsl, urlsplit
 
+from flask import Blueprint, current_app, jsonify, make_response, redirect, render_template, request
+
+from .. import ratelimit, stats
 from ..db import utcnow
 from ..errors import InvalidInput, NotFound
-from ..intake import record_activity
-from .responses import wants_json
+from ..intake import Event, ingest, lead_fields, normalise_email
+from .responses import error_response, wants_json
 
 bp = Blueprint("forms", __name__)
+UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+
+def _form(slug: str) -> dict:
+    form = current_app.config["SETTINGS"]["forms"].get(slug)
+    if form is None:
+        raise NotFound(f"no form named {slug!r}")
+    return form
+
+
+@bp.after_request
+def cors(response):
+    origin = request.headers.get("Origin")
+    form = current_app.config["SETTINGS"]["forms"].get((request.view_args or {}).get("slug"))
+    if origin and form and origin in form.get("cors_origins", []):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type, Accept"
+        response.headers["Access-Control-Max-Age"] = "86400"
+    response.vary.add("Origin")
+    return response
+
+
+@bp.route("/f/<slug>", methods=["OPTIONS"])
+def preflight(slug: str):
+    _form(slug)
+    return make_response("", 204)
 
 
 @bp.post("/f/<slug>")
 def submit(slug: str):
-    form = current_app.config["SETTINGS"]["forms"].get(slug)
-    if form is None:
-        raise NotFound(f"no form named {slug!r}")
+    form, now = _form(slug), utcnow()
+    limit = current_app.config["SETTINGS"]["intake.form_rate_per_minute"]
+    if not ratelimit.allow(f"form:{request.remote_addr}", limit=limit):
+        stats.count(f"form:{slug}", "rate_limited", now=now)
+        response = error_response(429, "rate_limited", "Too many submissions; try in a minute.")
+        response.headers["Retry-After"] = "60"
+        return response
     data = request.get_json(silent=True) if request.is_json else request.form.to_dict()
     if not isinstance(data, dict):
         raise InvalidInput("send the form as urlencoded fields or a JSON object")
     honeypot = form.get("honeypot", "")
-    if not (honeypot and data.get(honeypot)):
-        mapping = form.get("fields", {})
-        now = utcnow()
-        record_activity(data.get("email"), type="form_submit", source=f"form:{slug}",
-                        occurred_at=now, now=now, raw=data,
-                        properties={k: v for k, v in data.items() if k != honeypot},
-                        fields={lead: data.get(field) for field, lead in mapping.items()})
+    if honeypot and data.get(honeypot):
+        stats.count(f"form:{slug}", "honeypot", now=now)
+    else:
+        ingest([_event(form, data, honeypot, now)], source=f"form:{slug}",
+               settings=current_app.config["SETTINGS"], now=now)
+    return _done(form, data)
+
+
+def _event(form: dict, data: dict, honeypot: str, now) -> Event:
+    mapping = form.get("fields", {})
+    fields = {lead: data.get(field) for field, lead in mapping.items()}
+    utm = {k: v for k, v in parse_qsl(urlsplit(request.referrer or "").query) if k in UTM}
+    utm.update({k: str(data[k]) for k in UTM if data.get(k)})
+    fields["utm_source"] = utm.get("utm_source")
+    properties = {k: v for k, v in data.items() if k not in (honeypot, "_redirect")}
+    if utm:
+        properties["utm"] = utm
+    if request.referrer:
+        properties["referrer"] = request.referrer[:2000]
+    return Event(type="form_submit", occurred_at=now, properties=properties, raw=data,
+                 email=normalise_email(data.get("email")), fields=lead_fields(fields))
+
+
+def _done(form: dict, data: dict):
     if wants_json():
         return jsonify(ok=True), 201
+    target = data.get("_redirect")
+    if target and target in form.get("allowed_redirects", []):
+        return redirect(target, code=303)
     if form.get("redirect"):
         return redirect(form["redirect"], code=303)
     return render_template("message.html", title=form.get("thank_you_title", "Thank you"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify, render_template, request
+from flask import jsonify, make_response, render_template, request
 
 from ..errors import DomainError
 
@@ -16,9 +16,9 @@ def wants_json() -> bool:
 
 def error_response(status: int, code: str, message: str):
     if wants_json():
-        return jsonify(error={"code": code, "message": message}), status
-    return render_template("message.html", title="Something is not right",
-                           message=message), status
+        return make_response(jsonify(error={"code": code, "message": message}), status)
+    return make_response(render_template("message.html", title="Something is not right",
+                                         message=message), status)
 
 
 def domain_error(exc: DomainError):

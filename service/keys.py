@@ -1,0 +1,54 @@
+"""Integration keys: webhook signing secrets and tracking write keys. The secret is shown
+once at creation; write keys are stored only as a SHA-256 hash."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from datetime import datetime
+
+from .db import transaction
+from .errors import InvalidInput
+from .models import IntegrationKey
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(kind: str, source: str, *, sources: list[str], actor: str,
+               now: datetime) -> tuple[IntegrationKey, str]:
+    """Return the new row and its secret, which is not shown again."""
+    if kind not in IntegrationKey.KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(IntegrationKey.KINDS)}")
+    if source not in sources:
+        known = ", ".join(sources) or "none configured"
+        raise InvalidInput(f"unknown {kind} source {source!r} (configured: {known})")
+    if kind == "webhook":
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        fields = {"secret": secret}
+    else:
+        secret = "lbwk_" + secrets.token_urlsafe(24)
+        fields = {"key_hash": _hash(secret)}
+    with transaction():
+        row = IntegrationKey.create(kind=kind, source=source, hint=secret[:10] + "…",
+                                    created_by=actor, created_at=now, **fields)
+    return row, secret
+
+
+def webhook_secrets(source: str) -> list[str]:
+    """Every active secret of the source: several at once while a secret is rotated."""
+    query = IntegrationKey.select(IntegrationKey.secret).where(
+        IntegrationKey.kind == "webhook", IntegrationKey.source == source,
+        IntegrationKey.active == True)  # noqa: E712
+    return [row.secret for row in query]
+
+
+def write_key_source(key: str) -> str | None:
+    if not key:
+        return None
+    row = IntegrationKey.get_or_none(IntegrationKey.key_hash == _hash(key),
+                                     IntegrationKey.kind == "write_key",
+                                     IntegrationKey.active == True)  # noqa: E712
+    return row.source if row else None

@@ -1,0 +1,90 @@
+"""POST /webhooks/<source>: Standard Webhooks signatures, idempotent on webhook-id."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from flask import Blueprint, current_app, jsonify, request
+from standardwebhooks import Webhook
+
+from .. import keys
+from ..db import utcnow
+from ..errors import InvalidInput, NotFound
+from ..intake import Event, ingest, lead_fields, normalise_email
+from .responses import error_response
+
+bp = Blueprint("webhooks", __name__)
+
+
+@bp.post("/webhooks/<source>")
+def receive(source: str):
+    settings = current_app.config["SETTINGS"]
+    if source not in settings["webhooks.sources"]:
+        raise NotFound(f"no webhook source named {source!r}")
+    limit = settings["intake.max_body_kib"] * 1024
+    if (request.content_length or 0) > limit:
+        return error_response(413, "too_large", f"body over {limit // 1024} KiB")
+    request.max_content_length = limit
+    body = request.get_data(cache=True)
+    if not verified(body, request.headers, keys.webhook_secrets(source)):
+        return error_response(401, "bad_signature",
+                              "missing, stale or invalid webhook signature")
+    now = utcnow()
+    events = parse_events(body, settings["intake.activity_types"], now)
+    result = ingest(events, source=f"webhook:{source}", settings=settings, now=now,
+                    delivery_id=request.headers["webhook-id"])
+    if result.duplicate:
+        return jsonify(ok=True, duplicate=True, recorded=0), 200
+    return jsonify(ok=True, duplicate=False, recorded=result.activities), 202
+
+
+def verified(body: bytes, headers, secrets: list[str]) -> bool:
+    wanted = {k: headers.get(k, "") for k in ("webhook-id", "webhook-timestamp",
+                                              "webhook-signature")}
+    for secret in secrets:
+        try:
+            Webhook(secret).verify(body, wanted, json_parse=False)
+            return True
+        except Exception:  # the library raises several types for malformed headers
+            continue
+    return False
+
+
+def parse_events(body: bytes, types: list[str], now: datetime) -> list[Event]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+    items = payload if isinstance(payload, list) else [payload]
+    if not items:
+        raise InvalidInput("no events in the body")
+    return [parse_event(item, i, types, now) for i, item in enumerate(items)]
+
+
+def parse_event(item, index: int, types: list[str], now: datetime) -> Event:
+    where = f"event {index}"
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where}: must be a JSON object")
+    try:
+        email = normalise_email(item.get("email"))
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc.message}") from None
+    if item.get("type") not in types:
+        raise InvalidInput(f"{where}: type must be one of {', '.join(types)}")
+    properties, lead = item.get("properties", {}), item.get("lead", {})
+    if not isinstance(properties, dict) or not isinstance(lead, dict):
+        raise InvalidInput(f"{where}: properties and lead must be JSON objects")
+    return Event(type=item["type"], occurred_at=parse_time(item.get("occurred_at"), where, now),
+                 properties=properties, raw=item, email=email, fields=lead_fields(lead))
+
+
+def parse_time(value, where: str, now: datetime) -> datetime:
+    if value in (None, ""):
+        return now
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"{where}: {value!r} is not an ISO 8601 time") from None
+    return min(moment, now)

@@ -1,0 +1,110 @@
+"""The Segment-compatible tracking API, driven by the official Segment Python library
+against a live server, and by hand for identity, mapping, auth and gzip."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+
+import pytest
+import segment.analytics as segment_analytics
+
+from service.keys import create_key
+from service.models import Activity, AnonymousActivity, Identity, Lead
+
+
+@pytest.fixture
+def write_key(app, now):
+    return create_key("write_key", "website", sources=["website"], actor="test", now=now)[1]
+
+
+def basic(key: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def test_official_segment_library(write_key, live_server):
+    errors = []
+    client = segment_analytics.Client(write_key, host=live_server, sync_mode=True,
+                                      gzip=True, max_retries=0,
+                                      on_error=lambda e, batch: errors.append(e))
+    client.page(anonymous_id="anon-1", name="Pricing",
+                properties={"url": "https://www.example.com/pricing/teams", "title": "Pricing"})
+    client.track(anonymous_id="anon-1", event="Webinar Attended",
+                 properties={"webinar": "Scaling sales"})
+    client.track(anonymous_id="anon-1", event="Unmapped Thing")
+    assert AnonymousActivity.select().count() == 2 and Activity.select().count() == 0
+    client.identify(user_id="u-42", anonymous_id="anon-1",
+                    traits={"email": "Grace@Hopper.example.com", "firstName": "Grace",
+                            "company": {"name": "Compiler Works"}})
+    client.track(user_id="u-42", event="Demo Video Watched")
+    client.flush()
+    assert errors == []
+    lead = Lead.get(Lead.email == "grace@hopper.example.com")
+    assert (lead.first_name, lead.company) == ("Grace", "Compiler Works")
+    kinds = sorted(a.type for a in lead.activities)
+    assert kinds == ["demo_video_watched", "pricing_page_view", "webinar_attended"]
+    page = lead.activities.where(Activity.type == "pricing_page_view").get()
+    assert page.properties["path"] == "/pricing/teams" and page.source == "tracking:website"
+    assert AnonymousActivity.select().count() == 0
+    assert {(i.kind, i.value) for i in Identity.select()} == {("user_id", "u-42"),
+                                                               ("anonymous_id", "anon-1")}
+
+
+def test_single_calls_with_write_key_in_body(app, write_key):
+    client = app.test_client()
+    response = client.post("/v1/track", json={
+        "writeKey": write_key, "userId": "u-1", "event": "Trial Started", "messageId": "m-1",
+        "context": {"traits": {"email": "linus@kernel.example.com"}}})
+    assert response.status_code == 200 and response.json == {"success": True}
+    again = client.post("/v1/track", json={
+        "writeKey": write_key, "userId": "u-1", "event": "Trial Started", "messageId": "m-1"})
+    assert again.status_code == 200
+    assert [a.type for a in Activity.select()] == ["trial_signup"], "messageId is idempotent"
+    page = client.post("/v1/page", headers=basic(write_key), json={
+        "userId": "u-1", "properties": {"path": "/blog/post"}})
+    assert page.status_code == 200
+    assert sorted(a.type for a in Activity.select()) == ["page_view", "trial_signup"]
+
+
+def test_gzip_batch_and_clock_skew(app, write_key):
+    body = {"batch": [
+        {"type": "identify", "anonymousId": "a-9", "traits": {"email": "k@orbital.example.com"},
+         "messageId": "b-1"},
+        {"type": "track", "anonymousId": "a-9", "event": "Content Downloaded",
+         "timestamp": "2026-11-23T09:00:00Z", "sentAt": "2026-11-23T10:00:00Z",
+         "messageId": "b-2"},
+        {"type": "screen", "anonymousId": "a-9", "messageId": "b-3"},
+    ]}
+    response = app.test_client().post(
+        "/v1/batch", data=gzip.compress(json.dumps(body).encode()),
+        headers={**basic(write_key), "Content-Encoding": "gzip",
+                 "Content-Type": "application/json"})
+    assert response.status_code == 200
+    activity = Activity.get()
+    assert activity.type == "content_download" and activity.lead.email == "k@orbital.example.com"
+    skew = activity.created_at - activity.occurred_at
+    assert abs(skew.total_seconds() - 3600) < 120, "timestamp moved by now - sentAt"
+
+
+@pytest.mark.parametrize("headers, body, status", [
+    ({}, {"userId": "u", "event": "Trial Started"}, 401),
+    (basic("lbwk_wrong"), {"userId": "u", "event": "Trial Started"}, 401),
+    ("key", {"event": "Trial Started"}, 400),
+    ("key", {"userId": "u"}, 400),
+    ("key", {"userId": "u", "event": "Trial Started", "context": "nope"}, 400),
+])
+def test_bad_requests(app, write_key, headers, body, status):
+    headers = basic(write_key) if headers == "key" else headers
+    response = app.test_client().post("/v1/track", json=body, headers=headers)
+    assert response.status_code == status and "error" in response.json
+    assert Activity.select().count() == 0 and AnonymousActivity.select().count() == 0
+
+
+def test_batch_with_one_bad_message_records_nothing(app, write_key):
+    response = app.test_client().post("/v1/batch", headers=basic(write_key), json={"batch": [
+        {"type": "track", "userId": "u", "event": "Trial Started",
+         "context": {"traits": {"email": "x@example.com"}}},
+        {"type": "track", "event": "Trial Started"}]})
+    assert response.status_code == 400 and "message 1" in response.json["error"]["message"]
+    assert Activity.select().count() == 0
