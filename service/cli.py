@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
@@ -136,6 +137,42 @@ def demo(ctx: click.Context) -> None:
     backends(ctx)
     migrate()
     click.echo(load_demo())
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
+              help="Map a CSV column to a lead field (repeatable).")
+@click.option("--source", default="import", show_default=True, help="Source recorded on new leads.")
+@click.option("--skipped", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write skipped rows (default FILE.skipped.csv).")
+@click.pass_context
+@clear_errors
+def import_leads(ctx: click.Context, file: Path, maps: tuple[str, ...], source: str,
+                 skipped: Path | None) -> None:
+    """Import leads from a CSV file, deduplicated by email."""
+    from tqdm import tqdm
+
+    from .db import utcnow
+    from .errors import InvalidInput
+    from .importer import import_csv
+
+    if not file.exists():
+        raise InvalidInput(f"no such file: {file}")
+    mapping = {}
+    for entry in maps:
+        column, _, field = entry.partition("=")
+        if not column or not field:
+            raise InvalidInput(f"--map takes COLUMN=FIELD, got {entry!r}")
+        mapping[column] = field
+    backends(ctx)
+    with file.open("rb") as raw:
+        total = max(sum(block.count(b"\n") for block in iter(lambda: raw.read(1 << 20), b"")) - 1,
+                    0)
+    with tqdm(total=total, unit=" rows", desc="importing", disable=None) as bar:
+        report = import_csv(file, source=source, now=utcnow(), mapping=mapping,
+                            skipped_path=skipped, progress=bar.update)
+    click.echo(str(report))
 
 
 def require_redis(settings: dict) -> None:

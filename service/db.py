@@ -98,5 +98,22 @@ def after_commit(hook: Callable[[], None]) -> None:
         pending.append(hook)
 
 
+def insert_rows(model: type[peewee.Model], rows: list[dict], *, ignore_conflicts=False) -> None:
+    """Bulk insert through the driver's executemany: one statement built once, instead of
+    peewee rendering every value (several times faster for imports). Every row must name the
+    same fields, including those with Python-side defaults."""
+    if not rows:
+        return
+    fields = [model._meta.fields[name] for name in rows[0]]
+    query = model.insert({field: None for field in fields})
+    if ignore_conflicts:
+        query = query.on_conflict_ignore()
+    sql, params = query.sql()
+    if len(params) != len(fields):
+        raise ValueError(f"rows for {model.__name__} must name every field with a default")
+    db.cursor().executemany(sql, [tuple(field.db_value(row[field.name]) for field in fields)
+                                  for row in rows])
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -3,8 +3,10 @@ scripts use the one-event shortcut record_activity()."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import peewee
@@ -41,14 +43,32 @@ class Recorded:
     crossed: set = field(default_factory=set)
 
 
+ATOM_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+
+
+@lru_cache(maxsize=16384)
+def _checked_domain(domain: str) -> str | None:
+    try:
+        return validate_email(f"x@{domain}", check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
+
+
 def normalise_email(raw: object) -> str:
+    """Trimmed, syntax-checked, lower-cased. Plain ASCII addresses take a fast path that
+    checks each domain once (imports see the same few domains again and again)."""
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidInput("email is required")
+    text = raw.strip()
+    local, _, domain = text.rpartition("@")
+    if len(text) <= 254 and len(local) <= 64 and ATOM_LOCAL.match(local):
+        checked = _checked_domain(domain)
+        if checked:
+            return f"{local}@{checked}".lower()
     try:
-        checked = validate_email(raw.strip(), check_deliverability=False)
+        return validate_email(text, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise InvalidInput(f"email is not valid: {exc}") from None
-    return checked.normalized.lower()
 
 
 def lead_fields(values: dict) -> dict:

@@ -9,7 +9,7 @@ from enum import StrEnum
 import peewee
 
 from . import outbox
-from .db import transaction
+from .db import insert_rows, transaction
 from .errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
 from .models import Definition, Handoff, Lead, Rep, StageChange
 
@@ -52,6 +52,26 @@ def capture(email: str, *, fields: dict, source: str, actor: str, now: datetime)
     except peewee.IntegrityError:
         raise LeadExists(f"a lead with email {email} exists") from None
     return lead
+
+
+def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -> dict:
+    """(none) → lead for a batch of new emails; return {email: id} for those created here.
+    An email that exists already is left alone (the unique index decides)."""
+    if not leads:
+        return {}
+    blank = dict.fromkeys(Lead.EDITABLE, "")
+    with transaction():
+        insert_rows(Lead, [{**blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now,
+                            "created_at": now, "updated_at": now, "source": source}
+                           for fields in leads], ignore_conflicts=True)
+        created = {row.email: row.id for row in Lead.select(Lead.id, Lead.email).where(
+            Lead.email.in_([fields["email"] for fields in leads]), Lead.created_at == now,
+            Lead.source == source)}
+        insert_rows(StageChange, [
+            {"lead": lead_id, "from_stage": None, "to_stage": Stage.LEAD, "at": now,
+             "actor": actor, "reason": f"captured from {source}"}
+            for lead_id in created.values()])
+    return created
 
 
 def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,

@@ -1,0 +1,149 @@
+"""CSV import: streamed in chunks, deduplicated by normalised email, every skipped row
+written to a file with its reason."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+
+from . import lifecycle
+from .db import transaction
+from .errors import InvalidInput
+from .intake import lead_fields, normalise_email
+from .models import Lead
+
+CHUNK = 1000
+ALIASES = {"e_mail": "email", "email_address": "email", "firstname": "first_name",
+           "given_name": "first_name", "lastname": "last_name", "surname": "last_name",
+           "family_name": "last_name", "company_name": "company", "organization": "company",
+           "job_title": "title", "phone_number": "phone", "employees": "company_size"}
+FIELDS = ("email", *Lead.EDITABLE)
+
+
+@dataclass
+class Report:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    skipped_file: Path | None = None
+    existing_seen: set = field(default_factory=set, repr=False)
+
+    def __str__(self) -> str:
+        text = (f"{self.rows} rows: {self.created} created, {self.updated} updated, "
+                f"{self.duplicates} duplicates in the file, {self.skipped} skipped")
+        return text + (f" (reasons in {self.skipped_file})" if self.skipped_file else "")
+
+
+def column_mapping(header: list[str], explicit: dict[str, str]) -> dict[str, str]:
+    """CSV column → lead field: explicit --map entries, then headers that name a field."""
+    for column, name in explicit.items():
+        if column not in header:
+            raise InvalidInput(f"--map names column {column!r}, which the file does not have")
+        if name not in FIELDS:
+            raise InvalidInput(f"--map {column}={name}: {name!r} is not a lead field "
+                               f"({', '.join(FIELDS)})")
+    mapping = dict(explicit)
+    taken = set(explicit.values())
+    for column in header:
+        key = column.strip().lower().replace(" ", "_").replace("-", "_")
+        name = ALIASES.get(key, key)
+        if column not in mapping and name in FIELDS and name not in taken:
+            mapping[column] = name
+            taken.add(name)
+    if "email" not in mapping.values():
+        raise InvalidInput("no email column: name one with --map COLUMN=email")
+    return mapping
+
+
+def import_csv(path: Path, *, source: str, now: datetime, mapping: dict[str, str] | None = None,
+               skipped_path: Path | None = None,
+               progress: Callable[[int], None] = lambda n: None) -> Report:
+    report = Report()
+    skipped_path = skipped_path or path.with_suffix(".skipped.csv")
+    with path.open(newline="", encoding="utf-8-sig") as file, _SkipLog(skipped_path) as skips:
+        reader = csv.reader(file)
+        header = next(reader, None)
+        if not header:
+            raise InvalidInput(f"{path} is empty")
+        columns = column_mapping(header, mapping or {})
+        index = {name: header.index(column) for column, name in columns.items()}
+        for chunk in _chunks(enumerate(reader, start=2)):
+            _import_chunk(chunk, index, len(header), source, now, report, skips)
+            progress(len(chunk))
+    report.skipped = skips.count
+    report.skipped_file = skipped_path if skips.count else None
+    return report
+
+
+def _chunks(rows: Iterator) -> Iterator[list]:
+    while chunk := list(islice(rows, CHUNK)):
+        yield chunk
+
+
+def _import_chunk(chunk, index, width, source, now, report, skips) -> None:
+    leads: dict[str, dict] = {}
+    for line, row in chunk:
+        report.rows += 1
+        if len(row) != width:
+            skips.add(line, row, f"expected {width} columns, found {len(row)}")
+            continue
+        values = {name: row[i] for name, i in index.items()}
+        try:
+            email = normalise_email(values.pop("email"))
+        except InvalidInput as exc:
+            skips.add(line, row, exc.message)
+            continue
+        found = lead_fields(values)
+        if email in leads:
+            report.duplicates += 1
+            leads[email] = {**found, **leads[email]}
+        else:
+            leads[email] = found
+    with transaction():
+        _store(leads, source, now, report)
+
+
+def _store(leads: dict[str, dict], source: str, now: datetime, report: Report) -> None:
+    known = {row.email: row for row in Lead.select(Lead.id, Lead.email, Lead.created_at,
+                                                   Lead.source)
+             .where(Lead.email.in_(list(leads)))}
+    new = [{"email": email, **fields} for email, fields in leads.items() if email not in known]
+    report.created += len(lifecycle.capture_many(new, source=source, actor=source, now=now))
+    for email, lead in known.items():
+        if (lead.created_at == now and lead.source == source) or lead.id in report.existing_seen:
+            report.duplicates += 1
+        else:
+            report.updated += 1
+            report.existing_seen.add(lead.id)
+        if leads[email]:
+            Lead.update(**leads[email], updated_at=now).where(Lead.id == lead.id).execute()
+
+
+class _SkipLog:
+    """Skipped rows with their line number and reason, written as they come."""
+
+    def __init__(self, path: Path):
+        self.path, self.count, self.file, self.writer = path, 0, None, None
+
+    def add(self, line: int, row: list[str], reason: str) -> None:
+        if self.writer is None:
+            self.file = self.path.open("w", newline="", encoding="utf-8")
+            self.writer = csv.writer(self.file)
+            self.writer.writerow(["line", "reason", "row"])
+        self.writer.writerow([line, reason, *row])
+        self.count += 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.file:
+            self.file.close()
+        elif self.path.exists():
+            self.path.unlink()

@@ -1,0 +1,104 @@
+"""CSV import: exact counts on a generated 100,000-row file with duplicates and bad rows."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from service.errors import InvalidInput
+from service.importer import import_csv
+from service.intake import record_activity
+from service.models import Lead, StageChange
+
+from .conftest import ROOT
+
+
+def write_csv(path, rows, header=("E-mail", "First Name", "Company", "Country")):
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def generated(path, total=100_000):
+    """Every 10th row repeats an earlier email (different case), every 50th has a bad
+    email, every 250th a wrong column count. Returns the expected counts."""
+    rows, expected = [], {"created": 0, "duplicates": 0, "skipped": 0}
+    for i in range(total):
+        if i % 250 == 249:
+            rows.append(["short@example.com"])
+            expected["skipped"] += 1
+        elif i % 50 == 49:
+            rows.append([f"broken{i}@@example.com", "X", "Y", "Z"])
+            expected["skipped"] += 1
+        elif i % 10 == 9:
+            rows.append([f"PERSON{i - 5}@Example.com ", "", "Later Co", "DE"])
+            expected["duplicates"] += 1
+        else:
+            rows.append([f"person{i}@example.com", f"Name{i}", f"Company {i % 97}", "GB"])
+            expected["created"] += 1
+    write_csv(path, rows)
+    return expected
+
+
+def test_hundred_thousand_rows_exact_counts(app, now, tmp_path):
+    file = tmp_path / "leads.csv"
+    expected = generated(file)
+    report = import_csv(file, source="import", now=now)
+    assert (report.rows, report.created, report.duplicates, report.skipped, report.updated) == (
+        100_000, expected["created"], expected["duplicates"], expected["skipped"], 0)
+    assert Lead.select().count() == expected["created"]
+    assert StageChange.select().count() == expected["created"]
+    person = Lead.get(Lead.email == "person4@example.com")
+    assert (person.first_name, person.company, person.country) == ("Name4", "Company 4", "GB")
+    with report.skipped_file.open() as file:
+        skipped = list(csv.reader(file))
+    assert skipped[0] == ["line", "reason", "row"] and len(skipped) == expected["skipped"] + 1
+    assert skipped[1][:2] == ["51", skipped[1][1]] and "email is not valid" in skipped[1][1]
+    assert any("expected 4 columns, found 1" in row[1] for row in skipped)
+
+
+def test_existing_leads_are_updated_not_duplicated(app, now, tmp_path):
+    record_activity("ada@example.com", type="page_view", source="t", occurred_at=now, now=now)
+    file = tmp_path / "few.csv"
+    write_csv(file, [["ADA@example.com", "Ada", "Engines", "GB"],
+                     ["ada@example.com", "Ada L.", "", ""],
+                     ["new@example.com", "New", "", ""]])
+    report = import_csv(file, source="crm", now=now)
+    assert (report.created, report.updated, report.duplicates, report.skipped) == (1, 1, 1, 0)
+    assert report.skipped_file is None and not (tmp_path / "few.skipped.csv").exists()
+    ada = Lead.get(Lead.email == "ada@example.com")
+    assert (ada.first_name, ada.company, ada.source) == ("Ada", "Engines", "t"), "first row wins"
+
+
+def test_mapping_errors(app, now, tmp_path):
+    file = tmp_path / "odd.csv"
+    write_csv(file, [["a@example.com", "x"]], header=("Mail", "Org"))
+    with pytest.raises(InvalidInput, match="no email column"):
+        import_csv(file, source="import", now=now)
+    with pytest.raises(InvalidInput, match="'org' is not a lead field"):
+        import_csv(file, source="import", now=now, mapping={"Mail": "email", "Org": "org"})
+    report = import_csv(file, source="import", now=now,
+                        mapping={"Mail": "email", "Org": "company"})
+    assert report.created == 1 and Lead.get().company == "x"
+
+
+def test_cli_import(app, tmp_path, settings_overrides):
+    file = tmp_path / "cli.csv"
+    write_csv(file, [["a@example.com", "A", "", ""], ["bad", "", "", ""]])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
+    env["LEADBRIDGE_DATA_DIR"] = settings_overrides["data_dir"]
+    result = subprocess.run([sys.executable, "-m", "service.cli", "import", str(file),
+                             "--source", "fair"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "2 rows: 1 created, 0 updated, 0 duplicates in the file, 1 skipped" in result.stdout
+    assert Lead.get().source == "fair"
+    bad = subprocess.run([sys.executable, "-m", "service.cli", "import", str(file), "--map",
+                          "nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "Error: --map takes COLUMN=FIELD, got 'nope'")
