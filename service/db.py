@@ -104,12 +104,13 @@ def insert_rows(model: type[peewee.Model], rows: list[dict], *, ignore_conflicts
     same fields, including those with Python-side defaults."""
     if not rows:
         return
-    fields = [model._meta.fields[name] for name in rows[0]]
+    fields = sorted((model._meta.fields[name] for name in rows[0]), key=lambda f: f._sort_key)
     query = model.insert({field: None for field in fields})
     if ignore_conflicts:
         query = query.on_conflict_ignore()
     sql, params = query.sql()
-    if len(params) != len(fields):
+    columns = sql[sql.index("(") + 1:sql.index(")")].replace('"', "").replace("`", "")
+    if [c.strip() for c in columns.split(",")] != [f.column_name for f in fields]:
         raise ValueError(f"rows for {model.__name__} must name every field with a default")
     db.cursor().executemany(sql, [tuple(field.db_value(row[field.name]) for field in fields)
                                   for row in rows])
