@@ -62,3 +62,12 @@ def breakdown(activities, policy: Policy, now: datetime) -> list[dict]:
              "points": policy.points.get(a.type, 0),
              "now": round(policy.decayed(a.type, a.occurred_at, now), 2)}
             for a in activities]
+
+
+def suggested(policy: Policy, now: datetime):
+    """Leads at or over the threshold that marketing could promote: an indexed range scan."""
+    from .models import Lead
+
+    return (Lead.select().where(Lead.stage.in_(("lead", "nurture")),
+                                Lead.score_log >= policy.threshold_log(now))
+            .order_by(Lead.score_log.desc()))
