@@ -9,10 +9,18 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 from jinja2 import ChoiceLoader, FileSystemLoader
 
-from service.models import OutboxEmail, Rep, Team
+from service.models import IntegrationKey, OutboxEmail, Rep, Team
 
 from . import auth
-from .views import LeadView, OutboxView, RepView, TeamView
+from .views import (
+    FormsView,
+    IntegrationKeyView,
+    LeadView,
+    OutboxView,
+    RepView,
+    SuggestedView,
+    TeamView,
+)
 
 
 def init_app(app: Flask) -> None:
@@ -21,7 +29,11 @@ def init_app(app: Flask) -> None:
     auth.login_manager.init_app(app)
     panel = Admin(app, name="Leadbridge", index_view=auth.HomeView(url="/admin"),
                   theme=Bootstrap4Theme(swatch="flatly"))
-    panel.add_view(LeadView(name="Leads", endpoint="lead"))
+    panel.add_view(LeadView(name="All leads", endpoint="lead", category="Leads"))
+    panel.add_view(SuggestedView(name="Suggested MQLs", endpoint="suggested", category="Leads"))
     panel.add_view(RepView(Rep, name="Reps", endpoint="rep", category="Sales"))
     panel.add_view(TeamView(Team, name="Teams", endpoint="team", category="Sales"))
     panel.add_view(OutboxView(OutboxEmail, name="Email outbox", endpoint="outbox"))
+    panel.add_view(FormsView(name="Forms", endpoint="form_snippets", category="Integrations"))
+    panel.add_view(IntegrationKeyView(IntegrationKey, name="Keys", endpoint="keys",
+                                      category="Integrations"))

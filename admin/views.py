@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app, flash, make_response, redirect, request, url_for
-from flask_admin import expose
+from flask_admin import BaseView, expose
 from flask_admin.actions import action
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -11,13 +11,23 @@ from markupsafe import Markup
 from wtforms import SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from service import emails
+from service import emails, keys, scoring
 from service.db import utcnow
 from service.errors import DomainError
 from service.handoffs import promote_lead
-from service.models import Definition, Lead, OutboxEmail, Rep
+from service.merge import merge_leads
+from service.models import (
+    Activity,
+    Definition,
+    Handoff,
+    Lead,
+    LeadMerge,
+    OutboxEmail,
+    Rep,
+    StageChange,
+)
 
-from .auth import SecuredModelView
+from .auth import SecuredMixin, SecuredModelView
 
 SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
 PREVIEW_CSP = (f"sandbox {SANDBOX}; default-src 'none'; style-src 'unsafe-inline'; "
@@ -29,11 +39,24 @@ class PromoteForm(FlaskForm):
     note = TextAreaField("Note for the rep", validators=[Length(max=5000)])
 
 
+def policy() -> scoring.Policy:
+    return scoring.Policy.from_settings(current_app.config["SETTINGS"])
+
+
+def selected_ids() -> list[int]:
+    values = request.values.getlist("id") + request.values.get("ids", "").split(",")
+    return [int(v) for v in values if v.isdigit()]
+
+
 class LeadView(SecuredModelView):
     can_create = False
     can_delete = False
+    details_template = "admin/lead_details.html"
     column_list = ("email", "first_name", "last_name", "company", "country", "stage",
-                   "source", "created_at")
+                   "score_log", "source", "created_at")
+    column_labels = {"score_log": "Score"}
+    column_formatters = {
+        "score_log": lambda v, c, m, p: f"{policy().score(m.score_log, utcnow()):.0f}"}
     column_searchable_list = ("email", "company", "last_name")
     column_filters = ("stage", "source", "country", "created_at")
     column_default_sort = ("created_at", True)
@@ -46,9 +69,47 @@ class LeadView(SecuredModelView):
     def action_promote(self, ids):
         return redirect(url_for(".promote_view", ids=",".join(ids)))
 
+    @action("merge", "Merge two duplicates")
+    def action_merge(self, ids):
+        return redirect(url_for(".merge_view", ids=",".join(ids)))
+
+    def timeline(self, lead: Lead) -> dict:
+        """What the detail page shows beside the fields, newest first."""
+        now = utcnow()
+        activities = lead.activities.order_by(Activity.occurred_at.desc(), Activity.id.desc())
+        return {
+            "score": policy().score(lead.score_log, now),
+            "activities": scoring.breakdown(activities.limit(200), policy(), now),
+            "stages": lead.stage_changes.order_by(StageChange.at.desc(), StageChange.id.desc()),
+            "handoffs": lead.handoffs.order_by(Handoff.promoted_at.desc()),
+            "emails": lead.emails.order_by(OutboxEmail.created_at.desc()),
+            "merges": lead.merges.order_by(LeadMerge.at.desc()),
+        }
+
+    @expose("/merge/", methods=("GET", "POST"))
+    def merge_view(self):
+        ids = selected_ids()
+        leads = list(Lead.select().where(Lead.id.in_(ids)).order_by(Lead.created_at))
+        if len(leads) != 2:
+            flash("Select exactly two leads to merge.", "error")
+            return redirect(url_for(".index_view"))
+        form = MergeForm()
+        form.survivor.choices = [SelectChoice(str(lead.id), str(lead)) for lead in leads]
+        if form.validate_on_submit():
+            survivor = int(form.survivor.data)
+            merged = next(lead.id for lead in leads if lead.id != survivor)
+            try:
+                merge_leads(survivor, merged, actor=current_user.email, now=utcnow())
+            except DomainError as exc:
+                flash(exc.message, "error")
+            else:
+                flash("Leads merged.", "success")
+                return redirect(url_for(".details_view", id=survivor))
+        return self.render("admin/merge.html", form=form, leads=leads, ids=ids)
+
     @expose("/promote/", methods=("GET", "POST"))
     def promote_view(self):
-        ids = [int(i) for i in request.values.get("ids", "").split(",") if i.isdigit()]
+        ids = selected_ids()
         form = PromoteForm()
         form.rep.choices = [SelectChoice(r.id, str(r)) for r in
                             Rep.select().where(Rep.active == True).order_by(Rep.name)]  # noqa: E712
@@ -70,6 +131,64 @@ class LeadView(SecuredModelView):
                 flash(f"Lead {lead_id}: {exc.message}", "error")
         if done:
             flash(f"Promoted {done} lead(s) to MQL; the rep has been emailed.", "success")
+
+
+class MergeForm(FlaskForm):
+    survivor = SelectField("Keep", validators=[DataRequired()])
+
+
+class SuggestedView(SecuredMixin, BaseView):
+    @expose("/")
+    def index(self):
+        rules = policy()
+        leads = list(scoring.suggested(rules, utcnow()).limit(500))
+        return self.render("admin/suggested.html", leads=leads, policy=rules, now=utcnow())
+
+
+class KeyForm(FlaskForm):
+    kind = SelectField("Kind", choices=[SelectChoice("webhook", "Webhook signing secret"),
+                                        SelectChoice("write_key", "Tracking write key")])
+    source = SelectField("Source", validators=[DataRequired()])
+
+
+class IntegrationKeyView(SecuredModelView):
+    roles = ("admin",)
+    can_create = can_edit = can_delete = can_view_details = False
+    column_list = ("kind", "source", "hint", "active", "created_by", "created_at")
+    column_default_sort = ("created_at", True)
+    list_template = "admin/keys_list.html"
+
+    @action("deactivate", "Deactivate", "Requests signed with these keys will be refused.")
+    def action_deactivate(self, ids):
+        flash(f"Deactivated {keys.deactivate([int(i) for i in ids])} key(s).", "success")
+
+    @expose("/create/", methods=("GET", "POST"))
+    def new_view(self):
+        settings = current_app.config["SETTINGS"]
+        form = KeyForm()
+        sources = sorted(set(settings["webhooks.sources"]) | set(settings["tracking.sources"]))
+        form.source.choices = [SelectChoice(name, name) for name in sources]
+        if form.validate_on_submit():
+            allowed = (list(settings["webhooks.sources"]) if form.kind.data == "webhook"
+                       else settings["tracking.sources"])
+            try:
+                row, secret = keys.create_key(form.kind.data, form.source.data, sources=allowed,
+                                              actor=current_user.email, now=utcnow())
+            except DomainError as exc:
+                form.source.errors = [exc.message]
+            else:
+                return self.render("admin/key_created.html", key=row, secret=secret)
+        return self.render("admin/key_new.html", form=form)
+
+
+class FormsView(SecuredMixin, BaseView):
+    @expose("/")
+    def index(self):
+        from service.config import base_url
+
+        settings = current_app.config["SETTINGS"]
+        return self.render("admin/forms.html", forms=settings["forms"],
+                           root=base_url(settings))
 
 
 class RepView(SecuredModelView):

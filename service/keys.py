@@ -52,3 +52,8 @@ def write_key_source(key: str) -> str | None:
                                      IntegrationKey.kind == "write_key",
                                      IntegrationKey.active == True)  # noqa: E712
     return row.source if row else None
+
+
+def deactivate(key_ids: list[int]) -> int:
+    with transaction():
+        return IntegrationKey.update(active=False).where(IntegrationKey.id.in_(key_ids)).execute()
