@@ -175,6 +175,35 @@ def import_leads(ctx: click.Context, file: Path, maps: tuple[str, ...], source: 
     click.echo(str(report))
 
 
+@main.command("create-integration-key")
+@click.argument("kind", type=click.Choice(["webhook", "write_key"]))
+@click.argument("source")
+@click.pass_context
+@clear_errors
+def create_integration_key(ctx: click.Context, kind: str, source: str) -> None:
+    """Create a webhook signing secret or a tracking write key (printed once)."""
+    from .db import utcnow
+    from .keys import create_key
+
+    settings = backends(ctx)
+    sources = (list(settings["webhooks.sources"]) if kind == "webhook"
+               else settings["tracking.sources"])
+    _, secret = create_key(kind, source, sources=sources, actor="cli", now=utcnow())
+    click.echo(secret)
+
+
+@main.command()
+@click.pass_context
+@clear_errors
+def rescore(ctx: click.Context) -> None:
+    """Recompute every lead's score (after changing [scoring] points or half-life)."""
+    from .db import utcnow
+    from .scoring import Policy, rescore_all
+
+    settings = backends(ctx)
+    click.echo(f"rescored {rescore_all(Policy.from_settings(settings), now=utcnow())} leads")
+
+
 def require_redis(settings: dict) -> None:
     if not settings["redis.url"]:
         raise ConfigError("redis.url is empty: set it, or use `leadbridge up`, which starts "

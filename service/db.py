@@ -112,8 +112,16 @@ def insert_rows(model: type[peewee.Model], rows: list[dict], *, ignore_conflicts
     columns = sql[sql.index("(") + 1:sql.index(")")].replace('"', "").replace("`", "")
     if [c.strip() for c in columns.split(",")] != [f.column_name for f in fields]:
         raise ValueError(f"rows for {model.__name__} must name every field with a default")
-    db.cursor().executemany(sql, [tuple(field.db_value(row[field.name]) for field in fields)
-                                  for row in rows])
+    names = [field.name for field in fields]
+    convert = [(i, field.db_value) for i, field in enumerate(fields)
+               if not isinstance(field, peewee.CharField | peewee.TextField)]
+    params = []
+    for row in rows:
+        values = [row[name] for name in names]
+        for i, db_value in convert:
+            values[i] = db_value(values[i])
+        params.append(values)
+    db.cursor().executemany(sql, params)
 
 
 def utcnow() -> datetime:

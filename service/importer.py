@@ -112,7 +112,7 @@ def _import_chunk(chunk, index, width, source, now, report, skips) -> None:
 def _store(leads: dict[str, dict], source: str, now: datetime, report: Report) -> None:
     known = {row.email: row for row in Lead.select(Lead.id, Lead.email, Lead.created_at,
                                                    Lead.source)
-             .where(Lead.email.in_(list(leads)))}
+             .where(Lead.email.in_(list(leads))).namedtuples()}
     new = [{"email": email, **fields} for email, fields in leads.items() if email not in known]
     report.created += len(lifecycle.capture_many(new, source=source, actor=source, now=now))
     for email, lead in known.items():

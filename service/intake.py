@@ -9,7 +9,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-import peewee
 from email_validator import EmailNotValidError, validate_email
 
 from . import lifecycle
@@ -79,17 +78,20 @@ def lead_fields(values: dict) -> dict:
 
 def ensure_lead(email: str, *, fields: dict, source: str, now: datetime) -> Lead:
     """The lead for this email: captured if new, else updated with the fields given
-    (utm_source keeps its first touch)."""
-    try:
-        return lifecycle.capture(email, fields=fields, source=source, actor=source, now=now)
-    except lifecycle.LeadExists:
-        pass
-    lead = Lead.get(Lead.email == email)
+    (utm_source keeps its first touch). The unique index still decides a race."""
+    lead = Lead.get_or_none(Lead.email == email)
+    if lead is None:
+        try:
+            return lifecycle.capture(email, fields=fields, source=source, actor=source,
+                                     now=now)
+        except lifecycle.LeadExists:
+            lead = Lead.get(Lead.email == email)
     changes = {k: v for k, v in fields.items()
                if getattr(lead, k) != v and not (k == "utm_source" and lead.utm_source)}
     if changes:
         Lead.update(**changes, updated_at=now).where(Lead.id == lead.id).execute()
-        lead = Lead.get_by_id(lead.id)
+        for name, value in changes.items():
+            setattr(lead, name, value)
     return lead
 
 
@@ -154,12 +156,10 @@ def record_message(event: Event, *, source: str, message_id: str, now: datetime,
 
 
 def _first_delivery(source: str, delivery_id: str, now: datetime) -> bool:
-    try:
-        with transaction():
-            Delivery.create(source=source, delivery_id=delivery_id[:200], received_at=now)
-    except peewee.IntegrityError:
-        return False
-    return True
+    """Claim the delivery id; False when it was claimed before (even by a concurrent call)."""
+    inserted = (Delivery.insert(source=source, delivery_id=delivery_id[:200], received_at=now)
+                .on_conflict_ignore().as_rowcount().execute())
+    return inserted == 1
 
 
 def _record(event: Event, source: str, now: datetime, policy: Policy | None,
@@ -177,11 +177,11 @@ def _record(event: Event, source: str, now: datetime, policy: Policy | None,
                                      created_at=now)
             result.anonymous += 1
         return
-    Activity.create(lead=lead.id, type=event.type, source=source, occurred_at=event.occurred_at,
-                    properties=event.properties, raw=event.raw, created_at=now)
+    Activity.insert(lead=lead.id, type=event.type, source=source, occurred_at=event.occurred_at,
+                    properties=event.properties, raw=event.raw, created_at=now).execute()
     result.activities += 1
     result.leads.add(lead.id)
-    _add_score(lead.id, [(event.type, event.occurred_at)], policy, now, result)
+    _add_score(lead, [(event.type, event.occurred_at)], policy, now, result)
 
 
 def _lead_for(event: Event, source: str, now: datetime) -> Lead | None:
@@ -222,27 +222,29 @@ def _link_identities(lead: Lead, event: Event, policy: Policy | None, result: Re
     AnonymousActivity.delete().where(AnonymousActivity.id.in_([a.id for a in history])).execute()
     result.activities += len(history)
     result.leads.add(lead.id)
-    _add_score(lead.id, [(a.type, a.occurred_at) for a in history], policy, now, result)
+    _add_score(lead, [(a.type, a.occurred_at) for a in history], policy, now, result)
 
 
-def _add_score(lead_id: int, items: list[tuple[str, datetime]], policy: Policy | None,
+def _add_score(lead: Lead, items: list[tuple[str, datetime]], policy: Policy | None,
                now: datetime, result: Recorded) -> None:
-    """Add the activities' points to the lead's score with a conditional update (retried if
-    another writer changed the score in between)."""
+    """Add the activities' points to the lead's score with a conditional update on the
+    score this call read (re-read and retried if another writer changed it)."""
     if policy is None:
         return
     terms = [policy.term(kind, at) for kind, at in items]
     terms = [t for t in terms if t is not None]
     if not terms:
         return
+    lead_id, before = lead.id, lead.score_log
     while True:
-        before = Lead.select(Lead.score_log).where(Lead.id == lead_id).scalar()
         after = before
         for term in terms:
             after = add_logs(after, term)
         guard = Lead.score_log.is_null() if before is None else Lead.score_log == before
         if Lead.update(score_log=after).where(Lead.id == lead_id, guard).execute() == 1:
+            lead.score_log = after
             break
+        before = Lead.select(Lead.score_log).where(Lead.id == lead_id).scalar()
     threshold = policy.threshold_log(now)
     if (before is None or before < threshold) and after >= threshold:
         result.crossed.add(lead_id)

@@ -64,9 +64,9 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
         insert_rows(Lead, [{**blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now,
                             "created_at": now, "updated_at": now, "source": source}
                            for fields in leads], ignore_conflicts=True)
-        created = {row.email: row.id for row in Lead.select(Lead.id, Lead.email).where(
+        created = dict(Lead.select(Lead.email, Lead.id).where(
             Lead.email.in_([fields["email"] for fields in leads]), Lead.created_at == now,
-            Lead.source == source)}
+            Lead.source == source).tuples())
         insert_rows(StageChange, [
             {"lead": lead_id, "from_stage": None, "to_stage": Stage.LEAD, "at": now,
              "actor": actor, "reason": f"captured from {source}"}

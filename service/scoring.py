@@ -71,3 +71,25 @@ def suggested(policy: Policy, now: datetime):
     return (Lead.select().where(Lead.stage.in_(("lead", "nurture")),
                                 Lead.score_log >= policy.threshold_log(now))
             .order_by(Lead.score_log.desc()))
+
+
+def rescore_all(policy: Policy, *, now: datetime, chunk: int = 1000) -> int:
+    """Recompute score_log for every lead from its activities, a chunk of leads at a time."""
+    from .db import transaction
+    from .models import Activity, Lead
+
+    done, last_id = 0, 0
+    while True:
+        ids = [row.id for row in Lead.select(Lead.id).where(Lead.id > last_id)
+               .order_by(Lead.id).limit(chunk)]
+        if not ids:
+            return done
+        logs: dict[int, float | None] = dict.fromkeys(ids)
+        for activity in Activity.select(Activity.lead, Activity.type, Activity.occurred_at) \
+                .where(Activity.lead.in_(ids)):
+            logs[activity.lead_id] = add_logs(logs[activity.lead_id],
+                                              policy.term(activity.type, activity.occurred_at))
+        with transaction():
+            for lead_id, value in logs.items():
+                Lead.update(score_log=value).where(Lead.id == lead_id).execute()
+        done, last_id = done + len(ids), ids[-1]

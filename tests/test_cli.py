@@ -72,3 +72,12 @@ def test_demo_loads_data(cli):
     result = cli("demo")
     assert result.returncode == 0 and "10 leads" in result.stdout
     assert cli("demo").returncode == 0, "demo can run twice"
+
+
+def test_integration_key_and_rescore(cli):
+    cli("init-db")
+    made = cli("create-integration-key", "webhook", "website")
+    assert made.returncode == 0 and made.stdout.startswith("whsec_")
+    wrong = cli("create-integration-key", "write_key", "nowhere")
+    assert wrong.returncode == 1 and "unknown write_key source 'nowhere'" in wrong.stderr
+    assert cli("rescore").stdout.strip() == "rescored 0 leads"

@@ -69,3 +69,63 @@ def test_readyz_without_redis_is_503(make_app):
     app = make_app(**{"redis.url": "redis://127.0.0.1:1/0"})
     ready = app.test_client().get("/readyz")
     assert ready.status_code == 503 and ready.json["checks"]["redis"].startswith("error")
+
+
+def test_honeypot_hits_are_counted(app):
+    from service.stats import total
+
+    client = app.test_client()
+    for _ in range(3):
+        client.post("/f/contact", data={"email": "bot@example.com", "website": "x"})
+    assert total("form:contact", "honeypot") == 3 and Lead.select().count() == 0
+
+
+def test_rate_limit_per_ip(make_app):
+    app = make_app(**{"intake.form_rate_per_minute": 3})
+    client = app.test_client()
+    statuses = [client.post("/f/contact", data={"email": f"p{i}@example.com"},
+                            environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code
+                for i in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    other = client.post("/f/contact", data={"email": "q@example.com"},
+                        environ_base={"REMOTE_ADDR": "203.0.113.10"})
+    assert other.status_code == 200
+    limited = client.post("/f/contact", json={"email": "z@example.com"},
+                          environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "60"
+    assert limited.json["error"]["code"] == "rate_limited"
+    assert Lead.select().count() == 4
+
+
+def test_utm_and_referrer_kept(app):
+    app.test_client().post(
+        "/f/contact", data={"email": "u@example.com", "utm_campaign": "spring"},
+        headers={"Referer": "https://www.example.com/landing?utm_source=linkedin&x=1"})
+    activity = Activity.get()
+    assert activity.properties["utm"] == {"utm_source": "linkedin", "utm_campaign": "spring"}
+    assert activity.properties["referrer"].startswith("https://www.example.com/landing")
+    assert activity.lead.utm_source == "linkedin"
+
+
+def test_cors_for_configured_origins(make_app):
+    app = make_app(forms={"contact": {"fields": {}, "cors_origins": ["https://www.example.com"]}})
+    client = app.test_client()
+    preflight = client.options("/f/contact", headers={
+        "Origin": "https://www.example.com", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://www.example.com"
+    post = client.post("/f/contact", json={"email": "c@example.com"},
+                       headers={"Origin": "https://evil.example.net"})
+    assert post.status_code == 201 and "Access-Control-Allow-Origin" not in post.headers
+
+
+def test_redirect_only_to_allowed_targets(make_app):
+    app = make_app(forms={"contact": {"fields": {}, "allowed_redirects": [
+        "https://www.example.com/thanks-a"]}})
+    client = app.test_client()
+    allowed = client.post("/f/contact", data={"email": "a@example.com",
+                                              "_redirect": "https://www.example.com/thanks-a"})
+    assert allowed.status_code == 303
+    refused = client.post("/f/contact", data={"email": "b@example.com",
+                                              "_redirect": "https://evil.example.net/"})
+    assert refused.status_code == 200 and "Location" not in refused.headers

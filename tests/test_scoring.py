@@ -80,3 +80,11 @@ def test_auto_promote(make_app, rep, auto, stage):
         ingest([Event(type="contact_sales", occurred_at=now, email="buyer@example.com")],
                source="t", settings=settings, now=now)
         assert Handoff.select().count() == 1
+
+
+def test_rescore_after_points_change(app, policy, now):
+    record("a@example.com", "contact_sales", now, policy, now)
+    doubled = scoring.Policy(points={"contact_sales": 80}, half_life_days=30, threshold=45,
+                             auto_promote=False)
+    assert scoring.rescore_all(doubled, now=now) == 1
+    assert score_of("a@example.com", doubled, now) == pytest.approx(80.0)
