@@ -31,9 +31,12 @@ class Lead(BaseModel):
     utm_source = pw.CharField(default="")
     stage = pw.CharField(max_length=16, index=True)
     stage_changed_at = UTCDateTimeField()
-    score_log = pw.FloatField(null=True, index=True)
+    score_log = pw.FloatField(null=True)
     created_at = UTCDateTimeField(default=utcnow, index=True)
     updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("stage", "score_log"), False),)
 
     EDITABLE = ("first_name", "last_name", "company", "title", "phone", "country",
                 "company_size", "industry", "utm_source")

@@ -9,7 +9,7 @@ from service.models import TABLES_V2, Lead, SchemaVersion
 
 def test_upgrade_from_version_1(app):
     db.drop_tables(TABLES_V2)
-    db.execute_sql("DROP INDEX lead_score_log")
+    db.execute_sql("DROP INDEX lead_stage_score_log")
     db.execute_sql("ALTER TABLE lead DROP COLUMN score_log")
     SchemaVersion.delete().where(SchemaVersion.version > 1).execute()
     assert current_version() == 1
@@ -17,6 +17,6 @@ def test_upgrade_from_version_1(app):
     applied = migrate()
     assert applied == [f"{v:04d} {name}" for v, name, _ in MIGRATIONS[1:]]
     assert "score_log" in {c.name for c in db.get_columns("lead")}
-    assert "lead_score_log" in {i.name for i in db.get_indexes("lead")}
+    assert "lead_stage_score_log" in {i.name for i in db.get_indexes("lead")}
     assert Lead.select().where(Lead.score_log.is_null()).count() == 0
     assert migrate() == []

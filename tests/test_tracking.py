@@ -108,3 +108,13 @@ def test_batch_with_one_bad_message_records_nothing(app, write_key):
         {"type": "track", "event": "Trial Started"}]})
     assert response.status_code == 400 and "message 1" in response.json["error"]["message"]
     assert Activity.select().count() == 0
+
+
+def test_browser_sdk_paths_and_cors(app, write_key):
+    client = app.test_client()
+    response = client.post("/v1/t", data=json.dumps({
+        "writeKey": write_key, "anonymousId": "browser-1", "event": "Webinar Registered",
+        "messageId": "js-1"}), content_type="text/plain")
+    assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"] == "*"
+    assert AnonymousActivity.get().type == "webinar_registered"
+    assert client.options("/v1/p").status_code == 204

@@ -22,10 +22,29 @@ from .webhooks import parse_time
 bp = Blueprint("tracking", __name__)
 BODY_LIMIT = 512 * 1024  # Segment's batch limit is 500 KB
 IGNORED = ("screen", "group", "alias")
+# analytics.js (the browser SDK) posts to one-letter paths.
+SHORT = {"i": "identify", "t": "track", "p": "page", "b": "batch", "s": "screen", "g": "group",
+         "a": "alias"}
+
+
+@bp.after_request
+def cors(response):
+    """Browser SDKs post from any site (as text/plain, so no preflight); let them read the
+    answer. The write key, not the origin, is the credential."""
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
+    response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    return response
+
+
+@bp.route("/v1/<kind>", methods=["OPTIONS"])
+def preflight(kind: str):
+    return "", 204
 
 
 @bp.post("/v1/<kind>")
 def receive(kind: str):
+    kind = SHORT.get(kind, kind)
     if kind not in ("identify", "track", "page", "batch", *IGNORED):
         return error_response(404, "not_found", f"no tracking call named {kind!r}")
     if (request.content_length or 0) > BODY_LIMIT:
