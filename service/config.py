@@ -52,6 +52,8 @@ SCHEMA: dict[str, Key] = {
     "outbox.claim_seconds": Key(int, 300),
     "sla.decision_hours": Key(float, 24.0),
     "handoff.link_ttl_hours": Key(float, 168.0),
+    "assignment.rules": Key(list, []),
+    "assignment.default_team": Key(str, ""),
     "handoff.accept_requires": Key(list, ["need"]),
     "handoff.reject_reasons": Key(dict, {}),
     "forms": Key(dict, {}),
@@ -190,6 +192,7 @@ def _check_references(values: dict) -> None:
     for slug, form in values["forms"].items():
         if not isinstance(form, dict) or not isinstance(form.get("fields", {}), dict):
             raise ConfigError(f"forms.{slug}.fields must be a table of form field = lead field")
+    _check_assignment(values["assignment.rules"])
     types = set(values["intake.activity_types"])
     mapped = [("tracking.events", t) for t in values["tracking.events"].values()]
     mapped += [("tracking.pages", t) for t in values["tracking.pages"].values()]
@@ -205,6 +208,23 @@ def _check_references(values: dict) -> None:
             raise ConfigError(f"scoring.points.{kind} must be a number, got {points!r}")
     if values["scoring.half_life_days"] <= 0:
         raise ConfigError("scoring.half_life_days must be above 0")
+
+
+ASSIGNABLE = ("first_name", "last_name", "company", "title", "phone", "country",
+              "company_size", "industry", "utm_source", "source")
+
+
+def _check_assignment(rules: list) -> None:
+    for i, rule in enumerate(rules):
+        where = f"assignment.rules[{i}]"
+        if not isinstance(rule, dict) or not isinstance(rule.get("team"), str):
+            raise ConfigError(f"{where} needs a team name")
+        for name, wanted in rule.items():
+            if name != "team" and name not in ASSIGNABLE:
+                raise ConfigError(f"{where}: {name!r} is not a lead field "
+                                  f"({', '.join(ASSIGNABLE)})")
+            if name != "team" and not isinstance(wanted, str | list):
+                raise ConfigError(f"{where}.{name} must be a value or a list of values")
 
 
 def data_dir(settings: dict) -> Path:

@@ -11,7 +11,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
 from .db import db, transaction
-from .models import TABLES_V1, TABLES_V2, Lead, SchemaVersion
+from .models import TABLES_V1, TABLES_V2, TABLES_V3, Handoff, Lead, Rep, SchemaVersion, Team
 
 
 def add_missing_columns(model, *fields) -> None:
@@ -34,9 +34,17 @@ def _intake() -> None:
     add_missing_columns(Lead, Lead.score_log)
 
 
+def _handoffs() -> None:
+    db.create_tables(TABLES_V3)
+    add_missing_columns(Team, Team.fallback_email)
+    add_missing_columns(Rep, Rep.away_from, Rep.away_until)
+    add_missing_columns(Handoff, Handoff.origin, Handoff.outcome)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
+    (3, "handoffs: fallback owners, away dates, origin and outcome, audit", _handoffs),
 ]
 
 

@@ -66,6 +66,7 @@ class Activity(BaseModel):
 class Team(BaseModel):
     name = pw.CharField(unique=True)
     manager_email = pw.CharField(default="")
+    fallback_email = pw.CharField(default="")
 
     def __str__(self) -> str:
         return self.name
@@ -81,9 +82,20 @@ class Rep(BaseModel):
     capacity = pw.IntegerField(default=0)
     active = pw.BooleanField(default=True)
     out_of_office = pw.BooleanField(default=False)
+    away_from = pw.DateField(null=True)
+    away_until = pw.DateField(null=True)
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>" if self.name else self.email
+
+    def is_away(self, day) -> bool:
+        """Out of office by the flag, or by the dates (both inclusive)."""
+        if self.out_of_office:
+            return True
+        if self.away_from is None and self.away_until is None:
+            return False
+        return ((self.away_from is None or self.away_from <= day)
+                and (self.away_until is None or day <= self.away_until))
 
 
 class User(BaseModel):
@@ -141,6 +153,8 @@ class Handoff(BaseModel):
     escalated_at = UTCDateTimeField(null=True)
     reassigned_at = UTCDateTimeField(null=True)
     replaces = pw.ForeignKeyField("self", null=True, backref="replaced_by")
+    origin = pw.CharField(max_length=16, default="inbound")
+    outcome = pw.CharField(max_length=80, default="")
 
     class Meta:
         indexes = ((("status", "due_at"), False),)
@@ -187,7 +201,7 @@ OutboxEmail.add_index(OutboxEmail.created_at, where=OutboxEmail.sent_at.is_null(
 class IntegrationKey(BaseModel):
     """A credential for an intake source: a webhook signing secret (kept, to verify HMACs)
     or a tracking write key (kept only as a hash)."""
-    KINDS = ("webhook", "write_key")
+    KINDS = ("webhook", "write_key", "api")
     kind = pw.CharField(max_length=16)
     source = pw.CharField(max_length=64)
     secret = pw.CharField(default="")
@@ -258,6 +272,15 @@ class AssignmentCursor(BaseModel):
     position = pw.IntegerField(default=0)
 
 
+class AuditEvent(BaseModel):
+    """Who did what to which record, for the panel's read-only audit log."""
+    at = UTCDateTimeField(index=True)
+    actor = pw.CharField()
+    action = pw.CharField(max_length=64)
+    subject = pw.CharField(max_length=80)
+    details = JSONField(default=dict)
+
+
 class SchemaVersion(BaseModel):
     version = pw.IntegerField(primary_key=True)
     name = pw.CharField()
@@ -267,3 +290,4 @@ class SchemaVersion(BaseModel):
 TABLES_V1 = [Lead, Activity, Team, Rep, User, Definition, Handoff, StageChange, OutboxEmail]
 TABLES_V2 = [IntegrationKey, Delivery, Identity, AnonymousActivity, LeadMerge, IntakeStat,
              AssignmentCursor]
+TABLES_V3 = [AuditEvent]

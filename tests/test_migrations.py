@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from service.db import db
 from service.migrations import MIGRATIONS, current_version, migrate
-from service.models import TABLES_V2, Lead, SchemaVersion
+from service.models import TABLES_V2, TABLES_V3, Handoff, Lead, SchemaVersion
 
 
 def test_upgrade_from_version_1(app):
-    db.drop_tables(TABLES_V2)
+    db.drop_tables(TABLES_V2 + TABLES_V3)
+    for table, column in (("team", "fallback_email"), ("rep", "away_from"), ("rep", "away_until"),
+                          ("handoff", "origin"), ("handoff", "outcome")):
+        db.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
     db.execute_sql("DROP INDEX lead_stage_score_log")
     db.execute_sql("ALTER TABLE lead DROP COLUMN score_log")
     SchemaVersion.delete().where(SchemaVersion.version > 1).execute()
@@ -19,4 +22,6 @@ def test_upgrade_from_version_1(app):
     assert "score_log" in {c.name for c in db.get_columns("lead")}
     assert "lead_stage_score_log" in {i.name for i in db.get_indexes("lead")}
     assert Lead.select().where(Lead.score_log.is_null()).count() == 0
+    assert {"origin", "outcome"} <= {c.name for c in db.get_columns("handoff")}
+    assert Handoff.select().count() == 0
     assert migrate() == []

@@ -1,0 +1,127 @@
+"""Assignment: territory rules, weights, time away, capacity, fallback, and an exact
+weighted split under concurrent promotions."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from service import db
+from service.assignment import NoEligibleRep, Rules, choose_rep, weighted_ring
+from service.handoffs import promote_lead
+from service.lifecycle import capture
+from service.models import Handoff, Lead, Rep, Team
+
+RULES = Rules(rules=[
+    {"team": "EMEA", "country": ["GB", "DE"]},
+    {"team": "Enterprise", "company_size": "5000+"},
+    {"team": "Fintech", "industry": ["Banking"], "country": "US"},
+], default_team="Rest")
+
+
+@pytest.mark.parametrize("fields, team", [
+    ({"country": "gb"}, "EMEA"),
+    ({"country": "DE", "company_size": "5000+"}, "EMEA"),
+    ({"country": "US", "company_size": "5000+"}, "Enterprise"),
+    ({"country": "US", "industry": "banking"}, "Fintech"),
+    ({"country": "CA", "industry": "Banking"}, "Rest"),
+    ({}, "Rest"),
+])
+def test_rules_pick_team(fields, team):
+    assert RULES.team_name(Lead(**fields)) == team
+
+
+@pytest.mark.parametrize("weights, ring", [
+    ([1, 1], ["a", "b"]),
+    ([2, 1], ["a", "b", "a"]),
+    ([3, 1], ["a", "a", "b", "a"]),
+    ([1, 0], ["a"]),
+])
+def test_weighted_ring(weights, ring):
+    reps = [Rep(id=i + 1, weight=w) for i, w in enumerate(weights)]
+    names = {1: "a", 2: "b"}
+    assert [names[r] for r in weighted_ring(reps)] == ring
+
+
+def team_with(*reps, name="EMEA", fallback=""):
+    team = Team.create(name=name, fallback_email=fallback)
+    made = [Rep.create(email=f"{n}@example.com", name=n, team=team, **kw) for n, kw in reps]
+    return team, made
+
+
+def lead(now, i=0, **fields):
+    return capture(f"lead{i}@example.com", fields={"country": "GB", **fields}, source="t",
+                   actor="t", now=now)
+
+
+def picks(n, now, start=0):
+    rules = Rules(rules=[{"team": "EMEA", "country": "GB"}], default_team="")
+    return [Rep.get_by_id(choose_rep(lead(now, i), rules, now.date())).name
+            for i in range(start, start + n)]
+
+
+def test_round_robin_skips_away_inactive_and_full(app, now):
+    today = now.date()
+    team_with(("ann", {}), ("bob", {"out_of_office": True}), ("cat", {"active": False}),
+              ("dan", {"away_from": today - timedelta(days=1), "away_until": today}),
+              ("eve", {"away_from": today + timedelta(days=1)}),
+              ("fay", {"capacity": 1}))
+    assert picks(4, now) == ["ann", "eve", "fay", "ann"]
+    Handoff.create(lead=lead(now, 99), rep=Rep.get(Rep.name == "fay"), promoted_by="m",
+                   promoted_at=now, due_at=now)
+    assert picks(3, now, start=10) == ["ann", "eve", "ann"]
+
+
+def test_no_eligible_rep_refused_or_fallback(app, now):
+    team_with(("ann", {"out_of_office": True}))
+    with pytest.raises(NoEligibleRep, match="no rep in team EMEA can take this lead"):
+        picks(1, now)
+    Rep.create(email="boss@example.com", name="boss")
+    Team.update(fallback_email="boss@example.com").execute()
+    assert picks(1, now, start=10) == ["boss"]
+
+
+def test_explicit_rep_wins_and_missing_team_is_clear(make_app, now):
+    app = make_app(**{"assignment.rules": [{"team": "Nowhere", "country": "GB"}]})
+    away = Rep.create(email="away@example.com", out_of_office=True)
+    first = lead(now, 1)
+    handoff = promote_lead(first.id, rep_id=away.id, note="", actor="m",
+                           settings=app.config["SETTINGS"], now=now)
+    assert handoff.rep.id == away.id
+    with pytest.raises(NoEligibleRep, match="team 'Nowhere', which does not exist"):
+        promote_lead(lead(now, 2).id, rep_id=None, note="", actor="m",
+                     settings=app.config["SETTINGS"], now=now)
+    assert Lead.get(Lead.email == "lead2@example.com").stage == "lead"
+
+
+def test_two_hundred_concurrent_promotions_split_exactly(make_app, now):
+    app = make_app(**{"assignment.rules": [{"team": "EMEA", "country": "GB"}]})
+    _, reps = team_with(("ann", {"weight": 3}), ("bob", {"weight": 2}), ("cat", {"weight": 1}))
+    leads = [lead(now, i).id for i in range(200)]
+    errors = []
+
+    def promote(chunk):
+        db.connect()
+        try:
+            for lead_id in chunk:
+                promote_lead(lead_id, rep_id=None, note="", actor="m",
+                             settings=app.config["SETTINGS"], now=now)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            db.db.close()
+
+    threads = [threading.Thread(target=promote, args=(leads[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    ring = weighted_ring(reps)
+    expected = Counter(ring * (200 // len(ring)) + ring[:200 % len(ring)])
+    got = Counter(h.rep_id for h in Handoff.select())
+    assert got == expected and sum(got.values()) == 200
+    assert (got[reps[0].id], got[reps[1].id], got[reps[2].id]) == (100, 67, 33)
