@@ -8,25 +8,52 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import links, mail, outbox
 from .config import base_url
+from .db import utcnow
+from .labels import LABELS
 from .models import Activity, Handoff, OutboxEmail
+from .scoring import Policy
 
 
 def rep_handoff(row: OutboxEmail, settings: dict, secret: str) -> dict:
     handoff = Handoff.get_by_id(row.handoff_id)
-    lead = handoff.lead
+    lead, rep = handoff.lead, handoff.rep
     activities = (Activity.select().where(Activity.lead == lead.id)
-                  .order_by(Activity.occurred_at.desc()).limit(10))
-    root = base_url(settings)
+                  .order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(10))
+    policy = Policy.from_settings(settings)
     return {
-        "handoff": handoff, "lead": lead, "rep": handoff.rep,
+        "handoff": handoff, "lead": lead, "rep": rep,
         "activities": list(activities), "definition": handoff.definition,
-        "deadline": local_time(handoff.due_at, handoff.rep.time_zone),
-        "accept_url": f"{root}/h/{links.handoff_token(secret, handoff.id, 'accept')}",
-        "reject_url": f"{root}/h/{links.handoff_token(secret, handoff.id, 'reject')}",
+        "score": round(policy.score(lead.score_log, utcnow())),
+        "threshold": round(policy.threshold),
+        "deadline": local_time(handoff.due_at, rep.time_zone),
+        "accept_url": decision_url(settings, secret, handoff, "accept"),
+        "reject_url": decision_url(settings, secret, handoff, "reject"),
     }
 
 
-CONTEXTS = {"rep_handoff": rep_handoff}
+def decision_url(settings: dict, secret: str, handoff: Handoff, action: str) -> str:
+    token = links.handoff_token(secret, handoff.id, handoff.rep_id, action)
+    return f"{base_url(settings)}/h/{token}"
+
+
+def decision_feedback(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    handoff = Handoff.get_by_id(row.handoff_id)
+    reason = settings["handoff.reject_reasons"].get(handoff.reason, {})
+    outcome = handoff.outcome or ""
+    return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep, "labels": LABELS,
+            "reason_label": reason.get("label", handoff.reason),
+            "outcome_label": "disqualified" if outcome == "disqualify"
+            else f"nurture sequence {outcome.partition(':')[2]}"}
+
+
+def handoff_moved(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    old = Handoff.get_by_id(row.handoff_id)
+    new = old.replaced_by.order_by(Handoff.id.desc()).first()
+    return {"lead": old.lead, "rep": old.rep, "new_rep": new.rep if new else old.rep}
+
+
+CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
+            "handoff_moved": handoff_moved}
 
 
 def local_time(moment: datetime, zone: str) -> str:

@@ -11,7 +11,7 @@ import peewee
 from . import outbox
 from .db import insert_rows, transaction
 from .errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
-from .models import Definition, Handoff, Lead, Rep, StageChange
+from .models import AuditEvent, Definition, Handoff, Lead, Rep, StageChange
 
 
 class Stage(StrEnum):
@@ -28,6 +28,11 @@ TRANSITIONS: dict[str, tuple[frozenset, frozenset]] = {
     "promote": (frozenset({Stage.LEAD, Stage.NURTURE}), frozenset({Stage.MQL})),
     "accept": (frozenset({Stage.MQL}), frozenset({Stage.SQL})),
     "reject": (frozenset({Stage.MQL}), frozenset({Stage.NURTURE, Stage.DISQUALIFIED})),
+    "withdraw": (frozenset({Stage.MQL}), frozenset({Stage.LEAD, Stage.NURTURE})),
+    "register_outbound": (frozenset({None, Stage.LEAD, Stage.NURTURE}), frozenset({Stage.SQL})),
+    "win": (frozenset({Stage.SQL}), frozenset({Stage.CUSTOMER})),
+    "recycle": (frozenset({Stage.SQL}), frozenset({Stage.NURTURE})),
+    "reopen": (frozenset({Stage.DISQUALIFIED}), frozenset({Stage.LEAD})),
 }
 
 BANT = {
@@ -105,6 +110,7 @@ def accept(handoff_id: int, *, bant: dict, notes: str, actor: str, now: datetime
         lead_id = _decide(handoff_id, "accepted", now, actor, notes=notes, **answers)
         _move(lead_id, "accept", now)
         _record(lead_id, Stage.MQL, Stage.SQL, now, actor, "accepted")
+        _feedback(handoff_id, now)
     return Handoff.get_by_id(handoff_id)
 
 
@@ -115,10 +121,123 @@ def reject(handoff_id: int, *, reason: str, outcome: str, notes: str, actor: str
     if not reason:
         raise InvalidInput("choose a reason")
     with transaction():
-        lead_id = _decide(handoff_id, "rejected", now, actor, notes=notes, reason=reason)
+        lead_id = _decide(handoff_id, "rejected", now, actor, notes=notes, reason=reason,
+                          outcome=outcome)
         _move(lead_id, "reject", now, to_stage)
         _record(lead_id, Stage.MQL, to_stage, now, actor, f"rejected: {reason}")
+        _feedback(handoff_id, now)
     return Handoff.get_by_id(handoff_id)
+
+
+def withdraw(handoff_id: int, *, actor: str, reason: str, now: datetime) -> Handoff:
+    """A pending handoff is taken back: the lead returns to the stage it was promoted from."""
+    with transaction():
+        lead_id = _decide(handoff_id, "withdrawn", now, actor, notes=reason)
+        Handoff.update(sla_met=None).where(Handoff.id == handoff_id).execute()
+        to_stage = _stage_before_mql(lead_id)
+        _move(lead_id, "withdraw", now, to_stage)
+        _record(lead_id, Stage.MQL, to_stage, now, actor, f"handoff withdrawn: {reason}".strip())
+        audit(actor, "withdraw", f"handoff:{handoff_id}", {"reason": reason}, now)
+    return Handoff.get_by_id(handoff_id)
+
+
+def reassign(handoff_id: int, *, rep_id: int, actor: str, now: datetime,
+             due_at: datetime) -> Handoff:
+    """Move a pending handoff to another rep: the old one is closed (its links die), a new one
+    replaces it with a fresh SLA window. The lead stays an MQL."""
+    rep = Rep.get_or_none(Rep.id == rep_id)
+    if rep is None or not rep.active:
+        raise InvalidInput(f"rep {rep_id} does not exist or is not active")
+    with transaction():
+        old = Handoff.get_or_none(Handoff.id == handoff_id)
+        if old is None:
+            raise NotFound(f"handoff {handoff_id} not found")
+        if old.rep_id == rep_id:
+            raise InvalidInput(f"the handoff is already with {rep.email}")
+        _decide(handoff_id, "withdrawn", now, actor, reassigned_at=now,
+                notes=f"reassigned to {rep.email}")
+        Handoff.update(sla_met=None).where(Handoff.id == handoff_id).execute()
+        new = Handoff.create(lead=old.lead_id, rep=rep.id, promoted_by=old.promoted_by,
+                             promoted_at=now, note=old.note, definition=old.definition_id,
+                             due_at=due_at, replaces=old.id)
+        outbox.queue_email("rep_handoff", to_address=rep.email, to_name=rep.name,
+                           lead_id=old.lead_id, handoff_id=new.id, now=now)
+        outbox.queue_email("handoff_moved", to_address=old.rep.email, to_name=old.rep.name,
+                           lead_id=old.lead_id, handoff_id=old.id, now=now)
+        audit(actor, "reassign", f"handoff:{handoff_id}",
+              {"from": old.rep.email, "to": rep.email, "new_handoff": new.id}, now)
+    return new
+
+
+def register_outbound(email: str, *, fields: dict, rep_id: int, bant: dict, notes: str,
+                      actor: str, now: datetime) -> Handoff:
+    """(none), lead, nurture → sql for an SQL sales found itself; BANT is required."""
+    answers = check_bant(bant, list(BANT))
+    rep = Rep.get_or_none(Rep.id == rep_id)
+    if rep is None:
+        raise InvalidInput(f"rep {rep_id} does not exist")
+    with transaction():
+        lead = Lead.get_or_none(Lead.email == email)
+        if lead is None:
+            try:
+                with transaction():
+                    lead = Lead.create(email=email, stage=Stage.SQL, stage_changed_at=now,
+                                       created_at=now, updated_at=now, source="outbound",
+                                       **fields)
+            except peewee.IntegrityError:
+                raise IllegalTransition(f"{email} was just captured; try again") from None
+            from_stage = None
+        else:
+            from_stage = _move(lead.id, "register_outbound", now)
+        _record(lead.id, from_stage, Stage.SQL, now, actor, "outbound SQL")
+        handoff = Handoff.create(
+            lead=lead.id, rep=rep.id, promoted_by=actor, promoted_at=now, due_at=now,
+            status="accepted", decided_at=now, decided_by=actor, notes=notes,
+            origin="outbound", definition=Definition.current("mql"), **answers)
+        audit(actor, "register_outbound", f"lead:{lead.id}", {"rep": rep.email}, now)
+    return handoff
+
+
+def win(lead_id: int, *, actor: str, now: datetime) -> Lead:
+    return _admin_move(lead_id, "win", actor, "won", now)
+
+
+def recycle(lead_id: int, *, actor: str, reason: str, now: datetime) -> Lead:
+    return _admin_move(lead_id, "recycle", actor, f"recycled: {reason}".strip(), now)
+
+
+def reopen(lead_id: int, *, actor: str, now: datetime) -> Lead:
+    return _admin_move(lead_id, "reopen", actor, "reopened", now)
+
+
+def _admin_move(lead_id: int, transition: str, actor: str, reason: str, now: datetime) -> Lead:
+    to_stage = next(iter(TRANSITIONS[transition][1]))
+    with transaction():
+        from_stage = _move(lead_id, transition, now)
+        _record(lead_id, from_stage, to_stage, now, actor, reason)
+        audit(actor, transition, f"lead:{lead_id}", {"reason": reason}, now)
+    return Lead.get_by_id(lead_id)
+
+
+def _stage_before_mql(lead_id: int) -> Stage:
+    promotion = (StageChange.select().where(StageChange.lead == lead_id,
+                                            StageChange.to_stage == Stage.MQL)
+                 .order_by(StageChange.at.desc(), StageChange.id.desc()).first())
+    if promotion and promotion.from_stage == Stage.NURTURE:
+        return Stage.NURTURE
+    return Stage.LEAD
+
+
+def _feedback(handoff_id: int, now: datetime) -> None:
+    """Tell the promoting marketer what sales decided (not for automatic promotions)."""
+    handoff = Handoff.get_by_id(handoff_id)
+    if "@" in handoff.promoted_by:
+        outbox.queue_email("decision_feedback", to_address=handoff.promoted_by,
+                           lead_id=handoff.lead_id, handoff_id=handoff_id, now=now)
+
+
+def audit(actor: str, action: str, subject: str, details: dict, now: datetime) -> None:
+    AuditEvent.create(at=now, actor=actor, action=action, subject=subject, details=details)
 
 
 def check_bant(bant: dict, requires: list[str]) -> dict:
@@ -145,7 +264,8 @@ def _move(lead_id: int, transition: str, now: datetime, to_stage: Stage | None =
                     Lead.stage.in_([s.value for s in sources if s]))
              .execute())
     if moved != 1:
-        raise IllegalTransition(f"cannot {transition} a lead in stage {lead.stage}")
+        verb = transition.replace("_", " ")
+        raise IllegalTransition(f"cannot {verb} a lead in stage {lead.stage}")
     return lead.stage
 
 

@@ -13,6 +13,7 @@ ACTIONS = ("accept", "reject")
 @dataclass(frozen=True)
 class HandoffLink:
     handoff_id: int
+    rep_id: int
     action: str
 
 
@@ -24,18 +25,19 @@ class ExpiredLink(BadLink):
     status = 410
 
 
-def handoff_token(secret: str, handoff_id: int, action: str) -> str:
-    return URLSafeTimedSerializer(secret, salt=HANDOFF_SALT).dumps([handoff_id, action])
+def handoff_token(secret: str, handoff_id: int, rep_id: int, action: str) -> str:
+    """A decision link bound to one handoff and the rep it was sent to."""
+    return URLSafeTimedSerializer(secret, salt=HANDOFF_SALT).dumps([handoff_id, rep_id, action])
 
 
 def read_handoff_token(secret: str, token: str, *, max_age_hours: float) -> HandoffLink:
     serializer = URLSafeTimedSerializer(secret, salt=HANDOFF_SALT)
     try:
-        handoff_id, action = serializer.loads(token, max_age=int(max_age_hours * 3600))
+        handoff_id, rep_id, action = serializer.loads(token, max_age=int(max_age_hours * 3600))
     except SignatureExpired:
         raise ExpiredLink("This link has expired.") from None
     except (BadSignature, ValueError, TypeError):
         raise BadLink("This link is not valid. Copy the whole link from the email.") from None
-    if not isinstance(handoff_id, int) or action not in ACTIONS:
+    if not isinstance(handoff_id, int) or not isinstance(rep_id, int) or action not in ACTIONS:
         raise BadLink("This link is not valid. Copy the whole link from the email.")
-    return HandoffLink(handoff_id, action)
+    return HandoffLink(handoff_id, rep_id, action)

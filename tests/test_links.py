@@ -1,14 +1,21 @@
-"""Signed rep links: tampered → 400, expired → 410, wrong purpose → 400; never a 500."""
+"""Signed rep links: GET/HEAD never act; tampered → 400, expired → 410, another rep's → 403,
+reassigned → 410 naming the new rep; POST without CSRF → 400; never a 500."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import time_machine
 
 from service import links
+from service.db import utcnow
 from service.handoffs import promote_lead
 from service.intake import record_activity
+from service.lifecycle import reassign
+from service.models import Handoff, Rep, StageChange
+
+from .conftest import csrf_token
 
 
 def make_handoff(app, rep, now):
@@ -18,53 +25,89 @@ def make_handoff(app, rep, now):
                         settings=app.config["SETTINGS"], now=now)
 
 
+def url(app, handoff, action="accept", rep_id=None):
+    rep_id = handoff.rep_id if rep_id is None else rep_id
+    return f"/h/{links.handoff_token(app.secret_key, handoff.id, rep_id, action)}"
+
+
 def test_token_round_trip_and_tamper():
-    token = links.handoff_token("secret", 42, "accept")
+    token = links.handoff_token("secret", 42, 7, "accept")
     assert links.read_handoff_token("secret", token, max_age_hours=1) == links.HandoffLink(
-        42, "accept")
-    for bad in (token[:-2] + "xx", "not-a-token", links.handoff_token("other", 42, "accept")):
-        try:
+        42, 7, "accept")
+    for bad in (token[:-2] + "xx", "not-a-token", links.handoff_token("other", 42, 7, "accept")):
+        with pytest.raises(links.BadLink) as caught:
             links.read_handoff_token("secret", bad, max_age_hours=1)
-        except links.ExpiredLink:
-            raise AssertionError("a tampered token is not an expired one") from None
-        except links.BadLink as exc:
-            assert exc.status == 400
-        else:
-            raise AssertionError("tampered token accepted")
+        assert caught.value.status == 400
+
+
+def test_get_and_head_change_nothing(app, rep, now):
+    handoff = make_handoff(app, rep, now)
+    client = app.test_client()
+    for action in ("accept", "reject"):
+        for _ in range(5):
+            page = client.get(url(app, handoff, action))
+            assert page.status_code == 200
+            assert page.headers["X-Robots-Tag"] == "noindex, nofollow"
+            assert page.headers["Cache-Control"] == "no-store"
+            assert client.head(url(app, handoff, action)).status_code == 200
+    assert Handoff.get_by_id(handoff.id).status == "pending"
+    assert StageChange.select().count() == 2
 
 
 def test_tampered_link_page_is_400(app, rep, now):
     handoff = make_handoff(app, rep, now)
-    token = links.handoff_token(app.secret_key, handoff.id, "accept")
     client = app.test_client()
-    response = client.get(f"/h/{token[:-3]}abc")
+    response = client.get(url(app, handoff)[:-3] + "abc")
     assert response.status_code == 400
     assert "not valid" in response.text and "Traceback" not in response.text
-    assert client.post(f"/h/{token[:-3]}abc").status_code == 400
+    assert client.post(url(app, handoff)[:-3] + "abc").status_code == 400
 
 
 def test_expired_link_page_is_410(app, rep):
     with time_machine.travel("2026-11-01 09:00Z", tick=False) as traveller:
-        from service.db import utcnow
-
         handoff = make_handoff(app, rep, utcnow())
-        token = links.handoff_token(app.secret_key, handoff.id, "accept")
-        client = app.test_client()
-        assert client.get(f"/h/{token}").status_code == 200
+        link, client = url(app, handoff), app.test_client()
+        assert client.get(link).status_code == 200
         ttl = app.config["SETTINGS"]["handoff.link_ttl_hours"]
         traveller.shift(timedelta(hours=ttl, minutes=1))
-        response = client.get(f"/h/{token}")
+        response = client.get(link)
     assert response.status_code == 410 and "expired" in response.text
 
 
+def test_link_of_another_rep_is_refused(app, rep, now):
+    handoff = make_handoff(app, rep, now)
+    other = Rep.create(email="other@example.com")
+    response = app.test_client().get(url(app, handoff, rep_id=other.id))
+    assert response.status_code == 403 and "another rep" in response.text
+
+
+def test_reassigned_link_names_the_new_rep(app, rep, now):
+    handoff = make_handoff(app, rep, now)
+    jordan = Rep.create(email="jordan@example.com", name="Jordan Rep")
+    reassign(handoff.id, rep_id=jordan.id, actor="sam@example.com", now=now,
+             due_at=now + timedelta(hours=24))
+    client = app.test_client()
+    response = client.get(url(app, handoff))
+    assert response.status_code == 410 and "Jordan Rep" in response.text
+    page = client.get("/admin/login")
+    posted = client.post(url(app, handoff), data={"need": "clear",
+                                                  "csrf_token": csrf_token(page.text)})
+    assert posted.status_code == 410
+    assert Handoff.get_by_id(handoff.id).status == "withdrawn"
+
+
 def test_link_for_missing_handoff_is_404(app):
-    token = links.handoff_token(app.secret_key, 999, "reject")
+    token = links.handoff_token(app.secret_key, 999, 1, "reject")
     assert app.test_client().get(f"/h/{token}").status_code == 404
 
 
 def test_post_without_csrf_changes_nothing(app, rep, now):
     handoff = make_handoff(app, rep, now)
-    token = links.handoff_token(app.secret_key, handoff.id, "accept")
-    response = app.test_client().post(f"/h/{token}", data={"need": "clear"})
-    assert response.status_code == 400
-    assert handoff.__class__.get_by_id(handoff.id).status == "pending"
+    client = app.test_client()
+    page = client.get(url(app, handoff))
+    response = client.post(url(app, handoff), data={"need": "clear"})
+    assert response.status_code == 400 and "form expired" in response.text
+    wrong = client.post(url(app, handoff), data={"need": "clear", "csrf_token": "x"})
+    assert wrong.status_code == 400
+    assert Handoff.get_by_id(handoff.id).status == "pending"
+    assert csrf_token(page.text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_wtf.csrf import CSRFError
 
 from ..errors import DomainError
 from . import decisions, forms, health, tracking, webhooks
@@ -13,6 +14,8 @@ def init_app(app: Flask) -> None:
     for blueprint in (forms.bp, webhooks.bp, tracking.bp, decisions.bp, health.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(DomainError, domain_error)
+    app.register_error_handler(CSRFError, lambda exc: error_response(
+        400, "csrf", "The form expired or came from elsewhere. Open the page again and retry."))
     for status, message in ((404, "There is nothing here."), (405, "Method not allowed."),
                             (413, "The request is too large.")):
         app.register_error_handler(

@@ -10,17 +10,12 @@ from wtforms.validators import DataRequired, Length
 from .. import lifecycle
 from ..db import utcnow
 from ..errors import AlreadyDecided, InvalidInput
+from ..labels import LABELS
 from ..links import BadLink, read_handoff_token
 from ..models import Handoff
 
 bp = Blueprint("decisions", __name__)
 
-LABELS = {
-    "confirmed": "Confirmed", "likely": "Likely", "none": "None", "unknown": "Unknown",
-    "decision_maker": "Decision maker", "influencer": "Influencer", "clear": "Clear",
-    "emerging": "Emerging", "lt_3m": "Under 3 months", "3_6m": "3–6 months",
-    "6_12m": "6–12 months", "gt_12m": "Over 12 months",
-}
 
 
 def _choices(field: str) -> list[SelectChoice]:
@@ -40,6 +35,15 @@ class RejectForm(FlaskForm):
     notes = TextAreaField("Notes", validators=[Length(max=5000)])
 
 
+@bp.after_request
+def private(response):
+    """Decision pages are for one rep: never indexed, cached or leaked through a Referer."""
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 @bp.route("/h/<token>", methods=["GET", "POST"])
 def decide(token: str):
     settings = current_app.config["SETTINGS"]
@@ -53,6 +57,12 @@ def decide(token: str):
     if handoff is None:
         return render_template("message.html", title="Not found",
                                message="This handoff no longer exists."), 404
+    moved = handoff.replaced_by.order_by(Handoff.id.desc()).first()
+    if moved is not None:
+        return render_template("moved.html", handoff=handoff, moved=moved), 410
+    if link.rep_id != handoff.rep_id:
+        return render_template("message.html", title="Not your link",
+                               message="This link was sent to another rep."), 403
     if handoff.status != "pending":
         status = 409 if request.method == "POST" else 200
         return render_template("decided.html", handoff=handoff), status

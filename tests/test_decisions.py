@@ -1,0 +1,102 @@
+"""The decision from the rep's side: a race of 20 posts, feedback to marketing, and lead
+input that stays text everywhere it is shown."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from service import links
+from service.handoffs import promote_lead
+from service.intake import record_activity
+from service.models import Handoff, OutboxEmail, StageChange
+
+from .conftest import csrf_token, log_in, run_worker
+from .test_end_to_end import BANT, link_from
+
+EVIL = "<script>alert('x')</script>"
+
+
+def promoted(app, rep, now, first_name="Ada"):
+    lead = record_activity("ada@example.com", type="pricing_page_view", source="t",
+                           occurred_at=now, now=now,
+                           fields={"first_name": first_name, "company": "Engines & Co"}).lead
+    return promote_lead(lead.id, rep_id=rep.id, note="Hot <b>lead</b>",
+                        actor="mia@example.com", settings=app.config["SETTINGS"], now=now)
+
+
+def test_twenty_concurrent_decisions_one_wins(app, rep, marketer, now, live_server, smtp):
+    handoff = promoted(app, rep, now)
+    accept = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept")
+    reject = links.handoff_token(app.secret_key, handoff.id, rep.id, "reject")
+    barrier, results = threading.Barrier(20), []
+
+    def decide(i):
+        token = accept if i % 2 else reject
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = opener.open(f"{live_server}/h/{token}", timeout=30).read().decode()
+        form = {"csrf_token": csrf_token(page), "notes": f"try {i}",
+                **(BANT if i % 2 else {"reason": "not_a_fit"})}
+        barrier.wait()
+        try:
+            with opener.open(f"{live_server}/h/{token}",
+                             data=urllib.parse.urlencode(form).encode(), timeout=30) as answer:
+                results.append((answer.status, answer.read().decode()))
+        except urllib.error.HTTPError as exc:
+            results.append((exc.code, exc.read().decode()))
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200] + [409] * 19
+    assert all("already decided" in text for status, text in results if status == 409)
+    decided = Handoff.get_by_id(handoff.id)
+    assert decided.status in ("accepted", "rejected")
+    assert StageChange.select().where(StageChange.from_stage == "mql").count() == 1
+    feedback = OutboxEmail.select().where(OutboxEmail.template == "decision_feedback")
+    assert [row.to_address for row in feedback] == ["mia@example.com"]
+
+
+def test_feedback_reaches_the_marketer(app, rep, marketer, now, smtp):
+    handoff = promoted(app, rep, now)
+    run_worker()
+    client = app.test_client()
+    path = link_from(smtp.text(0), "reject")
+    page = client.get(path)
+    client.post(path, data={"reason": "not_ready", "notes": "Budget frozen until Q3",
+                            "csrf_token": csrf_token(page.text)})
+    run_worker()
+    feedback = smtp.messages[1]
+    assert feedback["To"] == "mia@example.com"
+    assert feedback["Subject"] == "Riley Rep rejected Ada (Engines & Co)"
+    text = smtp.text(1)
+    assert "Not ready to buy yet" in text and "nurture sequence default" in text
+    assert "Budget frozen until Q3" in text
+    assert Handoff.get_by_id(handoff.id).outcome == "nurture:default"
+
+
+def test_lead_input_stays_text(app, rep, marketer, now, smtp):
+    handoff = promoted(app, rep, now, first_name=EVIL)
+    run_worker()
+    message = smtp.messages[0]
+    html = message.get_body(("html",)).get_content()
+    assert EVIL not in html and "&lt;script&gt;" in html
+    assert "Hot &lt;b&gt;lead&lt;/b&gt;" in html
+    assert EVIL in smtp.text(0), "the plain-text part shows the name as typed"
+    assert "Europe/London" in smtp.text(0), "deadline in the rep's time zone"
+    rep_page = app.test_client().get(link_from(smtp.text(0), "accept")).text
+    assert EVIL not in rep_page and "&lt;script&gt;" in rep_page
+    panel = app.test_client()
+    log_in(panel, "mia@example.com")
+    for path in ("/admin/lead/", f"/admin/lead/details/?id={handoff.lead_id}",
+                 f"/admin/outbox/preview/{handoff.emails[0].id}"):
+        page = panel.get(path).text
+        assert EVIL not in page and re.search(r"&lt;script&gt;|&amp;lt;script", page), path
