@@ -9,9 +9,17 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 from jinja2 import ChoiceLoader, FileSystemLoader
 
-from service.models import IntegrationKey, OutboxEmail, Rep, Team
+from service.models import AuditEvent, Definition, Handoff, IntegrationKey, OutboxEmail, Rep, Team
 
 from . import auth
+from .sales import (
+    AuditView,
+    DefinitionView,
+    HandoffView,
+    OutboundView,
+    OverdueHandoffView,
+    PendingHandoffView,
+)
 from .views import (
     FormsView,
     IntegrationKeyView,
@@ -31,9 +39,19 @@ def init_app(app: Flask) -> None:
                   theme=Bootstrap4Theme(swatch="flatly"))
     panel.add_view(LeadView(name="All leads", endpoint="lead", category="Leads"))
     panel.add_view(SuggestedView(name="Suggested MQLs", endpoint="suggested", category="Leads"))
+    panel.add_view(PendingHandoffView(Handoff, name="Pending", endpoint="pending",
+                                      category="Handoffs"))
+    panel.add_view(OverdueHandoffView(Handoff, name="Overdue", endpoint="overdue",
+                                      category="Handoffs"))
+    panel.add_view(HandoffView(Handoff, name="All handoffs", endpoint="handoff",
+                               category="Handoffs"))
+    panel.add_view(OutboundView(name="Register outbound SQL", endpoint="outbound",
+                                category="Sales"))
     panel.add_view(RepView(Rep, name="Reps", endpoint="rep", category="Sales"))
     panel.add_view(TeamView(Team, name="Teams", endpoint="team", category="Sales"))
+    panel.add_view(DefinitionView(Definition, name="Definitions", endpoint="definition"))
     panel.add_view(OutboxView(OutboxEmail, name="Email outbox", endpoint="outbox"))
     panel.add_view(FormsView(name="Forms", endpoint="form_snippets", category="Integrations"))
     panel.add_view(IntegrationKeyView(IntegrationKey, name="Keys", endpoint="keys",
                                       category="Integrations"))
+    panel.add_view(AuditView(AuditEvent, name="Audit log", endpoint="audit"))

@@ -11,7 +11,7 @@ from markupsafe import Markup
 from wtforms import SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from service import emails, keys, scoring
+from service import emails, keys, lifecycle, scoring
 from service.db import utcnow
 from service.errors import DomainError
 from service.handoffs import promote_lead
@@ -28,6 +28,7 @@ from service.models import (
 )
 
 from .auth import SecuredMixin, SecuredModelView
+from .sales import MANAGERS
 
 SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
 PREVIEW_CSP = (f"sandbox {SANDBOX}; default-src 'none'; style-src 'unsafe-inline'; "
@@ -68,6 +69,42 @@ class LeadView(SecuredModelView):
     @action("promote", "Promote to MQL")
     def action_promote(self, ids):
         return redirect(url_for(".promote_view", ids=",".join(ids)))
+
+    @action("win", "Mark won (customer)", "Mark the selected SQLs as customers?")
+    def action_win(self, ids):
+        self._move(ids, "won", lambda i, now: lifecycle.win(i, actor=current_user.email,
+                                                             now=now))
+
+    @action("recycle", "Recycle to nurture", "Move the selected SQLs back to nurture?")
+    def action_recycle(self, ids):
+        self._move(ids, "recycled", lambda i, now: lifecycle.recycle(
+            i, actor=current_user.email, reason="deal stalled or lost", now=now))
+
+    @action("reopen", "Reopen disqualified", "Reopen the selected disqualified leads?")
+    def action_reopen(self, ids):
+        self._move(ids, "reopened", lambda i, now: lifecycle.reopen(
+            i, actor=current_user.email, now=now))
+
+    @action("outbound", "Register as outbound SQL")
+    def action_outbound(self, ids):
+        lead = Lead.get_or_none(Lead.id == int(ids[0]))
+        return redirect(url_for("outbound.index", email=lead.email if lead else ""))
+
+    def is_action_allowed(self, name):
+        if name in ("win", "recycle", "reopen", "outbound"):
+            return current_user.role in MANAGERS
+        return super().is_action_allowed(name)
+
+    def _move(self, ids, done_word: str, apply) -> None:
+        done, now = 0, utcnow()
+        for lead_id in ids:
+            try:
+                apply(int(lead_id), now)
+                done += 1
+            except DomainError as exc:
+                flash(f"Lead {lead_id}: {exc.message}", "error")
+        if done:
+            flash(f"{done} lead(s) {done_word}.", "success")
 
     @action("merge", "Merge two duplicates")
     def action_merge(self, ids):

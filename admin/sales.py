@@ -1,0 +1,222 @@
+"""Panel views for sales managers: handoffs with their SLA clock, reassign and withdraw,
+outbound SQLs, definitions and the audit log. Every change goes through service.lifecycle."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app, flash, redirect, request, url_for
+from flask_admin import BaseView, expose
+from flask_admin.actions import action
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from markupsafe import Markup
+from wtforms import EmailField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from service import lifecycle, sla
+from service.db import utcnow
+from service.definitions import add_definition
+from service.errors import DomainError
+from service.intake import lead_fields, normalise_email
+from service.labels import LABELS
+from service.models import Definition, Handoff, Rep
+
+from .auth import SecuredMixin, SecuredModelView
+
+MANAGERS = ("admin", "sales_manager")
+
+
+def rep_choices() -> list[SelectChoice]:
+    reps = Rep.select().where(Rep.active == True).order_by(Rep.name)  # noqa: E712
+    return [SelectChoice(str(rep.id), str(rep)) for rep in reps]
+
+
+def bant_field(name: str) -> SelectField:
+    return SelectField(name.capitalize(), validators=[DataRequired()],
+                       choices=[SelectChoice(v, LABELS[v]) for v in lifecycle.BANT[name]])
+
+
+def time_left(due_at: datetime, now: datetime) -> str:
+    seconds = int((due_at - now).total_seconds())
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    span = f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+    return f"{span} left" if seconds >= 0 else f"overdue by {span}"
+
+
+def sla_cell(view, context, handoff, name):
+    if handoff.status != "pending":
+        met = {True: "met", False: "missed", None: "—"}[handoff.sla_met]
+        return f"{handoff.status} · SLA {met}"
+    text = time_left(handoff.due_at, utcnow())
+    css = "text-danger font-weight-bold" if text.startswith("overdue") else ""
+    return Markup('<span class="{}">{}</span>').format(css, text)
+
+
+class ReassignForm(FlaskForm):
+    rep = SelectField("New rep", validators=[DataRequired("Choose a rep.")])
+
+
+class WithdrawForm(FlaskForm):
+    reason = TextAreaField("Why", validators=[Length(max=2000)])
+
+
+class HandoffView(SecuredModelView):
+    can_create = can_edit = can_delete = False
+    column_list = ("lead", "rep", "status", "due_at", "sla", "promoted_by", "promoted_at",
+                   "origin", "reason")
+    column_labels = {"sla": "SLA", "due_at": "Due"}
+    column_formatters = {"sla": sla_cell}
+    column_filters = ("status", "origin", "due_at", "promoted_at", "promoted_by")
+    column_default_sort = ("due_at", False)
+    column_details_list = ("lead", "rep", "status", "promoted_by", "promoted_at", "note",
+                           "definition", "due_at", "decided_at", "decided_by", "sla_met",
+                           "budget", "authority", "need", "timeline", "reason", "outcome",
+                           "notes", "origin", "reminded_at", "escalated_at", "reassigned_at",
+                           "replaces")
+    only = None
+
+    def get_query(self):
+        return self._scoped(super().get_query())
+
+    def get_count_query(self):
+        return self._scoped(super().get_count_query())
+
+    def _scoped(self, query):
+        if self.only == "pending":
+            query = query.where(Handoff.status == "pending")
+        elif self.only == "overdue":
+            query = query.where(Handoff.status == "pending", Handoff.due_at < utcnow())
+        return query
+
+    def is_action_allowed(self, name):
+        return current_user.role in MANAGERS and super().is_action_allowed(name)
+
+    @action("reassign", "Reassign to another rep")
+    def action_reassign(self, ids):
+        return redirect(url_for(".reassign_view", ids=",".join(ids)))
+
+    @action("withdraw", "Withdraw")
+    def action_withdraw(self, ids):
+        return redirect(url_for(".withdraw_view", ids=",".join(ids)))
+
+    @expose("/reassign/", methods=("GET", "POST"))
+    def reassign_view(self):
+        form = ReassignForm()
+        form.rep.choices = rep_choices()
+        return self._bulk(form, "Reassign", lambda handoff_id, now: lifecycle.reassign(
+            handoff_id, rep_id=int(form.rep.data), actor=current_user.email, now=now,
+            due_at=sla.due_at(now, current_app.config["SETTINGS"]["sla.decision_hours"])))
+
+    @expose("/withdraw/", methods=("GET", "POST"))
+    def withdraw_view(self):
+        form = WithdrawForm()
+        return self._bulk(form, "Withdraw", lambda handoff_id, now: lifecycle.withdraw(
+            handoff_id, actor=current_user.email, reason=form.reason.data or "", now=now))
+
+    def _bulk(self, form, verb: str, apply):
+        if current_user.role not in MANAGERS:
+            return "Only sales managers and admins can do this.", 403
+        ids = [int(i) for i in request.values.get("ids", "").split(",") if i.isdigit()]
+        handoffs = list(Handoff.select().where(Handoff.id.in_(ids)))
+        if handoffs and form.validate_on_submit():
+            done, now = 0, utcnow()
+            for handoff in handoffs:
+                try:
+                    apply(handoff.id, now)
+                    done += 1
+                except DomainError as exc:
+                    flash(f"Handoff {handoff.id}: {exc.message}", "error")
+            if done:
+                flash(f"{verb}: {done} handoff(s) done.", "success")
+            return redirect(url_for(".index_view"))
+        return self.render("admin/handoff_bulk.html", form=form, verb=verb, handoffs=handoffs,
+                           ids=ids)
+
+
+class PendingHandoffView(HandoffView):
+    only = "pending"
+
+
+class OverdueHandoffView(HandoffView):
+    only = "overdue"
+
+
+class OutboundForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired()])
+    first_name = StringField("First name")
+    last_name = StringField("Last name")
+    company = StringField("Company")
+    rep = SelectField("Rep who owns it", validators=[DataRequired()])
+    budget = bant_field("budget")
+    authority = bant_field("authority")
+    need = bant_field("need")
+    timeline = bant_field("timeline")
+    notes = TextAreaField("Notes", validators=[Length(max=5000)])
+
+
+class OutboundView(SecuredMixin, BaseView):
+    roles = MANAGERS
+
+    @expose("/", methods=("GET", "POST"))
+    def index(self):
+        form = OutboundForm()
+        form.rep.choices = rep_choices()
+        if request.method == "GET" and request.args.get("email"):
+            form.email.data = request.args["email"]
+        if form.validate_on_submit():
+            try:
+                handoff = lifecycle.register_outbound(
+                    normalise_email(form.email.data), fields=lead_fields(form.data),
+                    rep_id=int(form.rep.data), notes=form.notes.data or "",
+                    bant={f: form[f].data for f in lifecycle.BANT}, actor=current_user.email,
+                    now=utcnow())
+            except DomainError as exc:
+                form.email.errors = [exc.message]
+            else:
+                flash("Outbound SQL registered.", "success")
+                return redirect(url_for("lead.details_view", id=handoff.lead_id))
+        return self.render("admin/outbound.html", form=form)
+
+
+class DefinitionForm(FlaskForm):
+    kind = SelectField("Definition of", choices=[SelectChoice("mql", "MQL"),
+                                                 SelectChoice("sql", "SQL")])
+    text = TextAreaField("Text", validators=[DataRequired(), Length(max=5000)])
+    agreed_by_marketing = StringField("Agreed by (marketing)", validators=[DataRequired()])
+    agreed_by_sales = StringField("Agreed by (sales)", validators=[DataRequired()])
+
+
+class DefinitionView(SecuredModelView):
+    can_create = can_edit = can_delete = False
+    column_list = ("kind", "version", "text", "agreed_by_marketing", "agreed_by_sales",
+                   "agreed_at")
+    column_default_sort = [("kind", False), ("version", True)]
+    list_template = "admin/definitions_list.html"
+
+    @expose("/version/", methods=("GET", "POST"))
+    def version_view(self):
+        form = DefinitionForm()
+        if request.method == "GET":
+            current = Definition.current(request.args.get("kind", "mql"))
+            if current:
+                form.kind.data, form.text.data = current.kind, current.text
+        if form.validate_on_submit():
+            try:
+                made = add_definition(form.kind.data, text=form.text.data,
+                                      agreed_by_marketing=form.agreed_by_marketing.data,
+                                      agreed_by_sales=form.agreed_by_sales.data,
+                                      agreed_at=utcnow())
+            except DomainError as exc:
+                form.text.errors = [exc.message]
+            else:
+                flash(f"{made} saved; new handoffs use it.", "success")
+                return redirect(url_for(".index_view"))
+        return self.render("admin/definition_new.html", form=form)
+
+
+class AuditView(SecuredModelView):
+    can_create = can_edit = can_delete = False
+    column_list = ("at", "actor", "action", "subject", "details")
+    column_filters = ("actor", "action", "at")
+    column_default_sort = ("at", True)
