@@ -192,6 +192,20 @@ def create_integration_key(ctx: click.Context, kind: str, source: str) -> None:
     click.echo(secret)
 
 
+@main.command("create-api-key")
+@click.argument("name")
+@click.pass_context
+@clear_errors
+def create_api_key(ctx: click.Context, name: str) -> None:
+    """Create a key for the JSON API (printed once); send it as Authorization: Bearer KEY."""
+    from .db import utcnow
+    from .keys import create_key
+
+    backends(ctx)
+    _, secret = create_key("api", name, sources=[name], actor="cli", now=utcnow())
+    click.echo(secret)
+
+
 @main.command()
 @click.pass_context
 @clear_errors

@@ -29,7 +29,8 @@ def create_key(kind: str, source: str, *, sources: list[str], actor: str,
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         fields = {"secret": secret}
     else:
-        secret = "lbwk_" + secrets.token_urlsafe(24)
+        prefix = "lbwk_" if kind == "write_key" else "lbk_"
+        secret = prefix + secrets.token_urlsafe(24)
         fields = {"key_hash": _hash(secret)}
     with transaction():
         row = IntegrationKey.create(kind=kind, source=source, hint=secret[:10] + "…",
@@ -45,13 +46,21 @@ def webhook_secrets(source: str) -> list[str]:
     return [row.secret for row in query]
 
 
-def write_key_source(key: str) -> str | None:
+def _source_of(kind: str, key: str) -> str | None:
     if not key:
         return None
     row = IntegrationKey.get_or_none(IntegrationKey.key_hash == _hash(key),
-                                     IntegrationKey.kind == "write_key",
+                                     IntegrationKey.kind == kind,
                                      IntegrationKey.active == True)  # noqa: E712
     return row.source if row else None
+
+
+def write_key_source(key: str) -> str | None:
+    return _source_of("write_key", key)
+
+
+def api_key_name(key: str) -> str | None:
+    return _source_of("api", key)
 
 
 def deactivate(key_ids: list[int]) -> int:

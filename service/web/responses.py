@@ -8,7 +8,7 @@ from ..errors import DomainError
 
 
 def wants_json() -> bool:
-    if request.is_json:
+    if request.is_json or request.path.startswith("/api/"):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"
