@@ -23,12 +23,11 @@ from service.models import (
     Lead,
     LeadMerge,
     OutboxEmail,
-    Rep,
     StageChange,
 )
 
 from .auth import SecuredMixin, SecuredModelView
-from .sales import MANAGERS
+from .sales import MANAGERS, rep_choices
 
 SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
 PREVIEW_CSP = (f"sandbox {SANDBOX}; default-src 'none'; style-src 'unsafe-inline'; "
@@ -36,7 +35,7 @@ PREVIEW_CSP = (f"sandbox {SANDBOX}; default-src 'none'; style-src 'unsafe-inline
 
 
 class PromoteForm(FlaskForm):
-    rep = SelectField("Rep", coerce=int, validators=[DataRequired("Choose a rep.")])
+    rep = SelectField("Rep")
     note = TextAreaField("Note for the rep", validators=[Length(max=5000)])
 
 
@@ -148,16 +147,17 @@ class LeadView(SecuredModelView):
     def promote_view(self):
         ids = selected_ids()
         form = PromoteForm()
-        form.rep.choices = [SelectChoice(r.id, str(r)) for r in
-                            Rep.select().where(Rep.active == True).order_by(Rep.name)]  # noqa: E712
+        form.rep.choices = [SelectChoice("", "Assign by the rules (territory, round-robin)"),
+                            *rep_choices()]
         if ids and form.validate_on_submit():
-            self._promote(ids, form.rep.data, form.note.data or "")
+            self._promote(ids, int(form.rep.data) if form.rep.data else None,
+                          form.note.data or "")
             return redirect(url_for(".index_view"))
         leads = Lead.select().where(Lead.id.in_(ids)) if ids else []
         return self.render("admin/promote.html", form=form, leads=leads, ids=ids,
                            definition=Definition.current("mql"))
 
-    def _promote(self, ids: list[int], rep_id: int, note: str) -> None:
+    def _promote(self, ids: list[int], rep_id: int | None, note: str) -> None:
         settings, now, done = current_app.config["SETTINGS"], utcnow(), 0
         for lead_id in ids:
             try:

@@ -141,3 +141,14 @@ def test_definitions_are_versioned(app, rep, manager, marketer, now):
     assert handoff.definition.version == 2
     listing = manager.get("/admin/definition/").text
     assert "company over 50 people" in listing and "/admin/definition/edit" not in listing
+
+
+def test_promote_by_rules_from_the_panel(app, rep, marketer, now):
+    lead = make_lead(now)
+    client = app.test_client()
+    log_in(client, "mia@example.com")
+    form = client.get(f"/admin/lead/promote/?ids={lead.id}")
+    assert "Assign by the rules" in form.text
+    client.post("/admin/lead/promote/", data={"ids": str(lead.id), "rep": "", "note": "",
+                                              "csrf_token": csrf_token(form.text)})
+    assert Handoff.get().rep.id == rep.id
