@@ -14,10 +14,11 @@ from markupsafe import Markup
 from wtforms import EmailField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from service import lifecycle, sla
+from service import lifecycle
 from service.db import utcnow
 from service.definitions import add_definition
 from service.errors import DomainError
+from service.handoffs import reassign
 from service.intake import lead_fields, normalise_email
 from service.labels import LABELS
 from service.models import Definition, Handoff, Rep
@@ -104,9 +105,9 @@ class HandoffView(SecuredModelView):
     def reassign_view(self):
         form = ReassignForm()
         form.rep.choices = rep_choices()
-        return self._bulk(form, "Reassign", lambda handoff_id, now: lifecycle.reassign(
+        return self._bulk(form, "Reassign", lambda handoff_id, now: reassign(
             handoff_id, rep_id=int(form.rep.data), actor=current_user.email, now=now,
-            due_at=sla.due_at(now, current_app.config["SETTINGS"]["sla.decision_hours"])))
+            settings=current_app.config["SETTINGS"]))
 
     @expose("/withdraw/", methods=("GET", "POST"))
     def withdraw_view(self):

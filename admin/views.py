@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Length
 from service import emails, keys, lifecycle, scoring
 from service.db import utcnow
 from service.errors import DomainError
-from service.handoffs import promote_lead
+from service.handoffs import hand_over, promote_lead
 from service.merge import merge_leads
 from service.models import (
     Activity,
@@ -230,9 +230,21 @@ class FormsView(SecuredMixin, BaseView):
 
 class RepView(SecuredModelView):
     column_list = ("email", "name", "team", "manager_email", "time_zone", "weight", "capacity",
-                   "active", "out_of_office")
+                   "active", "out_of_office", "away_from", "away_until")
     column_searchable_list = ("email", "name")
     form_columns = column_list
+
+    @action("hand_over", "Reassign their pending handoffs",
+            "Give every pending handoff of the selected reps to the next rep of their team?")
+    def action_hand_over(self, ids):
+        if current_user.role not in MANAGERS:
+            flash("Only sales managers and admins can reassign handoffs.", "error")
+            return
+        moved, stuck = hand_over([int(i) for i in ids], actor=current_user.email,
+                                 settings=current_app.config["SETTINGS"], now=utcnow())
+        flash(f"{moved} handoff(s) reassigned.", "success")
+        for message in stuck:
+            flash(message, "error")
 
 
 class TeamView(SecuredModelView):

@@ -72,21 +72,34 @@ def choose_rep(lead: Lead, rules: Rules, today: date) -> int:
     team = Team.get_or_none(Team.name == name) if name else None
     if name and team is None:
         raise NoEligibleRep(f"assignment names team {name!r}, which does not exist")
+    rep_id = _next(team, today)
+    if rep_id is not None:
+        return rep_id
+    where = f"team {team.name}" if team else "any team"
+    raise NoEligibleRep(f"no rep in {where} can take this lead: all are inactive, away or at "
+                        "capacity. Choose a rep, or set the team's fallback owner.")
+
+
+def next_other_rep(handoff: Handoff, settings: dict, today: date) -> int | None:
+    """The rep a handoff moves to when its holder does not answer: the next eligible rep of
+    the holder's team (or of everyone), never the holder; None when there is nobody."""
+    team = handoff.rep.team if handoff.rep.team_id else None
+    return _next(team, today, skip=handoff.rep_id)
+
+
+def _next(team: Team | None, today: date, skip: int | None = None) -> int | None:
+    """Advance the pool's cursor and return the rep at it, or the fallback owner."""
     pool = f"team:{team.id}" if team else "all"
     with transaction():
         AssignmentCursor.insert(pool=pool, position=0).on_conflict_ignore().execute()
         AssignmentCursor.update(position=AssignmentCursor.position + 1).where(
             AssignmentCursor.pool == pool).execute()
         position = AssignmentCursor.get(AssignmentCursor.pool == pool).position
-        ring = weighted_ring(eligible(team, today))
+        ring = weighted_ring([rep for rep in eligible(team, today) if rep.id != skip])
     if ring:
         return ring[(position - 1) % len(ring)]
     fallback = _fallback(team)
-    if fallback is not None:
-        return fallback
-    where = f"team {team.name}" if team else "any team"
-    raise NoEligibleRep(f"no rep in {where} can take this lead: all are inactive, away or at "
-                        "capacity. Choose a rep, or set the team's fallback owner.")
+    return fallback if fallback != skip else None
 
 
 def _fallback(team: Team | None) -> int | None:

@@ -116,6 +116,19 @@ def cron(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.pass_context
+@clear_errors
+def sweep(ctx: click.Context) -> None:
+    """Run the periodic sweeps once now (SLA actions, unsent mail); cron runs them each minute."""
+    from workers.jobs import sweep_outbox, sweep_sla
+
+    backends(ctx)
+    done = sweep_sla()
+    click.echo("sla: " + (", ".join(f"{n} {a}" for a, n in sorted(done.items())) or "nothing due"))
+    click.echo(f"outbox: {sweep_outbox()} email(s) queued again")
+
+
+@main.command()
 @click.option("--port", type=int, help="Web port (overrides web.port).")
 @click.pass_context
 @clear_errors

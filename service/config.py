@@ -9,8 +9,10 @@ import os
 import secrets
 import tomllib
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfoNotFoundError
 
 ENV_PREFIX = "LEADBRIDGE_"
 REQUIRED = object()
@@ -50,7 +52,18 @@ SCHEMA: dict[str, Key] = {
     "mail.smtp_timeout": Key(float, 30.0),
     "outbox.requeue_after_seconds": Key(int, 60),
     "outbox.claim_seconds": Key(int, 300),
-    "sla.decision_hours": Key(float, 24.0),
+    "sla.decision_hours": Key(float, 8.0),
+    "sla.remind_at": Key(float, 0.5),
+    "sla.escalate_at": Key(float, 1.0),
+    "sla.reassign_at": Key(float, 0.0),
+    "sla.calendar": Key(str, "business", choices=("business", "24x7")),
+    "sla.time_zone": Key(str, "UTC"),
+    "sla.working_days": Key(list, ["mon", "tue", "wed", "thu", "fri"]),
+    "sla.working_hours": Key(str, "09:00-17:00"),
+    "sla.holidays_country": Key(str, ""),
+    "sla.holidays_subdivision": Key(str, ""),
+    "sla.closed_dates": Key(list, []),
+    "sla.teams": Key(dict, {}),
     "handoff.link_ttl_hours": Key(float, 168.0),
     "assignment.rules": Key(list, []),
     "assignment.default_team": Key(str, ""),
@@ -78,7 +91,7 @@ SCHEMA: dict[str, Key] = {
     "logging.level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 }
 TABLES = {"handoff.reject_reasons", "forms", "nurture.sequences", "webhooks.sources",
-          "tracking.events", "tracking.pages", "scoring.points"}
+          "tracking.events", "tracking.pages", "scoring.points", "sla.teams"}
 
 
 def load(path: str | os.PathLike | None = None, overrides: dict | None = None,
@@ -193,6 +206,7 @@ def _check_references(values: dict) -> None:
         if not isinstance(form, dict) or not isinstance(form.get("fields", {}), dict):
             raise ConfigError(f"forms.{slug}.fields must be a table of form field = lead field")
     _check_assignment(values["assignment.rules"])
+    _check_sla(values)
     types = set(values["intake.activity_types"])
     mapped = [("tracking.events", t) for t in values["tracking.events"].values()]
     mapped += [("tracking.pages", t) for t in values["tracking.pages"].values()]
@@ -225,6 +239,29 @@ def _check_assignment(rules: list) -> None:
                                   f"({', '.join(ASSIGNABLE)})")
             if name != "team" and not isinstance(wanted, str | list):
                 raise ConfigError(f"{where}.{name} must be a value or a list of values")
+
+
+def _check_sla(values: dict) -> None:
+    from . import sla
+
+    for team, overrides in values["sla.teams"].items():
+        unknown = set(overrides) - set(sla.KEYS) if isinstance(overrides, dict) else {"?"}
+        if unknown:
+            raise ConfigError(f"sla.teams.{team}: unknown keys {', '.join(sorted(unknown))}")
+    for team in ["", *values["sla.teams"]]:
+        where = f"sla.teams.{team}" if team else "sla"
+        try:
+            policy = sla.policy_for(values, team)
+            policy.calendar.is_open_day(date(2026, 1, 1))
+            policy.calendar.window(date(2026, 1, 1))
+        except (ValueError, KeyError, TypeError, NotImplementedError,
+                ZoneInfoNotFoundError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        unknown_days = set(policy.calendar.days) - set(sla.DAYS)
+        if unknown_days or not policy.calendar.days:
+            raise ConfigError(f"{where}.working_days must name days from {', '.join(sla.DAYS)}")
+        if policy.decision_hours <= 0:
+            raise ConfigError(f"{where}.decision_hours must be above 0")
 
 
 def data_dir(settings: dict) -> Path:

@@ -79,15 +79,29 @@ def transaction() -> Iterator[None]:
         with db.atomic():
             yield
         return
-    _hooks.pending = []
+    _hooks.pending, _hooks.buckets = [], {}
     try:
         with db.atomic():
             yield
         pending = _hooks.pending
     finally:
-        _hooks.pending = None
+        _hooks.pending = _hooks.buckets = None
     for hook in pending:
         hook()
+
+
+def collect(key: str, item, flush: Callable[[list], None]) -> None:
+    """Gather items during the transaction and hand them to flush() once, after the commit
+    (say, every email a sweep writes, queued in one round trip). Outside a transaction,
+    flush([item]) runs at once."""
+    buckets = getattr(_hooks, "buckets", None)
+    if buckets is None:
+        flush([item])
+        return
+    if key not in buckets:
+        items = buckets[key] = []
+        after_commit(lambda: flush(items))
+    buckets[key].append(item)
 
 
 def after_commit(hook: Callable[[], None]) -> None:

@@ -3,7 +3,7 @@ deliver() renders claimed outbox rows and sends them over one transport connecti
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import links, mail, outbox
@@ -52,8 +52,37 @@ def handoff_moved(row: OutboxEmail, settings: dict, secret: str) -> dict:
     return {"lead": old.lead, "rep": old.rep, "new_rep": new.rep if new else old.rep}
 
 
+def span(delta: timedelta) -> str:
+    minutes = int(abs(delta.total_seconds()) // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"]
+    return " ".join(parts[:2])
+
+
+def sla_reminder(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    handoff = Handoff.get_by_id(row.handoff_id)
+    left = handoff.due_at - utcnow()
+    return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep,
+            "deadline": local_time(handoff.due_at, handoff.rep.time_zone),
+            "time_left": f"{span(left)} left" if left.total_seconds() > 0 else "overdue",
+            "accept_url": decision_url(settings, secret, handoff, "accept"),
+            "reject_url": decision_url(settings, secret, handoff, "reject")}
+
+
+def sla_escalation(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    handoff = Handoff.get_by_id(row.handoff_id)
+    late = utcnow() - handoff.due_at
+    root = base_url(settings)
+    return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep,
+            "overdue": f"{span(late)} ago" if late.total_seconds() > 0 else "just now",
+            "handoff_url": f"{root}/admin/handoff/details/?id={handoff.id}",
+            "reassign_url": f"{root}/admin/pending/reassign/?ids={handoff.id}"}
+
+
 CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
-            "handoff_moved": handoff_moved}
+            "handoff_moved": handoff_moved, "sla_reminder": sla_reminder,
+            "sla_escalation": sla_escalation}
 
 
 def local_time(moment: datetime, zone: str) -> str:

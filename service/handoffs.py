@@ -8,7 +8,7 @@ from datetime import datetime
 from . import assignment, lifecycle, sla
 from .db import transaction
 from .errors import DomainError, NotFound
-from .models import Handoff, Lead
+from .models import Handoff, Lead, Rep
 
 log = logging.getLogger(__name__)
 AUTO_ACTOR = "auto-promotion"
@@ -16,8 +16,8 @@ AUTO_ACTOR = "auto-promotion"
 
 def promote_lead(lead_id: int, *, rep_id: int | None, note: str, actor: str, settings: dict,
                  now: datetime) -> Handoff:
-    """Promote to MQL: an explicit rep always wins, else the assignment rules choose."""
-    due = sla.due_at(now, settings["sla.decision_hours"])
+    """Promote to MQL: an explicit rep always wins, else the assignment rules choose. The
+    SLA schedule follows the rep's team's policy."""
     with transaction():
         if rep_id is None:
             lead = Lead.get_or_none(Lead.id == lead_id)
@@ -26,7 +26,20 @@ def promote_lead(lead_id: int, *, rep_id: int | None, note: str, actor: str, set
             rep_id = assignment.choose_rep(lead, assignment.Rules.from_settings(settings),
                                            now.date())
         return lifecycle.promote(lead_id, rep_id=rep_id, actor=actor, note=note, now=now,
-                                 due_at=due)
+                                 schedule=schedule_for(rep_id, settings, now))
+
+
+def schedule_for(rep_id: int, settings: dict, now: datetime) -> sla.Schedule:
+    rep = Rep.get_or_none(Rep.id == rep_id)
+    team = rep.team.name if rep is not None and rep.team_id else None
+    return sla.schedule(now, sla.policy_for(settings, team))
+
+
+def reassign(handoff_id: int, *, rep_id: int, actor: str, settings: dict,
+             now: datetime) -> Handoff:
+    """Move a pending handoff to another rep, with a fresh SLA window."""
+    return lifecycle.reassign(handoff_id, rep_id=rep_id, actor=actor, now=now,
+                              schedule=schedule_for(rep_id, settings, now))
 
 
 def auto_promote(lead_id: int, *, settings: dict, now: datetime) -> Handoff | None:
@@ -41,3 +54,22 @@ def auto_promote(lead_id: int, *, settings: dict, now: datetime) -> Handoff | No
     except DomainError as exc:
         log.info("lead %s not auto-promoted: %s", lead_id, exc.message)
         return None
+
+
+def hand_over(rep_ids: list[int], *, actor: str, settings: dict,
+              now: datetime) -> tuple[int, list[str]]:
+    """Reassign every pending handoff of these reps (say, gone on leave) to the next eligible
+    rep of their team. Returns how many moved and a message for each that could not."""
+    moved, stuck = 0, []
+    pending = Handoff.select().where(Handoff.rep.in_(rep_ids), Handoff.status == "pending")
+    for handoff in pending.order_by(Handoff.due_at):
+        try:
+            with transaction():
+                rep_id = assignment.next_other_rep(handoff, settings, now.date())
+                if rep_id is None:
+                    raise assignment.NoEligibleRep("no other rep of the team can take it")
+                reassign(handoff.id, rep_id=rep_id, actor=actor, settings=settings, now=now)
+            moved += 1
+        except DomainError as exc:
+            stuck.append(f"{handoff.lead.email}: {exc.message}")
+    return moved, stuck

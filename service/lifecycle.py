@@ -12,6 +12,7 @@ from . import outbox
 from .db import insert_rows, transaction
 from .errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
 from .models import AuditEvent, Definition, Handoff, Lead, Rep, StageChange
+from .sla import Schedule
 
 
 class Stage(StrEnum):
@@ -83,7 +84,7 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
 
 
 def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,
-            due_at: datetime) -> Handoff:
+            schedule: Schedule) -> Handoff:
     """lead, nurture → mql, with a pending handoff to the rep and the rep's email queued."""
     rep = Rep.get_or_none(Rep.id == rep_id)
     if rep is None or not rep.active:
@@ -93,7 +94,7 @@ def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,
         try:
             handoff = Handoff.create(
                 lead=lead_id, rep=rep.id, promoted_by=actor, promoted_at=now, note=note,
-                definition=Definition.current("mql"), due_at=due_at)
+                definition=Definition.current("mql"), **sla_fields(schedule))
         except peewee.IntegrityError:
             raise IllegalTransition(f"lead {lead_id} already has a pending handoff") from None
         _record(lead_id, from_stage, Stage.MQL, now, actor, "promoted")
@@ -142,7 +143,7 @@ def withdraw(handoff_id: int, *, actor: str, reason: str, now: datetime) -> Hand
 
 
 def reassign(handoff_id: int, *, rep_id: int, actor: str, now: datetime,
-             due_at: datetime) -> Handoff:
+             schedule: Schedule) -> Handoff:
     """Move a pending handoff to another rep: the old one is closed (its links die), a new one
     replaces it with a fresh SLA window. The lead stays an MQL."""
     rep = Rep.get_or_none(Rep.id == rep_id)
@@ -159,7 +160,7 @@ def reassign(handoff_id: int, *, rep_id: int, actor: str, now: datetime,
         Handoff.update(sla_met=None).where(Handoff.id == handoff_id).execute()
         new = Handoff.create(lead=old.lead_id, rep=rep.id, promoted_by=old.promoted_by,
                              promoted_at=now, note=old.note, definition=old.definition_id,
-                             due_at=due_at, replaces=old.id)
+                             replaces=old.id, **sla_fields(schedule))
         outbox.queue_email("rep_handoff", to_address=rep.email, to_name=rep.name,
                            lead_id=old.lead_id, handoff_id=new.id, now=now)
         outbox.queue_email("handoff_moved", to_address=old.rep.email, to_name=old.rep.name,
@@ -238,6 +239,12 @@ def _feedback(handoff_id: int, now: datetime) -> None:
 
 def audit(actor: str, action: str, subject: str, details: dict, now: datetime) -> None:
     AuditEvent.create(at=now, actor=actor, action=action, subject=subject, details=details)
+
+
+def sla_fields(schedule: Schedule) -> dict:
+    return {"due_at": schedule.due_at, "remind_due_at": schedule.remind_at,
+            "escalate_due_at": schedule.escalate_at, "reassign_due_at": schedule.reassign_at,
+            "sla_next_at": schedule.next_action_at(set())}
 
 
 def check_bant(bant: dict, requires: list[str]) -> dict:

@@ -41,10 +41,17 @@ def _handoffs() -> None:
     add_missing_columns(Handoff, Handoff.origin, Handoff.outcome)
 
 
+def _sla() -> None:
+    add_missing_columns(Handoff, Handoff.remind_due_at, Handoff.escalate_due_at,
+                        Handoff.reassign_due_at, Handoff.sla_next_at)
+    db.execute_sql("DROP INDEX IF EXISTS handoff_status_due_at")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
     (3, "handoffs: fallback owners, away dates, origin and outcome, audit", _handoffs),
+    (4, "sla: reminder, escalation and reassignment times", _sla),
 ]
 
 

@@ -155,9 +155,13 @@ class Handoff(BaseModel):
     replaces = pw.ForeignKeyField("self", null=True, backref="replaced_by")
     origin = pw.CharField(max_length=16, default="inbound")
     outcome = pw.CharField(max_length=80, default="")
+    remind_due_at = UTCDateTimeField(null=True)
+    escalate_due_at = UTCDateTimeField(null=True)
+    reassign_due_at = UTCDateTimeField(null=True)
+    sla_next_at = UTCDateTimeField(null=True)
 
     class Meta:
-        indexes = ((("status", "due_at"), False),)
+        indexes = ((("status", "sla_next_at"), False),)
 
 
 Handoff.add_index(Handoff.lead, unique=True, where=(Handoff.status == "pending"),

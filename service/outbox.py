@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
 
-from .db import after_commit
+from .db import collect
 from .models import OutboxEmail
 from .runtime import runtime
 
@@ -26,7 +26,7 @@ def queue_email(template: str, *, to_address: str, now: datetime, to_name: str =
         template=template, to_address=to_address, to_name=to_name, context=context or {},
         lead=lead_id, handoff=handoff_id, created_at=now,
         message_id=f"<{uuid.uuid4().hex}@{domain or 'localhost'}>")
-    after_commit(lambda: enqueue_sends([row.id]))
+    collect("outbox", row.id, enqueue_sends)
     return row
 
 

@@ -1,9 +1,141 @@
-"""The SLA clock. For now a 24x7 window; the business calendar plugs in here."""
+"""The SLA clock: business hours in a time zone, working days, public holidays and extra
+closed dates (or 24x7), and the schedule of a handoff's reminder, deadline, escalation and
+reassignment. Pure functions of their arguments; time in and out is aware UTC."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from zoneinfo import ZoneInfo
+
+import holidays
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ACTIONS = ("remind", "escalate", "reassign")
 
 
-def due_at(start: datetime, decision_hours: float) -> datetime:
-    return start + timedelta(hours=decision_hours)
+@dataclass(frozen=True)
+class Calendar:
+    always_open: bool = True
+    zone: str = "UTC"
+    days: tuple[str, ...] = DAYS[:5]
+    opens: time = time(9)
+    closes: time = time(17)
+    country: str = ""
+    subdivision: str = ""
+    closed: tuple[date, ...] = ()
+
+    @cached_property
+    def _tz(self) -> ZoneInfo:
+        return ZoneInfo(self.zone)
+
+    @cached_property
+    def _holidays(self):
+        if not self.country:
+            return {}
+        return holidays.country_holidays(self.country, subdiv=self.subdivision or None)
+
+    def is_open_day(self, day: date) -> bool:
+        return (DAYS[day.weekday()] in self.days and day not in self.closed
+                and day not in self._holidays)
+
+    def window(self, day: date) -> tuple[datetime, datetime]:
+        """The day's working hours as UTC instants (real elapsed time across DST changes)."""
+        start = datetime.combine(day, self.opens, self._tz).astimezone(UTC)
+        end_day = day + timedelta(days=1) if self.closes <= self.opens else day
+        end = datetime.combine(end_day, self.closes, self._tz).astimezone(UTC)
+        return start, end
+
+    def add(self, start: datetime, hours: float) -> datetime:
+        """The moment `hours` business hours after `start`."""
+        remaining = timedelta(hours=hours)
+        if self.always_open or remaining <= timedelta(0):
+            return start + remaining
+        day = start.astimezone(self._tz).date() - timedelta(days=1)
+        for _ in range(3700):  # ten years of days: a calendar with no open day never ends
+            day += timedelta(days=1)
+            if not self.is_open_day(day):
+                continue
+            opens, closes = self.window(day)
+            begin = max(opens, start)
+            if begin >= closes:
+                continue
+            if begin + remaining <= closes:
+                return begin + remaining
+            remaining -= closes - begin
+        raise ValueError("the SLA calendar has no working hours in the next ten years")
+
+
+@dataclass(frozen=True)
+class Policy:
+    decision_hours: float
+    remind_at: float
+    escalate_at: float
+    reassign_at: float
+    calendar: Calendar = field(default_factory=Calendar)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    due_at: datetime
+    remind_at: datetime | None
+    escalate_at: datetime | None
+    reassign_at: datetime | None
+
+    def next_action_at(self, done: set[str]) -> datetime | None:
+        """When the next SLA action that has not happened falls due, if any."""
+        times = [getattr(self, f"{a}_at") for a in ACTIONS if a not in done]
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+
+def schedule(start: datetime, policy: Policy) -> Schedule:
+    def at(fraction: float) -> datetime | None:
+        if fraction <= 0:
+            return None
+        return policy.calendar.add(start, policy.decision_hours * fraction)
+
+    return Schedule(due_at=at(1.0) or start, remind_at=at(policy.remind_at),
+                    escalate_at=at(policy.escalate_at), reassign_at=at(policy.reassign_at))
+
+
+def due_actions(sched: Schedule, done: set[str], now: datetime) -> list[str]:
+    """The SLA actions due at `now` that have not happened, in order."""
+    return [a for a in ACTIONS
+            if a not in done and (t := getattr(sched, f"{a}_at")) is not None and t <= now]
+
+
+def _clock(text: str, key: str) -> time:
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{key} must be a time like 09:00, got {text!r}") from None
+
+
+def policy_from(values: dict) -> Policy:
+    """Build a policy from [sla] values (already merged with a team's overrides)."""
+    always = values["calendar"] == "24x7"
+    opens, _, closes = values["working_hours"].partition("-")
+    calendar = Calendar(
+        always_open=always, zone=values["time_zone"], days=tuple(values["working_days"]),
+        opens=_clock(opens.strip(), "sla.working_hours"),
+        closes=_clock(closes.strip(), "sla.working_hours"),
+        country=values["holidays_country"], subdivision=values["holidays_subdivision"],
+        closed=tuple(d if isinstance(d, date) else date.fromisoformat(str(d))
+                     for d in values["closed_dates"]))
+    return Policy(decision_hours=values["decision_hours"], remind_at=values["remind_at"],
+                  escalate_at=values["escalate_at"], reassign_at=values["reassign_at"],
+                  calendar=calendar)
+
+
+KEYS = ("decision_hours", "remind_at", "escalate_at", "reassign_at", "calendar", "time_zone",
+        "working_days", "working_hours", "holidays_country", "holidays_subdivision",
+        "closed_dates")
+
+
+def policy_for(settings: dict, team_name: str | None) -> Policy:
+    """The [sla] policy, with the team's overrides from [sla.teams.<name>] when present."""
+    values = {key: settings[f"sla.{key}"] for key in KEYS}
+    values.update(settings["sla.teams"].get(team_name or "", {}))
+    return policy_from(values)

@@ -83,6 +83,8 @@ def settings_overrides(tmp_path, redis_url, smtp):
         "mail.smtp_port": smtp.port,
         "mail.smtp_security": "none",
         "mail.smtp_timeout": 5.0,
+        "sla.calendar": "24x7",
+        "sla.decision_hours": 24.0,
     }
 
 

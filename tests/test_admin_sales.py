@@ -9,7 +9,7 @@ import pytest
 from service import lifecycle
 from service.handoffs import promote_lead
 from service.intake import record_activity
-from service.models import AuditEvent, Definition, Handoff, Lead, OutboxEmail, Rep
+from service.models import AuditEvent, Definition, Handoff, Lead, OutboxEmail, Rep, Team
 from service.users import create_user
 
 from .conftest import PASSWORD, csrf_token, log_in
@@ -152,3 +152,16 @@ def test_promote_by_rules_from_the_panel(app, rep, marketer, now):
     client.post("/admin/lead/promote/", data={"ids": str(lead.id), "rep": "", "note": "",
                                               "csrf_token": csrf_token(form.text)})
     assert Handoff.get().rep.id == rep.id
+
+
+def test_rep_away_hands_over_pending_handoffs(app, rep, manager, now):
+    team = Team.create(name="EMEA")
+    Rep.update(team=team).execute()
+    jordan = Rep.create(email="jordan@example.com", team=team)
+    first = pending(app, rep, now, "a@example.com")
+    second = pending(app, rep, now, "b@example.com")
+    Rep.update(out_of_office=True).where(Rep.id == rep.id).execute()
+    run_action(manager, "rep", "hand_over", [rep.id])
+    for handoff in (first, second):
+        assert Handoff.get_by_id(handoff.id).status == "withdrawn"
+        assert Handoff.get(Handoff.replaces == handoff.id).rep.id == jordan.id

@@ -11,6 +11,12 @@ import pytest
 from service import db, lifecycle
 from service.errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
 from service.models import Handoff, Lead, OutboxEmail, StageChange
+from service.sla import Schedule
+
+
+def day_window(now):
+    return Schedule(due_at=now + timedelta(hours=24), remind_at=None, escalate_at=None,
+                    reassign_at=None)
 
 
 def new_lead(now, email="barbara@liskov.example.com"):
@@ -20,7 +26,7 @@ def new_lead(now, email="barbara@liskov.example.com"):
 
 def promote(lead, rep, now):
     return lifecycle.promote(lead.id, rep_id=rep.id, actor="mia@example.com", note="",
-                             now=now, due_at=now + timedelta(hours=24))
+                             now=now, schedule=day_window(now))
 
 
 def test_capture_is_unique_by_email(app, now):
@@ -52,7 +58,8 @@ def test_promote_twice_is_illegal_and_changes_nothing(app, rep, now):
 
 def test_unknown_lead_and_inactive_rep(app, rep, now):
     with pytest.raises(NotFound):
-        lifecycle.promote(999, rep_id=rep.id, actor="m", note="", now=now, due_at=now)
+        lifecycle.promote(999, rep_id=rep.id, actor="m", note="", now=now,
+                          schedule=day_window(now))
     rep.active = False
     rep.save()
     with pytest.raises(InvalidInput, match="not active"):

@@ -10,9 +10,8 @@ import time_machine
 
 from service import links
 from service.db import utcnow
-from service.handoffs import promote_lead
+from service.handoffs import promote_lead, reassign
 from service.intake import record_activity
-from service.lifecycle import reassign
 from service.models import Handoff, Rep, StageChange
 
 from .conftest import csrf_token
@@ -85,7 +84,7 @@ def test_reassigned_link_names_the_new_rep(app, rep, now):
     handoff = make_handoff(app, rep, now)
     jordan = Rep.create(email="jordan@example.com", name="Jordan Rep")
     reassign(handoff.id, rep_id=jordan.id, actor="sam@example.com", now=now,
-             due_at=now + timedelta(hours=24))
+             settings=app.config["SETTINGS"])
     client = app.test_client()
     response = client.get(url(app, handoff))
     assert response.status_code == 410 and "Jordan Rep" in response.text

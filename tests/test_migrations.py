@@ -10,9 +10,14 @@ from service.models import TABLES_V2, TABLES_V3, Handoff, Lead, SchemaVersion
 def test_upgrade_from_version_1(app):
     db.drop_tables(TABLES_V2 + TABLES_V3)
     for table, column in (("team", "fallback_email"), ("rep", "away_from"), ("rep", "away_until"),
-                          ("handoff", "origin"), ("handoff", "outcome")):
+                          ("handoff", "origin"), ("handoff", "outcome"),
+                          ("handoff", "remind_due_at"), ("handoff", "escalate_due_at"),
+                          ("handoff", "reassign_due_at")):
         db.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
     db.execute_sql("DROP INDEX lead_stage_score_log")
+    db.execute_sql("DROP INDEX handoff_status_sla_next_at")
+    db.execute_sql("ALTER TABLE handoff DROP COLUMN sla_next_at")
+    db.execute_sql('CREATE INDEX handoff_status_due_at ON handoff (status, due_at)')
     db.execute_sql("ALTER TABLE lead DROP COLUMN score_log")
     SchemaVersion.delete().where(SchemaVersion.version > 1).execute()
     assert current_version() == 1
@@ -22,6 +27,8 @@ def test_upgrade_from_version_1(app):
     assert "score_log" in {c.name for c in db.get_columns("lead")}
     assert "lead_stage_score_log" in {i.name for i in db.get_indexes("lead")}
     assert Lead.select().where(Lead.score_log.is_null()).count() == 0
-    assert {"origin", "outcome"} <= {c.name for c in db.get_columns("handoff")}
+    assert {"origin", "outcome", "sla_next_at"} <= {c.name for c in db.get_columns("handoff")}
+    assert "handoff_status_sla_next_at" in {i.name for i in db.get_indexes("handoff")}
+    assert "handoff_status_due_at" not in {i.name for i in db.get_indexes("handoff")}
     assert Handoff.select().count() == 0
     assert migrate() == []

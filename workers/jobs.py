@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service import emails, outbox
+from service import emails, escalation, outbox
 from service.db import utcnow
 from service.runtime import runtime
 
@@ -20,3 +20,8 @@ def sweep_outbox() -> int:
                             older_than_seconds=settings["outbox.requeue_after_seconds"],
                             claim_seconds=settings["outbox.claim_seconds"])
     return outbox.enqueue_sends(ids)
+
+
+def sweep_sla() -> dict:
+    """Send the reminders, escalations and reassignments that have fallen due."""
+    return dict(escalation.sweep(settings=runtime.settings, now=utcnow()))

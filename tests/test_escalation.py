@@ -1,0 +1,130 @@
+"""SLA actions through real RQ jobs and SMTP, with the clock moved by time-machine:
+reminder at 50 %, escalation at 100 %, reassignment at 150 %, each exactly once; a decision
+cancels what is left; two sweeping processes never send twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+
+from service import lifecycle
+from service.db import utcnow
+from service.handoffs import promote_lead
+from service.intake import record_activity
+from service.models import Handoff, OutboxEmail, Rep, Team
+from service.runtime import runtime
+
+from .conftest import ROOT, run_worker
+
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+SLA = {"sla.calendar": "24x7", "sla.decision_hours": 2.0, "sla.remind_at": 0.5,
+       "sla.escalate_at": 1.0, "sla.reassign_at": 1.5}
+
+
+@pytest.fixture
+def sla_app(make_app):
+    app = make_app(**SLA)
+    team = Team.create(name="EMEA", manager_email="sam@example.com")
+    Rep.create(email="riley@example.com", name="Riley", team=team)
+    Rep.create(email="jordan@example.com", name="Jordan", team=team)
+    return app
+
+
+def promote(app, email="ada@example.com", at=START):
+    lead = record_activity(email, type="form_submit", source="t", occurred_at=at, now=at).lead
+    riley = Rep.get(Rep.email == "riley@example.com")
+    return promote_lead(lead.id, rep_id=riley.id, note="", actor="mia@example.com",
+                        settings=lead_settings(app), now=at)
+
+
+def lead_settings(app):
+    return app.config["SETTINGS"]
+
+
+def sweep_job():
+    runtime.queue.enqueue("workers.jobs.sweep_sla")
+    run_worker()
+
+
+def received(smtp) -> list[tuple[str, str]]:
+    return [(m["To"], m["Subject"].split(":")[0]) for m in smtp.messages]
+
+
+def test_reminder_escalation_reassignment_once_each(sla_app, smtp):
+    with time_machine.travel(START, tick=False) as clock:
+        handoff = promote(sla_app)
+        run_worker()
+        assert received(smtp) == [("Riley <riley@example.com>", "New MQL for you")]
+        clock.move_to(START + timedelta(minutes=59))
+        sweep_job()
+        assert len(smtp.messages) == 1
+        clock.move_to(START + timedelta(hours=1))
+        sweep_job()
+        sweep_job()
+        assert received(smtp)[1:] == [("Riley <riley@example.com>", "Reminder")]
+        assert "left" in smtp.messages[1]["Subject"] and "/h/" in smtp.text(1)
+        clock.move_to(START + timedelta(hours=2, minutes=5))
+        sweep_job()
+        sweep_job()
+        escalations = sorted(received(smtp)[2:])
+        assert escalations == [("mia@example.com", "Overdue"), ("sam@example.com", "Overdue")]
+        assert f"/admin/pending/reassign/?ids={handoff.id}" in smtp.text(2)
+        clock.move_to(START + timedelta(hours=3))
+        sweep_job()
+        sweep_job()
+        assert sorted(received(smtp)[4:]) == [
+            ("Jordan <jordan@example.com>", "New MQL for you"),
+            ("Riley <riley@example.com>", "ada@example.com was reassigned to Jordan")]
+    old = Handoff.get_by_id(handoff.id)
+    new = Handoff.get(Handoff.replaces == handoff.id)
+    assert (old.status, new.status, new.rep.email) == ("withdrawn", "pending", "jordan@example.com")
+    assert old.reminded_at == START + timedelta(hours=1)
+    assert old.escalated_at == START + timedelta(hours=2, minutes=5)
+    assert old.reassigned_at == START + timedelta(hours=3)
+    assert new.due_at == START + timedelta(hours=5), "a fresh window for the new rep"
+
+
+def test_decision_cancels_later_actions(sla_app, smtp):
+    with time_machine.travel(START, tick=False) as clock:
+        handoff = promote(sla_app)
+        clock.move_to(START + timedelta(hours=1))
+        sweep_job()
+        clock.move_to(START + timedelta(hours=1, minutes=30))
+        lifecycle.accept(handoff.id, bant={"need": "clear"}, notes="", actor="riley",
+                         now=utcnow(), requires=[])
+        for hours in (2, 3, 10):
+            clock.move_to(START + timedelta(hours=hours))
+            sweep_job()
+    templates = [row.template for row in OutboxEmail.select().order_by(OutboxEmail.id)]
+    assert templates == ["rep_handoff", "sla_reminder", "decision_feedback"]
+    assert Handoff.get_by_id(handoff.id).sla_met is True
+
+
+def test_two_processes_sweep_500_handoffs_once(sla_app, settings_overrides):
+    earlier = START - timedelta(hours=2, minutes=30)
+    for i in range(500):
+        promote(sla_app, email=f"lead{i}@example.com", at=earlier)
+    OutboxEmail.delete().execute()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
+    for key, value in {**settings_overrides, **SLA, "sla.reassign_at": 0.0}.items():
+        env["LEADBRIDGE_" + key.upper().replace(".", "__")] = str(value)
+    script = ("import sys, time_machine; from service.cli import main\n"
+              "with time_machine.travel(sys.argv[1], tick=False): main(['sweep'])")
+    sweeps = [subprocess.Popen([sys.executable, "-c", script, START.isoformat()], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=120) for process in sweeps]
+    assert [p.returncode for p in sweeps] == [0, 0], outputs
+    rows = list(OutboxEmail.select())
+    per_email = Counter((r.template, r.handoff_id, r.to_address) for r in rows)
+    assert max(per_email.values()) == 1
+    kinds = Counter(r.template for r in rows)
+    assert kinds == {"sla_reminder": 500, "sla_escalation": 1000}
+    said = " ".join(out for out, _ in outputs)
+    assert "remind" in said and Handoff.select().where(Handoff.reminded_at.is_null()).count() == 0
