@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Length
 from service import emails, keys, lifecycle, scoring
 from service.db import utcnow
 from service.errors import DomainError
-from service.handoffs import hand_over, promote_lead
+from service.handoffs import hand_over, promote_lead, recycle_lead
 from service.merge import merge_leads
 from service.models import (
     Activity,
@@ -76,8 +76,9 @@ class LeadView(SecuredModelView):
 
     @action("recycle", "Recycle to nurture", "Move the selected SQLs back to nurture?")
     def action_recycle(self, ids):
-        self._move(ids, "recycled", lambda i, now: lifecycle.recycle(
-            i, actor=current_user.email, reason="deal stalled or lost", now=now))
+        self._move(ids, "recycled", lambda i, now: recycle_lead(
+            i, actor=current_user.email, reason="deal stalled or lost",
+            settings=current_app.config["SETTINGS"], now=now))
 
     @action("reopen", "Reopen disqualified", "Reopen the selected disqualified leads?")
     def action_reopen(self, ids):

@@ -50,6 +50,8 @@ SCHEMA: dict[str, Key] = {
     "mail.smtp_username": Key(str, ""),
     "mail.smtp_password": Key(str, "", secret=True),
     "mail.smtp_timeout": Key(float, 30.0),
+    "mail.postal_address": Key(str),
+    "mail.unsubscribe_mailto": Key(str, ""),
     "outbox.requeue_after_seconds": Key(int, 60),
     "outbox.claim_seconds": Key(int, 300),
     "sla.decision_hours": Key(float, 8.0),
@@ -88,6 +90,21 @@ SCHEMA: dict[str, Key] = {
     "scoring.suggest_threshold": Key(float, 50.0),
     "scoring.auto_promote": Key(bool, False),
     "nurture.sequences": Key(dict, {}),
+    "nurture.default_sequence": Key(str, "default"),
+    "nurture.time_zone": Key(str, "UTC"),
+    "nurture.send_days": Key(list, ["mon", "tue", "wed", "thu", "fri"]),
+    "nurture.send_hours": Key(str, "09:00-17:00"),
+    "nurture.high_intent_types": Key(list, ["pricing_page_view", "contact_sales",
+                                            "trial_signup", "demo_video_watched"]),
+    "nurture.auto_repromote": Key(bool, False),
+    "nurture.notify": Key(list, []),
+    "email_events.soft_bounce_limit": Key(int, 3),
+    "email_events.soft_bounce_days": Key(int, 14),
+    "email_events.postmark_token": Key(str, "", secret=True),
+    "email_events.mailgun_signing_key": Key(str, "", secret=True),
+    "email_events.sendgrid_public_key": Key(str, ""),
+    "email_events.ses_topic_arns": Key(list, []),
+    "email_events.ses_certificate_file": Key(str, ""),
     "logging.level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 }
 TABLES = {"handoff.reject_reasons", "forms", "nurture.sequences", "webhooks.sources",
@@ -207,6 +224,7 @@ def _check_references(values: dict) -> None:
             raise ConfigError(f"forms.{slug}.fields must be a table of form field = lead field")
     _check_assignment(values["assignment.rules"])
     _check_sla(values)
+    _check_sequences(values)
     types = set(values["intake.activity_types"])
     mapped = [("tracking.events", t) for t in values["tracking.events"].values()]
     mapped += [("tracking.pages", t) for t in values["tracking.pages"].values()]
@@ -262,6 +280,29 @@ def _check_sla(values: dict) -> None:
             raise ConfigError(f"{where}.working_days must name days from {', '.join(sla.DAYS)}")
         if policy.decision_hours <= 0:
             raise ConfigError(f"{where}.decision_hours must be above 0")
+
+
+def _check_sequences(values: dict) -> None:
+    import email_templates
+
+    root = Path(email_templates.__path__[0]) / "nurture"
+    sequences = values["nurture.sequences"]
+    if sequences and values["nurture.default_sequence"] not in sequences:
+        raise ConfigError("nurture.default_sequence must name a sequence in nurture.sequences")
+    for name, sequence in sequences.items():
+        steps = sequence.get("steps") if isinstance(sequence, dict) else None
+        if not isinstance(steps, list) or not steps:
+            raise ConfigError(f"nurture.sequences.{name} needs a list of steps")
+        for i, step in enumerate(steps):
+            where = f"nurture.sequences.{name}.steps[{i}]"
+            if not isinstance(step, dict) or not isinstance(step.get("subject"), str):
+                raise ConfigError(f"{where} needs a subject")
+            delay = step.get("delay_days")
+            if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
+                raise ConfigError(f"{where}.delay_days must be a whole number of days, 0 or more")
+            if not (root / str(step.get("template", "")) / "body.html").exists():
+                raise ConfigError(f"{where}.template must name a folder in "
+                                  f"email_templates/nurture/ with body.html and body.txt")
 
 
 def data_dir(settings: dict) -> Path:

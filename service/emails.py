@@ -10,8 +10,9 @@ from . import links, mail, outbox
 from .config import base_url
 from .db import utcnow
 from .labels import LABELS
-from .models import Activity, Handoff, OutboxEmail
+from .models import Activity, Enrollment, Handoff, Lead, OutboxEmail
 from .scoring import Policy
+from .suppression import is_suppressed
 
 
 def rep_handoff(row: OutboxEmail, settings: dict, secret: str) -> dict:
@@ -80,9 +81,40 @@ def sla_escalation(row: OutboxEmail, settings: dict, secret: str) -> dict:
             "reassign_url": f"{root}/admin/pending/reassign/?ids={handoff.id}"}
 
 
+def lead_reengaged(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    lead = Lead.get_by_id(row.lead_id)
+    recent = (Activity.select().where(Activity.lead == lead.id)
+              .order_by(Activity.occurred_at.desc()).limit(5))
+    return {"lead": lead, "activities": list(recent),
+            "lead_url": f"{base_url(settings)}/admin/lead/details/?id={lead.id}"}
+
+
+def prospect(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    """Context of every email to a prospect: personalisation, unsubscribe, tracked links."""
+    root = base_url(settings)
+    lead = Lead.get_or_none(Lead.id == row.lead_id) or Lead(email=row.to_address)
+
+    def track(url: str) -> str:
+        return f"{root}/c/{links.click_token(secret, row.id, url)}"
+
+    return {"lead": lead, "sender": settings["mail.from_name"], "track": track,
+            "postal_address": settings["mail.postal_address"],
+            "unsubscribe_url": f"{root}/u/{links.unsubscribe_token(secret, lead.id or 0)}"}
+
+
+def unsubscribe_headers(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    """RFC 2369 and RFC 8058 one-click unsubscribe."""
+    token = links.unsubscribe_token(secret, row.lead_id or 0)
+    mailbox = (settings["mail.unsubscribe_mailto"]
+               or "unsubscribe@" + settings["mail.from_address"].rpartition("@")[2])
+    return {"List-Unsubscribe": f"<{base_url(settings)}/u/{token}>, "
+                                f"<mailto:{mailbox}?subject=unsubscribe%20{token}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
 CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
             "handoff_moved": handoff_moved, "sla_reminder": sla_reminder,
-            "sla_escalation": sla_escalation}
+            "sla_escalation": sla_escalation, "lead_reengaged": lead_reengaged}
 
 
 def local_time(moment: datetime, zone: str) -> str:
@@ -94,13 +126,29 @@ def local_time(moment: datetime, zone: str) -> str:
 
 
 def compose(row: OutboxEmail, settings: dict, secret: str):
-    context = {**row.context, **CONTEXTS[row.template](row, settings, secret)}
+    build = prospect if row.to_prospect else CONTEXTS[row.template]
+    context = {**row.context, **build(row, settings, secret)}
     subject, text, html = mail.render(row.template, context)
     message = mail.build_message(
         sender=settings["mail.from_address"], sender_name=settings["mail.from_name"],
         to_address=row.to_address, to_name=row.to_name, message_id=row.message_id,
-        subject=subject, text=text, html=html)
+        subject=subject, text=text, html=html,
+        headers=unsubscribe_headers(row, settings, secret) if row.to_prospect else None)
     return message, subject, text, html
+
+
+def skip_reason(row: OutboxEmail) -> str:
+    """Why a prospect email must not go out now, whatever queued it ("" to send)."""
+    if not row.to_prospect:
+        return ""
+    if is_suppressed(row.to_address):
+        return "suppressed"
+    if row.enrollment is not None:
+        status = Enrollment.select(Enrollment.status).where(
+            Enrollment.id == row.enrollment).scalar()
+        if status in (None, "stopped"):
+            return "enrollment stopped"
+    return ""
 
 
 def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime) -> int:
@@ -109,7 +157,13 @@ def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime
                if outbox.claim(i, now=now, claim_seconds=settings["outbox.claim_seconds"])]
     batch = []
     for row in OutboxEmail.select().where(OutboxEmail.id.in_(claimed)).order_by(OutboxEmail.id):
-        batch.append((row.id, compose(row, settings, secret)))
+        reason = skip_reason(row)
+        if reason:
+            outbox.mark_skipped(row.id, reason=reason, now=now)
+        else:
+            batch.append((row.id, compose(row, settings, secret)))
+    if not batch:
+        return 0
     try:
         mail.transport(settings).send([(i, parts[0]) for i, parts in batch])
     except Exception as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from . import assignment, lifecycle, sla
+from . import assignment, lifecycle, nurture, sla
 from .db import transaction
 from .errors import DomainError, NotFound
 from .models import Handoff, Lead, Rep
@@ -42,15 +42,16 @@ def reassign(handoff_id: int, *, rep_id: int, actor: str, settings: dict,
                               schedule=schedule_for(rep_id, settings, now))
 
 
-def auto_promote(lead_id: int, *, settings: dict, now: datetime) -> Handoff | None:
+def auto_promote(lead_id: int, *, settings: dict, now: datetime,
+                 note: str = "Score crossed the MQL threshold.") -> Handoff | None:
     """Promote a lead whose score crossed the threshold, through the normal path. Leads that
     moved on (already MQL, SQL, …) or finding no rep are left as they are, and logged."""
     lead = Lead.get_or_none(Lead.id == lead_id)
     if lead is None or lead.stage not in (lifecycle.Stage.LEAD, lifecycle.Stage.NURTURE):
         return None
     try:
-        return promote_lead(lead_id, rep_id=None, actor=AUTO_ACTOR,
-                            note="Score crossed the MQL threshold.", settings=settings, now=now)
+        return promote_lead(lead_id, rep_id=None, actor=AUTO_ACTOR, note=note,
+                            settings=settings, now=now)
     except DomainError as exc:
         log.info("lead %s not auto-promoted: %s", lead_id, exc.message)
         return None
@@ -73,3 +74,28 @@ def hand_over(rep_ids: list[int], *, actor: str, settings: dict,
         except DomainError as exc:
             stuck.append(f"{handoff.lead.email}: {exc.message}")
     return moved, stuck
+
+
+def reject_handoff(handoff_id: int, *, reason: str, notes: str, actor: str, settings: dict,
+                   now: datetime) -> Handoff:
+    """Reject with a configured reason; a nurture outcome enrolls the lead in its sequence."""
+    choice = settings["handoff.reject_reasons"].get(reason)
+    if choice is None:
+        raise lifecycle.InvalidInput(f"unknown reason {reason!r}")
+    with transaction():
+        handoff = lifecycle.reject(handoff_id, reason=reason, outcome=choice["outcome"],
+                                   notes=notes, actor=actor, now=now)
+        if choice["outcome"].startswith("nurture:"):
+            nurture.enroll(handoff.lead_id, choice["outcome"].partition(":")[2],
+                           settings=settings, now=now)
+    return handoff
+
+
+def recycle_lead(lead_id: int, *, actor: str, reason: str, settings: dict, now: datetime):
+    """sql → nurture, back into the default sequence."""
+    with transaction():
+        lead = lifecycle.recycle(lead_id, actor=actor, reason=reason, now=now)
+        if settings["nurture.sequences"]:
+            nurture.enroll(lead_id, settings["nurture.default_sequence"], settings=settings,
+                           now=now)
+    return lead

@@ -11,7 +11,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from . import lifecycle
+from . import lifecycle, nurture
 from .db import transaction
 from .errors import InvalidInput
 from .handoffs import auto_promote
@@ -40,6 +40,7 @@ class Recorded:
     duplicate: bool = False
     leads: set = field(default_factory=set)
     crossed: set = field(default_factory=set)
+    kinds: dict = field(default_factory=dict)
 
 
 ATOM_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
@@ -143,6 +144,11 @@ def ingest_messages(messages: list[tuple[Event, str]], *, source: str, settings:
 
 
 def promote_crossed(result: Recorded, settings: dict, now: datetime) -> None:
+    """After the commit: re-engaged nurtured leads, then automatic promotion."""
+    intent = set(settings["nurture.high_intent_types"])
+    keen = sorted(lead_id for lead_id, kinds in result.kinds.items() if kinds & intent)
+    if keen:
+        nurture.reengage(keen, settings=settings, now=now)
     if settings["scoring.auto_promote"]:
         for lead_id in sorted(result.crossed):
             auto_promote(lead_id, settings=settings, now=now)
@@ -181,6 +187,7 @@ def _record(event: Event, source: str, now: datetime, policy: Policy | None,
                     properties=event.properties, raw=event.raw, created_at=now).execute()
     result.activities += 1
     result.leads.add(lead.id)
+    result.kinds.setdefault(lead.id, set()).add(event.type)
     _add_score(lead, [(event.type, event.occurred_at)], policy, now, result)
 
 

@@ -13,6 +13,7 @@ from .db import insert_rows, transaction
 from .errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
 from .models import AuditEvent, Definition, Handoff, Lead, Rep, StageChange
 from .sla import Schedule
+from .suppression import stop_enrollments
 
 
 class Stage(StrEnum):
@@ -65,7 +66,7 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
     An email that exists already is left alone (the unique index decides)."""
     if not leads:
         return {}
-    blank = dict.fromkeys(Lead.EDITABLE, "")
+    blank = {**dict.fromkeys(Lead.EDITABLE, ""), "time_zone": ""}
     with transaction():
         insert_rows(Lead, [{**blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now,
                             "created_at": now, "updated_at": now, "source": source}
@@ -98,6 +99,7 @@ def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,
         except peewee.IntegrityError:
             raise IllegalTransition(f"lead {lead_id} already has a pending handoff") from None
         _record(lead_id, from_stage, Stage.MQL, now, actor, "promoted")
+        stop_enrollments(lead_id, reason="promoted", now=now)
         outbox.queue_email("rep_handoff", to_address=rep.email, to_name=rep.name,
                            lead_id=lead_id, handoff_id=handoff.id, now=now)
     return handoff
@@ -111,6 +113,7 @@ def accept(handoff_id: int, *, bant: dict, notes: str, actor: str, now: datetime
         lead_id = _decide(handoff_id, "accepted", now, actor, notes=notes, **answers)
         _move(lead_id, "accept", now)
         _record(lead_id, Stage.MQL, Stage.SQL, now, actor, "accepted")
+        stop_enrollments(lead_id, reason="sql", now=now)
         _feedback(handoff_id, now)
     return Handoff.get_by_id(handoff_id)
 
@@ -191,6 +194,7 @@ def register_outbound(email: str, *, fields: dict, rep_id: int, bant: dict, note
         else:
             from_stage = _move(lead.id, "register_outbound", now)
         _record(lead.id, from_stage, Stage.SQL, now, actor, "outbound SQL")
+        stop_enrollments(lead.id, reason="sql", now=now)
         handoff = Handoff.create(
             lead=lead.id, rep=rep.id, promoted_by=actor, promoted_at=now, due_at=now,
             status="accepted", decided_at=now, decided_by=actor, notes=notes,

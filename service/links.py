@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 HANDOFF_SALT = "leadbridge.handoff-decision"
+UNSUBSCRIBE_SALT = "leadbridge.unsubscribe"
+CLICK_SALT = "leadbridge.click"
 ACTIONS = ("accept", "reject")
 
 
@@ -41,3 +43,33 @@ def read_handoff_token(secret: str, token: str, *, max_age_hours: float) -> Hand
     if not isinstance(handoff_id, int) or not isinstance(rep_id, int) or action not in ACTIONS:
         raise BadLink("This link is not valid. Copy the whole link from the email.")
     return HandoffLink(handoff_id, rep_id, action)
+
+
+def unsubscribe_token(secret: str, lead_id: int) -> str:
+    """No expiry: an unsubscribe link must keep working for as long as the mail exists."""
+    return URLSafeSerializer(secret, salt=UNSUBSCRIBE_SALT).dumps(lead_id)
+
+
+def read_unsubscribe_token(secret: str, token: str) -> int | None:
+    try:
+        lead_id = URLSafeSerializer(secret, salt=UNSUBSCRIBE_SALT).loads(token)
+    except BadSignature:
+        return None
+    return lead_id if isinstance(lead_id, int) else None
+
+
+def click_token(secret: str, outbox_id: int, url: str) -> str:
+    return URLSafeSerializer(secret, salt=CLICK_SALT).dumps([outbox_id, url])
+
+
+def read_click_token(secret: str, token: str) -> tuple[int, str] | None:
+    """The email and the original URL; a redirect goes only to a URL signed here."""
+    try:
+        outbox_id, url = URLSafeSerializer(secret, salt=CLICK_SALT).loads(token)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    if not isinstance(outbox_id, int) or not isinstance(url, str):
+        return None
+    if not url.startswith(("https://", "http://")):
+        return None
+    return outbox_id, url

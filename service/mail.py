@@ -16,13 +16,18 @@ import email_templates
 TEMPLATES = Path(email_templates.__path__[0])
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
-    autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+    trim_blocks=True, lstrip_blocks=True)
 _inliner = css_inline.CSSInliner()
 
 
 def render(template: str, context: dict) -> tuple[str, str, str]:
-    """Return (subject, text, html) for email_templates/<template>/."""
-    subject = _env.get_template(f"{template}/subject.txt").render(context)
+    """Return (subject, text, html) for email_templates/<template>/; a template without
+    subject.txt takes its subject from context["subject"] (a Jinja string)."""
+    if (TEMPLATES / template / "subject.txt").exists():
+        subject = _env.get_template(f"{template}/subject.txt").render(context)
+    else:
+        subject = _env.from_string(context["subject"]).render(context)
     text = _env.get_template(f"{template}/body.txt").render(context)
     html = _inliner.inline(_env.get_template(f"{template}/body.html").render(context))
     return " ".join(subject.split()), text, html

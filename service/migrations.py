@@ -11,7 +11,18 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
 from .db import db, transaction
-from .models import TABLES_V1, TABLES_V2, TABLES_V3, Handoff, Lead, Rep, SchemaVersion, Team
+from .models import (
+    TABLES_V1,
+    TABLES_V2,
+    TABLES_V3,
+    TABLES_V5,
+    Handoff,
+    Lead,
+    OutboxEmail,
+    Rep,
+    SchemaVersion,
+    Team,
+)
 
 
 def add_missing_columns(model, *fields) -> None:
@@ -47,11 +58,19 @@ def _sla() -> None:
     db.execute_sql("DROP INDEX IF EXISTS handoff_status_due_at")
 
 
+def _nurture() -> None:
+    db.create_tables(TABLES_V5)
+    add_missing_columns(Lead, Lead.time_zone, Lead.re_engaged_at)
+    add_missing_columns(OutboxEmail, OutboxEmail.to_prospect, OutboxEmail.enrollment,
+                        OutboxEmail.step, OutboxEmail.skipped_at, OutboxEmail.skip_reason)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
     (3, "handoffs: fallback owners, away dates, origin and outcome, audit", _handoffs),
     (4, "sla: reminder, escalation and reassignment times", _sla),
+    (5, "nurture: enrollments, suppression, email events and clicks", _nurture),
 ]
 
 

@@ -32,6 +32,8 @@ class Lead(BaseModel):
     stage = pw.CharField(max_length=16, index=True)
     stage_changed_at = UTCDateTimeField()
     score_log = pw.FloatField(null=True)
+    time_zone = pw.CharField(default="")
+    re_engaged_at = UTCDateTimeField(null=True, index=True)
     created_at = UTCDateTimeField(default=utcnow, index=True)
     updated_at = UTCDateTimeField(default=utcnow)
 
@@ -196,6 +198,11 @@ class OutboxEmail(BaseModel):
     subject = pw.TextField(default="")
     body_text = pw.TextField(default="")
     body_html = pw.TextField(default="")
+    to_prospect = pw.BooleanField(default=False)
+    enrollment = pw.IntegerField(null=True, index=True)
+    step = pw.IntegerField(null=True)
+    skipped_at = UTCDateTimeField(null=True)
+    skip_reason = pw.CharField(default="")
 
 
 OutboxEmail.add_index(OutboxEmail.created_at, where=OutboxEmail.sent_at.is_null(),
@@ -276,6 +283,47 @@ class AssignmentCursor(BaseModel):
     position = pw.IntegerField(default=0)
 
 
+class Enrollment(BaseModel):
+    """A lead's place in a nurture sequence: the next step to send and when."""
+    lead = pw.ForeignKeyField(Lead, backref="enrollments", on_delete="CASCADE")
+    sequence = pw.CharField(max_length=64)
+    step = pw.IntegerField(default=0)
+    next_due_at = UTCDateTimeField(null=True)
+    status = pw.CharField(max_length=16, default="active")
+    stop_reason = pw.CharField(max_length=32, default="")
+    started_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = ((("status", "next_due_at"), False), (("lead", "status"), False))
+
+
+class Suppression(BaseModel):
+    """An address never to send prospect mail to. Kept by hash so an erased lead's entry
+    holds no address."""
+    email_hash = pw.CharField(max_length=64, unique=True)
+    email = pw.CharField(max_length=254, default="")
+    reason = pw.CharField(max_length=32)
+    source = pw.CharField(max_length=64, default="")
+    at = UTCDateTimeField()
+
+
+class EmailEvent(BaseModel):
+    """A delivery event reported by an email provider, with its raw payload."""
+    provider = pw.CharField(max_length=16)
+    kind = pw.CharField(max_length=16)
+    email = pw.CharField(max_length=254, index=True)
+    at = UTCDateTimeField()
+    detail = pw.TextField(default="")
+    raw = JSONField(null=True)
+
+
+class EmailClick(BaseModel):
+    outbox = pw.IntegerField(index=True)
+    url = pw.TextField()
+    at = UTCDateTimeField()
+
+
 class AuditEvent(BaseModel):
     """Who did what to which record, for the panel's read-only audit log."""
     at = UTCDateTimeField(index=True)
@@ -295,3 +343,4 @@ TABLES_V1 = [Lead, Activity, Team, Rep, User, Definition, Handoff, StageChange, 
 TABLES_V2 = [IntegrationKey, Delivery, Identity, AnonymousActivity, LeadMerge, IntakeStat,
              AssignmentCursor]
 TABLES_V3 = [AuditEvent]
+TABLES_V5 = [Enrollment, Suppression, EmailEvent, EmailClick]

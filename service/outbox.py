@@ -15,39 +15,50 @@ from .models import OutboxEmail
 from .runtime import runtime
 
 log = logging.getLogger(__name__)
-SEND_JOB = "workers.jobs.send_email"
+SEND_JOB = "workers.jobs.send_emails"
+BATCH = 50  # emails per job, sent over one SMTP connection
 
 
 def queue_email(template: str, *, to_address: str, now: datetime, to_name: str = "",
                 lead_id: int | None = None, handoff_id: int | None = None,
-                context: dict | None = None) -> OutboxEmail:
+                context: dict | None = None, to_prospect: bool = False,
+                enrollment_id: int | None = None, step: int | None = None) -> OutboxEmail:
+    """Write the email's row in the current transaction; its send job is queued after the
+    commit. Prospect mail (to_prospect) is checked against suppression when it is sent."""
     domain = runtime.settings.get("mail.from_address", "@localhost").rpartition("@")[2]
     row = OutboxEmail.create(
         template=template, to_address=to_address, to_name=to_name, context=context or {},
-        lead=lead_id, handoff=handoff_id, created_at=now,
+        lead=lead_id, handoff=handoff_id, created_at=now, to_prospect=to_prospect,
+        enrollment=enrollment_id, step=step,
         message_id=f"<{uuid.uuid4().hex}@{domain or 'localhost'}>")
     collect("outbox", row.id, enqueue_sends)
     return row
 
 
 def enqueue_sends(outbox_ids: list[int]) -> int:
-    """Queue one send job per row, with a job id per row so a re-queue replaces, not adds.
-    With Redis down the rows stay unsent and the sweep queues them later."""
+    """Queue send jobs of up to BATCH rows each (one SMTP connection per job), with job ids
+    made from the rows so a re-queue replaces, not adds. With Redis down the rows stay
+    unsent and the sweep queues them later."""
     if not outbox_ids:
         return 0
     queue = runtime.queue
     if queue is None:
         log.warning("redis.url is empty: %d email(s) wait for a worker", len(outbox_ids))
         return 0
-    jobs = [queue.prepare_data(SEND_JOB, args=(i,), job_id=f"send-email-{i}",
-                               result_ttl=3600, failure_ttl=7 * 86400) for i in outbox_ids]
+    batches = [outbox_ids[i:i + BATCH] for i in range(0, len(outbox_ids), BATCH)]
+    jobs = [queue.prepare_data(SEND_JOB, args=(ids,), job_id=job_id(ids), result_ttl=3600,
+                               failure_ttl=7 * 86400) for ids in batches]
     try:
         queue.enqueue_many(jobs)
     except RedisError as exc:
         log.warning("could not queue %d email(s), the outbox sweep will retry: %s",
                     len(outbox_ids), exc)
         return 0
-    return len(jobs)
+    return len(outbox_ids)
+
+
+def job_id(ids: list[int]) -> str:
+    return f"send-email-{ids[0]}" if len(ids) == 1 else f"send-emails-{ids[0]}-{len(ids)}"
 
 
 def unsent_ids(*, now: datetime, older_than_seconds: int, claim_seconds: int,
@@ -56,7 +67,8 @@ def unsent_ids(*, now: datetime, older_than_seconds: int, claim_seconds: int,
     created_before = now - timedelta(seconds=older_than_seconds)
     claim_expired = now - timedelta(seconds=claim_seconds)
     query = (OutboxEmail.select(OutboxEmail.id)
-             .where(OutboxEmail.sent_at.is_null(), OutboxEmail.created_at <= created_before,
+             .where(OutboxEmail.sent_at.is_null(), OutboxEmail.skipped_at.is_null(),
+                    OutboxEmail.created_at <= created_before,
                     OutboxEmail.claimed_at.is_null() | (OutboxEmail.claimed_at <= claim_expired))
              .order_by(OutboxEmail.created_at).limit(limit))
     return [row.id for row in query]
@@ -75,6 +87,11 @@ def mark_sent(outbox_id: int, *, subject: str, body_text: str, body_html: str,
               now: datetime) -> None:
     OutboxEmail.update(sent_at=now, subject=subject, body_text=body_text, body_html=body_html,
                        last_error="").where(OutboxEmail.id == outbox_id).execute()
+
+
+def mark_skipped(outbox_id: int, *, reason: str, now: datetime) -> None:
+    OutboxEmail.update(skipped_at=now, skip_reason=reason).where(
+        OutboxEmail.id == outbox_id).execute()
 
 
 def mark_failed(outbox_id: int, *, error: str) -> None:

@@ -66,6 +66,31 @@ class Calendar:
             remaining -= closes - begin
         raise ValueError("the SLA calendar has no working hours in the next ten years")
 
+    def open_at(self, moment: datetime) -> datetime:
+        """The first moment at or after `moment` inside working hours."""
+        if self.always_open:
+            return moment
+        day = moment.astimezone(self._tz).date() - timedelta(days=1)
+        for _ in range(3700):
+            day += timedelta(days=1)
+            if self.is_open_day(day):
+                opens, closes = self.window(day)
+                if moment < closes:
+                    return max(opens, moment)
+        raise ValueError("the calendar has no working hours in the next ten years")
+
+    def add_days(self, moment: datetime, days: int, *, business: bool) -> datetime:
+        """`days` later at the same local time; business days skip closed days."""
+        local = moment.astimezone(self._tz)
+        if not business or self.always_open:
+            day = local.date() + timedelta(days=days)
+        else:
+            day, left = local.date(), days
+            while left > 0:
+                day += timedelta(days=1)
+                left -= self.is_open_day(day)
+        return datetime.combine(day, local.timetz().replace(tzinfo=None), self._tz).astimezone(UTC)
+
 
 @dataclass(frozen=True)
 class Policy:

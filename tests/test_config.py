@@ -46,17 +46,17 @@ def test_bad_environment_names_the_key(env, message):
 
 def test_file_errors_name_the_key(tmp_path):
     file = tmp_path / "c.toml"
-    file.write_text('[mail]\nfrom_address = "a@b.example"\nsmtp_prot = 1\n')
+    mail = '[mail]\nfrom_address = "a@b.example"\npostal_address = "1 Road"\n'
+    file.write_text(mail + 'smtp_prot = 1\n')
     with pytest.raises(ConfigError, match="unknown config key mail.smtp_prot"):
         load(path=file)
-    file.write_text('[mail]\nfrom_name = "x"\n')
+    file.write_text('[mail]\npostal_address = "1 Road"\n')
     with pytest.raises(ConfigError, match="missing config key mail.from_address"):
         load(path=file)
-    file.write_text('[mail]\nfrom_address = "a@b.example"\nsmtp_password = "hunter2"\n')
+    file.write_text(mail + 'smtp_password = "hunter2"\n')
     with pytest.raises(ConfigError, match="LEADBRIDGE_MAIL__SMTP_PASSWORD"):
         load(path=file)
-    file.write_text('[handoff.reject_reasons.x]\nlabel = "X"\noutcome = "nurture:nope"\n'
-                    '[mail]\nfrom_address = "a@b.example"\n')
+    file.write_text('[handoff.reject_reasons.x]\nlabel = "X"\noutcome = "nurture:nope"\n' + mail)
     with pytest.raises(ConfigError, match="handoff.reject_reasons.x.outcome"):
         load(path=file)
     with pytest.raises(ConfigError, match="config file not found"):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from service import emails, escalation, outbox
+from service import emails, escalation, nurture, outbox
 from service.db import utcnow
 from service.runtime import runtime
 
 
+def send_emails(outbox_ids: list[int]) -> int:
+    """Send outbox rows over one connection; rows sent already or held by another sender are
+    left alone. Returns how many this job sent."""
+    return emails.deliver(list(outbox_ids), settings=runtime.settings,
+                          secret=runtime.secret_key, now=utcnow())
+
+
 def send_email(outbox_id: int) -> int:
-    """Send one outbox row; 0 when it was sent already or another sender holds it."""
-    return emails.deliver([outbox_id], settings=runtime.settings, secret=runtime.secret_key,
-                          now=utcnow())
+    return send_emails([outbox_id])
 
 
 def sweep_outbox() -> int:
@@ -25,3 +30,8 @@ def sweep_outbox() -> int:
 def sweep_sla() -> dict:
     """Send the reminders, escalations and reassignments that have fallen due."""
     return dict(escalation.sweep(settings=runtime.settings, now=utcnow()))
+
+
+def sweep_nurture() -> int:
+    """Queue the nurture steps that have fallen due."""
+    return nurture.sweep(settings=runtime.settings, now=utcnow())

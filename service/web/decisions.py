@@ -10,6 +10,7 @@ from wtforms.validators import DataRequired, Length
 from .. import lifecycle
 from ..db import utcnow
 from ..errors import AlreadyDecided, InvalidInput
+from ..handoffs import reject_handoff
 from ..labels import LABELS
 from ..links import BadLink, read_handoff_token
 from ..models import Handoff
@@ -97,6 +98,5 @@ def _apply(action: str, handoff: Handoff, form: FlaskForm, settings: dict) -> Ha
         bant = {field: getattr(form, field).data for field in lifecycle.BANT}
         return lifecycle.accept(handoff.id, bant=bant, notes=form.notes.data or "", actor=actor,
                                 now=utcnow(), requires=settings["handoff.accept_requires"])
-    reason = settings["handoff.reject_reasons"][form.reason.data]
-    return lifecycle.reject(handoff.id, reason=form.reason.data, outcome=reason["outcome"],
-                            notes=form.notes.data or "", actor=actor, now=utcnow())
+    return reject_handoff(handoff.id, reason=form.reason.data, notes=form.notes.data or "",
+                          actor=actor, settings=settings, now=utcnow())
