@@ -34,9 +34,10 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
     csrf.init_app(app)
 
     from . import web
-    from .web import api, forms, prospects, tracking, webhooks
+    from .web import api, email_events, forms, prospects, tracking, webhooks
 
-    for machine_facing in (forms.bp, webhooks.bp, tracking.bp, api.bp, prospects.bp):
+    for machine_facing in (forms.bp, webhooks.bp, tracking.bp, api.bp, prospects.bp,
+                           email_events.bp):
         csrf.exempt(machine_facing)
     web.init_app(app)
     if settings["intake.trust_proxy"]:

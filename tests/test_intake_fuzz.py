@@ -17,7 +17,9 @@ from service.keys import create_key
 from service.models import Activity, AnonymousActivity
 
 ROUTES = ["/f/contact", "/webhooks/website", "/v1/identify", "/v1/track", "/v1/page",
-          "/v1/batch", "/v1/screen", "/webhooks/unknown", "/f/unknown"]
+          "/v1/batch", "/v1/screen", "/webhooks/unknown", "/f/unknown",
+          "/webhooks/email-events/ses", "/webhooks/email-events/postmark",
+          "/webhooks/email-events/mailgun", "/webhooks/email-events/sendgrid"]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,

@@ -6,13 +6,13 @@ from flask import Flask
 from flask_wtf.csrf import CSRFError
 
 from ..errors import DomainError
-from . import api, decisions, forms, health, prospects, tracking, webhooks
+from . import api, decisions, email_events, forms, health, prospects, tracking, webhooks
 from .responses import domain_error, error_response
 
 
 def init_app(app: Flask) -> None:
-    for blueprint in (forms.bp, webhooks.bp, tracking.bp, decisions.bp, health.bp, api.bp,
-                      prospects.bp):
+    for blueprint in (forms.bp, email_events.bp, webhooks.bp, tracking.bp, decisions.bp,
+                      health.bp, api.bp, prospects.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(DomainError, domain_error)
     app.register_error_handler(CSRFError, lambda exc: error_response(

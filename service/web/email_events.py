@@ -1,0 +1,226 @@
+"""POST /webhooks/email-events/<provider>: bounces and complaints from Amazon SES (through
+SNS), Postmark, Mailgun and SendGrid, each verified the provider's way."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+import urllib.request
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from flask import Blueprint, current_app, jsonify, request
+
+from ..db import utcnow
+from ..email_events import Delivery, apply
+from ..errors import InvalidInput, NotFound
+from .responses import error_response
+
+bp = Blueprint("email_events", __name__)
+log = logging.getLogger(__name__)
+TOLERANCE = 15 * 60
+
+
+class Refused(Exception):
+    """The request is not from the provider: bad or missing signature or credentials."""
+
+
+@bp.post("/webhooks/email-events/<provider>")
+def receive(provider: str):
+    adapter = ADAPTERS.get(provider)
+    if adapter is None:
+        raise NotFound(f"no email provider named {provider!r} (ses, postmark, mailgun, sendgrid)")
+    if (request.content_length or 0) > 1024 * 1024:
+        return error_response(413, "too_large", "body over 1 MiB")
+    settings = current_app.config["SETTINGS"]
+    body = request.get_data(cache=True)
+    try:
+        events, raw = adapter(body, settings)
+    except Refused as exc:
+        return error_response(401, "bad_signature", str(exc))
+    counts = apply(events, provider=provider, raw=raw, settings=settings, now=utcnow())
+    return jsonify(ok=True, events=counts)
+
+
+def _json(body: bytes):
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+
+
+# Amazon SES through SNS -------------------------------------------------------------------
+
+SNS_FIELDS = {"Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn",
+                               "Type"),
+              "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp",
+                                           "Token", "TopicArn", "Type")}
+
+
+def ses(body: bytes, settings: dict):
+    envelope = _json(body)
+    if not isinstance(envelope, dict) or envelope.get("Type") not in SNS_FIELDS:
+        raise InvalidInput("not an SNS notification")
+    if envelope.get("TopicArn") not in settings["email_events.ses_topic_arns"]:
+        raise Refused("SNS topic not allowed (email_events.ses_topic_arns)")
+    _verify_sns(envelope, settings["email_events.ses_certificate_file"])
+    if envelope["Type"] == "SubscriptionConfirmation":
+        log.warning("SNS subscription to %s: confirm by opening %s", envelope["TopicArn"],
+                    envelope.get("SubscribeURL"))
+        return [], envelope
+    message = _json(str(envelope.get("Message", "")).encode())
+    if not isinstance(message, dict):
+        raise InvalidInput("SNS Message is not a JSON object")
+    return _ses_events(message), envelope
+
+
+def _ses_events(message: dict) -> list[Delivery]:
+    kind = message.get("notificationType") or message.get("eventType")
+    if kind == "Bounce":
+        bounce = message.get("bounce") or {}
+        hard = bounce.get("bounceType") == "Permanent"
+        return [Delivery(str(r.get("emailAddress", "")), "hard_bounce" if hard else "soft_bounce",
+                         f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')}")
+                for r in bounce.get("bouncedRecipients") or [] if isinstance(r, dict)]
+    if kind == "Complaint":
+        complaint = message.get("complaint") or {}
+        return [Delivery(str(r.get("emailAddress", "")), "complaint",
+                         str(complaint.get("complaintFeedbackType", "")))
+                for r in complaint.get("complainedRecipients") or [] if isinstance(r, dict)]
+    return []
+
+
+def _verify_sns(envelope: dict, certificate_file: str) -> None:
+    fields = SNS_FIELDS[envelope["Type"]]
+    text = "".join(f"{name}\n{envelope[name]}\n" for name in fields
+                   if envelope.get(name) is not None)
+    digest = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(str(envelope.get("SignatureVersion")))
+    if digest is None:
+        raise Refused("unknown SNS SignatureVersion")
+    try:
+        signature = base64.b64decode(envelope.get("Signature", ""), validate=True)
+        key = _sns_certificate(certificate_file or envelope.get("SigningCertURL", "")).public_key()
+        key.verify(signature, text.encode(), padding.PKCS1v15(), digest)
+    except (InvalidSignature, ValueError, TypeError) as exc:
+        raise Refused(f"SNS signature does not verify: {type(exc).__name__}") from None
+
+
+@lru_cache(maxsize=16)
+def _sns_certificate(source: str) -> x509.Certificate:
+    """A configured PEM file, or the certificate AWS publishes (https, amazonaws.com only)."""
+    if source and not source.startswith("https://"):
+        return x509.load_pem_x509_certificate(Path(source).read_bytes())
+    host = urlsplit(source).hostname or ""
+    if not (host.startswith("sns.") and host.endswith((".amazonaws.com", ".amazonaws.com.cn"))):
+        raise ValueError("SigningCertURL is not an Amazon SNS address")
+    with urllib.request.urlopen(source, timeout=10) as response:  # noqa: S310 (https, AWS)
+        return x509.load_pem_x509_certificate(response.read())
+
+
+# Postmark ---------------------------------------------------------------------------------
+
+POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated", "SpamNotification"}
+POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "AutoResponder", "Blocked"}
+
+
+def postmark(body: bytes, settings: dict):
+    token = settings["email_events.postmark_token"]
+    auth = request.authorization
+    given = auth.password if auth and auth.type == "basic" else ""
+    if not token or not hmac.compare_digest(given or "", token):
+        raise Refused("Postmark webhooks must send the configured basic-auth password")
+    record = _json(body)
+    if not isinstance(record, dict):
+        raise InvalidInput("expected one Postmark webhook record")
+    email, kind = str(record.get("Email", "")), record.get("RecordType")
+    if kind == "SpamComplaint":
+        return [Delivery(email, "complaint", "spam complaint")], record
+    if kind == "Bounce":
+        bounce = str(record.get("Type", ""))
+        hard = bounce in POSTMARK_HARD
+        soft = bounce in POSTMARK_SOFT
+        kind = "hard_bounce" if hard else "soft_bounce" if soft else "other"
+        return [Delivery(email, kind, bounce)], record
+    return [], record
+
+
+# Mailgun ----------------------------------------------------------------------------------
+
+def mailgun(body: bytes, settings: dict):
+    payload = _json(body)
+    if not isinstance(payload, dict):
+        raise InvalidInput("expected a Mailgun webhook object")
+    signature = payload.get("signature") or {}
+    key = settings["email_events.mailgun_signing_key"]
+    try:
+        stamp, token = str(signature["timestamp"]), str(signature["token"])
+        given = str(signature["signature"])
+        fresh = abs(time.time() - float(stamp)) <= TOLERANCE
+    except (KeyError, TypeError, ValueError):
+        raise Refused("missing Mailgun signature") from None
+    expected = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
+    if not key or not fresh or not hmac.compare_digest(expected, given):
+        raise Refused("Mailgun signature does not verify, or is older than 15 minutes")
+    data = payload.get("event-data") or {}
+    event, email = data.get("event"), str(data.get("recipient", ""))
+    if event == "complained":
+        return [Delivery(email, "complaint", "complained")], payload
+    if event == "failed":
+        hard = data.get("severity") == "permanent"
+        return [Delivery(email, "hard_bounce" if hard else "soft_bounce",
+                         str(data.get("reason", "")))], payload
+    return [], payload
+
+
+# SendGrid ---------------------------------------------------------------------------------
+
+def sendgrid(body: bytes, settings: dict):
+    signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
+    stamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
+    try:
+        key = _sendgrid_key(settings["email_events.sendgrid_public_key"])
+        key.verify(base64.b64decode(signature, validate=True), stamp.encode() + body,
+                   ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError, TypeError) as exc:
+        raise Refused(f"SendGrid signature does not verify: {type(exc).__name__}") from None
+    events = _json(body)
+    if not isinstance(events, list):
+        raise InvalidInput("expected a list of SendGrid events")
+    found = []
+    for event in events:
+        if not isinstance(event, dict):
+            continue
+        email, kind = str(event.get("email", "")), event.get("event")
+        if kind == "spamreport":
+            found.append(Delivery(email, "complaint", "spam report"))
+        elif kind == "bounce":
+            hard = event.get("type", "bounce") == "bounce"
+            found.append(Delivery(email, "hard_bounce" if hard else "soft_bounce",
+                                  str(event.get("reason", ""))))
+        elif kind in ("deferred", "dropped"):
+            found.append(Delivery(email, "other", f"{kind}: {event.get('reason', '')}"))
+    return found, events
+
+
+@lru_cache(maxsize=4)
+def _sendgrid_key(text: str) -> ec.EllipticCurvePublicKey:
+    if not text:
+        raise ValueError("email_events.sendgrid_public_key is not set")
+    data = text.encode() if "BEGIN" in text else base64.b64decode(text)
+    key = (serialization.load_pem_public_key(data) if "BEGIN" in text
+           else serialization.load_der_public_key(data))
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("the SendGrid key is not an elliptic-curve key")
+    return key
+
+
+ADAPTERS = {"ses": ses, "postmark": postmark, "mailgun": mailgun, "sendgrid": sendgrid}
