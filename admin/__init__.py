@@ -9,9 +9,20 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 from jinja2 import ChoiceLoader, FileSystemLoader
 
-from service.models import AuditEvent, Definition, Handoff, IntegrationKey, OutboxEmail, Rep, Team
+from service.models import (
+    AuditEvent,
+    Definition,
+    Enrollment,
+    Handoff,
+    IntegrationKey,
+    OutboxEmail,
+    Rep,
+    Suppression,
+    Team,
+)
 
 from . import auth
+from .nurture import EnrollmentView, ReengagedView, SequencesView, SuppressionView
 from .sales import (
     AuditView,
     DefinitionView,
@@ -49,6 +60,12 @@ def init_app(app: Flask) -> None:
                                 category="Sales"))
     panel.add_view(RepView(Rep, name="Reps", endpoint="rep", category="Sales"))
     panel.add_view(TeamView(Team, name="Teams", endpoint="team", category="Sales"))
+    panel.add_view(ReengagedView(name="Re-engaged", endpoint="reengaged", category="Leads"))
+    panel.add_view(SequencesView(name="Sequences", endpoint="sequences", category="Nurture"))
+    panel.add_view(EnrollmentView(Enrollment, name="Enrollments", endpoint="enrollment",
+                                  category="Nurture"))
+    panel.add_view(SuppressionView(Suppression, name="Suppression list", endpoint="suppression",
+                                   category="Nurture"))
     panel.add_view(DefinitionView(Definition, name="Definitions", endpoint="definition"))
     panel.add_view(OutboxView(OutboxEmail, name="Email outbox", endpoint="outbox"))
     panel.add_view(FormsView(name="Forms", endpoint="form_snippets", category="Integrations"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from flask import current_app, flash, make_response, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_admin.actions import action
@@ -14,6 +17,7 @@ from wtforms.validators import DataRequired, Length
 from service import emails, keys, lifecycle, scoring
 from service.db import utcnow
 from service.errors import DomainError
+from service.gdpr import erase_lead, export_lead
 from service.handoffs import hand_over, promote_lead, recycle_lead
 from service.merge import merge_leads
 from service.models import (
@@ -27,11 +31,8 @@ from service.models import (
 )
 
 from .auth import SecuredMixin, SecuredModelView
+from .preview import SANDBOX, sandboxed
 from .sales import MANAGERS, rep_choices
-
-SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
-PREVIEW_CSP = (f"sandbox {SANDBOX}; default-src 'none'; style-src 'unsafe-inline'; "
-               "img-src data: https:")
 
 
 class PromoteForm(FlaskForm):
@@ -93,6 +94,8 @@ class LeadView(SecuredModelView):
     def is_action_allowed(self, name):
         if name in ("win", "recycle", "reopen", "outbound"):
             return current_user.role in MANAGERS
+        if name in ("export", "erase"):
+            return current_user.role == "admin"
         return super().is_action_allowed(name)
 
     def _move(self, ids, done_word: str, apply) -> None:
@@ -105,6 +108,34 @@ class LeadView(SecuredModelView):
                 flash(f"Lead {lead_id}: {exc.message}", "error")
         if done:
             flash(f"{done} lead(s) {done_word}.", "success")
+
+    @action("enroll", "Enroll in a nurture sequence")
+    def action_enroll(self, ids):
+        return redirect(url_for(".enroll_view", ids=",".join(ids)))
+
+    @expose("/enroll/", methods=("GET", "POST"))
+    def enroll_view(self):
+        from .nurture import enroll_view
+
+        return enroll_view(self, selected_ids())
+
+    @action("export", "Export data (GDPR, JSON)")
+    def action_export(self, ids):
+        data = {int(i): export_lead(int(i)) for i in ids}
+        response = make_response(json.dumps(data, indent=2, default=str))
+        response.headers["Content-Type"] = "application/json"
+        response.headers["Content-Disposition"] = "attachment; filename=leads-export.json"
+        return response
+
+    @action("erase", "Erase (GDPR)", "Erase the selected leads and everything about them? "
+            "Only a hashed suppression entry stays. This cannot be undone.")
+    def action_erase(self, ids):
+        settings, done = current_app.config["SETTINGS"], 0
+        for lead_id in ids:
+            erase_lead(int(lead_id), actor=current_user.email,
+                       data_dir=Path(settings["data_dir"]), now=utcnow())
+            done += 1
+        flash(f"{done} lead(s) erased.", "success")
 
     @action("merge", "Merge two duplicates")
     def action_merge(self, ids):
@@ -277,7 +308,4 @@ class OutboxView(SecuredModelView):
         if not row.sent_at:
             settings = current_app.config["SETTINGS"]
             html = emails.compose(row, settings, current_app.secret_key)[3]
-        # links open in a new tab, outside the sandbox
-        response = make_response(html.replace("<head>", '<head><base target="_blank">', 1))
-        response.headers["Content-Security-Policy"] = PREVIEW_CSP
-        return response
+        return sandboxed(html)

@@ -1,0 +1,146 @@
+"""Panel views for nurture and deliverability: sequences with previews and counts,
+enrollments, re-engaged leads, the suppression list."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, url_for
+from flask_admin import BaseView, expose
+from flask_admin.actions import action
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from peewee import fn
+from wtforms import EmailField, SelectField
+from wtforms.validators import DataRequired
+
+from service import mail, nurture
+from service.db import utcnow
+from service.errors import DomainError
+from service.intake import normalise_email
+from service.models import EmailClick, Enrollment, Lead, OutboxEmail
+from service.suppression import stop_enrollments, suppress
+
+from .auth import SecuredMixin, SecuredModelView
+from .preview import sandboxed
+
+SAMPLE = Lead(id=0, email="sam.sample@example.com", first_name="Sam", company="Sample Co")
+
+
+def step_counts(sequence: str) -> dict[int, dict[str, int]]:
+    """Per step index: emails sent, clicks, and unsubscribes right after it."""
+    counts: dict[int, dict[str, int]] = {}
+    sent = (OutboxEmail.select(OutboxEmail.step, fn.COUNT(OutboxEmail.id))
+            .join(Enrollment, on=(OutboxEmail.enrollment == Enrollment.id))
+            .where(Enrollment.sequence == sequence, OutboxEmail.sent_at.is_null(False))
+            .group_by(OutboxEmail.step).tuples())
+    clicks = (EmailClick.select(OutboxEmail.step, fn.COUNT(EmailClick.id))
+              .join(OutboxEmail, on=(EmailClick.outbox == OutboxEmail.id))
+              .join(Enrollment, on=(OutboxEmail.enrollment == Enrollment.id))
+              .where(Enrollment.sequence == sequence).group_by(OutboxEmail.step).tuples())
+    unsubscribed = (Enrollment.select(Enrollment.step - 1, fn.COUNT(Enrollment.id))
+                    .where(Enrollment.sequence == sequence,
+                           Enrollment.stop_reason == "unsubscribe")
+                    .group_by(Enrollment.step).tuples())
+    for key, rows in (("sent", sent), ("clicked", clicks), ("unsubscribed", unsubscribed)):
+        for step, number in rows:
+            counts.setdefault(step, {"sent": 0, "clicked": 0, "unsubscribed": 0})[key] = number
+    return counts
+
+
+class SequencesView(SecuredMixin, BaseView):
+    @expose("/")
+    def index(self):
+        settings = current_app.config["SETTINGS"]
+        sequences = {name: (nurture.steps(settings, name), step_counts(name))
+                     for name in settings["nurture.sequences"]}
+        active = dict(Enrollment.select(Enrollment.sequence, fn.COUNT(Enrollment.id))
+                      .where(Enrollment.status == "active")
+                      .group_by(Enrollment.sequence).tuples())
+        return self.render("admin/sequences.html", sequences=sequences, active=active)
+
+    @expose("/preview/<sequence>/<int:index>")
+    def preview(self, sequence: str, index: int):
+        settings = current_app.config["SETTINGS"]
+        try:
+            step = nurture.steps(settings, sequence)[index]
+        except (DomainError, IndexError):
+            return "No such step.", 404
+        context = {"lead": SAMPLE, "sender": settings["mail.from_name"], "track": str,
+                   "postal_address": settings["mail.postal_address"],
+                   "unsubscribe_url": "#unsubscribe", "subject": step.subject}
+        return sandboxed(mail.render(f"nurture/{step.template}", context)[2])
+
+
+class EnrollForm(FlaskForm):
+    sequence = SelectField("Sequence", validators=[DataRequired()])
+
+
+class EnrollmentView(SecuredModelView):
+    can_create = can_edit = can_delete = False
+    column_list = ("lead", "sequence", "step", "status", "next_due_at", "stop_reason",
+                   "started_at")
+    column_filters = ("sequence", "status", "stop_reason", "next_due_at")
+    column_default_sort = ("started_at", True)
+
+    @action("stop", "Stop", "Stop the selected enrollments?")
+    def action_stop(self, ids):
+        now = utcnow()
+        leads = [e.lead_id for e in Enrollment.select().where(Enrollment.id.in_(ids))]
+        stopped = sum(stop_enrollments(lead_id, reason="stopped by hand", now=now)
+                      for lead_id in leads)
+        flash(f"{stopped} enrollment(s) stopped.", "success")
+
+
+def enroll_view(view, ids: list[int]):
+    """Shared by the leads list: enroll the selected leads in a sequence."""
+    settings = current_app.config["SETTINGS"]
+    form = EnrollForm()
+    form.sequence.choices = list(settings["nurture.sequences"])
+    if form.validate_on_submit():
+        done, now = 0, utcnow()
+        for lead_id in ids:
+            try:
+                nurture.enroll(lead_id, form.sequence.data, settings=settings, now=now)
+                done += 1
+            except DomainError as exc:
+                flash(f"Lead {lead_id}: {exc.message}", "error")
+        flash(f"{done} lead(s) enrolled in {form.sequence.data}.", "success")
+        return redirect(url_for(".index_view"))
+    leads = Lead.select().where(Lead.id.in_(ids))
+    return view.render("admin/enroll.html", form=form, leads=leads, ids=ids)
+
+
+class ReengagedView(SecuredMixin, BaseView):
+    @expose("/")
+    def index(self):
+        leads = (Lead.select().where(Lead.re_engaged_at.is_null(False),
+                                     Lead.stage == "nurture")
+                 .order_by(Lead.re_engaged_at.desc()).limit(500))
+        return self.render("admin/reengaged.html", leads=leads)
+
+
+class SuppressForm(FlaskForm):
+    email = EmailField("Address", validators=[DataRequired()])
+
+
+class SuppressionView(SecuredModelView):
+    can_create = can_edit = can_delete = False
+    column_list = ("email", "reason", "source", "at", "email_hash")
+    column_labels = {"email": "Address (blank once erased)"}
+    column_searchable_list = ("email",)
+    column_filters = ("reason", "source", "at")
+    column_default_sort = ("at", True)
+    list_template = "admin/suppression_list.html"
+
+    @expose("/add/", methods=("GET", "POST"))
+    def add_view(self):
+        form = SuppressForm()
+        if form.validate_on_submit():
+            try:
+                email = normalise_email(form.email.data)
+            except DomainError as exc:
+                form.email.errors = [exc.message]
+            else:
+                suppress(email, reason="manual", source=current_user.email, now=utcnow())
+                flash(f"{email} will get no prospect mail.", "success")
+                return redirect(url_for(".index_view"))
+        return self.render("admin/suppress_add.html", form=form)
