@@ -12,7 +12,7 @@ from .db import utcnow
 from .labels import LABELS
 from .models import Activity, Enrollment, Handoff, Lead, OutboxEmail
 from .scoring import Policy
-from .suppression import is_suppressed
+from .suppression import suppressed_among
 
 
 def rep_handoff(row: OutboxEmail, settings: dict, secret: str) -> dict:
@@ -137,27 +137,32 @@ def compose(row: OutboxEmail, settings: dict, secret: str):
     return message, subject, text, html
 
 
-def skip_reason(row: OutboxEmail) -> str:
-    """Why a prospect email must not go out now, whatever queued it ("" to send)."""
-    if not row.to_prospect:
-        return ""
-    if is_suppressed(row.to_address):
-        return "suppressed"
-    if row.enrollment is not None:
-        status = Enrollment.select(Enrollment.status).where(
-            Enrollment.id == row.enrollment).scalar()
-        if status in (None, "stopped"):
-            return "enrollment stopped"
-    return ""
+def skip_reasons(rows: list[OutboxEmail]) -> dict[int, str]:
+    """Why prospect emails must not go out now, whatever queued them: the address is
+    suppressed, or the enrollment that queued it was stopped."""
+    prospects = [row for row in rows if row.to_prospect]
+    if not prospects:
+        return {}
+    blocked = suppressed_among([row.to_address for row in prospects])
+    live = {row.id for row in Enrollment.select(Enrollment.id).where(
+        Enrollment.id.in_([r.enrollment for r in prospects if r.enrollment is not None]),
+        Enrollment.status != "stopped")}
+    reasons = {}
+    for row in prospects:
+        if row.to_address.lower() in blocked:
+            reasons[row.id] = "suppressed"
+        elif row.enrollment is not None and row.enrollment not in live:
+            reasons[row.id] = "enrollment stopped"
+    return reasons
 
 
 def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime) -> int:
     """Send the rows this call can claim; return how many were sent."""
-    claimed = [i for i in outbox_ids
-               if outbox.claim(i, now=now, claim_seconds=settings["outbox.claim_seconds"])]
-    batch = []
-    for row in OutboxEmail.select().where(OutboxEmail.id.in_(claimed)).order_by(OutboxEmail.id):
-        reason = skip_reason(row)
+    claimed = outbox.claim(outbox_ids, now=now, claim_seconds=settings["outbox.claim_seconds"])
+    rows = list(OutboxEmail.select().where(OutboxEmail.id.in_(claimed)).order_by(OutboxEmail.id))
+    skips, batch = skip_reasons(rows), []
+    for row in rows:
+        reason = skips.get(row.id)
         if reason:
             outbox.mark_skipped(row.id, reason=reason, now=now)
         else:

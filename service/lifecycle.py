@@ -66,7 +66,7 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
     An email that exists already is left alone (the unique index decides)."""
     if not leads:
         return {}
-    blank = {**dict.fromkeys(Lead.EDITABLE, ""), "time_zone": ""}
+    blank = dict.fromkeys(Lead.EDITABLE, "")
     with transaction():
         insert_rows(Lead, [{**blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now,
                             "created_at": now, "updated_at": now, "source": source}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from email.message import EmailMessage
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
+from functools import lru_cache
 from pathlib import Path
 
 import css_inline
@@ -27,25 +30,36 @@ def render(template: str, context: dict) -> tuple[str, str, str]:
     if (TEMPLATES / template / "subject.txt").exists():
         subject = _env.get_template(f"{template}/subject.txt").render(context)
     else:
-        subject = _env.from_string(context["subject"]).render(context)
+        subject = _subject_template(context["subject"]).render(context)
     text = _env.get_template(f"{template}/body.txt").render(context)
     html = _inliner.inline(_env.get_template(f"{template}/body.html").render(context))
     return " ".join(subject.split()), text, html
 
 
+@lru_cache(maxsize=256)
+def _subject_template(source: str) -> jinja2.Template:
+    return _env.from_string(source)
+
+
+def _header(value: str):
+    return value if value.isascii() else Header(value, "utf-8")
+
+
 def build_message(*, sender: str, sender_name: str, to_address: str, to_name: str,
                   message_id: str, subject: str, text: str, html: str,
-                  headers: dict | None = None) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = formataddr((sender_name, sender))
-    message["To"] = formataddr((to_name, to_address))
-    message["Subject"] = subject
+                  headers: dict | None = None) -> MIMEMultipart:
+    """A text + HTML message. Built with the email.mime classes: several times faster than
+    EmailMessage's header registry, which matters when a job sends a batch."""
+    message = MIMEMultipart("alternative")
+    message["From"] = formataddr((sender_name, sender), charset="utf-8")
+    message["To"] = formataddr((to_name, to_address), charset="utf-8")
+    message["Subject"] = _header(subject)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = message_id
     for name, value in (headers or {}).items():
         message[name] = value
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    message.attach(MIMEText(text, "plain", "utf-8"))
+    message.attach(MIMEText(html, "html", "utf-8"))
     return message
 
 
@@ -55,10 +69,10 @@ class CaptureTransport:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def send(self, messages: list[tuple[int, EmailMessage]]) -> None:
+    def send(self, messages: list[tuple[int, MIMEMultipart]]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         for outbox_id, message in messages:
-            (self.folder / f"{outbox_id:08d}.eml").write_bytes(bytes(message))
+            (self.folder / f"{outbox_id:08d}.eml").write_bytes(message.as_bytes())
 
 
 class SMTPTransport:
@@ -69,7 +83,7 @@ class SMTPTransport:
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.timeout = username, password, timeout
 
-    def send(self, messages: list[tuple[int, EmailMessage]]) -> None:
+    def send(self, messages: list[tuple[int, MIMEMultipart]]) -> None:
         context = ssl.create_default_context()
         if self.security == "ssl":
             smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)

@@ -41,7 +41,7 @@ class Lead(BaseModel):
         indexes = ((("stage", "score_log"), False),)
 
     EDITABLE = ("first_name", "last_name", "company", "title", "phone", "country",
-                "company_size", "industry", "utm_source")
+                "company_size", "industry", "utm_source", "time_zone")
 
     @property
     def name(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import outbox
 from .db import transaction
@@ -31,7 +32,12 @@ def steps(settings: dict, sequence: str) -> list[Step]:
 
 
 def send_calendar(settings: dict, zone: str = "") -> Calendar:
+    """Send hours in the lead's time zone when it is known and valid, else the default."""
     opens, _, closes = settings["nurture.send_hours"].partition("-")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ""
     return Calendar(always_open=False, zone=zone or settings["nurture.time_zone"],
                     days=tuple(settings["nurture.send_days"]),
                     opens=time.fromisoformat(opens.strip()),

@@ -74,13 +74,17 @@ def unsent_ids(*, now: datetime, older_than_seconds: int, claim_seconds: int,
     return [row.id for row in query]
 
 
-def claim(outbox_id: int, *, now: datetime, claim_seconds: int) -> bool:
-    """Take the row for sending; False when it is sent or another sender holds it."""
+def claim(outbox_ids: list[int], *, now: datetime, claim_seconds: int) -> list[int]:
+    """Take rows for sending; leaves out those sent, skipped, or held by another sender."""
+    if not outbox_ids:
+        return []
     claim_expired = now - timedelta(seconds=claim_seconds)
-    return (OutboxEmail.update(claimed_at=now, attempts=OutboxEmail.attempts + 1)
-            .where(OutboxEmail.id == outbox_id, OutboxEmail.sent_at.is_null(),
-                   OutboxEmail.claimed_at.is_null() | (OutboxEmail.claimed_at <= claim_expired))
-            .execute()) == 1
+    query = (OutboxEmail.update(claimed_at=now, attempts=OutboxEmail.attempts + 1)
+             .where(OutboxEmail.id.in_(outbox_ids), OutboxEmail.sent_at.is_null(),
+                    OutboxEmail.skipped_at.is_null(),
+                    OutboxEmail.claimed_at.is_null() | (OutboxEmail.claimed_at <= claim_expired))
+             .returning(OutboxEmail.id))
+    return sorted(row.id for row in query.execute())
 
 
 def mark_sent(outbox_id: int, *, subject: str, body_text: str, body_html: str,

@@ -17,6 +17,14 @@ def is_suppressed(email: str) -> bool:
     return Suppression.select().where(Suppression.email_hash == email_hash(email)).exists()
 
 
+def suppressed_among(emails: list[str]) -> set[str]:
+    """The addresses of these that are suppressed (lower-cased), in one query."""
+    by_hash = {email_hash(e): e.strip().lower() for e in emails}
+    found = Suppression.select(Suppression.email_hash).where(
+        Suppression.email_hash.in_(list(by_hash)))
+    return {by_hash[row.email_hash] for row in found}
+
+
 def suppress(email: str, *, reason: str, source: str, now: datetime,
              keep_address: bool = True) -> bool:
     """Add the address (True if it was not there) and stop the lead's nurture sequences."""

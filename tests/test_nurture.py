@@ -190,3 +190,15 @@ def test_reengagement(make_app, rep, smtp, auto):
         run_worker()
         note = [m for m in smtp.messages if "interested again" in m["Subject"]]
         assert [parseaddr(m["To"])[1] for m in note] == ["mia@example.com"]
+
+
+def test_send_hours_follow_the_lead_time_zone(nurture_app):
+    settings = nurture_app.config["SETTINGS"]
+    step = nurture.Step(delay_days=1, business_days=False, template="guide", subject="x")
+    monday_noon_utc = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    in_london = nurture.due_time(monday_noon_utc, step, nurture.send_calendar(settings))
+    assert in_london == datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    tokyo = nurture.send_calendar(settings, "Asia/Tokyo")
+    assert nurture.due_time(monday_noon_utc, step, tokyo) == datetime(
+        2026, 11, 25, 0, 0, tzinfo=UTC), "Tuesday 21:00 in Tokyo waits for Wednesday 09:00"
+    assert nurture.send_calendar(settings, "Not/AZone").zone == "Europe/London"

@@ -115,6 +115,8 @@ def parse_message(message, index: int, payload: dict, settings: dict,
     if event is None:
         return None
     event.user_id, event.anonymous_id, event.raw = user_id, anonymous_id, message
+    if isinstance(context.get("timezone"), str):
+        event.fields = {**event.fields, **lead_fields({"time_zone": context["timezone"]})}
     message_id = message.get("messageId")
     return event, str(message_id)[:200] if message_id else uuid.uuid4().hex
 

@@ -1,0 +1,134 @@
+"""The nurture sweep with 1,000,000 active enrollments of which 10,000 are due: the time of
+one sweep, then the sends per second of those emails to a local SMTP server through the
+outbox (batches of 50 over one connection, as the send jobs do), beside a baseline measured
+in the same run: smtplib sending the same number of small pre-built messages over one
+connection to the same server.
+
+Usage: python benchmarks/nurture_sweep.py [--enrollments 1000000] [--due 10000]"""
+
+from __future__ import annotations
+
+import argparse
+import smtplib
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+from common import ROOT, free_port, machine
+
+sys.path.insert(0, str(ROOT))
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # a Tuesday, inside send hours
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+
+
+def fill(path: Path, enrollments: int, due: int) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA foreign_keys = OFF")
+    db.execute("BEGIN")
+    created = stamp(NOW - timedelta(days=20))
+    leads, rows = [], []
+    for i in range(1, enrollments + 1):
+        leads.append((i, f"prospect{i}@example{i % 1000}.com", f"Pat{i}", created, created,
+                      created))
+        next_at = NOW - timedelta(minutes=i % 60) if i <= due else NOW + timedelta(
+            hours=1 + i % 5000)
+        rows.append((i, "default", created, created, stamp(next_at)))
+        if len(leads) == 50_000:
+            _insert(db, leads, rows)
+            leads, rows = [], []
+    _insert(db, leads, rows)
+    db.execute("COMMIT")
+    db.execute("ANALYZE")
+    db.close()
+
+
+def _insert(db, leads, rows) -> None:
+    db.executemany(
+        "INSERT INTO lead (id, email, first_name, last_name, company, title, phone, country,"
+        " company_size, industry, source, utm_source, time_zone, stage, stage_changed_at,"
+        " created_at, updated_at) VALUES (?, ?, ?, '', '', '', '', '', '', '', 'bench', '', '',"
+        " 'nurture', ?, ?, ?)", leads)
+    db.executemany(
+        "INSERT INTO enrollment (lead_id, sequence, step, status, stop_reason, started_at,"
+        " updated_at, next_due_at) VALUES (?, ?, 0, 'active', '', ?, ?, ?)", rows)
+
+
+def baseline(port: int, count: int) -> float:
+    messages = []
+    for i in range(count):
+        message = EmailMessage()
+        message["From"], message["To"] = "leadbridge@example.com", f"p{i}@example.com"
+        message["Subject"] = "A guide you may find useful"
+        message.set_content("Hi there,\n\nA short note.\n")
+        message.add_alternative("<p>Hi there,</p><p>A short note.</p>", subtype="html")
+        messages.append(message)
+    started = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        for message in messages:
+            smtp.send_message(message)
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--enrollments", type=int, default=1_000_000)
+    parser.add_argument("--due", type=int, default=10_000)
+    args = parser.parse_args()
+    print(machine())
+    from service import create_app, db, emails, nurture
+    from service.migrations import migrate
+    from service.models import Enrollment, OutboxEmail
+
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+                             "-c", "aiosmtpd.handlers.Sink"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            app = create_app(str(ROOT / "config.toml"), {
+                "data_dir": folder, "redis.url": "", "logging.level": "ERROR",
+                "mail.transport": "smtp", "mail.smtp_host": "127.0.0.1",
+                "mail.smtp_port": port, "mail.smtp_security": "none"})
+            settings = app.config["SETTINGS"]
+            db.connect()
+            migrate()
+            started = time.perf_counter()
+            fill(Path(folder) / "leadbridge.db", args.enrollments, args.due)
+            print(f"data: {args.enrollments:,} active enrollments ({args.due:,} due) written in "
+                  f"{time.perf_counter() - started:.1f}s")
+            query = Enrollment.select(Enrollment.id).where(Enrollment.status == "active",
+                                                           Enrollment.next_due_at <= NOW)
+            sql, params = query.sql()
+            plan = db.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+            print("query plan:", "; ".join(row[-1] for row in plan))
+            started = time.perf_counter()
+            queued = nurture.sweep(settings=settings, now=NOW)
+            sweep_s = time.perf_counter() - started
+            ids = [row.id for row in OutboxEmail.select(OutboxEmail.id).order_by(OutboxEmail.id)]
+            started = time.perf_counter()
+            sent = sum(emails.deliver(ids[i:i + 50], settings=settings, secret=app.secret_key,
+                                      now=NOW) for i in range(0, len(ids), 50))
+            send_rate = sent / (time.perf_counter() - started)
+            db.db.close()
+        base_rate = baseline(port, min(sent, 5000))
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
+    print(f"one sweep: {sweep_s:.2f}s for {queued:,} due steps "
+          f"({queued / sweep_s:,.0f} steps/s queued to the outbox)")
+    print(f"sending: {sent:,} emails at {send_rate:,.0f}/s (render, suppression check, "
+          "SMTP in batches of 50)")
+    print(f"baseline: smtplib alone, pre-built messages, one connection: {base_rate:,.0f}/s "
+          f"→ ratio {send_rate / base_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
