@@ -105,6 +105,15 @@ SCHEMA: dict[str, Key] = {
     "email_events.sendgrid_public_key": Key(str, ""),
     "email_events.ses_topic_arns": Key(list, []),
     "email_events.ses_certificate_file": Key(str, ""),
+    "reports.benchmark_months": Key(int, 6),
+    "reports.conversion_low": Key(float, 0.2),
+    "reports.conversion_high": Key(float, 0.6),
+    "reports.volume_tolerance": Key(float, 0.3),
+    "reports.time_zone": Key(str, "UTC"),
+    "reports.digest_day": Key(str, "mon", choices=("mon", "tue", "wed", "thu", "fri", "sat",
+                                                   "sun")),
+    "reports.digest_time": Key(str, "08:00"),
+    "reports.digest_recipients": Key(list, []),
     "logging.level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 }
 TABLES = {"handoff.reject_reasons", "forms", "nurture.sequences", "webhooks.sources",
@@ -225,6 +234,11 @@ def _check_references(values: dict) -> None:
     _check_assignment(values["assignment.rules"])
     _check_sla(values)
     _check_sequences(values)
+    if not 6 <= values["reports.benchmark_months"] <= 12:
+        raise ConfigError("reports.benchmark_months must be from 6 to 12")
+    if not 0 <= values["reports.conversion_low"] < values["reports.conversion_high"] <= 1:
+        raise ConfigError("reports.conversion_low and conversion_high must satisfy "
+                          "0 <= low < high <= 1")
     types = set(values["intake.activity_types"])
     mapped = [("tracking.events", t) for t in values["tracking.events"].values()]
     mapped += [("tracking.pages", t) for t in values["tracking.pages"].values()]

@@ -185,6 +185,9 @@ def _record(event: Event, source: str, now: datetime, policy: Policy | None,
         return
     Activity.insert(lead=lead.id, type=event.type, source=source, occurred_at=event.occurred_at,
                     properties=event.properties, raw=event.raw, created_at=now).execute()
+    if lead.last_activity_at is None or lead.last_activity_at < event.occurred_at:
+        Lead.update(last_activity_at=event.occurred_at).where(Lead.id == lead.id).execute()
+        lead.last_activity_at = event.occurred_at
     result.activities += 1
     result.leads.add(lead.id)
     result.kinds.setdefault(lead.id, set()).add(event.type)
@@ -226,6 +229,10 @@ def _link_identities(lead: Lead, event: Event, policy: Policy | None, result: Re
         {"lead": lead.id, "type": a.type, "source": a.source, "occurred_at": a.occurred_at,
          "properties": a.properties, "raw": a.raw, "created_at": a.created_at}
         for a in history]).execute()
+    latest = max(a.occurred_at for a in history)
+    Lead.update(last_activity_at=latest).where(
+        Lead.id == lead.id, Lead.last_activity_at.is_null() | (Lead.last_activity_at < latest)
+    ).execute()
     AnonymousActivity.delete().where(AnonymousActivity.id.in_([a.id for a in history])).execute()
     result.activities += len(history)
     result.leads.add(lead.id)

@@ -79,7 +79,7 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
                    if at == now and origin == source}
         insert_rows(StageChange, [
             {"lead": lead_id, "from_stage": None, "to_stage": Stage.LEAD, "at": now,
-             "actor": actor, "reason": f"captured from {source}"}
+             "day": now.date(), "actor": actor, "reason": f"captured from {source}"}
             for lead_id in created.values()])
     return created
 
@@ -95,7 +95,8 @@ def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,
         try:
             handoff = Handoff.create(
                 lead=lead_id, rep=rep.id, promoted_by=actor, promoted_at=now, note=note,
-                definition=Definition.current("mql"), **sla_fields(schedule))
+                promoted_day=now.date(), definition=Definition.current("mql"),
+                **sla_fields(schedule))
         except peewee.IntegrityError:
             raise IllegalTransition(f"lead {lead_id} already has a pending handoff") from None
         _record(lead_id, from_stage, Stage.MQL, now, actor, "promoted")
@@ -162,8 +163,9 @@ def reassign(handoff_id: int, *, rep_id: int, actor: str, now: datetime,
                 notes=f"reassigned to {rep.email}")
         Handoff.update(sla_met=None).where(Handoff.id == handoff_id).execute()
         new = Handoff.create(lead=old.lead_id, rep=rep.id, promoted_by=old.promoted_by,
-                             promoted_at=now, note=old.note, definition=old.definition_id,
-                             replaces=old.id, **sla_fields(schedule))
+                             promoted_at=now, promoted_day=now.date(), note=old.note,
+                             definition=old.definition_id, replaces=old.id,
+                             **sla_fields(schedule))
         outbox.queue_email("rep_handoff", to_address=rep.email, to_name=rep.name,
                            lead_id=old.lead_id, handoff_id=new.id, now=now)
         outbox.queue_email("handoff_moved", to_address=old.rep.email, to_name=old.rep.name,
@@ -197,6 +199,7 @@ def register_outbound(email: str, *, fields: dict, rep_id: int, bant: dict, note
         stop_enrollments(lead.id, reason="sql", now=now)
         handoff = Handoff.create(
             lead=lead.id, rep=rep.id, promoted_by=actor, promoted_at=now, due_at=now,
+            promoted_day=now.date(), decided_day=now.date(), decision_minutes=0,
             status="accepted", decided_at=now, decided_by=actor, notes=notes,
             origin="outbound", definition=Definition.current("mql"), **answers)
         audit(actor, "register_outbound", f"lead:{lead.id}", {"rep": rep.email}, now)
@@ -291,6 +294,9 @@ def _decide(handoff_id: int, status: str, now: datetime, actor: str, **fields) -
         raise NotFound(f"handoff {handoff_id} not found")
     if decided != 1:
         raise AlreadyDecided(already_decided_message(handoff))
+    minutes = int((now - handoff.promoted_at).total_seconds() // 60)
+    Handoff.update(decided_day=now.date(), decision_minutes=minutes).where(
+        Handoff.id == handoff_id).execute()
     return handoff.lead_id
 
 
@@ -301,4 +307,4 @@ def already_decided_message(handoff: Handoff) -> str:
 
 def _record(lead_id: int, from_stage, to_stage, now: datetime, actor: str, reason: str) -> None:
     StageChange.create(lead=lead_id, from_stage=from_stage, to_stage=to_stage, at=now,
-                       actor=actor, reason=reason)
+                       day=now.date(), actor=actor, reason=reason)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from peewee import fn
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
@@ -16,11 +17,14 @@ from .models import (
     TABLES_V2,
     TABLES_V3,
     TABLES_V5,
+    TABLES_V6,
+    Activity,
     Handoff,
     Lead,
     OutboxEmail,
     Rep,
     SchemaVersion,
+    StageChange,
     Team,
 )
 
@@ -65,12 +69,29 @@ def _nurture() -> None:
                         OutboxEmail.step, OutboxEmail.skipped_at, OutboxEmail.skip_reason)
 
 
+def _reports() -> None:
+    db.create_tables(TABLES_V6)
+    add_missing_columns(Lead, Lead.last_activity_at)
+    add_missing_columns(StageChange, StageChange.day)
+    add_missing_columns(Handoff, Handoff.promoted_day, Handoff.decided_day,
+                        Handoff.decision_minutes)
+    db.execute_sql("DROP INDEX IF EXISTS stage_change_to_stage_at")
+    StageChange.update(day=fn.DATE(StageChange.at)).where(StageChange.day.is_null()).execute()
+    Handoff.update(promoted_day=fn.DATE(Handoff.promoted_at)).where(
+        Handoff.promoted_day.is_null()).execute()
+    Handoff.update(decided_day=fn.DATE(Handoff.decided_at)).where(
+        Handoff.decided_at.is_null(False), Handoff.decided_day.is_null()).execute()
+    latest = (Activity.select(fn.MAX(Activity.occurred_at)).where(Activity.lead == Lead.id))
+    Lead.update(last_activity_at=latest).where(Lead.last_activity_at.is_null()).execute()
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
     (3, "handoffs: fallback owners, away dates, origin and outcome, audit", _handoffs),
     (4, "sla: reminder, escalation and reassignment times", _sla),
     (5, "nurture: enrollments, suppression, email events and clicks", _nurture),
+    (6, "reports: day keys, decision times, last activity, digest log", _reports),
 ]
 
 

@@ -34,6 +34,7 @@ class Lead(BaseModel):
     score_log = pw.FloatField(null=True)
     time_zone = pw.CharField(default="")
     re_engaged_at = UTCDateTimeField(null=True, index=True)
+    last_activity_at = UTCDateTimeField(null=True, index=True)
     created_at = UTCDateTimeField(default=utcnow, index=True)
     updated_at = UTCDateTimeField(default=utcnow)
 
@@ -161,6 +162,9 @@ class Handoff(BaseModel):
     escalate_due_at = UTCDateTimeField(null=True)
     reassign_due_at = UTCDateTimeField(null=True)
     sla_next_at = UTCDateTimeField(null=True)
+    promoted_day = pw.DateField(null=True, index=True)
+    decided_day = pw.DateField(null=True, index=True)
+    decision_minutes = pw.IntegerField(null=True)
 
     class Meta:
         indexes = ((("status", "sla_next_at"), False),)
@@ -175,11 +179,13 @@ class StageChange(BaseModel):
     from_stage = pw.CharField(max_length=16, null=True)
     to_stage = pw.CharField(max_length=16)
     at = UTCDateTimeField()
+    day = pw.DateField(null=True)
     actor = pw.CharField()
     reason = pw.CharField(default="")
 
     class Meta:
-        indexes = ((("lead", "at"), False), (("to_stage", "at"), False))
+        indexes = ((("lead", "at"), False), (("to_stage", "day"), False),
+                   (("day", "from_stage", "to_stage"), False))
 
 
 class OutboxEmail(BaseModel):
@@ -333,6 +339,12 @@ class AuditEvent(BaseModel):
     details = JSONField(default=dict)
 
 
+class DigestLog(BaseModel):
+    """One row per weekly digest sent, so several schedulers send it once."""
+    week = pw.CharField(max_length=10, unique=True)
+    sent_at = UTCDateTimeField()
+
+
 class SchemaVersion(BaseModel):
     version = pw.IntegerField(primary_key=True)
     name = pw.CharField()
@@ -344,3 +356,4 @@ TABLES_V2 = [IntegrationKey, Delivery, Identity, AnonymousActivity, LeadMerge, I
              AssignmentCursor]
 TABLES_V3 = [AuditEvent]
 TABLES_V5 = [Enrollment, Suppression, EmailEvent, EmailClick]
+TABLES_V6 = [DigestLog]

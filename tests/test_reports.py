@@ -1,0 +1,141 @@
+"""Reports against hand-computed fixtures: counts and rates per period, the benchmark,
+the health band and its reading, SLA figures, breakdowns, funnel."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from service import lifecycle, reports
+from service.definitions import add_definition
+from service.models import Rep
+from service.sla import Schedule
+
+BANT = {"budget": "likely", "authority": "influencer", "need": "clear", "timeline": "lt_3m"}
+
+
+def at(day: str, hour: int = 10) -> datetime:
+    return datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
+
+
+class World:
+    def __init__(self, rep):
+        self.rep, self.n = rep, 0
+
+    def mql(self, day: str, source="form:contact", hours_to_decide=None, outcome=None,
+            rep=None):
+        """A lead captured a week earlier, promoted on `day`, maybe decided later."""
+        self.n += 1
+        promoted = at(day)
+        lead = lifecycle.capture(f"lead{self.n}@example.com", fields={}, source=source,
+                                 actor="t", now=promoted - timedelta(days=7))
+        handoff = lifecycle.promote(
+            lead.id, rep_id=(rep or self.rep).id, actor="mia@example.com", note="",
+            now=promoted, schedule=Schedule(promoted + timedelta(hours=24), None, None, None))
+        if outcome:
+            decided = promoted + timedelta(hours=hours_to_decide)
+            if outcome == "accept":
+                lifecycle.accept(handoff.id, bant=BANT, notes="", actor="r", now=decided,
+                                 requires=[])
+            else:
+                lifecycle.reject(handoff.id, reason=outcome, outcome="disqualify", notes="",
+                                 actor="r", now=decided)
+        return handoff
+
+
+@pytest.fixture
+def world(app, rep):
+    return World(rep)
+
+
+def test_mql_volume_and_benchmark(world):
+    for month, count in (("2026-03", 2), ("2026-04", 4), ("2026-05", 6), ("2026-06", 0),
+                         ("2026-07", 3), ("2026-08", 3), ("2026-09", 5), ("2026-10", 1)):
+        for i in range(count):
+            world.mql(f"{month}-{10 + i:02d}")
+    span = reports.Range(date(2026, 9, 1), date(2026, 10, 31), "month")
+    volume = reports.mql_volume(span, benchmark_months=6)
+    assert volume["rows"] == [(date(2026, 9, 1), 5), (date(2026, 10, 1), 1)]
+    assert volume["benchmark"] == pytest.approx((2 + 4 + 6 + 0 + 3 + 3) / 6)
+    assert volume["prior"] == (date(2026, 3, 1), date(2026, 8, 31))
+    weekly = reports.mql_volume(reports.Range(date(2026, 9, 7), date(2026, 9, 20), "week"), 6)
+    assert weekly["rows"] == [(date(2026, 9, 7), 4), (date(2026, 9, 14), 1)]
+    quarter = reports.mql_volume(reports.Range(date(2026, 7, 1), date(2026, 9, 30),
+                                               "quarter"), 6)
+    assert quarter["rows"] == [(date(2026, 7, 1), 11)]
+
+
+def test_conversion_cohorts_and_band(world):
+    for outcome in ("accept", "accept", "accept", "not_a_fit"):
+        world.mql("2026-09-10", hours_to_decide=5, outcome=outcome)
+    world.mql("2026-10-02", hours_to_decide=30, outcome="not_a_fit")
+    world.mql("2026-10-03")
+    span = reports.Range(date(2026, 9, 1), date(2026, 10, 31), "month")
+    result = reports.conversion(span, low=0.2, high=0.6)
+    september, october = result["rows"]
+    assert september[1] == {"promoted": 4, "accepted": 3, "rejected": 1, "pending": 0}
+    assert september[2] == pytest.approx(0.75)
+    assert october[1] == {"promoted": 2, "accepted": 0, "rejected": 1, "pending": 1}
+    assert october[2] == 0
+    assert result["rate"] == pytest.approx(3 / 6)
+    assert result["band"][0] == "healthy"
+    assert reports.band(0.1, 0.2, 0.6)[0] == "low" and "definition" in reports.band(
+        0.1, 0.2, 0.6)[1]
+    assert reports.band(0.7, 0.2, 0.6)[0] == "high"
+    assert reports.band(None, 0.2, 0.6)[0] == "none"
+
+
+def test_sla_figures_and_breaches_by_rep(world, rep):
+    jordan = Rep.create(email="jordan@example.com")
+    for hours in (1, 2, 3):
+        world.mql("2026-09-10", hours_to_decide=hours, outcome="accept")
+    world.mql("2026-09-11", hours_to_decide=30, outcome="not_a_fit", rep=jordan)
+    world.mql("2026-09-12", hours_to_decide=50, outcome="accept", rep=jordan)
+    figures = reports.sla(reports.Range(date(2026, 9, 1), date(2026, 9, 30), "month"))
+    assert (figures["decided"], figures["met"]) == (5, 3)
+    assert figures["share"] == pytest.approx(0.6)
+    assert figures["median_minutes"] == 180
+    assert figures["p90_minutes"] == 3000
+    assert figures["by_rep"] == [("jordan@example.com", 2, 2, 0),
+                                 ("riley.rep@example.com", 3, 0, 0)]
+
+
+def test_breakdowns_and_funnel(world, rep, now):
+    add_definition("mql", text="v1", agreed_by_marketing="m", agreed_by_sales="s",
+                   agreed_at=at("2026-01-01"))
+    world.mql("2026-09-10", source="form:contact", hours_to_decide=2, outcome="accept")
+    world.mql("2026-09-11", source="form:contact", hours_to_decide=2, outcome="not_a_fit")
+    world.mql("2026-09-12", source="webhook:website", hours_to_decide=2, outcome="competitor")
+    lifecycle.register_outbound("cold@example.com", fields={}, rep_id=rep.id, bant=BANT,
+                                notes="", actor="sam", now=at("2026-09-20"))
+    span = reports.Range(date(2026, 9, 1), date(2026, 9, 30), "month")
+    reasons = {"not_a_fit": {"label": "Not a fit"}, "competitor": {"label": "Competitor"}}
+    assert sorted(reports.rejection_reasons(span, reasons)) == [("Competitor", 1),
+                                                               ("Not a fit", 1)]
+    assert reports.by_source(span) == [("form:contact", 2, 1, 0.5),
+                                       ("webhook:website", 1, 0, 0.0)]
+    assert reports.by_definition(span) == [("v1", 3, 1, pytest.approx(1 / 3))]
+    assert reports.inbound_outbound(span) == {"inbound": 1, "outbound": 1}
+    funnel = reports.funnel(span)
+    assert funnel["stages"] == {"sql": 2, "disqualified": 2}
+    assert ("mql", "sql", 1) in funnel["flows"] and (None, "sql", 1) in funnel["flows"]
+    assert funnel["lead_to_mql_days"] == pytest.approx(7.0)
+    assert funnel["mql_to_sql_hours"] == pytest.approx(2.0)
+
+
+def test_early_warnings(world):
+    for i in range(6):
+        world.mql(f"2026-0{3 + i}-10")
+    for i in range(4):
+        world.mql(f"2026-09-{10 + i}", hours_to_decide=1, outcome="not_a_fit")
+    span = reports.Range(date(2026, 9, 1), date(2026, 9, 30), "month")
+    data = reports.dashboard({"reports.benchmark_months": 6, "reports.conversion_low": 0.2,
+                              "reports.conversion_high": 0.6, "reports.volume_tolerance": 0.3,
+                              "handoff.reject_reasons": {}}, span)
+    assert data["warnings"] == [
+        "MQLs in Sep 2026: 4, 300% above the benchmark of 1.0 per month.",
+        "MQL→SQL conversion 0%. " + reports.band(0.0, 0.2, 0.6)[1]]
+    csv = reports.csv_rows(data, "conversion")
+    assert csv[0] == ["cohort", "promoted", "accepted", "rejected", "pending", "rate"]
+    assert csv[1] == ["Sep 2026", 4, 0, 4, 0, 0.0]
