@@ -9,6 +9,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 from jinja2 import ChoiceLoader, FileSystemLoader
 
+from service import reports
 from service.models import (
     AuditEvent,
     Definition,
@@ -46,6 +47,9 @@ def init_app(app: Flask) -> None:
     app.jinja_loader = ChoiceLoader(
         [app.jinja_loader, FileSystemLoader(Path(__file__).parent / "templates")])
     auth.login_manager.init_app(app)
+    app.jinja_env.filters["period_label"] = lambda row, period: (
+        reports.label(row[0], period), row[1])
+    app.jinja_env.filters["pick"] = lambda row, *idx: tuple(row[i] for i in idx)
     panel = Admin(app, name="Leadbridge", index_view=auth.HomeView(url="/admin"),
                   theme=Bootstrap4Theme(swatch="flatly"))
     panel.add_view(LeadView(name="All leads", endpoint="lead", category="Leads"))

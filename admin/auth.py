@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import csv
+import io
+from datetime import date, datetime
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, request, url_for
+from flask import current_app, flash, make_response, redirect, request, url_for
 from flask_admin import AdminIndexView, expose
 from flask_admin.contrib.peewee import ModelView
 from flask_admin.contrib.peewee.filters import FilterConverter
@@ -16,6 +18,8 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
+from service import reports
+from service.db import utcnow
 from service.models import User
 from service.users import authenticate
 
@@ -78,6 +82,29 @@ class SecuredModelView(SecuredMixin, ModelView):
     can_view_details = True
 
 
+def report_range(args) -> reports.Range:
+    """The dashboard's range from the query string; bad values fall back to the default
+    (the last six months by month)."""
+    today = utcnow().date()
+    period = args.get("period") if args.get("period") in reports.PERIODS else "month"
+    try:
+        end = date.fromisoformat(args.get("end", "")) if args.get("end") else today
+        start = (date.fromisoformat(args["start"]) if args.get("start")
+                 else reports.months_before(today, 5))
+    except ValueError:
+        start, end = reports.months_before(today, 5), today
+    if start > end or (end - start).days > 3 * 366:
+        start, end = reports.months_before(today, 5), today
+    return reports.Range(start, end, period)
+
+
+def minutes(value) -> str:
+    if value is None:
+        return "—"
+    hours, rest = divmod(int(value), 60)
+    return f"{hours} h {rest:02d} min" if hours else f"{rest} min"
+
+
 class HomeView(SecuredMixin, AdminIndexView):
     OPEN = ("login", "logout")
 
@@ -88,7 +115,29 @@ class HomeView(SecuredMixin, AdminIndexView):
 
     @expose("/")
     def index(self):
-        return self.render("admin/home.html")
+        span = report_range(request.args)
+        data = reports.dashboard(current_app.config["SETTINGS"], span)
+        stages = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
+        return self.render(
+            "admin/home.html", data=data, periods=reports.PERIODS, minutes=minutes,
+            conversion_rows=[(reports.label(k, span.period), r or 0)
+                             for k, _, r in data["conversion"]["rows"]],
+            funnel_rows=[(s, data["funnel"]["stages"].get(s, 0)) for s in stages])
+
+    @expose("/report.csv")
+    def report_csv(self):
+        data = reports.dashboard(current_app.config["SETTINGS"], report_range(request.args))
+        try:
+            rows = reports.csv_rows(data, request.args.get("chart", ""))
+        except KeyError:
+            return "No such chart.", 404
+        out = io.StringIO()
+        csv.writer(out).writerows(rows)
+        response = make_response(out.getvalue())
+        response.headers["Content-Type"] = "text/csv; charset=utf-8"
+        response.headers["Content-Disposition"] = (
+            f"attachment; filename={request.args.get('chart')}.csv")
+        return response
 
     @expose("/login", methods=["GET", "POST"])
     def login(self):

@@ -130,26 +130,27 @@ def sweep(ctx: click.Context) -> None:
 
 @main.command()
 @click.option("--port", type=int, help="Web port (overrides web.port).")
+@click.option("--demo", is_flag=True, help="Load a year of demo data into an empty database.")
 @click.pass_context
 @clear_errors
-def up(ctx: click.Context, port: int | None) -> None:
+def up(ctx: click.Context, port: int | None, demo: bool) -> None:
     """Run everything: web, worker, cron and, without redis.url, an embedded Valkey."""
     from .up import run
 
-    sys.exit(run(ctx.obj["config"], port))
+    sys.exit(run(ctx.obj["config"], port, demo=demo))
 
 
 @main.command()
 @click.pass_context
 @clear_errors
 def demo(ctx: click.Context) -> None:
-    """Load realistic demo data: a team, reps, an MQL definition, leads with activity."""
+    """Load a year of realistic demo data into an empty database."""
     from .demo import load_demo
     from .migrations import migrate
 
-    backends(ctx)
+    settings = backends(ctx)
     migrate()
-    click.echo(load_demo())
+    click.echo(load_demo(settings))
 
 
 @main.command("import")

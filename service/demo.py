@@ -1,56 +1,178 @@
-"""Realistic demo data so a newcomer sees a working panel."""
+"""A year of realistic demo data so a newcomer's first run shows a populated panel:
+leads with activity, promotions, decisions (some late), nurture, outbound SQLs, customers."""
 
 from __future__ import annotations
 
+import logging
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import peewee
 
+from . import lifecycle, nurture, sla
 from .db import transaction, utcnow
-from .intake import record_activity
-from .models import Definition, Rep, Team
+from .definitions import add_definition
+from .intake import Event, record_events
+from .models import Definition, Enrollment, Handoff, Lead, OutboxEmail, Rep, Team
+from .scoring import Policy
 
-PEOPLE = [
-    ("Ada", "Lovelace", "Analytical Engines Ltd", "CTO", "GB"),
-    ("Grace", "Hopper", "Compiler Works", "VP Engineering", "US"),
-    ("Linus", "Torvalds", "Kernel Co", "Founder", "FI"),
-    ("Margaret", "Hamilton", "Apollo Software", "Head of Reliability", "US"),
-    ("Tim", "Berners-Lee", "Web Foundations", "Director", "GB"),
-    ("Katherine", "Johnson", "Orbital Analytics", "Head of Data", "US"),
-    ("Alan", "Kay", "Dynabook Inc", "Chief Architect", "US"),
-    ("Barbara", "Liskov", "Substitution Systems", "CEO", "US"),
-    ("Edsger", "Dijkstra", "Shortest Path BV", "Procurement Lead", "NL"),
-    ("Radia", "Perlman", "Spanning Tree Networks", "Network Architect", "US"),
-]
-ACTIVITY = ["page_view", "pricing_page_view", "content_download", "webinar_registered",
-            "webinar_attended", "demo_video_watched", "contact_sales"]
+FIRST = ["Ada", "Grace", "Linus", "Margaret", "Tim", "Katherine", "Alan", "Barbara", "Edsger",
+         "Radia", "Ken", "Frances", "Donald", "Hedy", "Dennis", "Sophie", "John", "Mary",
+         "Guido", "Anita", "Bjarne", "Shafi", "Leslie", "Adele", "Niklaus", "Jean", "Vint"]
+LAST = ["Lovelace", "Hopper", "Torvalds", "Hamilton", "Berners-Lee", "Johnson", "Kay",
+        "Liskov", "Dijkstra", "Perlman", "Thompson", "Allen", "Knuth", "Lamarr", "Ritchie",
+        "Wilson", "McCarthy", "Keller", "van Rossum", "Borg", "Stroustrup", "Goldwasser",
+        "Lamport", "Goldberg", "Wirth", "Sammet", "Cerf"]
+COMPANIES = ["Analytical Engines", "Compiler Works", "Kernel Co", "Apollo Software",
+             "Orbital Analytics", "Dynabook", "Substitution Systems", "Shortest Path",
+             "Spanning Tree Networks", "Unix Labs", "Typeset Press", "Frequency Hop",
+             "Tiny Basic", "Byte Foundry", "Lambda Logistics", "Paxos Payments",
+             "Turing Freight", "Quantum Quarry", "Relay Retail", "Sorting Hat Media"]
+COUNTRIES = ["GB", "GB", "DE", "NL", "FR", "US", "US", "US", "CA", "IE", "SE"]
+SIZES = ["1-10", "11-50", "51-200", "201-1000", "1000-5000", "5000+"]
+SOURCES = ["form:contact", "form:contact", "webhook:website", "tracking:website", "import"]
+ACTIVITY = ["page_view", "page_view", "page_view", "pricing_page_view", "content_download",
+            "webinar_registered", "webinar_attended", "demo_video_watched", "email_click",
+            "contact_sales", "trial_signup"]
+REPS = [("riley.rep@example.com", "Riley Rep", "Europe/London", "EMEA", 2),
+        ("jordan.rep@example.com", "Jordan Rep", "America/New_York", "Americas", 2),
+        ("sasha.rep@example.com", "Sasha Rep", "Europe/Berlin", "EMEA", 1),
+        ("morgan.rep@example.com", "Morgan Rep", "America/Chicago", "Americas", 1)]
+MARKETERS = ["mia.marketing@example.com", "noah.marketing@example.com"]
 
 
-def load_demo(seed: int = 7) -> str:
-    rng, now = random.Random(seed), utcnow()
+def load_demo(settings: dict, *, seed: int = 7, days: int = 365, per_day: float = 9.0) -> str:
+    """Fill an empty database with a year of activity; refuses a database that has leads."""
+    if Lead.select().exists():
+        return "demo data not loaded: the database already has leads"
+    rng, now = random.Random(seed), utcnow().replace(microsecond=0)
+    logging.getLogger("service.outbox").setLevel(logging.ERROR)
+    _people(now - timedelta(days=days + 30))
+    policy = Policy.from_settings(settings)
+    reps = list(Rep.select())
+    leads = outbound = 0
+    for offset in range(days, -1, -1):
+        day = now - timedelta(days=offset)
+        growth = 0.7 + 0.6 * (days - offset) / days
+        weekday = 0.45 if day.weekday() >= 5 else 1.0
+        for _ in range(_poisson(rng, per_day * growth * weekday)):
+            leads += 1
+            _lead(rng, settings, policy, reps, day, now, leads)
+        if rng.random() < 0.18:
+            outbound += _outbound(rng, reps, day, leads)
+    _quiet_history(now)
+    return (f"demo data loaded: {leads} leads over {days} days, {len(reps)} reps in 2 teams, "
+            f"{outbound} outbound SQLs")
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    count, limit, product = 0, 2.718281828 ** -mean, rng.random()
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count
+
+
+def _people(start: datetime) -> None:
     with transaction():
-        team, _ = Team.get_or_create(name="EMEA & North America",
-                                     defaults={"manager_email": "sam.manager@example.com"})
-        for email, name, tz in (("riley.rep@example.com", "Riley Rep", "Europe/London"),
-                                ("jordan.rep@example.com", "Jordan Rep", "America/New_York")):
+        for name, manager in (("EMEA", "sam.manager@example.com"),
+                              ("Americas", "alex.manager@example.com")):
+            Team.get_or_create(name=name, defaults={"manager_email": manager})
+        for email, name, zone, team, weight in REPS:
             Rep.get_or_create(email=email, defaults={
-                "name": name, "team": team, "time_zone": tz,
-                "manager_email": team.manager_email})
-        try:
-            with transaction():
-                Definition.create(kind="mql", version=1, agreed_by_marketing="Mia Marketing",
-                                  agreed_by_sales="Sam Manager", agreed_at=now, text=(
-                                      "A person at a company of 50+ employees who asked for "
-                                      "contact, or attended a webinar and viewed pricing."))
-        except peewee.IntegrityError:
-            pass
-    for first, last, company, title, country in PEOPLE:
-        email = f"{first}.{last}@{company.split()[0]}.example.com".lower()
-        for _ in range(rng.randint(2, 6)):
-            at = now - timedelta(hours=rng.randint(1, 24 * 30))
-            record_activity(email, type=rng.choice(ACTIVITY), source="demo", occurred_at=at,
-                            now=now, fields={"first_name": first, "last_name": last,
-                                             "company": company, "title": title,
-                                             "country": country})
-    return f"demo data loaded: {len(PEOPLE)} leads, 2 reps, 1 team, MQL definition v1"
+                "name": name, "time_zone": zone, "weight": weight,
+                "team": Team.get(Team.name == team)})
+    if not Definition.select().exists():
+        add_definition("mql", agreed_by_marketing="Mia Marketing", agreed_by_sales="Sam Manager",
+                       agreed_at=start, text="Asked for contact, or two high-intent actions "
+                       "(pricing, demo video, webinar) within 30 days.")
+        add_definition("sql", agreed_by_marketing="Mia Marketing", agreed_by_sales="Sam Manager",
+                       agreed_at=start, text="A rep confirmed need and a buying timeline under "
+                       "12 months with someone who influences the decision.")
+        add_definition("mql", agreed_by_marketing="Mia Marketing", agreed_by_sales="Alex Manager",
+                       agreed_at=start + timedelta(days=240), text="Asked for contact, or two "
+                       "high-intent actions within 30 days, at a company of 50+ people.")
+
+
+def _lead(rng, settings, policy, reps, day: datetime, now: datetime, n: int) -> None:
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    company = rng.choice(COMPANIES)
+    created = day.replace(hour=rng.randint(7, 20), minute=rng.randint(0, 59))
+    if created > now:
+        created = now - timedelta(minutes=rng.randint(1, 120))
+    email = f"{first}.{last}.{n}@{company.split()[0].lower()}.example.com".lower()
+    fields = {"first_name": first, "last_name": last, "company": company,
+              "country": rng.choice(COUNTRIES), "company_size": rng.choice(SIZES),
+              "title": rng.choice(["CTO", "Head of Sales Ops", "VP Marketing", "Engineer",
+                                   "Founder", "Procurement Lead"])}
+    times = sorted(created + timedelta(hours=rng.uniform(0, 24 * 20))
+                   for _ in range(rng.randint(1, 7)))
+    events = [Event(type="form_submit" if i == 0 else rng.choice(ACTIVITY),
+                    occurred_at=min(at, now), email=email, fields=fields if i == 0 else {})
+              for i, at in enumerate(times)]
+    record_events(events, source=rng.choice(SOURCES), now=created, policy=policy)
+    lead = Lead.get(Lead.email == email)
+    if rng.random() < 0.2:
+        _handoff(rng, settings, lead, reps, created, now)
+
+
+def _handoff(rng, settings, lead: Lead, reps, created: datetime, now: datetime) -> None:
+    promoted = created + timedelta(hours=rng.uniform(2, 24 * 12))
+    if promoted >= now:
+        return
+    rep = rng.choice(reps)
+    schedule = sla.schedule(promoted, sla.policy_for(settings, rep.team.name))
+    handoff = lifecycle.promote(lead.id, rep_id=rep.id, actor=rng.choice(MARKETERS),
+                                note=rng.choice(["", "Asked about pricing for 40 seats.",
+                                                 "Attended two webinars.", ""]),
+                                now=promoted, schedule=schedule)
+    late = rng.random() < 0.22
+    decided = (schedule.due_at + timedelta(hours=rng.uniform(1, 40)) if late
+               else promoted + (schedule.due_at - promoted) * rng.uniform(0.05, 0.95))
+    if decided >= now or (now - promoted < timedelta(days=4) and rng.random() < 0.5):
+        return  # still waiting for the rep
+    if late:
+        Handoff.update(escalated_at=schedule.due_at, reminded_at=schedule.remind_at).where(
+            Handoff.id == handoff.id).execute()
+    if rng.random() < 0.55:
+        lifecycle.accept(handoff.id, now=decided, actor=rep.email, notes="", requires=[],
+                         bant={"budget": rng.choice(["confirmed", "likely", "unknown"]),
+                               "authority": rng.choice(["decision_maker", "influencer"]),
+                               "need": rng.choice(["clear", "emerging"]),
+                               "timeline": rng.choice(["lt_3m", "3_6m", "6_12m"])})
+        won = decided + timedelta(days=rng.uniform(10, 80))
+        if rng.random() < 0.3 and won < now:
+            lifecycle.win(lead.id, actor="sam.manager@example.com", now=won)
+        return
+    reason = rng.choice(list(settings["handoff.reject_reasons"]))
+    outcome = settings["handoff.reject_reasons"][reason]["outcome"]
+    lifecycle.reject(handoff.id, reason=reason, outcome=outcome, notes="", actor=rep.email,
+                     now=decided)
+    if outcome.startswith("nurture:"):
+        nurture.enroll(lead.id, outcome.partition(":")[2], settings=settings, now=decided)
+
+
+def _outbound(rng, reps, day: datetime, n: int) -> int:
+    company = rng.choice(COMPANIES)
+    email = f"outbound.{n}.{rng.randint(1, 10**6)}@{company.split()[0].lower()}.example.com"
+    try:
+        lifecycle.register_outbound(
+            email, fields={"company": company}, rep_id=rng.choice(reps).id,
+            notes="Met at a trade show.", actor="sam.manager@example.com",
+            now=day.replace(hour=15), bant={"budget": "likely", "authority": "decision_maker",
+                                            "need": "clear", "timeline": "3_6m"})
+    except peewee.IntegrityError:
+        return 0
+    return 1
+
+
+def _quiet_history(now: datetime) -> None:
+    """Demo history is not mailed out: old emails are marked skipped, and sequences resume
+    from today rather than sending a year of steps at once."""
+    with transaction():
+        OutboxEmail.update(skipped_at=now, skip_reason="demo history").where(
+            OutboxEmail.sent_at.is_null(), OutboxEmail.created_at < now - timedelta(days=1)
+        ).execute()
+        Enrollment.update(next_due_at=now + timedelta(days=1)).where(
+            Enrollment.status == "active", Enrollment.next_due_at < now).execute()
+

@@ -16,7 +16,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ADMIN_EMAIL = "admin@example.com"
 
 
-def run(config_path: str | None, port: int | None) -> int:
+def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
     overrides = {"web.port": port} if port else None
     settings = config_module.load(config_path, overrides)
     env = dict(os.environ)
@@ -26,6 +26,11 @@ def run(config_path: str | None, port: int | None) -> int:
         env["LEADBRIDGE_WEB__PORT"] = str(port)
     config_module.secret_key(settings)
     login = prepare_database(settings)
+    if demo:
+        from .demo import load_demo
+
+        print("Loading demo data…", flush=True)
+        print(load_demo(settings), flush=True)
     valkey = None
     if not settings["redis.url"]:
         valkey = start_valkey(config_module.data_dir(settings))
