@@ -20,6 +20,7 @@ from service.models import (
     Rep,
     Suppression,
     Team,
+    User,
 )
 
 from . import auth
@@ -32,6 +33,7 @@ from .sales import (
     OverdueHandoffView,
     PendingHandoffView,
 )
+from .users import UserView
 from .views import (
     FormsView,
     IntegrationKeyView,
@@ -75,4 +77,5 @@ def init_app(app: Flask) -> None:
     panel.add_view(FormsView(name="Forms", endpoint="form_snippets", category="Integrations"))
     panel.add_view(IntegrationKeyView(IntegrationKey, name="Keys", endpoint="keys",
                                       category="Integrations"))
-    panel.add_view(AuditView(AuditEvent, name="Audit log", endpoint="audit"))
+    panel.add_view(UserView(User, name="Users", endpoint="user", category="Admin"))
+    panel.add_view(AuditView(AuditEvent, name="Audit log", endpoint="audit", category="Admin"))

@@ -7,7 +7,17 @@ import io
 from datetime import date, datetime
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, make_response, redirect, request, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    has_request_context,
+    make_response,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask_admin import AdminIndexView, expose
 from flask_admin.contrib.peewee import ModelView
 from flask_admin.contrib.peewee.filters import FilterConverter
@@ -18,13 +28,14 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
-from service import reports
+from service import ratelimit, reports
 from service.db import utcnow
 from service.models import User
 from service.users import authenticate
 
 login_manager = LoginManager()
 login_manager.login_view = "admin.login"
+login_manager.session_protection = "strong"
 
 
 class PanelUser(UserMixin):
@@ -51,16 +62,36 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+EVERYONE = ("admin", "marketer", "sales_manager")
+MANAGERS = ("admin", "sales_manager")
+MARKETING = ("admin", "marketer")
+EDIT_ENDPOINTS = {"create_view", "edit_view", "delete_view", "ajax_update"}
+
+
+def role_in(roles: tuple[str, ...]) -> bool:
+    """Whether the logged-in user has one of these roles (True outside a request, where
+    Flask-Admin reads view flags while building itself)."""
+    if not has_request_context():
+        return True
+    return current_user.is_authenticated and current_user.role in roles
+
+
 class SecuredMixin:
-    roles: tuple[str, ...] = ("admin", "marketer", "sales_manager")
+    """Who may open a view (roles); anyone else gets 403, or the login page when anonymous."""
+    roles: tuple[str, ...] = EVERYONE
 
     def is_accessible(self) -> bool:
         return current_user.is_authenticated and current_user.role in self.roles
 
     def inaccessible_callback(self, name, **kwargs):
         if current_user.is_authenticated:
-            return "You do not have access to this page.", 403
+            abort(403)
         return redirect(url_for("admin.login", next=request.full_path))
+
+    def require(self, roles: tuple[str, ...]) -> None:
+        """Refuse a request-changing endpoint to roles that may not use it."""
+        if not role_in(roles):
+            abort(403)
 
 
 class Filters(FilterConverter):
@@ -74,8 +105,43 @@ def utc_minutes(view, value: datetime, name: str) -> str:
 
 
 class SecuredModelView(SecuredMixin, ModelView):
+    """Roles may open the view; edit_roles may create, edit and delete (where the view
+    allows it at all); action_roles says who may run each action (default edit_roles).
+    Refusals are 403s, not hidden buttons alone."""
+    edit_roles: tuple[str, ...] = ("admin",)
+    action_roles: dict[str, tuple[str, ...]] = {}
+    creatable = editable = deletable = True
+    can_export = True
+    export_types = ["csv"]
     form_base_class = FlaskForm
     filter_converter = Filters()
+
+    @property
+    def can_create(self):
+        return self.creatable and role_in(self.edit_roles)
+
+    @property
+    def can_edit(self):
+        return self.editable and role_in(self.edit_roles)
+
+    @property
+    def can_delete(self):
+        return self.deletable and role_in(self.edit_roles)
+
+    def is_action_allowed(self, name):
+        return role_in(self.action_roles.get(name, self.edit_roles)) and super(
+        ).is_action_allowed(name)
+
+    def _handle_view(self, name, **kwargs):
+        refused = super()._handle_view(name, **kwargs)
+        if refused is not None:
+            return refused
+        if name in EDIT_ENDPOINTS and not role_in(self.edit_roles):
+            abort(403)
+        if name == "action_view" and request.method == "POST" and not self.is_action_allowed(
+                request.form.get("action", "")):
+            abort(403)
+        return None
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: utc_minutes}
     column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: utc_minutes}
     page_size = 50
@@ -142,11 +208,17 @@ class HomeView(SecuredMixin, AdminIndexView):
     @expose("/login", methods=["GET", "POST"])
     def login(self):
         form = LoginForm()
+        bucket = f"login:{request.remote_addr}"
+        if request.method == "POST" and ratelimit.used(bucket, window_seconds=900) >= 10:
+            flash("Too many failed logins from here. Try again in 15 minutes.", "error")
+            return self.render("admin/login.html", form=form), 429
         if form.validate_on_submit():
             user = authenticate(form.email.data, form.password.data)
             if user is not None:
+                session.clear()  # a fresh session at login: nothing carried over
                 login_user(PanelUser(user))
                 return redirect(safe_next(request.args.get("next")))
+            ratelimit.allow(bucket, limit=0, window_seconds=900, count_only=True)
             flash("Wrong email or password.", "error")
             return self.render("admin/login.html", form=form), 401
         status = 400 if request.method == "POST" else 200

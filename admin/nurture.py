@@ -19,7 +19,7 @@ from service.intake import normalise_email
 from service.models import EmailClick, Enrollment, Lead, OutboxEmail
 from service.suppression import stop_enrollments, suppress
 
-from .auth import SecuredMixin, SecuredModelView
+from .auth import MARKETING, SecuredMixin, SecuredModelView
 from .preview import sandboxed
 
 SAMPLE = Lead(id=0, email="sam.sample@example.com", first_name="Sam", company="Sample Co")
@@ -75,7 +75,8 @@ class EnrollForm(FlaskForm):
 
 
 class EnrollmentView(SecuredModelView):
-    can_create = can_edit = can_delete = False
+    creatable = editable = deletable = False
+    edit_roles = MARKETING
     column_list = ("lead", "sequence", "step", "status", "next_due_at", "stop_reason",
                    "started_at")
     column_filters = ("sequence", "status", "stop_reason", "next_due_at")
@@ -123,7 +124,8 @@ class SuppressForm(FlaskForm):
 
 
 class SuppressionView(SecuredModelView):
-    can_create = can_edit = can_delete = False
+    roles = MARKETING
+    creatable = editable = deletable = False
     column_list = ("email", "reason", "source", "at", "email_hash")
     column_labels = {"email": "Address (blank once erased)"}
     column_searchable_list = ("email",)

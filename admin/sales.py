@@ -23,9 +23,7 @@ from service.intake import lead_fields, normalise_email
 from service.labels import LABELS
 from service.models import Definition, Handoff, Rep
 
-from .auth import SecuredMixin, SecuredModelView
-
-MANAGERS = ("admin", "sales_manager")
+from .auth import MANAGERS, SecuredMixin, SecuredModelView
 
 
 def rep_choices() -> list[SelectChoice]:
@@ -63,7 +61,8 @@ class WithdrawForm(FlaskForm):
 
 
 class HandoffView(SecuredModelView):
-    can_create = can_edit = can_delete = False
+    creatable = editable = deletable = False
+    edit_roles = MANAGERS
     column_list = ("lead", "rep", "status", "due_at", "sla", "promoted_by", "promoted_at",
                    "origin", "reason")
     column_labels = {"sla": "SLA", "due_at": "Due"}
@@ -90,9 +89,6 @@ class HandoffView(SecuredModelView):
             query = query.where(Handoff.status == "pending", Handoff.due_at < utcnow())
         return query
 
-    def is_action_allowed(self, name):
-        return current_user.role in MANAGERS and super().is_action_allowed(name)
-
     @action("reassign", "Reassign to another rep")
     def action_reassign(self, ids):
         return redirect(url_for(".reassign_view", ids=",".join(ids)))
@@ -116,8 +112,7 @@ class HandoffView(SecuredModelView):
             handoff_id, actor=current_user.email, reason=form.reason.data or "", now=now))
 
     def _bulk(self, form, verb: str, apply):
-        if current_user.role not in MANAGERS:
-            return "Only sales managers and admins can do this.", 403
+        self.require(MANAGERS)
         ids = [int(i) for i in request.values.get("ids", "").split(",") if i.isdigit()]
         handoffs = list(Handoff.select().where(Handoff.id.in_(ids)))
         if handoffs and form.validate_on_submit():
@@ -189,7 +184,7 @@ class DefinitionForm(FlaskForm):
 
 
 class DefinitionView(SecuredModelView):
-    can_create = can_edit = can_delete = False
+    creatable = editable = deletable = False
     column_list = ("kind", "version", "text", "agreed_by_marketing", "agreed_by_sales",
                    "agreed_at")
     column_default_sort = [("kind", False), ("version", True)]
@@ -217,7 +212,8 @@ class DefinitionView(SecuredModelView):
 
 
 class AuditView(SecuredModelView):
-    can_create = can_edit = can_delete = False
+    roles = MANAGERS
+    creatable = editable = deletable = False
     column_list = ("at", "actor", "action", "subject", "details")
     column_filters = ("actor", "action", "at")
     column_default_sort = ("at", True)

@@ -30,9 +30,9 @@ from service.models import (
     StageChange,
 )
 
-from .auth import SecuredMixin, SecuredModelView
+from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView
 from .preview import SANDBOX, sandboxed
-from .sales import MANAGERS, rep_choices
+from .sales import rep_choices
 
 
 class PromoteForm(FlaskForm):
@@ -50,8 +50,11 @@ def selected_ids() -> list[int]:
 
 
 class LeadView(SecuredModelView):
-    can_create = False
-    can_delete = False
+    creatable = deletable = False
+    edit_roles = MARKETING
+    action_roles = {"promote": EVERYONE, "merge": MARKETING, "enroll": MARKETING,
+                    "win": MANAGERS, "recycle": MANAGERS, "reopen": MANAGERS,
+                    "outbound": MANAGERS, "export": ("admin",), "erase": ("admin",)}
     details_template = "admin/lead_details.html"
     column_list = ("email", "first_name", "last_name", "company", "country", "stage",
                    "score_log", "source", "created_at")
@@ -91,13 +94,6 @@ class LeadView(SecuredModelView):
         lead = Lead.get_or_none(Lead.id == int(ids[0]))
         return redirect(url_for("outbound.index", email=lead.email if lead else ""))
 
-    def is_action_allowed(self, name):
-        if name in ("win", "recycle", "reopen", "outbound"):
-            return current_user.role in MANAGERS
-        if name in ("export", "erase"):
-            return current_user.role == "admin"
-        return super().is_action_allowed(name)
-
     def _move(self, ids, done_word: str, apply) -> None:
         done, now = 0, utcnow()
         for lead_id in ids:
@@ -117,6 +113,7 @@ class LeadView(SecuredModelView):
     def enroll_view(self):
         from .nurture import enroll_view
 
+        self.require(MARKETING)
         return enroll_view(self, selected_ids())
 
     @action("export", "Export data (GDPR, JSON)")
@@ -156,6 +153,7 @@ class LeadView(SecuredModelView):
 
     @expose("/merge/", methods=("GET", "POST"))
     def merge_view(self):
+        self.require(MARKETING)
         ids = selected_ids()
         leads = list(Lead.select().where(Lead.id.in_(ids)).order_by(Lead.created_at))
         if len(leads) != 2:
@@ -222,7 +220,7 @@ class KeyForm(FlaskForm):
 
 class IntegrationKeyView(SecuredModelView):
     roles = ("admin",)
-    can_create = can_edit = can_delete = can_view_details = False
+    creatable = editable = deletable = can_view_details = False
     column_list = ("kind", "source", "hint", "active", "created_by", "created_at")
     column_default_sort = ("created_at", True)
     list_template = "admin/keys_list.html"
@@ -251,6 +249,8 @@ class IntegrationKeyView(SecuredModelView):
 
 
 class FormsView(SecuredMixin, BaseView):
+    roles = MARKETING
+
     @expose("/")
     def index(self):
         from service.config import base_url
@@ -261,6 +261,7 @@ class FormsView(SecuredMixin, BaseView):
 
 
 class RepView(SecuredModelView):
+    edit_roles = MANAGERS
     column_list = ("email", "name", "team", "manager_email", "time_zone", "weight", "capacity",
                    "active", "out_of_office", "away_from", "away_until")
     column_searchable_list = ("email", "name")
@@ -269,9 +270,6 @@ class RepView(SecuredModelView):
     @action("hand_over", "Reassign their pending handoffs",
             "Give every pending handoff of the selected reps to the next rep of their team?")
     def action_hand_over(self, ids):
-        if current_user.role not in MANAGERS:
-            flash("Only sales managers and admins can reassign handoffs.", "error")
-            return
         moved, stuck = hand_over([int(i) for i in ids], actor=current_user.email,
                                  settings=current_app.config["SETTINGS"], now=utcnow())
         flash(f"{moved} handoff(s) reassigned.", "success")
@@ -280,11 +278,12 @@ class RepView(SecuredModelView):
 
 
 class TeamView(SecuredModelView):
+    edit_roles = MANAGERS
     column_list = form_columns = ("name", "manager_email")
 
 
 class OutboxView(SecuredModelView):
-    can_create = can_edit = can_delete = False
+    creatable = editable = deletable = False
     column_list = ("created_at", "template", "to_address", "subject", "sent_at", "attempts",
                    "last_error")
     column_filters = ("template", "to_address", "sent_at")

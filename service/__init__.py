@@ -24,12 +24,15 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
         WTF_CSRF_TIME_LIMIT=None,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config_module.base_url(settings).startswith("https://"),
+        REMEMBER_COOKIE_HTTPONLY=True,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
     logging.basicConfig(level=settings["logging.level"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     init_backends(settings, app.config["SECRET_KEY"])
     app.before_request(db.connect)
+    app.after_request(security_headers)
     app.teardown_request(lambda exc: db.release())
     csrf.init_app(app)
 
@@ -49,6 +52,24 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
 
     admin.init_app(app)
     return app
+
+
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+       "script-src 'self' 'unsafe-inline'; frame-ancestors 'self'; base-uri 'self'; "
+       "form-action 'self'")
+
+
+def security_headers(response):
+    """Defaults for every response; a view that set its own (the sandboxed previews) keeps it."""
+    from flask import request
+
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
 
 
 def init_backends(settings: dict, secret: str) -> None:

@@ -141,16 +141,18 @@ def up(ctx: click.Context, port: int | None, demo: bool) -> None:
 
 
 @main.command()
+@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True,
+              help="How many days of history to make.")
 @click.pass_context
 @clear_errors
-def demo(ctx: click.Context) -> None:
-    """Load a year of realistic demo data into an empty database."""
+def demo(ctx: click.Context, days: int) -> None:
+    """Load realistic demo data (a year by default) into an empty database."""
     from .demo import load_demo
     from .migrations import migrate
 
     settings = backends(ctx)
     migrate()
-    click.echo(load_demo(settings))
+    click.echo(load_demo(settings, days=days))
 
 
 @main.command("import")

@@ -13,8 +13,11 @@ from .runtime import runtime
 log = logging.getLogger(__name__)
 
 
-def allow(bucket: str, *, limit: int, window_seconds: int = 60) -> bool:
-    if runtime.redis is None or limit <= 0:
+def allow(bucket: str, *, limit: int, window_seconds: int = 60,
+          count_only: bool = False) -> bool:
+    """Count one use; True while the window's uses stay within limit (or when counting
+    only, as for failed logins)."""
+    if runtime.redis is None or (limit <= 0 and not count_only):
         return True
     window = int(time.time() // window_seconds)
     key = f"leadbridge:rate:{bucket}:{window}"
@@ -26,4 +29,15 @@ def allow(bucket: str, *, limit: int, window_seconds: int = 60) -> bool:
     except RedisError as exc:
         log.warning("rate limit not checked, Redis unavailable: %s", exc)
         return True
-    return used <= limit
+    return count_only or used <= limit
+
+
+def used(bucket: str, *, window_seconds: int) -> int:
+    """Uses counted in the current window (0 without Redis)."""
+    if runtime.redis is None:
+        return 0
+    window = int(time.time() // window_seconds)
+    try:
+        return int(runtime.redis.get(f"leadbridge:rate:{bucket}:{window}") or 0)
+    except RedisError:
+        return 0

@@ -29,10 +29,10 @@ def test_login_without_csrf_is_refused(app, marketer):
 
 
 def test_next_redirect_stays_in_panel(app, marketer):
-    client = app.test_client()
-    page = client.get("/admin/login")
     for target, expected in (("/admin/rep/", "/admin/rep/"), ("https://evil.example/", "/admin/"),
                              ("//evil.example/admin", "/admin/")):
+        client = app.test_client()
+        page = client.get("/admin/login")
         response = client.post(f"/admin/login?next={target}", data={
             "email": "mia@example.com", "password": "correct horse battery",
             "csrf_token": csrf_token(page.text)})

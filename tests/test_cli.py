@@ -69,9 +69,12 @@ def test_bad_input_is_one_error_line(cli, args, stdin, env, message):
 
 
 def test_demo_loads_data(cli):
-    result = cli("demo")
-    assert result.returncode == 0 and "10 leads" in result.stdout
-    assert cli("demo").returncode == 0, "demo can run twice"
+    result = cli("demo", "--days", "30")
+    assert result.returncode == 0 and "demo data loaded:" in result.stdout
+    leads = int(result.stdout.split("loaded: ")[1].split()[0])
+    assert leads > 100
+    again = cli("demo", "--days", "30")
+    assert again.returncode == 0 and "already has leads" in again.stdout
 
 
 def test_integration_key_and_rescore(cli):

@@ -17,7 +17,8 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(DomainError, domain_error)
     app.register_error_handler(CSRFError, lambda exc: error_response(
         400, "csrf", "The form expired or came from elsewhere. Open the page again and retry."))
-    for status, message in ((404, "There is nothing here."), (405, "Method not allowed."),
+    for status, message in ((403, "You do not have access to this."),
+                            (404, "There is nothing here."), (405, "Method not allowed."),
                             (413, "The request is too large.")):
         app.register_error_handler(
             status, lambda exc, s=status, m=message: error_response(s, "http_error", m))
