@@ -27,6 +27,7 @@ from service.models import (
     Lead,
     LeadMerge,
     OutboxEmail,
+    Rep,
     StageChange,
 )
 
@@ -44,6 +45,13 @@ def policy() -> scoring.Policy:
     return scoring.Policy.from_settings(current_app.config["SETTINGS"])
 
 
+def owner(lead_id: int) -> str:
+    """The rep holding the lead's latest handoff."""
+    row = (Rep.select(Rep.email).join(Handoff).where(Handoff.lead == lead_id)
+           .order_by(Handoff.id.desc()).first())
+    return row.email if row else ""
+
+
 def selected_ids() -> list[int]:
     values = request.values.getlist("id") + request.values.get("ids", "").split(",")
     return [int(v) for v in values if v.isdigit()]
@@ -57,12 +65,19 @@ class LeadView(SecuredModelView):
                     "outbound": MANAGERS, "export": ("admin",), "erase": ("admin",)}
     details_template = "admin/lead_details.html"
     column_list = ("email", "first_name", "last_name", "company", "country", "stage",
-                   "score_log", "source", "created_at")
-    column_labels = {"score_log": "Score"}
+                   "score_log", "owner", "last_activity_at", "source", "created_at")
+    column_labels = {"score_log": "Score", "last_activity_at": "Last activity"}
+    column_sortable_list = ("email", "company", "country", "stage", "score_log",
+                            "last_activity_at", "source", "created_at")
     column_formatters = {
-        "score_log": lambda v, c, m, p: f"{policy().score(m.score_log, utcnow()):.0f}"}
+        "score_log": lambda v, c, m, p: f"{policy().score(m.score_log, utcnow()):.0f}",
+        "owner": lambda v, c, m, p: owner(m.id)}
+    column_formatters_export = {
+        "score_log": lambda v, c, m, p: f"{policy().score(m.score_log, utcnow()):.1f}",
+        "owner": lambda v, c, m, p: owner(m.id)}
     column_searchable_list = ("email", "company", "last_name")
-    column_filters = ("stage", "source", "country", "created_at")
+    column_filters = ("stage", "source", "country", "company", "created_at",
+                      "last_activity_at", "re_engaged_at")
     column_default_sort = ("created_at", True)
     form_columns = Lead.EDITABLE
 

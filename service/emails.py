@@ -89,6 +89,13 @@ def lead_reengaged(row: OutboxEmail, settings: dict, secret: str) -> dict:
             "lead_url": f"{base_url(settings)}/admin/lead/details/?id={lead.id}"}
 
 
+def weekly_digest(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    from .digest import context
+
+    return {**context(row.context["start"], row.context["end"], settings),
+            "dashboard_url": f"{base_url(settings)}/admin/?period=week"}
+
+
 def prospect(row: OutboxEmail, settings: dict, secret: str) -> dict:
     """Context of every email to a prospect: personalisation, unsubscribe, tracked links."""
     root = base_url(settings)
@@ -114,7 +121,8 @@ def unsubscribe_headers(row: OutboxEmail, settings: dict, secret: str) -> dict:
 
 CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
             "handoff_moved": handoff_moved, "sla_reminder": sla_reminder,
-            "sla_escalation": sla_escalation, "lead_reengaged": lead_reengaged}
+            "sla_escalation": sla_escalation, "lead_reengaged": lead_reengaged,
+            "weekly_digest": weekly_digest}
 
 
 def local_time(moment: datetime, zone: str) -> str:

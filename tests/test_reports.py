@@ -139,3 +139,40 @@ def test_early_warnings(world):
     csv = reports.csv_rows(data, "conversion")
     assert csv[0] == ["cohort", "promoted", "accepted", "rejected", "pending", "rate"]
     assert csv[1] == ["Sep 2026", 4, 0, 4, 0, 0.0]
+
+
+def test_weekly_digest_once_on_its_day(make_app, rep, smtp):
+    import time_machine
+
+    from service.db import utcnow
+    from service.runtime import runtime
+
+    from .conftest import run_worker
+
+    app = make_app(**{"reports.time_zone": "Europe/Berlin", "reports.digest_day": "mon",
+                      "reports.digest_time": "08:00",
+                      "reports.digest_recipients": ["ceo@example.com", "mia@example.com"]})
+    world = World(rep)
+    with time_machine.travel(at("2026-11-18", 9), tick=False) as clock:
+        world.mql("2026-11-17", hours_to_decide=2, outcome="accept")
+        world.mql("2026-11-18", hours_to_decide=3, outcome="not_a_fit")
+        for moment in ("2026-11-22 23:00", "2026-11-23 06:59"):  # Sunday; Monday 07:59 Berlin
+            clock.move_to(datetime.fromisoformat(moment).replace(tzinfo=UTC))
+            runtime.queue.enqueue("workers.jobs.send_digest")
+            run_worker()
+        assert digests(smtp) == []
+        for moment in ("2026-11-23 07:01", "2026-11-23 09:00", "2026-11-25 12:00"):
+            clock.move_to(datetime.fromisoformat(moment).replace(tzinfo=UTC))
+            runtime.queue.enqueue("workers.jobs.send_digest")
+            run_worker()
+        assert utcnow().date() == date(2026, 11, 25)
+    sent = digests(smtp)
+    assert sorted(m["To"] for m in sent) == ["ceo@example.com", "mia@example.com"]
+    assert sent[0]["Subject"].startswith("Leadbridge weekly: 2 MQLs")
+    text = sent[0].get_body(("plain",)).get_content()
+    assert "2026-11-16 to 2026-11-22" in text and "1 inbound" in text
+    assert "MQL→SQL conversion:  50%" in text
+
+
+def digests(smtp):
+    return [m for m in smtp.messages if m["Subject"].startswith("Leadbridge weekly")]

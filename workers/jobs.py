@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service import emails, escalation, nurture, outbox
+from service import digest, emails, escalation, nurture, outbox
 from service.db import utcnow
 from service.runtime import runtime
 
@@ -35,3 +35,8 @@ def sweep_sla() -> dict:
 def sweep_nurture() -> int:
     """Queue the nurture steps that have fallen due."""
     return nurture.sweep(settings=runtime.settings, now=utcnow())
+
+
+def send_digest() -> bool:
+    """Queue the weekly digest once its day and time have come."""
+    return digest.send_if_due(settings=runtime.settings, now=utcnow())

@@ -11,7 +11,8 @@ from service.runtime import runtime
 
 from . import jobs
 
-SWEEPS = [(jobs.sweep_outbox, 60), (jobs.sweep_sla, 60), (jobs.sweep_nurture, 60)]
+SWEEPS = [(jobs.sweep_outbox, 60), (jobs.sweep_sla, 60), (jobs.sweep_nurture, 60),
+          (jobs.send_digest, 300)]
 
 
 class Worker(SimpleWorker):
