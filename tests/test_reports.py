@@ -149,9 +149,9 @@ def test_weekly_digest_once_on_its_day(make_app, rep, smtp):
 
     from .conftest import run_worker
 
-    app = make_app(**{"reports.time_zone": "Europe/Berlin", "reports.digest_day": "mon",
-                      "reports.digest_time": "08:00",
-                      "reports.digest_recipients": ["ceo@example.com", "mia@example.com"]})
+    make_app(**{"reports.time_zone": "Europe/Berlin", "reports.digest_day": "mon",
+               "reports.digest_time": "08:00",
+               "reports.digest_recipients": ["ceo@example.com", "mia@example.com"]})
     world = World(rep)
     with time_machine.travel(at("2026-11-18", 9), tick=False) as clock:
         world.mql("2026-11-17", hours_to_decide=2, outcome="accept")
