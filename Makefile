@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/leadbridge up
 
 test: $(STAMP)
+	bash .ci/debian-packages
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

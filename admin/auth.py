@@ -113,6 +113,7 @@ class SecuredModelView(SecuredMixin, ModelView):
     creatable = editable = deletable = True
     can_export = True
     export_types = ["csv"]
+    named_filter_urls = True
     form_base_class = FlaskForm
     filter_converter = Filters()
 

@@ -1,0 +1,103 @@
+"""The panel in a real browser: Playwright driving Debian's chromium against `leadbridge web`.
+Screenshots land in test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from service.handoffs import promote_lead
+from service.intake import record_activity
+from service.models import Handoff, Lead, Rep
+from service.users import create_user
+
+from .conftest import PASSWORD, ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                      accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        yield page
+        context.close()
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_marketer_day_in_the_panel(app, rep, now, live_server, browser_page):
+    Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
+    for first, company in (("Ada", "Engines"), ("Grace", "Compilers"), ("Linus", "Kernels")):
+        record_activity(f"{first.lower()}@{company.lower()}.example.com", type="page_view",
+                        source="t", occurred_at=now, now=now,
+                        fields={"first_name": first, "company": company})
+    older = record_activity("old@example.com", type="page_view", source="t", occurred_at=now,
+                            now=now).lead
+    promote_lead(older.id, rep_id=rep.id, note="", actor="m", settings=app.config["SETTINGS"],
+                 now=now)
+    create_user("mia@example.com", role="marketer", password=PASSWORD, now=now)
+    page = browser_page
+
+    page.goto(f"{live_server}/admin/login")
+    page.fill("#email", "mia@example.com")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("h2", has_text="Dashboard")).to_be_visible()
+
+    page.goto(f"{live_server}/admin/lead/")
+    page.fill("input[name=search]", "example.com")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    expect(page.locator("table.model-list tbody tr")).to_have_count(4)
+    page.goto(f"{live_server}/admin/lead/?flt1_stage_equals=lead")
+    rows = page.locator("table.model-list tbody tr")
+    expect(rows).to_have_count(3)
+    shot(page, "leads-filtered")
+    ada = Lead.get(Lead.first_name == "Ada")
+    grace = Lead.get(Lead.first_name == "Grace")
+    for lead in (ada, grace):
+        page.check(f"input[name=rowid][value='{lead.id}']")
+    page.click("text=With selected")
+    page.click("a:has-text('Promote to MQL')")
+    page.wait_for_url("**/admin/lead/promote/**")
+    page.select_option("#rep", label="Jordan Rep <jordan.rep@example.com>")
+    page.fill("#note", "Both asked for a demo at the fair.")
+    shot(page, "promote-dialog")
+    page.click("button:has-text('Promote and email the rep')")
+    expect(page.locator(".alert", has_text="Promoted 2 lead(s)")).to_be_visible()
+    promoted = Handoff.select().where(Handoff.lead.in_([ada.id, grace.id]))
+    assert sorted(h.rep.email for h in promoted) == ["jordan.rep@example.com"] * 2
+    assert {Lead.get_by_id(i).stage for i in (ada.id, grace.id)} == {"mql"}
+
+    page.goto(f"{live_server}/admin/?period=week")
+    cards = page.locator("[data-chart]")
+    expect(cards).to_have_count(8)
+    for index in range(8):
+        expect(cards.nth(index).locator("svg.chart")).to_be_visible()
+    shot(page, "dashboard")
+    with page.expect_download() as download:
+        page.locator("[data-chart=mqls] a:has-text('CSV')").click()
+    csv_path = Path(download.value.path())
+    assert csv_path.read_text().splitlines()[0] == "period,mqls,benchmark"
+    shutil.copy(csv_path, ARTIFACTS / "mqls.csv")
+
+    page.click("button:has-text('Log out')")
+    page.wait_for_url("**/admin/login")
+    page.goto(f"{live_server}/admin/lead/")
+    assert "/admin/login" in page.url
+    shot(page, "logged-out")

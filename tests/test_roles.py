@@ -1,0 +1,101 @@
+"""Every panel view and action, for every role: allowed ones answer, the others get 403,
+and anonymous visitors are sent to the login page."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.handoffs import promote_lead
+from service.intake import record_activity
+from service.models import Team, User
+from service.users import create_user
+
+from .conftest import PASSWORD, csrf_token, log_in
+
+ALL = {"admin", "marketer", "sales_manager"}
+MANAGERS = {"admin", "sales_manager"}
+MARKETING = {"admin", "marketer"}
+ADMIN = {"admin"}
+
+PAGES = {
+    "/admin/": ALL, "/admin/lead/": ALL, "/admin/suggested/": ALL, "/admin/reengaged/": ALL,
+    "/admin/pending/": ALL, "/admin/overdue/": ALL, "/admin/handoff/": ALL, "/admin/rep/": ALL,
+    "/admin/team/": ALL, "/admin/definition/": ALL, "/admin/definition/version/": ALL,
+    "/admin/sequences/": ALL, "/admin/enrollment/": ALL, "/admin/outbox/": ALL,
+    "/admin/report.csv?chart=mqls": ALL, "/admin/lead/export/csv/": ALL,
+    "/admin/outbound/": MANAGERS, "/admin/audit/": MANAGERS, "/admin/rep/new/": MANAGERS,
+    "/admin/team/new/": MANAGERS, "/admin/pending/reassign/?ids={handoff}": MANAGERS,
+    "/admin/lead/edit/?id={lead}": MARKETING, "/admin/lead/merge/?ids={lead},{lead2}": MARKETING,
+    "/admin/lead/enroll/?ids={lead}": MARKETING, "/admin/form_snippets/": MARKETING,
+    "/admin/suppression/": MARKETING, "/admin/suppression/add/": MARKETING,
+    "/admin/keys/": ADMIN, "/admin/keys/create/": ADMIN, "/admin/user/": ADMIN,
+    "/admin/user/invite/": ADMIN, "/admin/user/edit/?id={user}": ADMIN,
+}
+ACTIONS = [
+    ("lead", "promote", ALL), ("lead", "merge", MARKETING), ("lead", "enroll", MARKETING),
+    ("lead", "win", MANAGERS), ("lead", "recycle", MANAGERS), ("lead", "reopen", MANAGERS),
+    ("lead", "outbound", MANAGERS), ("lead", "export", ADMIN), ("lead", "erase", ADMIN),
+    ("pending", "reassign", MANAGERS), ("pending", "withdraw", MANAGERS),
+    ("rep", "hand_over", MANAGERS), ("enrollment", "stop", MARKETING),
+    ("keys", "deactivate", ADMIN),
+]
+
+
+@pytest.fixture
+def world(app, rep, now):
+    Team.create(name="EMEA")
+    lead = record_activity("a@example.com", type="page_view", source="t", occurred_at=now,
+                           now=now).lead
+    lead2 = record_activity("b@example.com", type="page_view", source="t", occurred_at=now,
+                            now=now).lead
+    handoff = promote_lead(lead2.id, rep_id=rep.id, note="", actor="m",
+                           settings=app.config["SETTINGS"], now=now)
+    for role in ALL:
+        create_user(f"{role}@example.com", role=role, password=PASSWORD, now=now)
+    return {"lead": lead.id, "lead2": lead2.id, "handoff": handoff.id,
+            "user": User.get(User.role == "marketer").id}
+
+
+def client_for(app, role):
+    client = app.test_client()
+    assert log_in(client, f"{role}@example.com").status_code == 302
+    return client
+
+
+@pytest.mark.parametrize("role", sorted(ALL))
+def test_pages_by_role(app, world, role):
+    client = client_for(app, role)
+    for path, allowed in PAGES.items():
+        status = client.get(path.format(**world)).status_code
+        if role in allowed:
+            assert status in (200, 302), (role, path, status)
+        else:
+            assert status == 403, (role, path, status)
+
+
+@pytest.mark.parametrize("role", sorted(ALL))
+def test_actions_by_role(app, world, role):
+    client = client_for(app, role)
+    token = csrf_token(client.get("/admin/").text)
+    for view, action, allowed in ACTIONS:
+        ids = [str(world["lead2" if view == "pending" else "lead"])]
+        if view == "pending":
+            ids = [str(world["handoff"])]
+        if action in ("erase", "hand_over", "deactivate"):
+            ids = ["999999"]  # nothing to destroy: only the permission is under test
+        status = client.post(f"/admin/{view}/action/", data={
+            "action": action, "rowid": ids, "csrf_token": token}).status_code
+        if role in allowed:
+            assert status != 403, (role, view, action)
+        else:
+            assert status == 403, (role, view, action, status)
+
+
+def test_anonymous_goes_to_login(app, world):
+    client = app.test_client()
+    for path in PAGES:
+        response = client.get(path.format(**world))
+        assert response.status_code == 302, path
+        assert "/admin/login" in response.headers["Location"], path
+    response = client.post("/admin/lead/action/", data={"action": "promote", "rowid": ["1"]})
+    assert response.status_code in (302, 400)

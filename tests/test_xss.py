@@ -1,0 +1,55 @@
+"""Stored XSS: whatever a lead typed is shown as text in every list, detail page, form and
+chart label of the panel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from service import lifecycle, nurture
+from service.db import utcnow
+from service.handoffs import promote_lead
+from service.intake import Event, ingest
+from service.models import Lead, OutboxEmail
+from service.users import create_user
+
+from .conftest import PASSWORD, log_in
+
+SCRIPT = "<script>alert('xss')</script>"
+IMG = '<img src=x onerror="alert(1)">'
+
+
+def test_lead_input_is_text_everywhere(app, rep):
+    now = utcnow()
+    fields = {"first_name": SCRIPT, "last_name": IMG, "company": SCRIPT, "title": IMG,
+              "country": "<b>GB</b>", "industry": IMG}
+    ingest([Event(type="pricing_page_view", occurred_at=now, email="evil@example.com",
+                  fields=fields, properties={"note": SCRIPT}, raw={"x": IMG}),
+            Event(type="contact_sales", occurred_at=now, email="evil@example.com")],
+           source=f"form:{SCRIPT}", settings=app.config["SETTINGS"], now=now)
+    lead = Lead.get()
+    handoff = promote_lead(lead.id, rep_id=rep.id, note=SCRIPT, actor="mia@example.com",
+                           settings=app.config["SETTINGS"], now=now - timedelta(hours=30))
+    lifecycle.reject(handoff.id, reason="not_ready", outcome="nurture:default", notes=IMG,
+                     actor="r", now=now)
+    nurture.enroll(lead.id, "default", settings=app.config["SETTINGS"], now=now)
+    Lead.update(re_engaged_at=now).execute()
+    create_user("root@example.com", role="admin", password=PASSWORD, now=now)
+    client = app.test_client()
+    log_in(client, "root@example.com")
+    email = OutboxEmail.select().first()
+    pages = ["/admin/", "/admin/?period=day", "/admin/lead/", f"/admin/lead/details/?id={lead.id}",
+             f"/admin/lead/edit/?id={lead.id}", f"/admin/lead/promote/?ids={lead.id}",
+             "/admin/suggested/", "/admin/reengaged/", "/admin/handoff/",
+             f"/admin/handoff/details/?id={handoff.id}", "/admin/enrollment/",
+             "/admin/outbox/", f"/admin/outbox/details/?id={email.id}",
+             f"/admin/outbox/preview/{email.id}", "/admin/audit/",
+             f"/admin/lead/enroll/?ids={lead.id}"]
+    for path in pages:
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert SCRIPT not in page.text and IMG not in page.text, path
+        assert "<b>GB</b>" not in page.text, path
+    dashboard = client.get("/admin/").text
+    assert "form:&lt;script&gt;" in dashboard, "the source label is there, as text"
+    csv = client.get("/admin/report.csv?chart=sources").text
+    assert f"form:{SCRIPT}" in csv, "CSV carries the raw value (it is not HTML)"
