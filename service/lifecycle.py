@@ -92,11 +92,12 @@ def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,
         raise InvalidInput(f"rep {rep_id} does not exist or is not active")
     with transaction():
         from_stage = _move(lead_id, "promote", now)
+        lead = Lead.get_by_id(lead_id)
         try:
             handoff = Handoff.create(
                 lead=lead_id, rep=rep.id, promoted_by=actor, promoted_at=now, note=note,
                 promoted_day=now.date(), definition=Definition.current("mql"),
-                **sla_fields(schedule))
+                **lead_facts(lead, now), **sla_fields(schedule))
         except peewee.IntegrityError:
             raise IllegalTransition(f"lead {lead_id} already has a pending handoff") from None
         _record(lead_id, from_stage, Stage.MQL, now, actor, "promoted")
@@ -165,6 +166,7 @@ def reassign(handoff_id: int, *, rep_id: int, actor: str, now: datetime,
         new = Handoff.create(lead=old.lead_id, rep=rep.id, promoted_by=old.promoted_by,
                              promoted_at=now, promoted_day=now.date(), note=old.note,
                              definition=old.definition_id, replaces=old.id,
+                             lead_source=old.lead_source, lead_age_minutes=old.lead_age_minutes,
                              **sla_fields(schedule))
         outbox.queue_email("rep_handoff", to_address=rep.email, to_name=rep.name,
                            lead_id=old.lead_id, handoff_id=new.id, now=now)
@@ -199,6 +201,7 @@ def register_outbound(email: str, *, fields: dict, rep_id: int, bant: dict, note
         stop_enrollments(lead.id, reason="sql", now=now)
         handoff = Handoff.create(
             lead=lead.id, rep=rep.id, promoted_by=actor, promoted_at=now, due_at=now,
+            **lead_facts(lead, now),
             promoted_day=now.date(), decided_day=now.date(), decision_minutes=0,
             status="accepted", decided_at=now, decided_by=actor, notes=notes,
             origin="outbound", definition=Definition.current("mql"), **answers)
@@ -246,6 +249,12 @@ def _feedback(handoff_id: int, now: datetime) -> None:
 
 def audit(actor: str, action: str, subject: str, details: dict, now: datetime) -> None:
     AuditEvent.create(at=now, actor=actor, action=action, subject=subject, details=details)
+
+
+def lead_facts(lead: Lead, now: datetime) -> dict:
+    """What the reports need of the lead, kept on the handoff so they never join leads."""
+    return {"lead_source": lead.source,
+            "lead_age_minutes": int((now - lead.created_at).total_seconds() // 60)}
 
 
 def sla_fields(schedule: Schedule) -> dict:

@@ -85,6 +85,21 @@ def _reports() -> None:
     Lead.update(last_activity_at=latest).where(Lead.last_activity_at.is_null()).execute()
 
 
+def _report_indexes() -> None:
+    for name in ("handoff_promoted_day", "handoff_decided_day",
+                 "stage_change_day_from_stage_to_stage"):
+        db.execute_sql(f"DROP INDEX IF EXISTS {name}")
+    add_missing_columns(Handoff, Handoff.lead_source, Handoff.lead_age_minutes)
+    rows = (Handoff.select(Handoff.id, Handoff.promoted_at, Lead.source, Lead.created_at)
+            .join(Lead).where(Handoff.lead_age_minutes.is_null()).tuples())
+    for handoff_id, promoted_at, source, created_at in rows:
+        Handoff.update(lead_source=source,
+                       lead_age_minutes=int((promoted_at - created_at).total_seconds() // 60)
+                       ).where(Handoff.id == handoff_id).execute()
+    for index in Handoff._meta.fields_to_index() + StageChange._meta.fields_to_index():
+        db.execute(index.safe(True))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -92,6 +107,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (4, "sla: reminder, escalation and reassignment times", _sla),
     (5, "nurture: enrollments, suppression, email events and clicks", _nurture),
     (6, "reports: day keys, decision times, last activity, digest log", _reports),
+    (7, "reports: covering indexes on handoffs", _report_indexes),
 ]
 
 

@@ -14,6 +14,7 @@ from peewee import Case, fn
 from .models import Definition, Handoff, Lead, Rep, StageChange
 
 PERIODS = ("day", "week", "month", "quarter", "year")
+STAGES = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
 DECIDED = ("accepted", "rejected")
 
 
@@ -143,12 +144,17 @@ def sla(span: Range) -> dict:
     minutes = sorted(m for (m,) in decided.select(Handoff.decision_minutes)
                      .where(Handoff.decision_minutes.is_null(False)).tuples())
     met, total = sum(n for key, n in counts.items() if key), sum(counts.values())
-    by_rep = (Handoff.select(Rep.email, fn.COUNT(Handoff.id),
-                             fn.SUM(Case(None, [(Handoff.sla_met == False, 1)], 0)),  # noqa: E712
-                             fn.SUM(Case(None, [(Handoff.escalated_at.is_null(False), 1)], 0)))
-              .join(Rep).where(Handoff.origin == "inbound",
-                               Handoff.promoted_day.between(span.start, span.end))
-              .group_by(Rep.email).order_by(Rep.email).tuples())
+    per_rep = (Handoff.select(Handoff.rep, fn.COUNT(Handoff.id),
+                              fn.SUM(Case(None, [(Handoff.sla_met == False, 1)], 0)),  # noqa: E712
+                              fn.SUM(Case(None, [(Handoff.escalated_at.is_null(False), 1)], 0)))
+               .where(Handoff.promoted_day.between(span.start, span.end),
+                      Handoff.origin == "inbound")
+               .group_by(Handoff.rep).tuples())
+    per_rep = list(per_rep)
+    emails = dict(Rep.select(Rep.id, Rep.email).where(
+        Rep.id.in_([row[0] for row in per_rep])).tuples())
+    by_rep = sorted((emails.get(rep_id, "?"), handled, breaches, escalations)
+                    for rep_id, handled, breaches, escalations in per_rep)
     return {"decided": total, "met": met, "share": met / total if total else None,
             "median_minutes": statistics.median(minutes) if minutes else None,
             "p90_minutes": _percentile(minutes, 0.9),
@@ -170,12 +176,10 @@ def rejection_reasons(span: Range, reasons: dict) -> list[tuple[str, int]]:
     return [(reasons.get(code, {}).get("label", code), n) for code, n in rows]
 
 
-def _by(column, span: Range, join=None) -> list[tuple[str, int, int, float | None]]:
-    query = Handoff.select(column, Handoff.status, fn.COUNT(Handoff.id))
-    if join is not None:
-        query = query.join(join)
-    rows = (query.where(Handoff.origin == "inbound", Handoff.replaces.is_null(),
-                        Handoff.promoted_day.between(span.start, span.end))
+def _by(column, span: Range) -> list[tuple[str, int, int, float | None]]:
+    rows = (Handoff.select(column, Handoff.status, fn.COUNT(Handoff.id))
+            .where(Handoff.promoted_day.between(span.start, span.end),
+                   Handoff.origin == "inbound", Handoff.replaces.is_null())
             .group_by(column, Handoff.status).tuples())
     table: dict = {}
     for key, status, number in rows:
@@ -187,7 +191,7 @@ def _by(column, span: Range, join=None) -> list[tuple[str, int, int, float | Non
 
 
 def by_source(span: Range):
-    return _by(Lead.source, span, join=Lead)
+    return _by(Handoff.lead_source, span)
 
 
 def by_definition(span: Range):
@@ -208,13 +212,15 @@ def funnel(span: Range) -> dict:
     now = dict(Lead.select(Lead.stage, fn.COUNT(Lead.id)).group_by(Lead.stage).tuples())
     flows = (StageChange.select(StageChange.from_stage, StageChange.to_stage,
                                 fn.COUNT(StageChange.id))
-             .where(StageChange.day.between(span.start, span.end))
+             .where(StageChange.from_stage.in_(list(STAGES)),
+                    StageChange.day.between(span.start, span.end))
              .group_by(StageChange.from_stage, StageChange.to_stage)
              .order_by(fn.COUNT(StageChange.id).desc()).tuples())
-    cohort = (Handoff.select(Handoff.promoted_at, Lead.created_at).join(Lead)
-              .where(Handoff.origin == "inbound", Handoff.replaces.is_null(),
-                     Handoff.promoted_day.between(span.start, span.end)).tuples())
-    to_mql = [(promoted - created).total_seconds() / 86400 for promoted, created in cohort]
+    ages = (Handoff.select(Handoff.lead_age_minutes)
+            .where(Handoff.promoted_day.between(span.start, span.end),
+                   Handoff.origin == "inbound", Handoff.replaces.is_null(),
+                   Handoff.lead_age_minutes.is_null(False)).tuples())
+    to_mql = [minutes / 1440 for (minutes,) in ages]
     to_sql = [m for (m,) in Handoff.select(Handoff.decision_minutes).where(
         Handoff.status == "accepted", Handoff.origin == "inbound",
         Handoff.decided_day.between(span.start, span.end)).tuples() if m is not None]

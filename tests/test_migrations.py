@@ -9,10 +9,14 @@ from service.models import TABLES_V2, TABLES_V3, Handoff, Lead, SchemaVersion
 
 def test_upgrade_from_version_1(app):
     db.drop_tables(TABLES_V2 + TABLES_V3)
+    for index in db.get_indexes("handoff"):
+        if index.name.startswith(("handoff_promoted_day", "handoff_decided_day")):
+            db.execute_sql(f'DROP INDEX "{index.name}"')
     for table, column in (("team", "fallback_email"), ("rep", "away_from"), ("rep", "away_until"),
                           ("handoff", "origin"), ("handoff", "outcome"),
                           ("handoff", "remind_due_at"), ("handoff", "escalate_due_at"),
-                          ("handoff", "reassign_due_at")):
+                          ("handoff", "reassign_due_at"), ("handoff", "lead_source"),
+                          ("handoff", "lead_age_minutes")):
         db.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
     db.execute_sql("DROP INDEX lead_stage_score_log")
     db.execute_sql("DROP INDEX handoff_status_sla_next_at")
@@ -29,6 +33,10 @@ def test_upgrade_from_version_1(app):
     assert Lead.select().where(Lead.score_log.is_null()).count() == 0
     assert {"origin", "outcome", "sla_next_at"} <= {c.name for c in db.get_columns("handoff")}
     assert "handoff_status_sla_next_at" in {i.name for i in db.get_indexes("handoff")}
-    assert "handoff_status_due_at" not in {i.name for i in db.get_indexes("handoff")}
+    indexes = {i.name for i in db.get_indexes("handoff")}
+    assert "handoff_status_due_at" not in indexes
+    assert sum(name.startswith(("handoff_promoted_day", "handoff_decided_day"))
+               for name in indexes) == 2
+    assert "lead_source" in {c.name for c in db.get_columns("handoff")}
     assert Handoff.select().count() == 0
     assert migrate() == []
