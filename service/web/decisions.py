@@ -14,6 +14,7 @@ from ..handoffs import reject_handoff
 from ..labels import LABELS
 from ..links import BadLink, read_handoff_token
 from ..models import Handoff
+from .responses import private
 
 bp = Blueprint("decisions", __name__)
 
@@ -36,13 +37,7 @@ class RejectForm(FlaskForm):
     notes = TextAreaField("Notes", validators=[Length(max=5000)])
 
 
-@bp.after_request
-def private(response):
-    """Decision pages are for one rep: never indexed, cached or leaked through a Referer."""
-    response.headers["X-Robots-Tag"] = "noindex, nofollow"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+bp.after_request(private)
 
 
 @bp.route("/h/<token>", methods=["GET", "POST"])

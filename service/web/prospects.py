@@ -10,16 +10,12 @@ from ..intake import Event, ingest
 from ..links import read_click_token, read_unsubscribe_token
 from ..models import EmailClick, Lead, OutboxEmail
 from ..suppression import suppress
+from .responses import private
 
 bp = Blueprint("prospects", __name__)
 
 
-@bp.after_request
-def private(response):
-    response.headers["X-Robots-Tag"] = "noindex, nofollow"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+bp.after_request(private)
 
 
 def _lead(token: str) -> Lead | None:

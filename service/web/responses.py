@@ -23,3 +23,12 @@ def error_response(status: int, code: str, message: str):
 
 def domain_error(exc: DomainError):
     return error_response(exc.status, exc.code, exc.message)
+
+
+def private(response):
+    """For pages reached from links in one person's email: never indexed, cached or leaked
+    through a Referer."""
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
