@@ -54,3 +54,23 @@ def wait_for(url: str, seconds: float = 30) -> None:
         except OSError:
             time.sleep(0.2)
     raise SystemExit(f"{url} did not answer within {seconds}s")
+
+
+def bench_app(folder: str, **overrides):
+    """The app on a fresh SQLite database in `folder`, migrated, with no queue or mail noise."""
+    sys.path.insert(0, str(ROOT))
+    from service import create_app, db
+    from service.migrations import migrate
+
+    app = create_app(str(ROOT / "config.toml"), {
+        "data_dir": folder, "redis.url": "", "logging.level": "ERROR", **overrides})
+    db.connect()
+    migrate()
+    return app
+
+
+def query_plan(query) -> str:
+    from service.db import db
+
+    sql, params = query.sql()
+    return "; ".join(row[-1] for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params))

@@ -19,9 +19,8 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
-from common import ROOT, free_port, machine
+from common import bench_app, free_port, machine, query_plan
 
-sys.path.insert(0, str(ROOT))
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # a Tuesday, inside send hours
 
 
@@ -83,32 +82,25 @@ def main() -> None:
     parser.add_argument("--due", type=int, default=10_000)
     args = parser.parse_args()
     print(machine())
-    from service import create_app, db, emails, nurture
-    from service.migrations import migrate
-    from service.models import Enrollment, OutboxEmail
-
     port = free_port()
     sink = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
                              "-c", "aiosmtpd.handlers.Sink"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            app = create_app(str(ROOT / "config.toml"), {
-                "data_dir": folder, "redis.url": "", "logging.level": "ERROR",
-                "mail.transport": "smtp", "mail.smtp_host": "127.0.0.1",
-                "mail.smtp_port": port, "mail.smtp_security": "none"})
+            app = bench_app(folder, **{"mail.transport": "smtp", "mail.smtp_host": "127.0.0.1",
+                                       "mail.smtp_port": port, "mail.smtp_security": "none"})
+            from service import db, emails, nurture
+            from service.models import Enrollment, OutboxEmail
+
             settings = app.config["SETTINGS"]
-            db.connect()
-            migrate()
             started = time.perf_counter()
             fill(Path(folder) / "leadbridge.db", args.enrollments, args.due)
             print(f"data: {args.enrollments:,} active enrollments ({args.due:,} due) written in "
                   f"{time.perf_counter() - started:.1f}s")
             query = Enrollment.select(Enrollment.id).where(Enrollment.status == "active",
                                                            Enrollment.next_due_at <= NOW)
-            sql, params = query.sql()
-            plan = db.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()
-            print("query plan:", "; ".join(row[-1] for row in plan))
+            print("query plan:", query_plan(query))
             started = time.perf_counter()
             queued = nurture.sweep(settings=settings, now=NOW)
             sweep_s = time.perf_counter() - started

@@ -12,15 +12,13 @@ import random
 import re
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import ROOT, machine
+from common import bench_app, machine, query_plan
 
-sys.path.insert(0, str(ROOT))
 NOW = datetime.now(UTC).replace(microsecond=0)
 TYPES = ["page_view", "pricing_page_view", "content_download", "webinar_attended",
          "email_click", "contact_sales"]
@@ -120,16 +118,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     print(machine())
-    from service import create_app, db, reports
-    from service.migrations import migrate
-    from service.models import Activity, Lead
-    from service.users import create_user
-
     with tempfile.TemporaryDirectory() as folder:
-        app = create_app(str(ROOT / "config.toml"), {"data_dir": folder, "redis.url": "",
-                                                     "logging.level": "ERROR"})
-        db.connect()
-        migrate()
+        app = bench_app(folder)
+        from service import db, reports
+        from service.models import Activity, Lead
+        from service.users import create_user
+
         started = time.perf_counter()
         fill(Path(folder) / "leadbridge.db", args.leads, args.activities)
         print(f"data: {args.leads:,} leads, {args.activities:,} activities written in "
@@ -162,10 +156,7 @@ def main() -> None:
                 Activity.occurred_at.desc()).limit(200),
         }
         for name, query in plans.items():
-            sql, params = query.sql()
-            plan = "; ".join(row[-1] for row in db.db.execute_sql("EXPLAIN QUERY PLAN " + sql,
-                                                                  params))
-            print(f"plan, {name}: {plan}")
+            print(f"plan, {name}: {query_plan(query)}")
         db.db.close()
     base = figures["baseline GET /healthz"]
     print(f"{'page':32} {'median ms':>10} {'× baseline':>11}")

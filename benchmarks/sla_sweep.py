@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import ROOT, machine
-
-sys.path.insert(0, str(ROOT))
+from common import bench_app, machine, query_plan
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -38,8 +35,9 @@ def fill(path: Path, handoffs: int, due: int) -> None:
     created = stamp(NOW - timedelta(days=30))
     db.executemany(
         "INSERT INTO lead (id, email, first_name, last_name, company, title, phone, country,"
-        " company_size, industry, source, utm_source, stage, stage_changed_at, created_at,"
-        " updated_at) VALUES (?, ?, '', '', '', '', '', '', '', '', 'bench', '', ?, ?, ?, ?)",
+        " company_size, industry, source, utm_source, time_zone, stage, stage_changed_at,"
+        " created_at, updated_at) VALUES (?, ?, '', '', '', '', '', '', '', '', 'bench', '', '',"
+        " ?, ?, ?, ?)",
         [(i, f"lead{i}@example.com", "mql", created, created, created)
          for i in range(1, leads + 1)])
     rows = []
@@ -67,8 +65,8 @@ def _insert(db, rows) -> None:
     db.executemany(
         "INSERT INTO handoff (lead_id, rep_id, promoted_by, promoted_at, due_at, status, origin,"
         " remind_due_at, sla_next_at, note, decided_by, budget, authority, need, timeline,"
-        " reason, notes, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '', '', '', '',"
-        " '', '')", rows)
+        " reason, notes, outcome, lead_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '',"
+        " '', '', '', '', '', 'bench')", rows)
 
 
 def main() -> None:
@@ -77,26 +75,20 @@ def main() -> None:
     parser.add_argument("--due", type=int, default=1_000)
     args = parser.parse_args()
     print(machine())
-    from service import create_app, db
-    from service.escalation import due, sweep
-    from service.migrations import migrate
-    from service.models import Handoff
-
     with tempfile.TemporaryDirectory() as folder:
-        app = create_app(str(ROOT / "config.toml"), {
-            "data_dir": folder, "redis.url": "", "logging.level": "ERROR",
-            "sla.calendar": "24x7", "sla.reassign_at": 0.0})
-        db.connect()
-        migrate()
+        app = bench_app(folder, **{"sla.calendar": "24x7", "sla.reassign_at": 0.0})
+        from service import db
+        from service.escalation import due, sweep
+        from service.models import Handoff
+
         started = time.perf_counter()
         fill(Path(folder) / "leadbridge.db", args.handoffs, args.due)
         print(f"data: {args.handoffs:,} handoffs ({args.due:,} due, {args.handoffs // 10:,} "
               f"pending later) written in {time.perf_counter() - started:.1f}s")
         query = (Handoff.select(Handoff.id).where(Handoff.status == "pending",
                                                   Handoff.sla_next_at <= NOW))
+        print("query plan:", query_plan(query))
         sql, params = query.sql()
-        plan = db.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()
-        print("query plan:", "; ".join(row[-1] for row in plan))
         started = time.perf_counter()
         found = len(due(NOW, 100_000))
         lookup = time.perf_counter() - started
