@@ -193,11 +193,11 @@ class HomeView(SecuredMixin, AdminIndexView):
 
     @expose("/report.csv")
     def report_csv(self):
-        data = reports.dashboard(current_app.config["SETTINGS"], report_range(request.args))
-        try:
-            rows = reports.csv_rows(data, request.args.get("chart", ""))
-        except KeyError:
+        chart = request.args.get("chart", "")
+        if chart not in reports.CHARTS:
             return "No such chart.", 404
+        rows = reports.chart_csv(current_app.config["SETTINGS"], report_range(request.args),
+                                 chart)
         out = io.StringIO()
         csv.writer(out).writerows(rows)
         response = make_response(out.getvalue())

@@ -258,6 +258,25 @@ def dashboard(settings: dict, span: Range) -> dict:
                                  span.period)}
 
 
+CHARTS = {
+    "mqls": ("volume", lambda s, span: mql_volume(span, s["reports.benchmark_months"])),
+    "conversion": ("conversion", lambda s, span: conversion(
+        span, s["reports.conversion_low"], s["reports.conversion_high"])),
+    "sla": ("sla", lambda s, span: sla(span)),
+    "reasons": ("reasons", lambda s, span: rejection_reasons(span, s["handoff.reject_reasons"])),
+    "sources": ("sources", lambda s, span: by_source(span)),
+    "definitions": ("definitions", lambda s, span: by_definition(span)),
+    "origins": ("origins", lambda s, span: inbound_outbound(span)),
+    "funnel": ("funnel", lambda s, span: funnel(span)),
+}
+
+
+def chart_csv(settings: dict, span: Range, chart: str) -> list[list]:
+    """One chart's CSV, computing only that chart's figures."""
+    key, compute = CHARTS[chart]
+    return csv_rows({"span": span, key: compute(settings, span)}, chart)
+
+
 def csv_rows(data: dict, chart: str) -> list[list]:
     """The rows behind each chart, with a header, for the CSV downloads."""
     period = data["span"].period

@@ -140,6 +140,8 @@ def test_early_warnings(world):
     csv = reports.csv_rows(data, "conversion")
     assert csv[0] == ["cohort", "promoted", "accepted", "rejected", "pending", "rate"]
     assert csv[1] == ["Sep 2026", 4, 0, 4, 0, 0.0]
+    settings = {"reports.conversion_low": 0.2, "reports.conversion_high": 0.6}
+    assert reports.chart_csv(settings, span, "conversion") == csv
 
 
 def test_weekly_digest_once_on_its_day(make_app, rep, smtp):
