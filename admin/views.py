@@ -297,16 +297,30 @@ class TeamView(SecuredModelView):
     column_list = form_columns = ("name", "manager_email")
 
 
+def email_status(row: OutboxEmail) -> str:
+    if row.sent_at:
+        return f"sent {row.sent_at:%Y-%m-%d %H:%M}"
+    if row.failed_at:
+        return f"failed {row.failed_at:%Y-%m-%d %H:%M}"
+    if row.skipped_at:
+        return f"skipped: {row.skip_reason}"
+    if row.retry_at:
+        return f"retrying at {row.retry_at:%Y-%m-%d %H:%M}"
+    return "waiting"
+
+
 class OutboxView(SecuredModelView):
     creatable = editable = deletable = False
-    column_list = ("created_at", "template", "to_address", "subject", "sent_at", "attempts",
+    column_list = ("created_at", "template", "to_address", "subject", "status", "attempts",
                    "last_error")
-    column_filters = ("template", "to_address", "sent_at")
+    column_filters = ("template", "to_address", "sent_at", "failed_at", "retry_at")
     column_default_sort = ("created_at", True)
-    column_details_list = ("subject", "to_address", "to_name", "preview", "body_text",
+    column_details_list = ("subject", "to_address", "to_name", "status", "preview", "body_text",
                            "template", "message_id", "created_at", "sent_at", "attempts",
-                           "last_error")
+                           "retry_at", "failed_at", "last_error")
+    column_formatters = {"status": lambda v, c, m, p: email_status(m)}
     column_formatters_detail = {
+        "status": lambda v, c, m, p: email_status(m),
         "body_text": lambda v, c, m, p: Markup("<pre>{}</pre>").format(m.body_text),
         "preview": lambda v, c, m, p: Markup(
             '<iframe sandbox="{}" src="{}" style="width:100%;height:600px;border:1px solid #ddd">'

@@ -101,7 +101,7 @@ def worker(ctx: click.Context, burst: bool) -> None:
     from workers.runner import make_worker
 
     require_redis(backends(ctx))
-    make_worker().work(burst=burst)
+    make_worker().work(burst=burst, with_scheduler=True)
 
 
 @main.command()
@@ -119,13 +119,15 @@ def cron(ctx: click.Context) -> None:
 @click.pass_context
 @clear_errors
 def sweep(ctx: click.Context) -> None:
-    """Run the periodic sweeps once now (SLA actions, unsent mail); cron runs them each minute."""
-    from workers.jobs import sweep_outbox, sweep_sla
+    """Run the periodic sweeps once now (SLA actions, unsent mail, report rollups); cron runs
+    them each minute."""
+    from workers.jobs import refresh_reports, sweep_outbox, sweep_sla
 
     backends(ctx)
     done = sweep_sla()
     click.echo("sla: " + (", ".join(f"{n} {a}" for a, n in sorted(done.items())) or "nothing due"))
     click.echo(f"outbox: {sweep_outbox()} email(s) queued again")
+    click.echo(f"reports: {refresh_reports()} day(s) recounted")
 
 
 @main.command()

@@ -53,7 +53,8 @@ SCHEMA: dict[str, Key] = {
     "mail.postal_address": Key(str),
     "mail.unsubscribe_mailto": Key(str, ""),
     "outbox.requeue_after_seconds": Key(int, 60),
-    "outbox.claim_seconds": Key(int, 300),
+    "outbox.claim_seconds": Key(int, 90),
+    "outbox.retry_seconds": Key(list, [60, 300, 900, 1800, 3600, 7200, 14400, 28800]),
     "sla.decision_hours": Key(float, 8.0),
     "sla.remind_at": Key(float, 0.5),
     "sla.escalate_at": Key(float, 1.0),
@@ -254,6 +255,12 @@ def _check_references(values: dict) -> None:
             raise ConfigError(f"scoring.points.{kind} must be a number, got {points!r}")
     if values["scoring.half_life_days"] <= 0:
         raise ConfigError("scoring.half_life_days must be above 0")
+    retries = values["outbox.retry_seconds"]
+    if not retries or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                              for n in retries):
+        raise ConfigError("outbox.retry_seconds must list whole seconds above 0, one per retry")
+    if values["outbox.claim_seconds"] <= values["mail.smtp_timeout"] * 2:
+        raise ConfigError("outbox.claim_seconds must be more than twice mail.smtp_timeout")
 
 
 ASSIGNABLE = ("first_name", "last_name", "company", "title", "phone", "country",

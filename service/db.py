@@ -104,6 +104,13 @@ def collect(key: str, item, flush: Callable[[list], None]) -> None:
     buckets[key].append(item)
 
 
+def lock(name: str) -> None:
+    """Serialise a section across processes until the transaction ends. SQLite's write
+    transactions are serial already; PostgreSQL takes an advisory lock."""
+    if isinstance(db.obj, peewee.PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+
+
 def after_commit(hook: Callable[[], None]) -> None:
     pending = getattr(_hooks, "pending", None)
     if pending is None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from . import lifecycle, nurture, sla
+from . import lifecycle, nurture, rollups, sla
 from .db import transaction, utcnow
 from .definitions import add_definition
 from .intake import Event, record_events
@@ -61,6 +61,7 @@ def load_demo(settings: dict, *, seed: int = 7, days: int = 365, per_day: float 
         if rng.random() < 0.18:
             outbound += _outbound(rng, reps, day, leads)
     _quiet_history(now)
+    rollups.refresh(now)
     return (f"demo data loaded: {leads} leads over {days} days, {len(reps)} reps in 2 teams, "
             f"{outbound} outbound SQLs")
 

@@ -3,6 +3,7 @@ deliver() renders claimed outbox rows and sends them over one transport connecti
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -13,6 +14,8 @@ from .labels import LABELS
 from .models import Activity, Enrollment, Handoff, Lead, OutboxEmail
 from .scoring import Policy
 from .suppression import suppressed_among
+
+log = logging.getLogger(__name__)
 
 
 def rep_handoff(row: OutboxEmail, settings: dict, secret: str) -> dict:
@@ -177,12 +180,23 @@ def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime
             batch.append((row.id, compose(row, settings, secret)))
     if not batch:
         return 0
+    parts, answered, sent = dict(batch), set(), []
+
+    def report(outbox_id: int, refusal: str | None) -> None:
+        answered.add(outbox_id)
+        if refusal:
+            log.warning("outbox %d refused for good: %s", outbox_id, refusal)
+            outbox.mark_failed(outbox_id, error=refusal, now=now)
+        else:
+            _, subject, text, html = parts[outbox_id]
+            outbox.mark_sent(outbox_id, subject=subject, body_text=text, body_html=html,
+                             now=now)
+            sent.append(outbox_id)
+
     try:
-        mail.transport(settings).send([(i, parts[0]) for i, parts in batch])
-    except Exception as exc:
-        for outbox_id, _ in batch:
-            outbox.mark_failed(outbox_id, error=f"{type(exc).__name__}: {exc}")
+        mail.transport(settings).send([(i, message[0]) for i, message in batch], report)
+    except mail.TransientError as exc:
+        outbox.release([i for i, _ in batch if i not in answered], error=str(exc), now=now,
+                       backoff=settings["outbox.retry_seconds"])
         raise
-    for outbox_id, (_, subject, text, html) in batch:
-        outbox.mark_sent(outbox_id, subject=subject, body_text=text, body_html=html, now=now)
-    return len(batch)
+    return len(sent)

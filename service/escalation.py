@@ -16,6 +16,7 @@ from .db import transaction
 from .errors import DomainError
 from .lifecycle import audit
 from .models import Handoff, Rep, Team
+from .rollups import mark_dirty
 from .sla import Schedule, due_actions
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,11 @@ def _claim(action: str, ids: list[int], now: datetime) -> set[int]:
     stamp = STAMP[action]
     query = (Handoff.update({stamp: now})
              .where(Handoff.id.in_(ids), stamp.is_null(), Handoff.status == "pending")
-             .returning(Handoff.id))
-    return {row.id for row in query.execute()}
+             .returning(Handoff.id, Handoff.promoted_day))
+    claimed = list(query.execute())
+    if action == "escalate":
+        mark_dirty(*{row.promoted_day for row in claimed})
+    return {row.id for row in claimed}
 
 
 def _remind_and_escalate(rows: list[dict], settings: dict, now: datetime, done) -> None:

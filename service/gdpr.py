@@ -26,6 +26,7 @@ from .models import (
     Suppression,
 )
 from .outbox import job_id
+from .rollups import mark_lead_dirty
 from .runtime import runtime
 from .suppression import email_hash
 
@@ -71,6 +72,7 @@ def erase_lead(lead_id: int, *, actor: str, data_dir: Path, now: datetime) -> st
         EmailEvent.delete().where(EmailEvent.email == lead.email).execute()
         Suppression.delete().where(Suppression.email_hash == digest).execute()
         Suppression.create(email_hash=digest, email="", reason="erased", source="gdpr", at=now)
+        mark_lead_dirty(lead_id)
         Lead.delete().where(Lead.id == lead_id).execute()  # activities, history… cascade
         audit(actor, "erase", f"lead:{lead_id}", {"email_hash": digest}, now)
         after_commit(lambda: _forget_mail(outbox_ids, data_dir))

@@ -12,6 +12,7 @@ from . import outbox
 from .db import insert_rows, transaction
 from .errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
 from .models import AuditEvent, Definition, Handoff, Lead, Rep, StageChange
+from .rollups import mark_dirty
 from .sla import Schedule
 from .suppression import stop_enrollments
 
@@ -81,6 +82,7 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
             {"lead": lead_id, "from_stage": None, "to_stage": Stage.LEAD, "at": now,
              "day": now.date(), "actor": actor, "reason": f"captured from {source}"}
             for lead_id in created.values()])
+        mark_dirty(now.date())
     return created
 
 
@@ -306,6 +308,7 @@ def _decide(handoff_id: int, status: str, now: datetime, actor: str, **fields) -
     minutes = int((now - handoff.promoted_at).total_seconds() // 60)
     Handoff.update(decided_day=now.date(), decision_minutes=minutes).where(
         Handoff.id == handoff_id).execute()
+    mark_dirty(now.date(), handoff.promoted_day)
     return handoff.lead_id
 
 
@@ -317,3 +320,4 @@ def already_decided_message(handoff: Handoff) -> str:
 def _record(lead_id: int, from_stage, to_stage, now: datetime, actor: str, reason: str) -> None:
     StageChange.create(lead=lead_id, from_stage=from_stage, to_stage=to_stage, at=now,
                        day=now.date(), actor=actor, reason=reason)
+    mark_dirty(now.date())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -63,39 +64,76 @@ def build_message(*, sender: str, sender_name: str, to_address: str, to_name: st
     return message
 
 
+class TransientError(Exception):
+    """The server or the network said "not now": try these messages again later."""
+
+
+Report = Callable[[int, str | None], None]  # (outbox id, None when accepted or the refusal)
+
+
 class CaptureTransport:
     """Keeps mail: each message as an .eml file under the data folder."""
 
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def send(self, messages: list[tuple[int, MIMEMultipart]]) -> None:
+    def send(self, messages: list[tuple[int, MIMEMultipart]], report: Report) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         for outbox_id, message in messages:
             (self.folder / f"{outbox_id:08d}.eml").write_bytes(message.as_bytes())
+            report(outbox_id, None)
 
 
 class SMTPTransport:
-    """One connection for a batch of messages."""
+    """One connection for a batch of messages. Each message is reported as soon as the
+    server has answered it: accepted, or refused for good (5xx). A 4xx answer, a refused
+    connection or a timeout raises TransientError for the rest of the batch."""
 
     def __init__(self, *, host: str, port: int, security: str, username: str, password: str,
                  timeout: float):
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.timeout = username, password, timeout
 
-    def send(self, messages: list[tuple[int, MIMEMultipart]]) -> None:
+    def send(self, messages: list[tuple[int, MIMEMultipart]], report: Report) -> None:
+        try:
+            smtp = self._connect()
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        with smtp:
+            for outbox_id, message in messages:
+                report(outbox_id, self._send_one(smtp, message))
+
+    def _connect(self) -> smtplib.SMTP:
         context = ssl.create_default_context()
         if self.security == "ssl":
             smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        with smtp:
+        try:
             if self.security == "starttls":
                 smtp.starttls(context=context)
             if self.username:
                 smtp.login(self.username, self.password)
-            for _, message in messages:
-                smtp.send_message(message)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    @staticmethod
+    def _send_one(smtp: smtplib.SMTP, message: MIMEMultipart) -> str | None:
+        try:
+            smtp.send_message(message)
+            return None
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = min(exc.recipients.values())
+        except smtplib.SMTPResponseException as exc:
+            code, reply = exc.smtp_code, exc.smtp_error
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        if 500 <= code < 600:
+            return f"{code} {text}"
+        raise TransientError(f"{code} {text}")
 
 
 def transport(settings: dict):

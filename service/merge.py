@@ -9,6 +9,7 @@ from playhouse.shortcuts import model_to_dict
 from .db import transaction
 from .errors import InvalidInput, NotFound
 from .models import Activity, Handoff, Identity, Lead, LeadMerge, OutboxEmail, StageChange
+from .rollups import mark_dirty
 from .scoring import add_logs
 
 
@@ -33,4 +34,5 @@ def merge_leads(survivor_id: int, merged_id: int, *, actor: str, now: datetime) 
         LeadMerge.create(survivor=survivor_id, merged_id=merged_id, merged_email=merged.email,
                          snapshot=model_to_dict(merged, recurse=False), actor=actor, at=now)
         Lead.delete().where(Lead.id == merged_id).execute()
+        mark_dirty(now.date())  # one lead fewer in the stage counts
     return Lead.get_by_id(survivor_id)

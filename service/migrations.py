@@ -18,6 +18,7 @@ from .models import (
     TABLES_V3,
     TABLES_V5,
     TABLES_V6,
+    TABLES_V8,
     Activity,
     Handoff,
     Lead,
@@ -27,6 +28,7 @@ from .models import (
     StageChange,
     Team,
 )
+from .rollups import mark_all_dirty
 
 
 def add_missing_columns(model, *fields) -> None:
@@ -100,6 +102,15 @@ def _report_indexes() -> None:
         db.execute(index.safe(True))
 
 
+def _rollups() -> None:
+    db.create_tables(TABLES_V8)
+    mark_all_dirty()
+
+
+def _send_retries() -> None:
+    add_missing_columns(OutboxEmail, OutboxEmail.retry_at, OutboxEmail.failed_at)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -108,6 +119,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (5, "nurture: enrollments, suppression, email events and clicks", _nurture),
     (6, "reports: day keys, decision times, last activity, digest log", _reports),
     (7, "reports: covering indexes on handoffs", _report_indexes),
+    (8, "reports: daily and monthly rollups", _rollups),
+    (9, "outbox: retry times and permanent failures", _send_retries),
 ]
 
 

@@ -217,6 +217,8 @@ class OutboxEmail(BaseModel):
     step = pw.IntegerField(null=True)
     skipped_at = UTCDateTimeField(null=True)
     skip_reason = pw.CharField(default="")
+    retry_at = UTCDateTimeField(null=True)  # a transient failure: not before then
+    failed_at = UTCDateTimeField(null=True)  # refused for good (5xx), or retries used up
 
 
 OutboxEmail.add_index(OutboxEmail.created_at, where=OutboxEmail.sent_at.is_null(),
@@ -353,6 +355,28 @@ class DigestLog(BaseModel):
     sent_at = UTCDateTimeField()
 
 
+class Rollup(BaseModel):
+    """Report figures counted per day (span "day") and per calendar month (span "month",
+    day = the 1st), so the dashboard reads a few thousand rows whatever the data's size.
+    Span "now" holds the latest snapshot of leads per stage."""
+    span = pw.CharField(max_length=5)
+    figure = pw.CharField(max_length=20)
+    day = pw.DateField()
+    key = pw.CharField(max_length=200)
+    count = pw.IntegerField()
+    refreshed_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("span", "figure", "day", "key", "count"), False),)
+
+
+class DirtyDay(BaseModel):
+    """A day whose rollups are out of date; version counts the changes since it was marked,
+    so a refresh only clears it when nothing changed meanwhile."""
+    day = pw.DateField(primary_key=True)
+    version = pw.IntegerField(default=1)
+
+
 class SchemaVersion(BaseModel):
     version = pw.IntegerField(primary_key=True)
     name = pw.CharField()
@@ -365,3 +389,4 @@ TABLES_V2 = [IntegrationKey, Delivery, Identity, AnonymousActivity, LeadMerge, I
 TABLES_V3 = [AuditEvent]
 TABLES_V5 = [Enrollment, Suppression, EmailEvent, EmailClick]
 TABLES_V6 = [DigestLog]
+TABLES_V8 = [Rollup, DirtyDay]

@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
+from rq import Retry
 
 from .db import collect
 from .models import OutboxEmail
@@ -45,9 +46,14 @@ def enqueue_sends(outbox_ids: list[int]) -> int:
     if queue is None:
         log.warning("redis.url is empty: %d email(s) wait for a worker", len(outbox_ids))
         return 0
+    settings = runtime.settings
+    backoff = settings["outbox.retry_seconds"]
     batches = [outbox_ids[i:i + BATCH] for i in range(0, len(outbox_ids), BATCH)]
     jobs = [queue.prepare_data(SEND_JOB, args=(ids,), job_id=job_id(ids), result_ttl=3600,
-                               failure_ttl=7 * 86400) for ids in batches]
+                               failure_ttl=7 * 86400, retry=Retry(max=len(backoff),
+                                                                  interval=backoff),
+                               timeout=settings["outbox.claim_seconds"] * 2 // 3)
+            for ids in batches]
     try:
         queue.enqueue_many(jobs)
     except RedisError as exc:
@@ -68,7 +74,8 @@ def unsent_ids(*, now: datetime, older_than_seconds: int, claim_seconds: int,
     claim_expired = now - timedelta(seconds=claim_seconds)
     query = (OutboxEmail.select(OutboxEmail.id)
              .where(OutboxEmail.sent_at.is_null(), OutboxEmail.skipped_at.is_null(),
-                    OutboxEmail.created_at <= created_before,
+                    OutboxEmail.failed_at.is_null(), OutboxEmail.created_at <= created_before,
+                    OutboxEmail.retry_at.is_null() | (OutboxEmail.retry_at <= now),
                     OutboxEmail.claimed_at.is_null() | (OutboxEmail.claimed_at <= claim_expired))
              .order_by(OutboxEmail.created_at).limit(limit))
     return [row.id for row in query]
@@ -79,9 +86,15 @@ def claim(outbox_ids: list[int], *, now: datetime, claim_seconds: int) -> list[i
     if not outbox_ids:
         return []
     claim_expired = now - timedelta(seconds=claim_seconds)
+    lapsed = OutboxEmail.select(OutboxEmail.id).where(
+        OutboxEmail.id.in_(outbox_ids), OutboxEmail.sent_at.is_null(),
+        OutboxEmail.claimed_at <= claim_expired)
+    for row in lapsed:
+        log.warning("outbox %d: its sender stopped mid-send; sending again (if the server had "
+                    "accepted it already, it arrives twice)", row.id)
     query = (OutboxEmail.update(claimed_at=now, attempts=OutboxEmail.attempts + 1)
              .where(OutboxEmail.id.in_(outbox_ids), OutboxEmail.sent_at.is_null(),
-                    OutboxEmail.skipped_at.is_null(),
+                    OutboxEmail.skipped_at.is_null(), OutboxEmail.failed_at.is_null(),
                     OutboxEmail.claimed_at.is_null() | (OutboxEmail.claimed_at <= claim_expired))
              .returning(OutboxEmail.id))
     return sorted(row.id for row in query.execute())
@@ -98,5 +111,23 @@ def mark_skipped(outbox_id: int, *, reason: str, now: datetime) -> None:
         OutboxEmail.id == outbox_id).execute()
 
 
-def mark_failed(outbox_id: int, *, error: str) -> None:
-    OutboxEmail.update(last_error=error[:2000]).where(OutboxEmail.id == outbox_id).execute()
+def mark_failed(outbox_id: int, *, error: str, now: datetime) -> None:
+    """Refused for good: never tried again, shown as failed in the panel."""
+    OutboxEmail.update(failed_at=now, last_error=error[:2000]).where(
+        OutboxEmail.id == outbox_id).execute()
+
+
+def release(outbox_ids: list[int], *, error: str, now: datetime, backoff: list[int]) -> None:
+    """A transient failure: free the rows for the retry, not before their next try (by how
+    many attempts each has had); rows whose tries are used up fail for good."""
+    rows = OutboxEmail.select(OutboxEmail.id, OutboxEmail.attempts).where(
+        OutboxEmail.id.in_(outbox_ids)).tuples()
+    for outbox_id, attempts in rows:
+        if attempts > len(backoff):
+            mark_failed(outbox_id, error=f"gave up after {attempts} attempts: {error}", now=now)
+            continue
+        log.warning("outbox %d: attempt %d failed, next in %ds: %s", outbox_id, attempts,
+                    backoff[attempts - 1], error)
+        OutboxEmail.update(claimed_at=None, last_error=error[:2000],
+                           retry_at=now + timedelta(seconds=backoff[attempts - 1])).where(
+            OutboxEmail.id == outbox_id, OutboxEmail.sent_at.is_null()).execute()

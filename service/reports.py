@@ -1,17 +1,15 @@
-"""The reports (SPEC §8). Every figure comes from a grouped SQL query on an indexed day
-column (stage_change.day, handoff.promoted_day, handoff.decided_day), so the same SQL runs
-on SQLite and PostgreSQL and never scans activity; days are then gathered into periods
-here. Days are UTC days."""
+"""The reports (SPEC §8), read from the rollups (service/rollups.py): counts per day for
+the charts drawn per period, per month and edge days for range totals, and histograms for
+medians and percentiles. Days are UTC days."""
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from peewee import Case, fn
-
-from .models import Definition, Handoff, Lead, Rep, StageChange
+from . import rollups
+from .db import utcnow
+from .models import Definition, Rep
 
 PERIODS = ("day", "week", "month", "quarter", "year")
 STAGES = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
@@ -83,18 +81,21 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def _mqls_by_day(start: date, end: date):
-    return (StageChange.select(StageChange.day, fn.COUNT(StageChange.id))
-            .where(StageChange.to_stage == "mql", StageChange.day.between(start, end))
-            .group_by(StageChange.day).tuples())
+def _fresh() -> date:
+    """Recount what changed since the last read; return today (UTC)."""
+    now = utcnow()
+    rollups.refresh(now)
+    return now.date()
 
 
 def mql_volume(span: Range, benchmark_months: int) -> dict:
     """MQLs per period, and the benchmark: the average per period over the prior months."""
-    counts = _bucket(_mqls_by_day(span.start, span.end), span)
+    today = _fresh()
+    counts = _bucket([(day, n) for day, _, n in rollups.per_day("mql", span.start, span.end)],
+                     span)
     prior = Range(months_before(span.start, benchmark_months), span.start - timedelta(days=1),
                   span.period)
-    prior_total = sum(n for _, n in _mqls_by_day(prior.start, prior.end))
+    prior_total = sum(rollups.totals("mql", prior.start, prior.end, today).values())
     periods = len([k for k in prior.keys() if k >= prior.start]) or 1
     return {"rows": [(k, counts[k]) for k in span.keys()],
             "benchmark": prior_total / periods, "prior": (prior.start, prior.end)}
@@ -106,14 +107,11 @@ def _rate(accepted: int, promoted: int) -> float | None:
 
 def conversion(span: Range, low: float, high: float) -> dict:
     """MQL→SQL by promotion cohort (inbound handoffs; reassignments count once)."""
-    rows = (Handoff.select(Handoff.promoted_day, Handoff.status, fn.COUNT(Handoff.id))
-            .where(Handoff.origin == "inbound", Handoff.replaces.is_null(),
-                   Handoff.promoted_day.between(span.start, span.end))
-            .group_by(Handoff.promoted_day, Handoff.status).tuples())
+    _fresh()
     cohorts = {k: {"promoted": 0, "accepted": 0, "rejected": 0, "pending": 0}
                for k in span.keys()}
-    for day, status, number in rows:
-        cohort = cohorts.get(period_start(_as_date(day), span.period))
+    for day, status, number in rollups.per_day("cohort", span.start, span.end):
+        cohort = cohorts.get(period_start(day, span.period))
         if cohort is not None:
             cohort["promoted"] += number
             if status in cohort:
@@ -137,96 +135,94 @@ def band(rate: float | None, low: float, high: float) -> tuple[str, str]:
 
 
 def sla(span: Range) -> dict:
-    decided = Handoff.select().where(Handoff.status.in_(DECIDED), Handoff.origin == "inbound",
-                                     Handoff.decided_day.between(span.start, span.end))
-    counts = dict(decided.select(Handoff.sla_met, fn.COUNT(Handoff.id))
-                  .group_by(Handoff.sla_met).tuples())
-    minutes = sorted(m for (m,) in decided.select(Handoff.decision_minutes)
-                     .where(Handoff.decision_minutes.is_null(False)).tuples())
-    met, total = sum(n for key, n in counts.items() if key), sum(counts.values())
-    per_rep = (Handoff.select(Handoff.rep, fn.COUNT(Handoff.id),
-                              fn.SUM(Case(None, [(Handoff.sla_met == False, 1)], 0)),  # noqa: E712
-                              fn.SUM(Case(None, [(Handoff.escalated_at.is_null(False), 1)], 0)))
-               .where(Handoff.promoted_day.between(span.start, span.end),
-                      Handoff.origin == "inbound")
-               .group_by(Handoff.rep).tuples())
-    per_rep = list(per_rep)
+    today = _fresh()
+
+    def totals(figure):
+        return rollups.totals(figure, span.start, span.end, today)
+
+    met_counts, minutes = totals("sla"), _histogram(totals("decision"))
+    met, total = met_counts["1"], sum(met_counts.values())
+    handled, breaches, escalations = totals("rep"), totals("rep_breach"), totals("rep_escalated")
     emails = dict(Rep.select(Rep.id, Rep.email).where(
-        Rep.id.in_([row[0] for row in per_rep])).tuples())
-    by_rep = sorted((emails.get(rep_id, "?"), handled, breaches, escalations)
-                    for rep_id, handled, breaches, escalations in per_rep)
+        Rep.id.in_([int(rep_id) for rep_id in handled])).tuples())
+    by_rep = sorted((emails.get(int(rep_id), "?"), n, breaches[rep_id], escalations[rep_id])
+                    for rep_id, n in handled.items())
     return {"decided": total, "met": met, "share": met / total if total else None,
-            "median_minutes": statistics.median(minutes) if minutes else None,
-            "p90_minutes": _percentile(minutes, 0.9),
-            "by_rep": [(email, handled, int(breaches or 0), int(escalations or 0))
-                       for email, handled, breaches, escalations in by_rep]}
+            "median_minutes": _median(minutes), "p90_minutes": _percentile(minutes, 0.9),
+            "by_rep": by_rep}
 
 
-def _percentile(values: list, fraction: float):
-    if not values:
+def _histogram(counts) -> list[tuple[int, int]]:
+    """(value, how many) in value order, from a duration figure's counts."""
+    return sorted((int(value), n) for value, n in counts.items() if n)
+
+
+def _nth(histogram: list[tuple[int, int]], index: int) -> int:
+    for value, n in histogram:
+        if index < n:
+            return value
+        index -= n
+    raise IndexError(index)
+
+
+def _median(histogram) -> float | None:
+    size = sum(n for _, n in histogram)
+    if not size:
         return None
-    return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
+    middle = (size - 1) // 2
+    return (_nth(histogram, middle) + _nth(histogram, size // 2)) / 2
+
+
+def _percentile(histogram, fraction: float):
+    size = sum(n for _, n in histogram)
+    if not size:
+        return None
+    return _nth(histogram, min(size - 1, int(round(fraction * (size - 1)))))
 
 
 def rejection_reasons(span: Range, reasons: dict) -> list[tuple[str, int]]:
-    rows = (Handoff.select(Handoff.reason, fn.COUNT(Handoff.id))
-            .where(Handoff.status == "rejected",
-                   Handoff.decided_day.between(span.start, span.end))
-            .group_by(Handoff.reason).order_by(fn.COUNT(Handoff.id).desc()).tuples())
-    return [(reasons.get(code, {}).get("label", code), n) for code, n in rows]
+    counts = rollups.totals("reason", span.start, span.end, _fresh())
+    return sorted(((reasons.get(code, {}).get("label", code), n) for code, n in counts.items()),
+                  key=lambda row: (-row[1], row[0]))
 
 
-def _by(column, span: Range) -> list[tuple[str, int, int, float | None]]:
-    rows = (Handoff.select(column, Handoff.status, fn.COUNT(Handoff.id))
-            .where(Handoff.promoted_day.between(span.start, span.end),
-                   Handoff.origin == "inbound", Handoff.replaces.is_null())
-            .group_by(column, Handoff.status).tuples())
+def _by(figure: str, span: Range) -> list[tuple[str, int, int, float | None]]:
     table: dict = {}
-    for key, status, number in rows:
-        entry = table.setdefault(key, [0, 0])
+    for key, number in rollups.totals(figure, span.start, span.end, _fresh()).items():
+        value, status = key.rsplit("|", 1)
+        entry = table.setdefault(value or "—", [0, 0])
         entry[0] += number
         entry[1] += number if status == "accepted" else 0
-    return sorted(((str(k) if k is not None else "—", m, s, _rate(s, m))
-                   for k, (m, s) in table.items()), key=lambda row: -row[1])
+    return sorted(((k, m, s, _rate(s, m)) for k, (m, s) in table.items()),
+                  key=lambda row: -row[1])
 
 
 def by_source(span: Range):
-    return _by(Handoff.lead_source, span)
+    return _by("source", span)
 
 
 def by_definition(span: Range):
     versions = dict(Definition.select(Definition.id, Definition.version).tuples())
     return [(f"v{versions[int(k)]}" if k != "—" else "none", m, s, r)
-            for k, m, s, r in _by(Handoff.definition, span)]
+            for k, m, s, r in _by("definition", span)]
 
 
 def inbound_outbound(span: Range) -> dict[str, int]:
-    rows = (Handoff.select(Handoff.origin, fn.COUNT(Handoff.id))
-            .where(Handoff.status == "accepted",
-                   Handoff.decided_day.between(span.start, span.end))
-            .group_by(Handoff.origin).tuples())
-    return {"inbound": 0, "outbound": 0, **dict(rows)}
+    counts = rollups.totals("sql_origin", span.start, span.end, _fresh())
+    return {"inbound": 0, "outbound": 0, **counts}
 
 
 def funnel(span: Range) -> dict:
-    now = dict(Lead.select(Lead.stage, fn.COUNT(Lead.id)).group_by(Lead.stage).tuples())
-    flows = (StageChange.select(StageChange.from_stage, StageChange.to_stage,
-                                fn.COUNT(StageChange.id))
-             .where(StageChange.from_stage.in_(list(STAGES)),
-                    StageChange.day.between(span.start, span.end))
-             .group_by(StageChange.from_stage, StageChange.to_stage)
-             .order_by(fn.COUNT(StageChange.id).desc()).tuples())
-    ages = (Handoff.select(Handoff.lead_age_minutes)
-            .where(Handoff.promoted_day.between(span.start, span.end),
-                   Handoff.origin == "inbound", Handoff.replaces.is_null(),
-                   Handoff.lead_age_minutes.is_null(False)).tuples())
-    to_mql = [minutes / 1440 for (minutes,) in ages]
-    to_sql = [m for (m,) in Handoff.select(Handoff.decision_minutes).where(
-        Handoff.status == "accepted", Handoff.origin == "inbound",
-        Handoff.decided_day.between(span.start, span.end)).tuples() if m is not None]
-    return {"stages": now, "flows": list(flows),
-            "lead_to_mql_days": statistics.median(to_mql) if to_mql else None,
-            "mql_to_sql_hours": statistics.median(to_sql) / 60 if to_sql else None}
+    today = _fresh()
+    flows = rollups.totals("flow", span.start, span.end, today)
+    to_mql = _histogram(rollups.totals("lead_age", span.start, span.end, today))
+    to_sql = _histogram(rollups.totals("sql_decision", span.start, span.end, today))
+    lead_to_mql, mql_to_sql = _median(to_mql), _median(to_sql)
+    return {"stages": rollups.stages(utcnow()),
+            "flows": sorted(((*key.split("|"), n) for key, n in flows.items() if n),
+                            key=lambda row: -row[2]),
+            "lead_to_mql_days": None if lead_to_mql is None else lead_to_mql / 1440,
+            "mql_to_sql_hours": None if mql_to_sql is None else mql_to_sql / 60}
 
 
 def warnings(volume: dict, conv: dict, tolerance: float, period: str) -> list[str]:

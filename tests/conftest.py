@@ -3,6 +3,9 @@ server on loopback, the app wired to them, and small factories."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
 import socket
 import threading
@@ -52,8 +55,31 @@ class Inbox:
     def __init__(self):
         self.messages = []
         self.lock = threading.Lock()
+        self.answer = ""  # say "451 4.3.0 Try again later" to refuse every message
+        self.hold = None  # an Event: DATA waits until it is set, then drops the message
+        self.holding = threading.Event()
+        self.refuse = {}  # recipient → "550 5.1.1 No such user"
+
+    def restart(self, port: int) -> None:
+        """(Re)start listening on port; stop the controller to have connections refused."""
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+        self.controller.start()
+        self.port = port
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            self.holding.set()
+            await asyncio.get_running_loop().run_in_executor(None, hold.wait, 60)
+            return "451 4.3.0 Sender went away"
+        if self.answer:
+            return self.answer
         with self.lock:
             self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
@@ -65,11 +91,9 @@ class Inbox:
 @pytest.fixture
 def smtp():
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    inbox.port = controller.port
+    inbox.restart(free_port())
     yield inbox
-    controller.stop()
+    inbox.controller.stop()
 
 
 @pytest.fixture
@@ -128,7 +152,7 @@ def run_worker() -> None:
     """Run every queued job in this process with a real RQ SimpleWorker, then return."""
     from workers.runner import make_worker
 
-    make_worker().work(burst=True)
+    make_worker().work(burst=True, with_scheduler=True)
 
 
 def csrf_token(html: str) -> str:
@@ -148,22 +172,26 @@ def queued_job_ids() -> list[str]:
     return runtime.queue.job_ids
 
 
+def leadbridge_env(app, settings: dict) -> dict:
+    """The environment for a `leadbridge` subprocess sharing the test app's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
+    for key, value in settings.items():
+        name = "LEADBRIDGE_" + key.upper().replace(".", "__")
+        env[name] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    env["LEADBRIDGE_WEB__SECRET_KEY"] = app.secret_key
+    return env
+
+
 @pytest.fixture
 def live_server(app, settings_overrides, tmp_path):
     """`leadbridge web` (gunicorn) as a subprocess on loopback, sharing the test's database."""
-    import json
-    import os
     import subprocess
     import sys
     import time
     import urllib.request
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
-    for key, value in {**settings_overrides, "web.port": port}.items():
-        name = "LEADBRIDGE_" + key.upper().replace(".", "__")
-        env[name] = json.dumps(value) if isinstance(value, dict | list) else str(value)
-    env["LEADBRIDGE_WEB__SECRET_KEY"] = app.secret_key
+    env = leadbridge_env(app, {**settings_overrides, "web.port": port})
     log = open(tmp_path / "web.log", "w")
     process = subprocess.Popen([sys.executable, "-m", "service.cli", "web"], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT)

@@ -14,8 +14,9 @@ from service.handoffs import promote_lead
 from service.intake import record_activity
 from service.models import OutboxEmail, Rep
 from service.runtime import runtime
+from service.users import create_user
 
-from .conftest import run_worker
+from .conftest import PASSWORD, log_in, run_worker
 
 
 def promote_one(app, email="linus@kernel.example.com"):
@@ -71,13 +72,90 @@ def test_duplicate_send_jobs_send_once(app, smtp):
     assert OutboxEmail.get_by_id(row.id).attempts == 1
 
 
-def test_failed_send_is_recorded_and_retried(make_app, smtp):
-    app = make_app(**{"mail.smtp_port": 1})
-    handoff = promote_one(app)
+def promote_many(app, count: int) -> list[OutboxEmail]:
+    rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
+    now = utcnow()
+    rows = []
+    for i in range(count):
+        lead = record_activity(f"lead{i}@example.com", type="form_submit", source="test",
+                               occurred_at=now, now=now).lead
+        handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
+                               settings=app.config["SETTINGS"], now=now)
+        rows.append(OutboxEmail.get(OutboxEmail.handoff == handoff.id))
+    return rows
+
+
+def test_smtp_refusing_then_451_then_accepting_sends_each_email_once(make_app, smtp):
+    port = smtp.port
+    smtp.controller.stop()  # connections are refused
+    app = make_app(**{"outbox.retry_seconds": [60, 120, 600]})
+    with time_machine.travel(utcnow(), tick=True) as clock:
+        rows = promote_many(app, 3)
+        run_worker()
+        first = [OutboxEmail.get_by_id(row.id) for row in rows]
+        assert all("Connection" in row.last_error and row.sent_at is None and
+                   row.failed_at is None and row.attempts == 1 for row in first)
+        assert outbox.unsent_ids(now=utcnow(), older_than_seconds=0, claim_seconds=90) == [], \
+            "the sweep leaves them to the retry until its time"
+
+        smtp.answer = "451 4.3.0 Try again later"
+        smtp.restart(port)
+        clock.shift(timedelta(seconds=61))
+        run_worker()
+        second = [OutboxEmail.get_by_id(row.id) for row in rows]
+        assert [row.last_error for row in second] == ["451 4.3.0 Try again later"] * 3
+        assert [row.attempts for row in second] == [2, 2, 2] and smtp.messages == []
+
+        smtp.answer = ""
+        clock.shift(timedelta(seconds=60))
+        run_worker()
+        assert smtp.messages == [], "the second retry waits 120 s"
+        clock.shift(timedelta(seconds=61))
+        run_worker()
+        clock.shift(timedelta(minutes=30))
+        sweep_now()
+        run_worker()
+    assert sorted(m["Message-ID"] for m in smtp.messages) == sorted(r.message_id for r in rows)
+    assert all(OutboxEmail.get_by_id(row.id).sent_at for row in rows)
+
+
+def test_a_permanent_refusal_fails_that_email_only(make_app, smtp):
+    app = make_app()
+    rep = Rep.create(email="gone.rep@example.com", name="Gone Rep")
+    other = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
+    smtp.refuse["gone.rep@example.com"] = "550 5.1.1 No such user"
+    now = utcnow()
+    handoffs = []
+    for i, to in enumerate((rep, other)):
+        lead = record_activity(f"lead{i}@example.com", type="form_submit", source="test",
+                               occurred_at=now, now=now).lead
+        handoffs.append(promote_lead(lead.id, rep_id=to.id, note="", actor="mia@example.com",
+                                     settings=app.config["SETTINGS"], now=now))
     run_worker()
-    row = OutboxEmail.get(OutboxEmail.handoff == handoff.id)
-    assert row.sent_at is None and "Connection" in row.last_error
-    assert outbox.unsent_ids(now=utcnow() + timedelta(minutes=10), older_than_seconds=60,
-                             claim_seconds=300) == [row.id]
-    assert outbox.unsent_ids(now=utcnow() + timedelta(minutes=2), older_than_seconds=60,
-                             claim_seconds=300) == [], "the claim holds for claim_seconds"
+    refused, sent = (OutboxEmail.get(OutboxEmail.handoff == h.id) for h in handoffs)
+    assert refused.failed_at is not None and refused.last_error.startswith("550 5.1.1")
+    assert sent.sent_at is not None and len(smtp.messages) == 1
+    assert outbox.unsent_ids(now=utcnow() + timedelta(hours=9), older_than_seconds=60,
+                             claim_seconds=90) == [], "a refused email is never tried again"
+    create_user("admin@example.com", role="admin", password=PASSWORD, now=now)
+    client = app.test_client()
+    log_in(client, "admin@example.com")
+    failed = client.get("/admin/outbox/?flt0_failed_at_empty=0")  # failed: not empty
+    assert failed.status_code == 200
+    assert f"failed {refused.failed_at:%Y-%m-%d %H:%M}" in failed.text
+    assert "550 5.1.1 No such user" in failed.text
+    assert "jordan.rep@example.com" not in failed.text, "only the failed email is listed"
+
+
+def test_retries_used_up_mark_the_email_failed(make_app, smtp):
+    app = make_app(**{"outbox.retry_seconds": [60]})
+    smtp.answer = "421 4.7.0 Try later"
+    with time_machine.travel(utcnow(), tick=True) as clock:
+        [row] = promote_many(app, 1)
+        run_worker()
+        clock.shift(timedelta(seconds=61))
+        run_worker()
+    row = OutboxEmail.get_by_id(row.id)
+    assert row.failed_at is not None and row.attempts == 2
+    assert row.last_error == "gave up after 2 attempts: 421 4.7.0 Try later"
+    assert smtp.messages == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service import digest, emails, escalation, nurture, outbox
+from service import digest, emails, escalation, nurture, outbox, rollups
 from service.db import utcnow
 from service.runtime import runtime
 
@@ -35,6 +35,14 @@ def sweep_sla() -> dict:
 def sweep_nurture() -> int:
     """Queue the nurture steps that have fallen due."""
     return nurture.sweep(settings=runtime.settings, now=utcnow())
+
+
+def refresh_reports() -> int:
+    """Recount the report rollups of days that changed, and the leads per stage."""
+    now = utcnow()
+    recounted = rollups.refresh(now)
+    rollups.stages(now)
+    return recounted
 
 
 def send_digest() -> bool:

@@ -12,7 +12,7 @@ from service.runtime import runtime
 from . import jobs
 
 SWEEPS = [(jobs.sweep_outbox, 60), (jobs.sweep_sla, 60), (jobs.sweep_nurture, 60),
-          (jobs.send_digest, 300)]
+          (jobs.refresh_reports, 60), (jobs.send_digest, 300)]
 
 
 class Worker(SimpleWorker):
@@ -27,7 +27,10 @@ class Worker(SimpleWorker):
 
 
 def make_worker() -> Worker:
-    return Worker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer)
+    """Maintenance each minute: a job whose worker was killed is cleaned up quickly, and the
+    outbox sweep sends its rows again once their claim has lapsed."""
+    return Worker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer,
+                  maintenance_interval=60)
 
 
 class SweepJob(CronJob):

