@@ -1,5 +1,6 @@
-"""Intake throughput: /v1/track and /webhooks/<source> under the server `leadbridge up` runs
-(gunicorn, same workers and threads), beside a bare Flask endpoint served the same way.
+"""Intake throughput: /v1/track, /v1/batch (100 events a request) and /webhooks/<source>
+under the server `leadbridge up` runs (gunicorn, same workers and threads), beside a bare
+Flask endpoint served the same way that inserts one row into SQLite as Leadbridge does.
 
 Usage: python benchmarks/intake.py [--seconds 5] [--connections 16]"""
 
@@ -87,6 +88,17 @@ def track_requests(write_key: str):
     return make
 
 
+def batch_requests(write_key: str, size: int = 100):
+    auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+
+    def make():
+        batch = [{**event_body(), "type": "track", "messageId": uuid.uuid4().hex}
+                 for _ in range(size)]
+        return "POST", "/v1/batch", json.dumps({"batch": batch}).encode(), {
+            "Content-Type": "application/json", "Authorization": auth}
+    return make
+
+
 def webhook_requests(secret: str):
     from standardwebhooks import Webhook
 
@@ -163,7 +175,8 @@ def main() -> None:
         bare = serve([sys.executable, "-m", "gunicorn", "--chdir", str(Path(__file__).parent),
                       "-w", str(workers), "--threads", str(threads), "-k",
                       "gthread" if threads > 1 else "sync", "--no-control-socket",
-                      "-b", f"127.0.0.1:{bare_port}", "bare_app:app"], clean_env(), bare_port)
+                      "-b", f"127.0.0.1:{bare_port}", "bare_app:app"],
+                     clean_env(BARE_DB=Path(data) / "bare.db"), bare_port)
         web = serve([sys.executable, "-m", "service.cli", "web"], env, port)
         try:
             results = {
@@ -173,6 +186,8 @@ def main() -> None:
                                            args.connections),
                 "POST /webhooks/website": run_load(port, webhook_requests(secret), args.seconds,
                                                    args.connections),
+                "POST /v1/batch (100 events)": run_load(port, batch_requests(write_key),
+                                                        args.seconds, args.connections),
             }
         finally:
             for process in (web, bare):
@@ -185,6 +200,8 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:26} {r['rps']:8.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['errors']:7d} "
               f"{r['rps'] / baseline:8.2f}")
+    batch = results["POST /v1/batch (100 events)"]
+    print(f"events/s with batches of 100: {batch['rps'] * 100:,.0f}")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from flask import Flask
 from flask_wtf import CSRFProtect
 
 from . import config as config_module
-from . import db
+from . import db, logs
 
 csrf = CSRFProtect()
 
@@ -28,11 +27,12 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
         REMEMBER_COOKIE_HTTPONLY=True,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
-    logging.basicConfig(level=settings["logging.level"],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings["logging.level"], settings["logging.format"])
     init_backends(settings, app.config["SECRET_KEY"])
+    app.before_request(logs.start_request)
     app.before_request(db.connect)
     app.after_request(security_headers)
+    app.after_request(logs.tag_response)
     app.teardown_request(lambda exc: db.release())
     csrf.init_app(app)
 

@@ -116,6 +116,8 @@ SCHEMA: dict[str, Key] = {
     "reports.digest_time": Key(str, "08:00"),
     "reports.digest_recipients": Key(list, []),
     "logging.level": Key(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    "logging.format": Key(str, "text", choices=("text", "json")),
+    "metrics.key": Key(str, "", secret=True),
 }
 TABLES = {"handoff.reject_reasons", "forms", "nurture.sequences", "webhooks.sources",
           "tracking.events", "tracking.pages", "scoring.points", "sla.teams"}

@@ -40,6 +40,9 @@ class UTCDateTimeField(peewee.DateTimeField):
         return value
 
 
+LOCK_TIMEOUT_SECONDS = 5
+
+
 def open_database(url: str, data_dir: Path) -> peewee.Database:
     """Build the database for a URL; empty means SQLite under the data folder."""
     if not url:
@@ -47,11 +50,13 @@ def open_database(url: str, data_dir: Path) -> peewee.Database:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ":memory:"
         return peewee.SqliteDatabase(
-            path, timeout=5, lock_type="IMMEDIATE", pragmas={
+            path, timeout=LOCK_TIMEOUT_SECONDS, lock_type="IMMEDIATE", pragmas={
                 "journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1})
     if url.startswith(("postgres://", "postgresql://")):
         params = parse(url)
         name = params.pop("database")
+        # Wait for a lock as long as SQLite does (5 s), then fail: the web answers 503.
+        params.setdefault("options", f"-c lock_timeout={LOCK_TIMEOUT_SECONDS * 1000}")
         return PooledPostgresqlDatabase(name, max_connections=20, stale_timeout=300, **params)
     raise ValueError(f"database.url must be sqlite:/// or postgresql://, got {url!r}")
 

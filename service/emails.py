@@ -7,7 +7,7 @@ import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import links, mail, outbox
+from . import links, mail, metrics, outbox
 from .config import base_url
 from .db import utcnow
 from .labels import LABELS
@@ -181,13 +181,17 @@ def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime
     if not batch:
         return 0
     parts, answered, sent = dict(batch), set(), []
+    templates = {row.id: row.template for row in rows}
 
     def report(outbox_id: int, refusal: str | None) -> None:
         answered.add(outbox_id)
+        template = templates[outbox_id]
         if refusal:
             log.warning("outbox %d refused for good: %s", outbox_id, refusal)
             outbox.mark_failed(outbox_id, error=refusal, now=now)
+            metrics.add("leadbridge_emails_failed_total", template=template)
         else:
+            metrics.add("leadbridge_emails_sent_total", template=template)
             _, subject, text, html = parts[outbox_id]
             outbox.mark_sent(outbox_id, subject=subject, body_text=text, body_html=html,
                              now=now)
@@ -196,7 +200,11 @@ def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime
     try:
         mail.transport(settings).send([(i, message[0]) for i, message in batch], report)
     except mail.TransientError as exc:
-        outbox.release([i for i, _ in batch if i not in answered], error=str(exc), now=now,
-                       backoff=settings["outbox.retry_seconds"])
+        unanswered = [i for i, _ in batch if i not in answered]
+        failed = outbox.release(unanswered, error=str(exc), now=now,
+                                backoff=settings["outbox.retry_seconds"])
+        for outbox_id in unanswered:
+            outcome = "failed" if outbox_id in failed else "retried"
+            metrics.add(f"leadbridge_emails_{outcome}_total", template=templates[outbox_id])
         raise
     return len(sent)

@@ -11,7 +11,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from . import lifecycle, nurture
+from . import lifecycle, metrics, nurture
 from .db import transaction
 from .errors import InvalidInput
 from .handoffs import auto_promote
@@ -128,6 +128,7 @@ def ingest(events: list[Event], *, source: str, settings: dict, now: datetime,
     result = record_events(events, source=source, now=now, policy=policy,
                            delivery_id=delivery_id)
     promote_crossed(result, settings, now)
+    _count(result, source)
     return result
 
 
@@ -140,7 +141,14 @@ def ingest_messages(messages: list[tuple[Event, str]], *, source: str, settings:
             record_message(event, source=source, message_id=message_id, now=now,
                            policy=policy, result=result)
     promote_crossed(result, settings, now)
+    _count(result, source)
     return result
+
+
+def _count(result: Recorded, source: str) -> None:
+    metrics.add("leadbridge_intake_events_total", result.activities + result.anonymous,
+                source=source)
+    metrics.add("leadbridge_intake_duplicates_total", int(result.duplicate), source=source)
 
 
 def promote_crossed(result: Recorded, settings: dict, now: datetime) -> None:

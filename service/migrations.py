@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from peewee import fn
+from peewee import PostgresqlDatabase, fn
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
@@ -37,8 +37,13 @@ def add_missing_columns(model, *fields) -> None:
     migrator = SchemaMigrator.from_database(db.obj)
     run_operations(*[migrator.add_column(table, field.column_name, field)
                      for field in fields if field.column_name not in present])
+    # Indexes over the new columns, once every column they need exists (a later migration
+    # may add the rest). Compared by name: Field == Field builds an expression.
+    names = {field.column_name for field in fields}
+    present = {column.name for column in db.get_columns(table)}
     for index in model._meta.fields_to_index():
-        if any(field in index._expressions for field in fields):
+        columns = {getattr(part, "column_name", None) for part in index._expressions}
+        if names & columns and columns <= present:
             db.execute(index.safe(True))
 
 
@@ -111,6 +116,12 @@ def _send_retries() -> None:
     add_missing_columns(OutboxEmail, OutboxEmail.retry_at, OutboxEmail.failed_at)
 
 
+def _score_index() -> None:
+    if isinstance(db.obj, PostgresqlDatabase):
+        db.execute_sql('ALTER TABLE "lead" ALTER COLUMN "score_log" TYPE double precision')
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "lead_score_log" ON "lead" ("score_log")')
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -121,6 +132,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (7, "reports: covering indexes on handoffs", _report_indexes),
     (8, "reports: daily and monthly rollups", _rollups),
     (9, "outbox: retry times and permanent failures", _send_retries),
+    (10, "leads: score as a double, indexed for the list sorted by score", _score_index),
 ]
 
 

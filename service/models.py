@@ -31,7 +31,9 @@ class Lead(BaseModel):
     utm_source = pw.CharField(default="")
     stage = pw.CharField(max_length=16, index=True)
     stage_changed_at = UTCDateTimeField()
-    score_log = pw.FloatField(null=True)
+    # 8-byte float everywhere (FloatField is 4-byte REAL on PostgreSQL, and score updates
+    # are conditional on the exact value read); indexed for the leads list sorted by score
+    score_log = pw.DoubleField(null=True, index=True)
     time_zone = pw.CharField(default="")
     re_engaged_at = UTCDateTimeField(null=True, index=True)
     last_activity_at = UTCDateTimeField(null=True, index=True)

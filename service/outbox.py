@@ -117,17 +117,21 @@ def mark_failed(outbox_id: int, *, error: str, now: datetime) -> None:
         OutboxEmail.id == outbox_id).execute()
 
 
-def release(outbox_ids: list[int], *, error: str, now: datetime, backoff: list[int]) -> None:
+def release(outbox_ids: list[int], *, error: str, now: datetime,
+            backoff: list[int]) -> set[int]:
     """A transient failure: free the rows for the retry, not before their next try (by how
-    many attempts each has had); rows whose tries are used up fail for good."""
+    many attempts each has had); rows whose tries are used up fail for good (returned)."""
     rows = OutboxEmail.select(OutboxEmail.id, OutboxEmail.attempts).where(
         OutboxEmail.id.in_(outbox_ids)).tuples()
+    failed = set()
     for outbox_id, attempts in rows:
         if attempts > len(backoff):
             mark_failed(outbox_id, error=f"gave up after {attempts} attempts: {error}", now=now)
+            failed.add(outbox_id)
             continue
         log.warning("outbox %d: attempt %d failed, next in %ds: %s", outbox_id, attempts,
                     backoff[attempts - 1], error)
         OutboxEmail.update(claimed_at=None, last_error=error[:2000],
                            retry_at=now + timedelta(seconds=backoff[attempts - 1])).where(
             OutboxEmail.id == outbox_id, OutboxEmail.sent_at.is_null()).execute()
+    return failed

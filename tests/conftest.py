@@ -96,9 +96,29 @@ def smtp():
     inbox.controller.stop()
 
 
+DATABASE_URL = os.environ.get("LEADBRIDGE_DATABASE__URL", "")
+
+
+def empty_database() -> None:
+    """PostgreSQL runs of the suite share one database: start each test with none of our
+    tables (SQLite runs get a new file per test)."""
+    import psycopg2
+
+    if db.db.obj is not None:
+        db.db.close() if not db.db.is_closed() else None
+        if hasattr(db.db.obj, "close_all"):
+            db.db.obj.close_all()
+    with psycopg2.connect(DATABASE_URL) as connection, connection.cursor() as cursor:
+        cursor.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    connection.close()
+
+
 @pytest.fixture
 def settings_overrides(tmp_path, redis_url, smtp):
+    if DATABASE_URL:
+        empty_database()
     return {
+        "database.url": DATABASE_URL,
         "data_dir": str(tmp_path / "var"),
         "redis.url": redis_url,
         "web.base_url": "http://localhost",

@@ -68,11 +68,29 @@ def test_redis_stopped_in_the_middle_of_intake_and_promotions(make_app, smtp):
     assert sorted(m["Message-ID"] for m in smtp.messages) == sorted(r.message_id for r in rows)
 
 
+def hold_database_lock(app):
+    """Another connection takes the write lock (SQLite) or locks the intake tables
+    (PostgreSQL); returns the function that lets go."""
+    url = app.config["SETTINGS"]["database.url"]
+    if url.startswith("postgres"):
+        import psycopg2
+
+        holder = psycopg2.connect(url)
+        holder.cursor().execute("LOCK TABLE lead, activity, delivery IN ACCESS EXCLUSIVE MODE")
+    else:
+        path = Path(app.config["SETTINGS"]["data_dir"]) / "leadbridge.db"
+        holder = sqlite3.connect(path, isolation_level=None, timeout=1)
+        holder.execute("BEGIN EXCLUSIVE")
+
+    def release() -> None:
+        holder.rollback()
+        holder.close()
+    return release
+
+
 def test_database_locked_answers_503_then_stores_once(app):
     key = create_key("write_key", "website", sources=["website"], actor="t", now=utcnow())[1]
-    path = Path(app.config["SETTINGS"]["data_dir"]) / "leadbridge.db"
-    holder = sqlite3.connect(path, isolation_level=None, timeout=1)
-    holder.execute("BEGIN EXCLUSIVE")
+    release = hold_database_lock(app)
     answers = {}
 
     def send(i: int) -> None:
@@ -86,8 +104,7 @@ def test_database_locked_answers_503_then_stores_once(app):
     form = app.test_client().post("/f/contact", data={"email": "form@example.com"})
     for thread in threads:
         thread.join()
-    holder.execute("ROLLBACK")
-    holder.close()
+    release()
     assert time.monotonic() - started >= 5, "requests wait for the lock before giving up"
     for response in [*answers.values(), form]:
         assert response.status_code == 503 and response.headers["Retry-After"] == "5"

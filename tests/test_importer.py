@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ from service.importer import import_csv
 from service.intake import record_activity
 from service.models import Lead, StageChange
 
-from .conftest import ROOT
+from .conftest import ROOT, leadbridge_env
 
 
 def write_csv(path, rows, header=("E-mail", "First Name", "Company", "Country")):
@@ -90,8 +89,7 @@ def test_mapping_errors(app, now, tmp_path):
 def test_cli_import(app, tmp_path, settings_overrides):
     file = tmp_path / "cli.csv"
     write_csv(file, [["a@example.com", "A", "", ""], ["bad", "", "", ""]])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
-    env["LEADBRIDGE_DATA_DIR"] = settings_overrides["data_dir"]
+    env = leadbridge_env(app, settings_overrides)
     result = subprocess.run([sys.executable, "-m", "service.cli", "import", str(file),
                              "--source", "fair"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=60)

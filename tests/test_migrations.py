@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from service.db import db
 from service.migrations import MIGRATIONS, current_version, migrate
-from service.models import TABLES_V2, TABLES_V3, Handoff, Lead, SchemaVersion
+from service.models import TABLES_V2, TABLES_V3, TABLES_V8, Handoff, Lead, SchemaVersion
 
 
 def test_upgrade_from_version_1(app):
@@ -19,6 +19,10 @@ def test_upgrade_from_version_1(app):
                           ("handoff", "lead_age_minutes")):
         db.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
     db.execute_sql("DROP INDEX lead_stage_score_log")
+    db.execute_sql("DROP INDEX lead_score_log")
+    db.drop_tables(TABLES_V8)
+    for column in ("retry_at", "failed_at"):
+        db.execute_sql(f"ALTER TABLE outbox_email DROP COLUMN {column}")
     db.execute_sql("DROP INDEX handoff_status_sla_next_at")
     db.execute_sql("ALTER TABLE handoff DROP COLUMN sla_next_at")
     db.execute_sql('CREATE INDEX handoff_status_due_at ON handoff (status, due_at)')
@@ -29,7 +33,9 @@ def test_upgrade_from_version_1(app):
     applied = migrate()
     assert applied == [f"{v:04d} {name}" for v, name, _ in MIGRATIONS[1:]]
     assert "score_log" in {c.name for c in db.get_columns("lead")}
-    assert "lead_stage_score_log" in {i.name for i in db.get_indexes("lead")}
+    assert {"lead_stage_score_log", "lead_score_log"} <= {i.name for i in db.get_indexes("lead")}
+    assert {"retry_at", "failed_at"} <= {c.name for c in db.get_columns("outbox_email")}
+    assert db.table_exists("rollup") and db.table_exists("dirty_day")
     assert Lead.select().where(Lead.score_log.is_null()).count() == 0
     assert {"origin", "outcome", "sla_next_at"} <= {c.name for c in db.get_columns("handoff")}
     assert "handoff_status_sla_next_at" in {i.name for i in db.get_indexes("handoff")}

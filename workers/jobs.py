@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service import digest, emails, escalation, nurture, outbox, rollups
+from service import digest, emails, escalation, metrics, nurture, outbox, rollups
 from service.db import utcnow
 from service.runtime import runtime
 
@@ -21,27 +21,31 @@ def send_email(outbox_id: int) -> int:
 def sweep_outbox() -> int:
     """Re-queue rows left unsent (Redis was down, or a send job died)."""
     settings = runtime.settings
-    ids = outbox.unsent_ids(now=utcnow(),
-                            older_than_seconds=settings["outbox.requeue_after_seconds"],
-                            claim_seconds=settings["outbox.claim_seconds"])
-    return outbox.enqueue_sends(ids)
+    with metrics.timed("outbox"):
+        ids = outbox.unsent_ids(now=utcnow(),
+                                older_than_seconds=settings["outbox.requeue_after_seconds"],
+                                claim_seconds=settings["outbox.claim_seconds"])
+        return outbox.enqueue_sends(ids)
 
 
 def sweep_sla() -> dict:
     """Send the reminders, escalations and reassignments that have fallen due."""
-    return dict(escalation.sweep(settings=runtime.settings, now=utcnow()))
+    with metrics.timed("sla"):
+        return dict(escalation.sweep(settings=runtime.settings, now=utcnow()))
 
 
 def sweep_nurture() -> int:
     """Queue the nurture steps that have fallen due."""
-    return nurture.sweep(settings=runtime.settings, now=utcnow())
+    with metrics.timed("nurture"):
+        return nurture.sweep(settings=runtime.settings, now=utcnow())
 
 
 def refresh_reports() -> int:
     """Recount the report rollups of days that changed, and the leads per stage."""
     now = utcnow()
-    recounted = rollups.refresh(now)
-    rollups.stages(now)
+    with metrics.timed("reports"):
+        recounted = rollups.refresh(now)
+        rollups.stages(now)
     return recounted
 
 

@@ -6,7 +6,7 @@ from rq import Queue, SimpleWorker
 from rq.cron import CronJob, CronScheduler
 from rq.serializers import JSONSerializer
 
-from service import db
+from service import db, logs
 from service.runtime import runtime
 
 from . import jobs
@@ -20,9 +20,11 @@ class Worker(SimpleWorker):
 
     def execute_job(self, job, queue):
         db.connect()
+        token = logs.job_id.set(job.id)
         try:
             return super().execute_job(job, queue)
         finally:
+            logs.job_id.reset(token)
             db.release()
 
 

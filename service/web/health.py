@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import hmac
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 
+from .. import metrics
 from ..db import db
+from ..models import DirtyDay, OutboxEmail
 from ..runtime import runtime
+from .responses import error_response
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
@@ -32,4 +39,34 @@ def readyz():
     except RedisError as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
+    if not ready:
+        log.warning("not ready: %s", ", ".join(f"{k} {v}" for k, v in checks.items()))
     return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def prometheus():
+    """Counters and gauges in Prometheus' text format, for the bearer of metrics.key."""
+    key = current_app.config["SETTINGS"]["metrics.key"]
+    if not key:
+        return error_response(404, "http_error", "There is nothing here.")
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), key.encode()):
+        response = error_response(401, "unauthorized", "Send Authorization: Bearer <metrics.key>.")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    unsent = OutboxEmail.select().where(OutboxEmail.sent_at.is_null(),
+                                        OutboxEmail.failed_at.is_null(),
+                                        OutboxEmail.skipped_at.is_null()).count()
+    gauges = {
+        "leadbridge_outbox_unsent": ("Emails waiting to be sent (or retried).", unsent),
+        "leadbridge_report_days_dirty": ("Days whose report rollups wait for a recount.",
+                                         DirtyDay.select().count()),
+    }
+    try:
+        if runtime.queue is not None:
+            gauges["leadbridge_queue_jobs"] = ("Jobs waiting in the RQ queue.",
+                                               runtime.queue.count)
+    except RedisError:
+        pass
+    return Response(metrics.exposition(gauges), mimetype="text/plain; version=0.0.4")

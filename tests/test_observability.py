@@ -1,0 +1,111 @@
+"""What operators see: Prometheus counters behind a key, request and job ids on every log
+line, readiness naming each dependency."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from service import logs
+from service.db import utcnow
+from service.handoffs import promote_lead
+from service.keys import create_key
+from service.models import Lead, Rep
+from service.runtime import runtime
+
+from .conftest import free_port, run_worker
+from .test_tracking import basic
+
+KEY = "metrics-key-0123456789"
+
+
+@pytest.fixture
+def json_log():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(logs.ContextFilter())
+    handler.setFormatter(logs.JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logging.getLogger().removeHandler(handler)
+
+
+def metric(text: str, line: str) -> float:
+    values = [row.rsplit(" ", 1)[1] for row in text.splitlines() if row.startswith(line + " ")]
+    assert len(values) == 1, f"{line} not in\n{text}"
+    return float(values[0])
+
+
+def test_metrics_need_their_key(make_app):
+    assert make_app().test_client().get("/metrics").status_code == 404
+    client = make_app(**{"metrics.key": KEY}).test_client()
+    assert client.get("/metrics").status_code == 401
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"] == "Bearer"
+    right = client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"})
+    assert right.status_code == 200 and right.mimetype == "text/plain"
+
+
+def test_counters_for_intake_sends_failures_and_sweeps(make_app, smtp):
+    app = make_app(**{"metrics.key": KEY})
+    key = create_key("write_key", "website", sources=["website"], actor="t", now=utcnow())[1]
+    client = app.test_client()
+    for i in (1, 2, 3, 3):
+        client.post("/v1/track", headers=basic(key), json={
+            "userId": f"u-{i}", "event": "Trial Started", "messageId": f"m-{i}",
+            "context": {"traits": {"email": f"lead{i}@example.com"}}})
+    smtp.refuse["gone.rep@example.com"] = "550 5.1.1 No such user"
+    for email, rep in (("lead1@example.com", "jordan.rep@example.com"),
+                       ("lead2@example.com", "gone.rep@example.com")):
+        promote_lead(Lead.get(Lead.email == email).id, note="", actor="mia@example.com",
+                     rep_id=Rep.create(email=rep, name=rep).id,
+                     settings=app.config["SETTINGS"], now=utcnow())
+    run_worker()
+    runtime.queue.enqueue("workers.jobs.sweep_outbox")
+    run_worker()
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    assert metric(text, 'leadbridge_intake_events_total{source="tracking:website"}') == 3
+    assert metric(text, 'leadbridge_emails_sent_total{template="rep_handoff"}') == 1
+    assert metric(text, 'leadbridge_emails_failed_total{template="rep_handoff"}') == 1
+    assert metric(text, 'leadbridge_sweep_runs_total{sweep="outbox"}') == 1
+    assert metric(text, 'leadbridge_sweep_seconds_total{sweep="outbox"}') > 0
+    assert metric(text, "leadbridge_outbox_unsent") == 0
+    assert "# TYPE leadbridge_emails_sent_total counter" in text
+    assert "lead1@example.com" not in text, "no personal data in metrics"
+
+
+def test_request_and_job_ids_on_log_lines(make_app, smtp, json_log):
+    app = make_app(**{"redis.url": f"redis://127.0.0.1:{free_port()}/0"})
+    response = app.test_client().get("/readyz", headers={"X-Request-ID": "trace-123"})
+    assert response.status_code == 503 and response.headers["X-Request-ID"] == "trace-123"
+    assert response.json["checks"]["database"] == "ok"
+    assert response.json["checks"]["redis"].startswith("error")
+    [line] = [e for e in json_log() if e["logger"] == "service.web.health"]
+    assert line["request_id"] == "trace-123" and line["level"] == "WARNING"
+    generated = app.test_client().get("/healthz").headers["X-Request-ID"]
+    assert len(generated) == 32, "a request without an id gets one"
+
+
+def test_a_job_log_line_names_its_job(make_app, smtp, json_log):
+    app = make_app(**{"mail.smtp_port": free_port()})  # nobody listens: a transient failure
+    now = utcnow()
+    lead = Lead.create(email="ada@example.com", stage="lead", stage_changed_at=now,
+                       created_at=now, updated_at=now, source="test")
+    handoff = promote_lead(lead.id, rep_id=Rep.create(email="r@example.com", name="R").id,
+                           note="", actor="mia@example.com", settings=app.config["SETTINGS"],
+                           now=now)
+    run_worker()
+    retry = [e for e in json_log() if e["logger"] == "service.outbox"]
+    assert retry and retry[0]["job_id"] == f"send-email-{handoff.emails[0].id}"
+    assert "ada@example.com" not in json.dumps(retry), "no personal data in job logs"
+
+
+def test_json_format_is_configured(make_app):
+    make_app(**{"logging.format": "json"})
+    handlers = [h for h in logging.getLogger().handlers if getattr(h, "leadbridge", False)]
+    assert len(handlers) == 1 and isinstance(handlers[0].formatter, logs.JsonFormatter)
+    make_app()
+    assert not isinstance(handlers[0].formatter, logs.JsonFormatter)
