@@ -146,3 +146,23 @@ def test_worker_killed_in_the_middle_of_a_send(make_app, smtp, settings_override
     assert sent.sent_at is not None and sent.attempts == 2
     assert [m["Message-ID"] for m in smtp.messages] == [row.message_id]
     assert runtime.queue.count == 0
+
+
+def test_redis_flushed_with_jobs_queued_is_rebuilt_from_the_database(app, smtp):
+    rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
+    with time_machine.travel(utcnow(), tick=True) as clock:
+        for i in range(3):
+            now = utcnow()
+            lead = Lead.create(email=f"lead{i}@example.com", stage="lead", stage_changed_at=now,
+                               created_at=now, updated_at=now, source="test")
+            promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
+                         settings=app.config["SETTINGS"], now=now)
+        assert runtime.queue.count == 3
+        runtime.redis.flushall()
+        assert runtime.queue.count == 0
+        clock.shift(timedelta(minutes=2))
+        sweep_now()
+        sweep_now()
+    rows = list(OutboxEmail.select())
+    assert len(rows) == 3 and all(row.sent_at for row in rows)
+    assert sorted(m["Message-ID"] for m in smtp.messages) == sorted(r.message_id for r in rows)
