@@ -30,6 +30,7 @@ from wtforms.validators import DataRequired
 
 from service import ratelimit, reports
 from service.db import utcnow
+from service.errors import DomainError
 from service.models import User
 from service.users import authenticate
 
@@ -92,6 +93,19 @@ class SecuredMixin:
         """Refuse a request-changing endpoint to roles that may not use it."""
         if not role_in(roles):
             abort(403)
+
+    def form_page(self, form, template: str, submit, error_field: str):
+        """A form that calls one domain function: submit() returns the success message; a
+        DomainError it raises is shown on error_field and the form stays filled in."""
+        if form.validate_on_submit():
+            try:
+                message = submit()
+            except DomainError as exc:
+                getattr(form, error_field).errors = [exc.message]
+            else:
+                flash(message, "success")
+                return redirect(url_for(".index_view"))
+        return self.render(template, form=form)
 
 
 class Filters(FilterConverter):

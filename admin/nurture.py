@@ -136,13 +136,9 @@ class SuppressionView(SecuredModelView):
     @expose("/add/", methods=("GET", "POST"))
     def add_view(self):
         form = SuppressForm()
-        if form.validate_on_submit():
-            try:
-                email = normalise_email(form.email.data)
-            except DomainError as exc:
-                form.email.errors = [exc.message]
-            else:
-                suppress(email, reason="manual", source=current_user.email, now=utcnow())
-                flash(f"{email} will get no prospect mail.", "success")
-                return redirect(url_for(".index_view"))
-        return self.render("admin/suppress_add.html", form=form)
+
+        def submit() -> str:
+            email = normalise_email(form.email.data)
+            suppress(email, reason="manual", source=current_user.email, now=utcnow())
+            return f"{email} will get no prospect mail."
+        return self.form_page(form, "admin/suppress_add.html", submit, "email")

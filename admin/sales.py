@@ -197,18 +197,13 @@ class DefinitionView(SecuredModelView):
             current = Definition.current(request.args.get("kind", "mql"))
             if current:
                 form.kind.data, form.text.data = current.kind, current.text
-        if form.validate_on_submit():
-            try:
-                made = add_definition(form.kind.data, text=form.text.data,
-                                      agreed_by_marketing=form.agreed_by_marketing.data,
-                                      agreed_by_sales=form.agreed_by_sales.data,
-                                      agreed_at=utcnow())
-            except DomainError as exc:
-                form.text.errors = [exc.message]
-            else:
-                flash(f"{made} saved; new handoffs use it.", "success")
-                return redirect(url_for(".index_view"))
-        return self.render("admin/definition_new.html", form=form)
+
+        def submit() -> str:
+            made = add_definition(form.kind.data, text=form.text.data,
+                                  agreed_by_marketing=form.agreed_by_marketing.data,
+                                  agreed_by_sales=form.agreed_by_sales.data, agreed_at=utcnow())
+            return f"{made} saved; new handoffs use it."
+        return self.form_page(form, "admin/definition_new.html", submit, "text")
 
 
 class AuditView(SecuredModelView):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, url_for
 from flask_admin import expose
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectChoice, SelectField
 from wtforms.validators import DataRequired
 
 from service.db import utcnow
-from service.errors import DomainError
 from service.models import User
 from service.users import create_user
 
@@ -43,13 +41,9 @@ class UserView(SecuredModelView):
     @expose("/invite/", methods=("GET", "POST"))
     def invite_view(self):
         form = NewUserForm()
-        if form.validate_on_submit():
-            try:
-                user = create_user(form.email.data, role=form.role.data,
-                                   password=form.password.data, now=utcnow())
-            except DomainError as exc:
-                form.email.errors = [exc.message]
-            else:
-                flash(f"{user.email} can now log in as {user.role}.", "success")
-                return redirect(url_for(".index_view"))
-        return self.render("admin/user_new.html", form=form)
+
+        def submit() -> str:
+            user = create_user(form.email.data, role=form.role.data,
+                               password=form.password.data, now=utcnow())
+            return f"{user.email} can now log in as {user.role}."
+        return self.form_page(form, "admin/user_new.html", submit, "email")

@@ -12,8 +12,6 @@ from .db import utcnow
 from .models import Definition, Rep
 
 PERIODS = ("day", "week", "month", "quarter", "year")
-STAGES = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
-DECIDED = ("accepted", "rejected")
 
 
 @dataclass(frozen=True)
@@ -71,14 +69,10 @@ def label(key: date, period: str) -> str:
 def _bucket(rows, span: Range) -> dict[date, int]:
     counts = dict.fromkeys(span.keys(), 0)
     for day, number in rows:
-        key = period_start(_as_date(day), span.period)
+        key = period_start(day, span.period)
         if key in counts:
             counts[key] += number
     return counts
-
-
-def _as_date(value) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def _fresh() -> date:

@@ -174,12 +174,12 @@ def stages(now: datetime) -> dict[str, int]:
     """Leads per stage now. Counting every lead is the one figure no index makes cheap, so
     the count is kept and taken again when stages have changed and it is a minute old (or
     ten minutes old at all, for leads merged or erased)."""
-    rows = dict(Rollup.select(Rollup.key, Rollup.count)
-                .where(Rollup.span == "now", Rollup.figure == "stage").tuples())
-    taken = Rollup.select(Rollup.refreshed_at).where(Rollup.span == "now").first()
+    kept = list(Rollup.select(Rollup.key, Rollup.count, Rollup.refreshed_at)
+                .where(Rollup.span == "now", Rollup.figure == "stage"))
+    rows = {row.key: row.count for row in kept}
     last_change = StageChange.select(fn.MAX(StageChange.id)).scalar() or 0
-    if taken is not None:
-        age = now - taken.refreshed_at
+    if kept:
+        age = now - kept[0].refreshed_at
         unchanged = rows.pop(LAST_CHANGE, None) == last_change
         if age < timedelta(minutes=10) and (unchanged or age < timedelta(seconds=60)):
             return rows

@@ -67,3 +67,28 @@ def test_outbox_shows_rendered_mail(make_app, marketer, rep, now):
     assert "pricing_page_view" in preview.text
     captured = list((Path(app.config["SETTINGS"]["data_dir"]) / "mail").glob("*.eml"))
     assert len(captured) == 1 and b"Alan" in captured[0].read_bytes()
+
+
+def test_invite_form_shows_domain_errors_and_keeps_what_exists(app, now):
+    from service.models import User
+    from service.users import create_user
+
+    from .conftest import PASSWORD
+
+    create_user("root@example.com", role="admin", password=PASSWORD, now=now)
+    client = app.test_client()
+    log_in(client, "root@example.com")
+
+    def invite(email: str, password: str = "long enough password"):
+        page = client.get("/admin/user/invite/")
+        return client.post("/admin/user/invite/", follow_redirects=True, data={
+            "email": email, "role": "marketer", "password": password,
+            "csrf_token": csrf_token(page.text)})
+
+    done = invite("new@example.com")
+    assert "new@example.com can now log in as marketer." in done.text
+    again = invite("new@example.com")
+    assert again.status_code == 200 and "a user with email new@example.com exists" in again.text
+    short = invite("other@example.com", password="short")
+    assert "password must have at least" in short.text
+    assert sorted(u.email for u in User.select()) == ["new@example.com", "root@example.com"]

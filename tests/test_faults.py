@@ -22,7 +22,7 @@ from service.models import Activity, Handoff, Lead, OutboxEmail, Rep
 from service.runtime import runtime
 
 from .conftest import leadbridge_env, run_worker
-from .test_outbox import sweep_now
+from .test_outbox import promote_many, sweep_now
 from .test_tracking import basic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,13 +121,7 @@ def test_worker_killed_in_the_middle_of_a_send(make_app, smtp, settings_override
     """A worker process is SIGKILLed while the SMTP server holds its message (and then
     drops it); the sweep sends it again once the claim lapses: delivered exactly once."""
     app = make_app(**{"outbox.claim_seconds": 61})
-    rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
-    now = utcnow()
-    lead = Lead.create(email="slow@example.com", stage="lead", stage_changed_at=now,
-                       created_at=now, updated_at=now, source="test")
-    handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                           settings=app.config["SETTINGS"], now=now)
-    row = OutboxEmail.get(OutboxEmail.handoff == handoff.id)
+    [row] = promote_many(app, 1)
     release = smtp.hold = threading.Event()
     env = leadbridge_env(app, {**settings_overrides, "outbox.claim_seconds": 61})
     worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--burst"],
@@ -149,14 +143,8 @@ def test_worker_killed_in_the_middle_of_a_send(make_app, smtp, settings_override
 
 
 def test_redis_flushed_with_jobs_queued_is_rebuilt_from_the_database(app, smtp):
-    rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
     with time_machine.travel(utcnow(), tick=True) as clock:
-        for i in range(3):
-            now = utcnow()
-            lead = Lead.create(email=f"lead{i}@example.com", stage="lead", stage_changed_at=now,
-                               created_at=now, updated_at=now, source="test")
-            promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                         settings=app.config["SETTINGS"], now=now)
+        promote_many(app, 3)
         assert runtime.queue.count == 3
         runtime.redis.flushall()
         assert runtime.queue.count == 0
