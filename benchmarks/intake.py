@@ -11,6 +11,7 @@ import base64
 import http.client
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -68,11 +69,15 @@ def run_load(port: int, make_request, seconds: float, connections: int) -> dict:
             "errors": errors[0]}
 
 
+PEOPLE = 1000  # events come from this many visitors, each with an email
+
+
 def event_body() -> dict:
-    return {"userId": "bench-user", "event": "Webinar Attended",
+    person = random.randrange(PEOPLE)
+    return {"userId": f"bench-user-{person}", "event": "Webinar Attended",
             "properties": {"webinar": "Scaling sales teams", "duration_minutes": 47,
                            "utm_source": "linkedin", "utm_campaign": "q4-webinars"},
-            "context": {"traits": {"email": "bench@example.com"},
+            "context": {"traits": {"email": f"bench{person}@example.com"},
                         "page": {"url": "https://www.example.com/webinars/scaling"},
                         "library": {"name": "analytics-python", "version": "2.3"}},
             "timestamp": datetime.now(UTC).isoformat()}
@@ -106,7 +111,8 @@ def webhook_requests(secret: str):
 
     def make():
         msg_id, now = "msg_" + uuid.uuid4().hex, datetime.now(UTC)
-        body = json.dumps({"email": "bench@example.com", "type": "webinar_attended",
+        person = random.randrange(PEOPLE)
+        body = json.dumps({"email": f"bench{person}@example.com", "type": "webinar_attended",
                            "properties": event_body()["properties"],
                            "lead": {"first_name": "Bench", "company": "Load Test Ltd"}})
         return "POST", "/webhooks/website", body.encode(), {

@@ -8,7 +8,7 @@ from flask import Flask
 from flask_wtf import CSRFProtect
 
 from . import config as config_module
-from . import db, logs
+from . import csp, db, logs
 
 csrf = CSRFProtect()
 
@@ -54,11 +54,6 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
     return app
 
 
-CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-       "script-src 'self' 'unsafe-inline'; frame-ancestors 'self'; base-uri 'self'; "
-       "form-action 'self'")
-
-
 def security_headers(response):
     """Defaults for every response; a view that set its own (the sandboxed previews) keeps it."""
     from flask import request
@@ -66,7 +61,7 @@ def security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("Content-Security-Policy", csp.policy())
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response

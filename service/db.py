@@ -6,7 +6,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import peewee
@@ -86,13 +88,32 @@ def transaction() -> Iterator[None]:
         return
     _hooks.pending, _hooks.buckets = [], {}
     try:
-        with db.atomic():
+        with _one_writer(), db.atomic():
             yield
         pending = _hooks.pending
     finally:
         _hooks.pending = _hooks.buckets = None
     for hook in pending:
         hook()
+
+
+_writer = threading.Lock()
+
+
+@contextmanager
+def _one_writer() -> Iterator[None]:
+    """SQLite has one writer; threads of a process queue here for it rather than in
+    SQLite's busy handler, which sleeps in growing steps and made the slowest requests
+    wait hundreds of milliseconds under load. PostgreSQL needs no such queue."""
+    if not isinstance(db.obj, peewee.SqliteDatabase):
+        yield
+        return
+    if not _writer.acquire(timeout=LOCK_TIMEOUT_SECONDS):
+        raise peewee.OperationalError("database is locked (waited for this process's writer)")
+    try:
+        yield
+    finally:
+        _writer.release()
 
 
 def collect(key: str, item, flush: Callable[[list], None]) -> None:
@@ -130,24 +151,53 @@ def insert_rows(model: type[peewee.Model], rows: list[dict], *, ignore_conflicts
     same fields, including those with Python-side defaults."""
     if not rows:
         return
-    fields = sorted((model._meta.fields[name] for name in rows[0]), key=lambda f: f._sort_key)
-    query = model.insert({field: None for field in fields})
+    statement = _insert(model, tuple(rows[0]), ignore_conflicts, 1, None, type(db.obj))
+    db.cursor().executemany(statement.sql, [statement.values(row) for row in rows])
+
+
+def insert_returning(model: type[peewee.Model], rows: list[dict], returning: str, *,
+                     ignore_conflicts=False) -> list:
+    """Multi-row INSERT … RETURNING one column: the values of the rows this call inserted
+    (with ignore_conflicts, the unique index leaves out rows another call holds)."""
+    found = []
+    for start in range(0, len(rows), 500):
+        chunk = rows[start:start + 500]
+        statement = _insert(model, tuple(chunk[0]), ignore_conflicts, len(chunk), returning,
+                            type(db.obj))
+        params = [value for row in chunk for value in statement.values(row)]
+        found += [row[0] for row in db.execute_sql(statement.sql, params).fetchall()]
+    return found
+
+
+@dataclass(frozen=True)
+class _Insert:
+    sql: str
+    names: tuple[str, ...]
+    convert: tuple[tuple[int, Callable], ...]
+
+    def values(self, row: dict) -> list:
+        values = [row[name] for name in self.names]
+        for i, db_value in self.convert:
+            values[i] = db_value(values[i])
+        return values
+
+
+@lru_cache(maxsize=128)
+def _insert(model: type[peewee.Model], names: tuple[str, ...], ignore_conflicts: bool,
+            count: int, returning: str | None, dialect: type) -> _Insert:
+    fields = sorted((model._meta.fields[name] for name in names), key=lambda f: f._sort_key)
+    query = model.insert_many([{field: None for field in fields}] * count)
     if ignore_conflicts:
         query = query.on_conflict_ignore()
-    sql, params = query.sql()
+    if returning:
+        query = query.returning(model._meta.fields[returning])
+    sql, _ = query.sql()
     columns = sql[sql.index("(") + 1:sql.index(")")].replace('"', "").replace("`", "")
     if [c.strip() for c in columns.split(",")] != [f.column_name for f in fields]:
         raise ValueError(f"rows for {model.__name__} must name every field with a default")
-    names = [field.name for field in fields]
-    convert = [(i, field.db_value) for i, field in enumerate(fields)
-               if not isinstance(field, peewee.CharField | peewee.TextField)]
-    params = []
-    for row in rows:
-        values = [row[name] for name in names]
-        for i, db_value in convert:
-            values[i] = db_value(values[i])
-        params.append(values)
-    db.cursor().executemany(sql, params)
+    return _Insert(sql, tuple(field.name for field in fields), tuple(
+        (i, field.db_value) for i, field in enumerate(fields)
+        if type(field) not in (peewee.CharField, peewee.TextField)))
 
 
 def utcnow() -> datetime:

@@ -15,10 +15,18 @@ from flask import g, has_request_context, request
 job_id: ContextVar[str] = ContextVar("job_id", default="")
 INCOMING_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 TEXT = "%(asctime)s %(levelname)s %(name)s [%(trace)s]: %(message)s"
+EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@(?=[\w-]+\.)")
 
 
 class ContextFilter(logging.Filter):
+    """Adds the request or job id and, from INFO up, masks email addresses (an SMTP refusal
+    or a library's message may quote one): people's addresses stay out of the logs."""
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            message = record.getMessage()
+            if "@" in message:
+                record.msg, record.args = EMAIL.sub("…@", message), None
         record.request_id = g.get("request_id", "") if has_request_context() else ""
         record.job_id = job_id.get()
         record.trace = (f"request={record.request_id}" if record.request_id else

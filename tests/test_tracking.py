@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from datetime import timedelta
 
 import pytest
 import segment.analytics as segment_analytics
@@ -118,3 +119,50 @@ def test_browser_sdk_paths_and_cors(app, write_key):
     assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"] == "*"
     assert AnonymousActivity.get().type == "webinar_registered"
     assert client.options("/v1/p").status_code == 204
+
+
+def test_one_batch_applies_in_order_like_single_calls(app, write_key, now):
+    """A batch is recorded in one pass (leads looked up once, one score update a lead), but
+    each message still sees the ones before it."""
+    client = app.test_client()
+
+    def at(hours):
+        return (now - timedelta(hours=hours)).isoformat()
+
+    def track(message_id, event, hours, **ids):
+        return {"type": "track", "messageId": message_id, "event": event,
+                "timestamp": at(hours), **ids}
+
+    early = track("early", "Webinar Attended", 9, anonymousId="v-1")
+    assert client.post("/v1/track", headers=basic(write_key), json=early).status_code == 200
+    ada = [track("m1", "Content Downloaded", 8, anonymousId="v-1"),
+           {"type": "identify", "messageId": "m2", "anonymousId": "v-1",
+            "traits": {"email": "ada@example.com", "firstName": "Ada"}},
+           track("m3", "Demo Video Watched", 7, anonymousId="v-1")]
+    bob = [track("m4", "Trial Started", 6, userId="u-2",
+                 context={"traits": {"email": "bob@example.com"}}),
+           track("m5", "Webinar Attended", 5, userId="u-2")]
+    again = [ada[0], early]  # one repeated inside the batch, one from an earlier call
+    response = client.post("/v1/batch", headers=basic(write_key),
+                           json={"batch": ada + bob[:1] + again + bob[1:]})
+    assert response.status_code == 200
+
+    def kinds(email):
+        return sorted(a.type for a in Lead.get(Lead.email == email).activities)
+
+    assert kinds("ada@example.com") == ["content_download", "demo_video_watched",
+                                        "webinar_attended"]
+    assert kinds("bob@example.com") == ["trial_signup", "webinar_attended"]
+    assert AnonymousActivity.select().count() == 0
+    assert Lead.get(Lead.email == "ada@example.com").first_name == "Ada"
+
+    for message in (early, ada[0], ada[2]):  # Ada's history, one call at a time
+        single = {**message, "messageId": "single-" + message["messageId"],
+                  "anonymousId": None, "userId": "carol",
+                  "context": {"traits": {"email": "carol@example.com"}}}
+        assert client.post("/v1/track", headers=basic(write_key), json=single).status_code == 200
+    batched, single = (Lead.get(Lead.email == email) for email in
+                       ("ada@example.com", "carol@example.com"))
+    assert batched.score_log is not None
+    assert batched.score_log == pytest.approx(single.score_log, abs=1e-9)
+    assert batched.last_activity_at == single.last_activity_at == now - timedelta(hours=7)

@@ -32,3 +32,8 @@ def private(response):
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def has_nul(body: bytes) -> bool:
+    """A NUL character, raw or as a JSON escape."""
+    return b"\x00" in body or b"\\u0000" in body

@@ -11,12 +11,13 @@ from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import keys
 from ..db import utcnow
 from ..errors import InvalidInput
 from ..intake import Event, ingest_messages, lead_fields, normalise_email
-from .responses import error_response
+from .responses import error_response, has_nul
 from .webhooks import parse_time
 
 bp = Blueprint("tracking", __name__)
@@ -67,6 +68,8 @@ def receive(kind: str):
 def read_json() -> dict:
     request.max_content_length = BODY_LIMIT
     body = request.get_data(cache=True)
+    if len(body) > BODY_LIMIT:
+        raise RequestEntityTooLarge()
     if request.headers.get("Content-Encoding", "").lower() == "gzip":
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
@@ -75,6 +78,8 @@ def read_json() -> dict:
             raise InvalidInput(f"body is not valid gzip: {exc}") from None
         if len(body) > BODY_LIMIT:
             raise InvalidInput("body over 512 KiB once decompressed")
+        if has_nul(body):
+            raise InvalidInput("text may not contain NUL (\\u0000) characters")
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
