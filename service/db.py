@@ -88,32 +88,13 @@ def transaction() -> Iterator[None]:
         return
     _hooks.pending, _hooks.buckets = [], {}
     try:
-        with _one_writer(), db.atomic():
+        with db.atomic():
             yield
         pending = _hooks.pending
     finally:
         _hooks.pending = _hooks.buckets = None
     for hook in pending:
         hook()
-
-
-_writer = threading.Lock()
-
-
-@contextmanager
-def _one_writer() -> Iterator[None]:
-    """SQLite has one writer; threads of a process queue here for it rather than in
-    SQLite's busy handler, which sleeps in growing steps and made the slowest requests
-    wait hundreds of milliseconds under load. PostgreSQL needs no such queue."""
-    if not isinstance(db.obj, peewee.SqliteDatabase):
-        yield
-        return
-    if not _writer.acquire(timeout=LOCK_TIMEOUT_SECONDS):
-        raise peewee.OperationalError("database is locked (waited for this process's writer)")
-    try:
-        yield
-    finally:
-        _writer.release()
 
 
 def collect(key: str, item, flush: Callable[[list], None]) -> None:
