@@ -150,6 +150,22 @@ def insert_returning(model: type[peewee.Model], rows: list[dict], returning: str
     return found
 
 
+def update_row(model: type[peewee.Model], row_id: int, values: dict) -> int:
+    """UPDATE one row by id through a statement built once per set of fields: peewee renders
+    every query anew, which shows in loops of one update a message."""
+    fields = [model._meta.fields[name] for name in values]
+    params = [field.db_value(value) for field, value in zip(fields, values.values(), strict=True)]
+    return db.execute_sql(_update(model, tuple(values), type(db.obj)), [*params, row_id]).rowcount
+
+
+@lru_cache(maxsize=64)
+def _update(model: type[peewee.Model], names: tuple[str, ...], dialect: type) -> str:
+    param, meta = db.obj.param, model._meta
+    columns = ", ".join(f'"{meta.fields[name].column_name}" = {param}' for name in names)
+    return (f'UPDATE "{meta.table_name}" SET {columns} '
+            f'WHERE "{meta.primary_key.column_name}" = {param}')
+
+
 @dataclass(frozen=True)
 class _Insert:
     sql: str

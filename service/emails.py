@@ -4,8 +4,11 @@ deliver() renders claimed outbox rows and sends them over one transport connecti
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from peewee import JOIN
 
 from . import links, mail, metrics, outbox
 from .config import base_url
@@ -102,7 +105,7 @@ def weekly_digest(row: OutboxEmail, settings: dict, secret: str) -> dict:
 def prospect(row: OutboxEmail, settings: dict, secret: str) -> dict:
     """Context of every email to a prospect: personalisation, unsubscribe, tracked links."""
     root = base_url(settings)
-    lead = Lead.get_or_none(Lead.id == row.lead_id) or Lead(email=row.to_address)
+    lead = row.lead or Lead(email=row.to_address)  # joined in deliver(); gone if erased
 
     def track(url: str) -> str:
         return f"{root}/c/{links.click_token(secret, row.id, url)}"
@@ -170,7 +173,8 @@ def skip_reasons(rows: list[OutboxEmail]) -> dict[int, str]:
 def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime) -> int:
     """Send the rows this call can claim; return how many were sent."""
     claimed = outbox.claim(outbox_ids, now=now, claim_seconds=settings["outbox.claim_seconds"])
-    rows = list(OutboxEmail.select().where(OutboxEmail.id.in_(claimed)).order_by(OutboxEmail.id))
+    rows = list(OutboxEmail.select(OutboxEmail, Lead).join(Lead, JOIN.LEFT_OUTER)
+                .where(OutboxEmail.id.in_(claimed)).order_by(OutboxEmail.id))
     skips, batch = skip_reasons(rows), []
     for row in rows:
         reason = skips.get(row.id)
@@ -181,20 +185,19 @@ def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime
     if not batch:
         return 0
     parts, answered, sent = dict(batch), set(), []
-    templates = {row.id: row.template for row in rows}
+    templates, outcomes = {row.id: row.template for row in rows}, Counter()
 
     def report(outbox_id: int, refusal: str | None) -> None:
         answered.add(outbox_id)
-        template = templates[outbox_id]
         if refusal:
             log.warning("outbox %d refused for good: %s", outbox_id, refusal)
             outbox.mark_failed(outbox_id, error=refusal, now=now)
-            metrics.add("leadbridge_emails_failed_total", template=template)
+            outcomes["failed", templates[outbox_id]] += 1
         else:
-            metrics.add("leadbridge_emails_sent_total", template=template)
             _, subject, text, html = parts[outbox_id]
             outbox.mark_sent(outbox_id, subject=subject, body_text=text, body_html=html,
                              now=now)
+            outcomes["sent", templates[outbox_id]] += 1
             sent.append(outbox_id)
 
     try:
@@ -204,7 +207,9 @@ def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime
         failed = outbox.release(unanswered, error=str(exc), now=now,
                                 backoff=settings["outbox.retry_seconds"])
         for outbox_id in unanswered:
-            outcome = "failed" if outbox_id in failed else "retried"
-            metrics.add(f"leadbridge_emails_{outcome}_total", template=templates[outbox_id])
+            outcomes["failed" if outbox_id in failed else "retried", templates[outbox_id]] += 1
         raise
+    finally:
+        for (outcome, template), count in outcomes.items():
+            metrics.add(f"leadbridge_emails_{outcome}_total", count, template=template)
     return len(sent)

@@ -9,7 +9,7 @@ from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import css_inline
@@ -84,6 +84,12 @@ class CaptureTransport:
             report(outbox_id, None)
 
 
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """Built once: loading the system's CA certificates takes tens of milliseconds."""
+    return ssl.create_default_context()
+
+
 class SMTPTransport:
     """One connection for a batch of messages. Each message is reported as soon as the
     server has answered it: accepted, or refused for good (5xx). A 4xx answer, a refused
@@ -104,7 +110,7 @@ class SMTPTransport:
                 report(outbox_id, self._send_one(smtp, message))
 
     def _connect(self) -> smtplib.SMTP:
-        context = ssl.create_default_context()
+        context = _tls_context() if self.security != "none" else None
         if self.security == "ssl":
             smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
         else:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from redis.exceptions import RedisError
 from rq import Retry
 
-from .db import collect
+from .db import collect, update_row
 from .models import OutboxEmail
 from .runtime import runtime
 
@@ -102,8 +102,9 @@ def claim(outbox_ids: list[int], *, now: datetime, claim_seconds: int) -> list[i
 
 def mark_sent(outbox_id: int, *, subject: str, body_text: str, body_html: str,
               now: datetime) -> None:
-    OutboxEmail.update(sent_at=now, subject=subject, body_text=body_text, body_html=body_html,
-                       last_error="").where(OutboxEmail.id == outbox_id).execute()
+    update_row(OutboxEmail, outbox_id, {"sent_at": now, "subject": subject,
+                                        "body_text": body_text, "body_html": body_html,
+                                        "last_error": ""})
 
 
 def mark_skipped(outbox_id: int, *, reason: str, now: datetime) -> None:

@@ -8,12 +8,14 @@ import peewee
 from flask import Flask, request
 from flask_wtf.csrf import CSRFError
 
+from ..db import db
 from ..errors import DomainError
 from . import api, decisions, email_events, forms, health, prospects, tracking, webhooks
 from .responses import domain_error, error_response, has_nul
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
+SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
 
 
 def init_app(app: Flask) -> None:
@@ -49,7 +51,11 @@ def refuse_nul_characters():
 
 def database_unavailable(exc: Exception):
     """The database is locked past its timeout, or down: nothing was committed, so say so
-    (503) and when to try again; senders retry and nothing is counted twice."""
+    (503) and when to try again; senders retry and nothing is counted twice. SQLite reports
+    mistakes such as a missing table as OperationalError too: those stay 500s."""
+    if isinstance(db.obj, peewee.SqliteDatabase) and not any(
+            word in str(exc).lower() for word in SQLITE_UNAVAILABLE):
+        raise exc
     log.warning("database unavailable: %s", exc)
     response = error_response(503, "unavailable",
                               "The service is busy; nothing was stored. Try again shortly.")
