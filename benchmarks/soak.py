@@ -5,9 +5,9 @@ email goes through the queue and a worker to a local SMTP sink).
 
 First the capacity is measured (closed loop, as benchmarks/intake.py does); that figure is
 this run's baseline. Then requests are sent on a fixed schedule at half of it, and every 10 s
-the script samples the resident memory of the web and worker processes, the RQ queue length
-and the unsent outbox. It reports errors, latency, memory growth from the second minute to
-the last, and whether the queue grew.
+the script samples the resident memory of the web and worker processes and, from Leadbridge's
+own /metrics, the RQ queue length and the sent and unsent emails. It reports errors, latency,
+memory growth from the second minute to the last, and whether the queue grew.
 
 Usage: python benchmarks/soak.py [--minutes 10] [--connections 16]"""
 
@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from intake import _wait_port, run_load, track_requests
 LEADS = 5000
 PROMOTE_EVERY = 40
 SAMPLE_SECONDS = 10
+METRICS_KEY = "soak-metrics-key-0123456789"
 
 
 def prepare(data: Path) -> tuple[str, str]:
@@ -100,19 +101,24 @@ def rss_mib(root_pid: int) -> float:
     return total / 1024
 
 
-def sampler(processes: dict, redis_url: str, database: Path, stop: threading.Event,
-            samples: list) -> None:
-    import redis
+def metric(text: str, name: str) -> int:
+    """A metric's value in Prometheus text, summed over its labels."""
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith((name + " ", name + "{"))))
 
-    client = redis.Redis.from_url(redis_url)
+
+def sampler(processes: dict, port: int, stop: threading.Event, samples: list) -> None:
+    """Memory from /proc; queue length, unsent and sent emails from Leadbridge's /metrics."""
     began = time.monotonic()
     while not stop.wait(SAMPLE_SECONDS):
-        with sqlite3.connect(database, timeout=30) as db:
-            unsent, sent = db.execute(
-                "SELECT count(*) FILTER (WHERE sent_at IS NULL AND skipped_at IS NULL AND "
-                "failed_at IS NULL), count(sent_at) FROM outbox_email").fetchone()
-        samples.append({"t": time.monotonic() - began, "queue": client.llen("rq:queue:default"),
-                        "unsent": unsent, "sent": sent,
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                         headers={"Authorization": f"Bearer {METRICS_KEY}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+        samples.append({"t": time.monotonic() - began,
+                        "queue": metric(text, "leadbridge_queue_jobs"),
+                        "unsent": metric(text, "leadbridge_outbox_unsent"),
+                        "sent": metric(text, "leadbridge_emails_sent_total"),
                         **{name: rss_mib(p.pid) for name, p in processes.items()}})
 
 
@@ -139,7 +145,8 @@ def main() -> None:
                         LEADBRIDGE_LOGGING__LEVEL="WARNING", LEADBRIDGE_MAIL__TRANSPORT="smtp",
                         LEADBRIDGE_MAIL__SMTP_HOST="127.0.0.1",
                         LEADBRIDGE_MAIL__SMTP_PORT=smtp_port,
-                        LEADBRIDGE_MAIL__SMTP_SECURITY="none")
+                        LEADBRIDGE_MAIL__SMTP_SECURITY="none",
+                        LEADBRIDGE_METRICS__KEY=METRICS_KEY)
         processes = {part: subprocess.Popen(
             [sys.executable, "-m", "service.cli", part], cwd=ROOT, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -155,8 +162,7 @@ def main() -> None:
                   f"{args.minutes:g} min, one request in {PROMOTE_EVERY} a promotion")
             stop, samples = threading.Event(), []
             watcher = threading.Thread(target=sampler, args=(
-                {"web": processes["web"], "worker": processes["worker"]},
-                valkey.connection_url, data / "leadbridge.db", stop, samples))
+                {"web": processes["web"], "worker": processes["worker"]}, port, stop, samples))
             watcher.start()
             soak = run_load(port, mixed(track_requests(write_key), promotions(api_key)),
                             args.minutes * 60, args.connections, rate=rate)

@@ -10,8 +10,8 @@ import secrets
 
 from flask import g
 
-# Flask-Admin's menus: links to javascript:void(0) that a handler returning false stops.
-_handlers: set[str] = {"return false;", "javascript:void(0)"}
+_hashes: set[str] = set()  # of the inline handlers allowed
+_allowed = ""  # the same, sorted, as the policy writes them
 
 
 def nonce() -> str:
@@ -22,18 +22,22 @@ def nonce() -> str:
 
 
 def allow_handler(source: str) -> None:
-    _handlers.add(source)
+    global _allowed
+    _hashes.add("'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode()
+                + "'")
+    _allowed = " ".join(sorted(_hashes))
+
+
+# Flask-Admin's menus: links to javascript:void(0) that a handler returning false stops.
+allow_handler("return false;")
+allow_handler("javascript:void(0)")
 
 
 def policy() -> str:
     scripts = ["'self'"]
     if "csp_nonce" in g:
         scripts.append(f"'nonce-{g.csp_nonce}'")
-    scripts += ["'unsafe-hashes'", *sorted(_hash(source) for source in _handlers)]
+    scripts += ["'unsafe-hashes'", _allowed]
     return ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
             f"script-src {' '.join(scripts)}; object-src 'none'; frame-ancestors 'self'; "
             "base-uri 'self'; form-action 'self'")
-
-
-def _hash(source: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"

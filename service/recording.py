@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import peewee
@@ -29,7 +30,6 @@ class Recorded:
     activities: int = 0
     anonymous: int = 0
     duplicate: bool = False
-    leads: set = field(default_factory=set)
     crossed: set = field(default_factory=set)
     kinds: dict = field(default_factory=dict)
 
@@ -44,8 +44,7 @@ class Batch:
         self.changed: dict[int, dict] = {}
         self.activities: list[dict] = []
         self.waiting: dict[str, list[dict]] = {}  # anonymous id → activity without a lead
-        self.scored: dict[int, list[tuple[str, datetime]]] = {}
-        self.latest: dict[int, datetime] = {}
+        self.scored: dict[int, list[tuple[str, datetime]]] = {}  # lead id → (type, time)
 
     def record(self, events: list[Event]) -> None:
         if not events:
@@ -67,7 +66,8 @@ class Batch:
             self.stored = set(AnonymousActivity.select(AnonymousActivity.anonymous_id).where(
                 AnonymousActivity.anonymous_id.in_(anonymous)).distinct().scalars())
         emails = {event.email for event in events if event.email}
-        self._load(Lead.email.in_(emails) | Lead.id.in_(set(self.owners.values())))
+        if emails or self.owners:
+            self._load(Lead.email.in_(emails) | Lead.id.in_(set(self.owners.values())))
         first_fields: dict[str, dict] = {}
         for event in events:
             if event.email and event.email not in self.by_email:
@@ -147,12 +147,9 @@ class Batch:
 
     def _attach(self, lead_id: int, rows: list[dict]) -> None:
         self.activities += [{**row, "lead": lead_id} for row in rows]
-        latest = max(row["occurred_at"] for row in rows)
-        self.latest[lead_id] = max(self.latest.get(lead_id, latest), latest)
         self.scored.setdefault(lead_id, []).extend(
             (row["type"], row["occurred_at"]) for row in rows)
         self.result.activities += len(rows)
-        self.result.leads.add(lead_id)
 
     def _write(self) -> None:
         for lead_id, changes in self.changed.items():
@@ -161,34 +158,36 @@ class Batch:
                                         for anonymous_id, rows in self.waiting.items()
                                         for row in rows])
         insert_rows(Activity, self.activities)
-        for lead_id, latest in self.latest.items():
-            self._settle(self.by_id[lead_id], latest, self.scored[lead_id])
+        for lead_id, items in self.scored.items():
+            self._settle(self.by_id[lead_id], items)
 
-    def _settle(self, lead: dict, latest: datetime, items: list[tuple[str, datetime]]) -> None:
+    def _settle(self, lead: dict, items: list[tuple[str, datetime]]) -> None:
         """Move last_activity_at forward and add the activities' points to the score, in one
         update conditional on the score this batch read (re-read and retried if another
         writer changed it)."""
         terms = [term for kind, at in items
                  if (term := self.policy.term(kind, at) if self.policy else None) is not None]
-        stored = Lead.last_activity_at.db_value(latest)
+        stored = Lead.last_activity_at.db_value(max(at for _, at in items))
         lead_id, before = lead["id"], lead["score_log"]
         for _ in range(SCORE_TRIES):
             after = before
             for term in terms:
                 after = add_logs(after, term)
-            if db.execute_sql(_settle_statement(), (stored, stored, after, lead_id, before)
+            if db.execute_sql(_settle_statement(type(db.obj)),
+                              (stored, stored, after, lead_id, before)
                               ).rowcount == 1:
                 break
             before = Lead.select(Lead.score_log).where(Lead.id == lead_id).scalar()
         else:
             raise RuntimeError(f"lead {lead_id}: score kept changing under {SCORE_TRIES} tries")
-        if terms and self.policy is not None:
+        if terms:
             threshold = self.policy.threshold_log(self.now)
             if (before is None or before < threshold) and after >= threshold:
                 self.result.crossed.add(lead_id)
 
 
-def _settle_statement() -> str:
+@lru_cache(maxsize=4)
+def _settle_statement(dialect: type) -> str:
     """Written out once rather than built per lead: peewee renders a query on each
     execute, which made this update most of a batch's time."""
     param = db.obj.param

@@ -39,12 +39,11 @@ def refuse_nul_characters():
     """PostgreSQL text cannot hold NUL and no field of ours needs it: refuse it at the door
     with a clear 400 instead of storing it on SQLite and failing on PostgreSQL. (A gzip
     body is checked once inflated, by the tracking API that accepts it.)"""
-    texts = [*request.args.values()]
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        texts += request.form.values()
-    elif not request.content_encoding and has_nul(request.get_data(cache=True)):
-        texts.append("\x00")
-    if any("\x00" in text for text in texts):
+        found = any("\x00" in text for text in request.form.values())
+    else:
+        found = not request.content_encoding and has_nul(request.get_data(cache=True))
+    if found or any("\x00" in text for text in request.args.values()):
         return error_response(400, "invalid", "Text may not contain NUL (\\u0000) characters.")
     return None
 
