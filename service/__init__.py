@@ -68,9 +68,12 @@ def security_headers(response):
 
 
 def init_backends(settings: dict, secret: str) -> None:
-    """Bind the database and the queue for this process."""
+    """Bind the database and the queue for this process (counts for the Redis bound before
+    go there first)."""
+    from . import metrics
     from .runtime import runtime
 
+    metrics.flush()
     database = db.open_database(settings["database.url"], config_module.data_dir(settings))
     db.bind(database)
     runtime.bind(settings, secret, settings["redis.url"])

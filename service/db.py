@@ -4,7 +4,7 @@ helper that runs after-commit hooks, and per-request/per-job connection handling
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -164,6 +164,30 @@ def _update(model: type[peewee.Model], names: tuple[str, ...], dialect: type) ->
     columns = ", ".join(f'"{meta.fields[name].column_name}" = {param}' for name in names)
     return (f'UPDATE "{meta.table_name}" SET {columns} '
             f'WHERE "{meta.primary_key.column_name}" = {param}')
+
+
+def select_rows(build: Callable[..., peewee.Query], *groups: Sequence) -> list[tuple]:
+    """The rows of build(*groups), with its SQL rendered once per shape instead of on every
+    call. build is a module-level function whose query takes no parameters but the groups'
+    values, in order and as the database stores them. Groups are padded to a power of two
+    (repeating a value changes no IN list), so a few shapes cover every batch."""
+    sizes = tuple(_padded_size(len(group)) for group in groups)
+    params = [value for group, size in zip(groups, sizes, strict=True)
+              for value in [*group, *group[-1:] * (size - len(group))]]
+    return db.execute_sql(_rendered(build, sizes, type(db.obj)), params).fetchall()
+
+
+def _padded_size(length: int) -> int:
+    return 1 << (length - 1).bit_length() if length else 0
+
+
+@lru_cache(maxsize=256)
+def _rendered(build: Callable[..., peewee.Query], sizes: tuple[int, ...], dialect: type) -> str:
+    markers = [[1_000_000 * (i + 1) + j for j in range(size)] for i, size in enumerate(sizes)]
+    sql, params = build(*markers).sql()
+    if [str(value) for value in params] != [str(m) for group in markers for m in group]:
+        raise ValueError(f"{build.__name__}: a query's only parameters must be its groups'")
+    return sql
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from .db import transaction
+from .db import select_rows, transaction
 from .errors import InvalidInput
 from .models import IntegrationKey
 
@@ -49,10 +49,14 @@ def webhook_secrets(source: str) -> list[str]:
 def _source_of(kind: str, key: str) -> str | None:
     if not key:
         return None
-    row = IntegrationKey.get_or_none(IntegrationKey.key_hash == _hash(key),
-                                     IntegrationKey.kind == kind,
-                                     IntegrationKey.active == True)  # noqa: E712
-    return row.source if row else None
+    rows = select_rows(_active_key, [_hash(key)], [kind])
+    return rows[0][0] if rows else None
+
+
+def _active_key(hashes: list[str], kinds: list[str]):
+    return IntegrationKey.select(IntegrationKey.source).where(
+        IntegrationKey.key_hash.in_(hashes), IntegrationKey.kind.in_(kinds),
+        IntegrationKey.active)
 
 
 def write_key_source(key: str) -> str | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import peewee
 
 from . import lifecycle
-from .db import db, insert_rows
+from .db import db, insert_rows, select_rows
 from .models import Activity, AnonymousActivity, Identity, Lead
 from .scoring import Policy, add_logs
 
@@ -21,8 +21,7 @@ if TYPE_CHECKING:
     from .intake import Event
 
 SCORE_TRIES = 100
-LOOKED_UP = (Lead.id, Lead.email, Lead.score_log,
-             *(Lead._meta.fields[name] for name in Lead.EDITABLE))
+LOOKED_UP = ("id", "email", "score_log", *Lead.EDITABLE)
 
 
 @dataclass
@@ -57,17 +56,16 @@ class Batch:
     def _look_up(self, events: list[Event]) -> None:
         ids = {key for event in events for key in _tracking_ids(event)}
         if ids:
-            self.owners = {
-                (kind, value): lead_id for kind, value, lead_id in Identity.select(
-                    Identity.kind, Identity.value, Identity.lead).where(
-                    Identity.value.in_({value for _, value in ids})).tuples()
-                if (kind, value) in ids}
-            anonymous = {value for kind, value in ids if kind == "anonymous_id"}
-            self.stored = set(AnonymousActivity.select(AnonymousActivity.anonymous_id).where(
-                AnonymousActivity.anonymous_id.in_(anonymous)).distinct().scalars())
-        emails = {event.email for event in events if event.email}
+            values = list({value for _, value in ids})
+            self.owners = {(kind, value): lead_id for kind, value, lead_id
+                           in select_rows(_identities, values) if (kind, value) in ids}
+            anonymous = [value for kind, value in ids if kind == "anonymous_id"]
+            if anonymous:
+                self.stored = {row[0] for row in select_rows(_visitors_with_activity,
+                                                              anonymous)}
+        emails = list({event.email for event in events if event.email})
         if emails or self.owners:
-            self._load(Lead.email.in_(emails) | Lead.id.in_(set(self.owners.values())))
+            self._load(emails, list(set(self.owners.values())))
         first_fields: dict[str, dict] = {}
         for event in events:
             if event.email and event.email not in self.by_email:
@@ -76,15 +74,16 @@ class Batch:
             lifecycle.capture_many([{**fields, "email": email}
                                     for email, fields in first_fields.items()],
                                    source=self.source, actor=self.source, now=self.now)
-            self._load(Lead.email.in_(list(first_fields)))
+            self._load(list(first_fields), [])
 
-    def _load(self, condition) -> None:
-        for lead in Lead.select(*LOOKED_UP).where(condition).dicts():
+    def _load(self, emails: list[str], ids: list[int]) -> None:
+        for row in select_rows(_leads, emails, ids):
+            lead = dict(zip(LOOKED_UP, row, strict=True))
             self.by_email[lead["email"]] = self.by_id[lead["id"]] = lead
 
     def _lead(self, lead_id: int) -> dict:
         if lead_id not in self.by_id:
-            self._load(Lead.id == lead_id)
+            self._load([], [lead_id])
         return self.by_id[lead_id]
 
     def _add(self, event: Event) -> None:
@@ -195,6 +194,21 @@ def _settle_statement(dialect: type) -> str:
     return (f'UPDATE "lead" SET "last_activity_at" = CASE WHEN "last_activity_at" IS NULL '
             f'OR "last_activity_at" < {param} THEN {param} ELSE "last_activity_at" END, '
             f'"score_log" = {param} WHERE "id" = {param} AND "score_log" {same} {param}')
+
+
+def _identities(values: list[str]):
+    return Identity.select(Identity.kind, Identity.value, Identity.lead).where(
+        Identity.value.in_(values))
+
+
+def _visitors_with_activity(anonymous_ids: list[str]):
+    return AnonymousActivity.select(AnonymousActivity.anonymous_id).where(
+        AnonymousActivity.anonymous_id.in_(anonymous_ids)).distinct()
+
+
+def _leads(emails: list[str], ids: list[int]):
+    return Lead.select(*(Lead._meta.fields[name] for name in LOOKED_UP)).where(
+        Lead.email.in_(emails) | Lead.id.in_(ids))
 
 
 def _tracking_ids(event: Event) -> list[tuple[str, str]]:

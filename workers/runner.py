@@ -6,7 +6,7 @@ from rq import Queue, SimpleWorker
 from rq.cron import CronJob, CronScheduler
 from rq.serializers import JSONSerializer
 
-from service import db, logs
+from service import db, logs, metrics
 from service.runtime import runtime
 
 from . import jobs
@@ -26,6 +26,7 @@ class Worker(SimpleWorker):
         finally:
             logs.job_id.reset(token)
             db.release()
+            metrics.flush()
 
 
 def make_worker() -> Worker:
