@@ -108,7 +108,8 @@ def metric(text: str, name: str) -> int:
 
 
 def sampler(processes: dict, port: int, stop: threading.Event, samples: list) -> None:
-    """Memory from /proc; queue length, unsent and sent emails from Leadbridge's /metrics."""
+    """Memory from /proc; queue length, tracking events waiting to be recorded, unsent and
+    sent emails from Leadbridge's /metrics."""
     began = time.monotonic()
     while not stop.wait(SAMPLE_SECONDS):
         request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
@@ -117,6 +118,9 @@ def sampler(processes: dict, port: int, stop: threading.Event, samples: list) ->
             text = response.read().decode()
         samples.append({"t": time.monotonic() - began,
                         "queue": metric(text, "leadbridge_queue_jobs"),
+                        "waiting": metric(text, "leadbridge_intake_waiting"),
+                        "accepted": metric(text, "leadbridge_intake_accepted_total"),
+                        "recorded": metric(text, "leadbridge_intake_events_total"),
                         "unsent": metric(text, "leadbridge_outbox_unsent"),
                         "sent": metric(text, "leadbridge_emails_sent_total"),
                         **{name: rss_mib(p.pid) for name, p in processes.items()}})
@@ -183,11 +187,11 @@ def report(soak: dict, samples: list, rate: float) -> None:
           f"p99 {soak['p99']:.1f} ms, errors {len(soak['errors'])}")
     for error in soak["errors"][:5]:
         print("  error:", error)
-    print(f"{'t (s)':>6} {'web MiB':>8} {'worker MiB':>10} {'queue':>6} {'unsent':>7} "
-          f"{'sent':>6}")
+    print(f"{'t (s)':>6} {'web MiB':>8} {'worker MiB':>10} {'queue':>6} {'waiting':>8} "
+          f"{'unsent':>7} {'sent':>6}")
     for s in samples:
         print(f"{s['t']:6.0f} {s['web']:8.1f} {s['worker']:10.1f} {s['queue']:6d} "
-              f"{s['unsent']:7d} {s['sent']:6d}")
+              f"{s['waiting']:8d} {s['unsent']:7d} {s['sent']:6d}")
     minute = min(60 // SAMPLE_SECONDS, max(1, len(samples) // 3))  # short runs: thirds
     settled, last = samples[minute:2 * minute], samples[-minute:]
     for name in ("web", "worker"):
@@ -197,6 +201,9 @@ def report(soak: dict, samples: list, rate: float) -> None:
               f"({(after - before) / before * 100:+.1f} %; target < 10 %)")
     print(f"queue: most {max(s['queue'] for s in samples)}, at the end {samples[-1]['queue']}; "
           f"outbox at the end: {samples[-1]['sent']} sent, {samples[-1]['unsent']} unsent")
+    print(f"tracking events waiting to be recorded: most {max(s['waiting'] for s in samples)}, "
+          f"at the end {samples[-1]['waiting']}; accepted {samples[-1]['accepted']:,}, "
+          f"recorded {samples[-1]['recorded']:,}")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,24 @@
 """Activity intake: every source normalises to Event and ends in record_events(); forms and
-scripts use the one-event shortcut record_activity()."""
+scripts use the one-event shortcut record_activity(). Tracking calls are accepted first
+(stored as they came, answered at once) and recorded by workers in batches, oldest first."""
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import peewee
 from email_validator import EmailNotValidError, validate_email
 
 from . import metrics, nurture
-from .db import insert_returning, transaction
+from .db import insert_returning, insert_rows, lock, transaction
 from .errors import InvalidInput
 from .handoffs import auto_promote
-from .models import Activity, Delivery, Lead
+from .models import Activity, Delivery, InboundEvent, Lead
 from .recording import Batch, Recorded
 from .scoring import Policy
 
@@ -33,6 +36,16 @@ class Event:
     user_id: str | None = None
     identify_only: bool = False
 
+    def stored(self) -> dict:
+        return {**vars(self), "occurred_at": self.occurred_at.isoformat()}
+
+    @classmethod
+    def from_stored(cls, values: dict) -> Event:
+        return cls(**{**values, "occurred_at": datetime.fromisoformat(values["occurred_at"])})
+
+
+log = logging.getLogger(__name__)
+RECORD_LIMIT = 500  # accepted events recorded in one transaction
 
 ATOM_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 
@@ -105,21 +118,87 @@ def ingest(events: list[Event], *, source: str, settings: dict, now: datetime,
     return result
 
 
-def ingest_messages(messages: list[tuple[Event, str]], *, source: str, settings: dict,
-                    now: datetime) -> Recorded:
-    """A batch of (event, message id): each message idempotent on its own id."""
-    policy, result = Policy.from_settings(settings), Recorded()
+def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: datetime) -> int:
+    """Store a batch of (event, message id) for recording, each message idempotent on its
+    own id; return how many were new. Committed before the caller answers."""
     with transaction():
         fresh = _first_deliveries(source, [message_id for _, message_id in messages], now)
-        events = []
+        rows = []
         for event, message_id in messages:
             if message_id[:200] in fresh:
                 fresh.discard(message_id[:200])
-                events.append(event)
-        Batch(source, now, policy, result).record(events)
-    promote_crossed(result, settings, now)
-    _count(result, source)
-    return result
+                rows.append({"source": source, "received_at": now, "event": event.stored()})
+        insert_rows(InboundEvent, rows)
+    metrics.add("leadbridge_intake_accepted_total", len(rows), source=source)
+    return len(rows)
+
+
+def record_inbound(*, settings: dict, now: datetime, limit: int = RECORD_LIMIT) -> int:
+    """Record the oldest accepted events in order, in one transaction, and return how many
+    were taken. If that fails for a reason other than the database (a bad stored event),
+    each is recorded on its own and one that still fails is set aside as failed."""
+    try:
+        return _record_oldest(settings, now, limit)
+    except peewee.OperationalError:
+        raise
+    except Exception:
+        log.warning("recording %d accepted events together failed; one at a time", limit,
+                    exc_info=True)
+    taken = 0
+    for _ in range(limit):
+        try:
+            done = _record_oldest(settings, now, 1)
+        except peewee.OperationalError:
+            raise
+        except Exception as exc:
+            done = _set_aside_oldest(f"{type(exc).__name__}: {exc}")
+        if not done:
+            break
+        taken += done
+    return taken
+
+
+def _record_oldest(settings: dict, now: datetime, limit: int) -> int:
+    policy, results = Policy.from_settings(settings), []
+    with transaction():
+        lock("record-inbound")  # one recorder at a time keeps each visitor's events in order
+        rows = _oldest(limit)
+        for source, events in _runs_by_source(rows):
+            results.append((source, Recorded()))
+            Batch(source, now, policy, results[-1][1]).record(events)
+        InboundEvent.delete().where(InboundEvent.id.in_([row[0] for row in rows])).execute()
+    for source, result in results:
+        promote_crossed(result, settings, now)
+        _count(result, source)
+    return len(rows)
+
+
+def _oldest(limit: int) -> list[tuple]:
+    return list(InboundEvent.select(InboundEvent.id, InboundEvent.source, InboundEvent.event)
+                .where(InboundEvent.failed.is_null()).order_by(InboundEvent.id)
+                .limit(limit).tuples())
+
+
+def _runs_by_source(rows: list[tuple]) -> list[tuple[str, list[Event]]]:
+    """Consecutive events of one source, kept in order."""
+    runs: list[tuple[str, list[Event]]] = []
+    for _, source, stored in rows:
+        if not runs or runs[-1][0] != source:
+            runs.append((source, []))
+        runs[-1][1].append(Event.from_stored(stored))
+    return runs
+
+
+def _set_aside_oldest(reason: str) -> int:
+    with transaction():
+        rows = _oldest(1)
+        if rows:
+            InboundEvent.update(failed=reason[:2000]).where(
+                InboundEvent.id == rows[0][0]).execute()
+    if rows:
+        log.error("accepted event %d could not be recorded and is set aside: %s",
+                  rows[0][0], reason)
+    return len(rows)
 
 
 def _count(result: Recorded, source: str) -> None:

@@ -3,14 +3,15 @@ the same numbers, and read out in Prometheus' text format at /metrics. Without R
 is counted (a counter is never worth failing a request for); a flushed Redis restarts the
 counters, which Prometheus reads as a counter reset.
 
-A process adds to its own tally and sends it to Redis at most once a second (and when a job
-ends, before /metrics answers and at exit): one round trip a request cost a web worker more
-than some of the request's SQL."""
+A process adds to its own tally and sends it to Redis a second after the first count (also
+when a job ends, before /metrics answers and at exit): a round trip a request cost a web
+worker more than some of the request's SQL."""
 
 from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -26,9 +27,10 @@ HASH = "leadbridge:metrics"
 FLUSH_SECONDS = 1.0
 _tally: Counter = Counter()
 _lock = threading.Lock()
-_last_flush = time.monotonic()
+_timer: threading.Timer | None = None  # sends the tally FLUSH_SECONDS after its first count
 
 HELP = {
+    "leadbridge_intake_accepted_total": "Tracking events accepted for recording, by source.",
     "leadbridge_intake_events_total": "Activities recorded, by source.",
     "leadbridge_intake_duplicates_total": "Deliveries ignored as already recorded, by source.",
     "leadbridge_emails_sent_total": "Emails the SMTP server accepted, by template.",
@@ -50,16 +52,27 @@ def _escape(value) -> str:
 
 
 def add(name: str, amount: float = 1, **labels) -> None:
-    global _last_flush
+    global _timer
     if runtime.redis is None or not amount:
         return
     with _lock:
         _tally[_field(name, labels)] += amount
-        due = time.monotonic() - _last_flush >= FLUSH_SECONDS
-        if due:
-            _last_flush = time.monotonic()
-    if due:
-        flush()
+        if _timer is None:
+            _timer = threading.Timer(FLUSH_SECONDS, _flush_when_due)
+            _timer.daemon = True
+            _timer.start()
+
+
+def _flush_when_due() -> None:
+    global _timer
+    with _lock:
+        _timer = None
+    flush()
+
+
+def _forget_timer() -> None:
+    global _timer
+    _timer = None
 
 
 def flush() -> None:
@@ -80,6 +93,7 @@ def flush() -> None:
 
 
 atexit.register(flush)
+os.register_at_fork(after_in_child=_forget_timer)  # a forked child has no timer thread
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from .models import (
     TABLES_V5,
     TABLES_V6,
     TABLES_V8,
+    TABLES_V11,
     Activity,
     Handoff,
     Lead,
@@ -122,6 +123,10 @@ def _score_index() -> None:
     db.execute_sql('CREATE INDEX IF NOT EXISTS "lead_score_log" ON "lead" ("score_log")')
 
 
+def _inbound() -> None:
+    db.create_tables(TABLES_V11)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -133,6 +138,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (8, "reports: daily and monthly rollups", _rollups),
     (9, "outbox: retry times and permanent failures", _send_retries),
     (10, "leads: score as a double, indexed for the list sorted by score", _score_index),
+    (11, "intake: tracking messages accepted and waiting to be recorded", _inbound),
 ]
 
 

@@ -10,8 +10,13 @@ from .db import BaseModel, UTCDateTimeField, utcnow
 
 
 class JSONField(pw.TextField):
+    def __init__(self, *args, sort_keys: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sort_keys = sort_keys
+
     def db_value(self, value):
-        return None if value is None else json.dumps(value, sort_keys=True, default=str)
+        return None if value is None else json.dumps(value, sort_keys=self.sort_keys,
+                                                     default=str)
 
     def python_value(self, value):
         return None if value is None else json.loads(value)
@@ -275,6 +280,16 @@ class AnonymousActivity(BaseModel):
     created_at = UTCDateTimeField(default=utcnow)
 
 
+class InboundEvent(BaseModel):
+    """A tracking message accepted (answered 200) and waiting for a worker to record it:
+    identity, lead, activity and score. `failed` says why it could not be recorded, once
+    recording it on its own failed; such rows stay for an operator to read."""
+    source = pw.CharField(max_length=80)
+    received_at = UTCDateTimeField()
+    event = JSONField(sort_keys=False)  # read back by the recorder only: no need to sort
+    failed = pw.TextField(null=True)
+
+
 class LeadMerge(BaseModel):
     survivor = pw.ForeignKeyField(Lead, backref="merges", on_delete="CASCADE")
     merged_id = pw.IntegerField()
@@ -392,3 +407,4 @@ TABLES_V3 = [AuditEvent]
 TABLES_V5 = [Enrollment, Suppression, EmailEvent, EmailClick]
 TABLES_V6 = [DigestLog]
 TABLES_V8 = [Rollup, DirtyDay]
+TABLES_V11 = [InboundEvent]

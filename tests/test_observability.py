@@ -6,10 +6,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
 import pytest
 
-from service import logs
+from service import logs, metrics
 from service.db import utcnow
 from service.handoffs import promote_lead
 from service.keys import create_key
@@ -58,6 +59,7 @@ def test_counters_for_intake_sends_failures_and_sweeps(make_app, smtp):
         client.post("/v1/track", headers=basic(key), json={
             "userId": f"u-{i}", "event": "Trial Started", "messageId": f"m-{i}",
             "context": {"traits": {"email": f"lead{i}@example.com"}}})
+    run_worker()  # records the accepted events
     smtp.refuse["gone.rep@example.com"] = "550 5.1.1 No such user"
     for email, rep in (("lead1@example.com", "jordan.rep@example.com"),
                        ("lead2@example.com", "gone.rep@example.com")):
@@ -68,7 +70,9 @@ def test_counters_for_intake_sends_failures_and_sweeps(make_app, smtp):
     runtime.queue.enqueue("workers.jobs.sweep_outbox")
     run_worker()
     text = client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    assert metric(text, 'leadbridge_intake_accepted_total{source="tracking:website"}') == 3
     assert metric(text, 'leadbridge_intake_events_total{source="tracking:website"}') == 3
+    assert metric(text, "leadbridge_intake_waiting") == 0
     assert metric(text, 'leadbridge_emails_sent_total{template="rep_handoff"}') == 1
     assert metric(text, 'leadbridge_emails_failed_total{template="rep_handoff"}') == 1
     assert metric(text, 'leadbridge_sweep_runs_total{sweep="outbox"}') == 1
@@ -76,6 +80,14 @@ def test_counters_for_intake_sends_failures_and_sweeps(make_app, smtp):
     assert metric(text, "leadbridge_outbox_unsent") == 0
     assert "# TYPE leadbridge_emails_sent_total counter" in text
     assert "lead1@example.com" not in text, "no personal data in metrics"
+
+
+def test_a_count_reaches_redis_within_a_second_without_more_traffic(app):
+    metrics.add("leadbridge_intake_events_total", 2, source="quiet")
+    field = 'leadbridge_intake_events_total{source="quiet"}'
+    assert runtime.redis.hget(metrics.HASH, field) is None, "tallied in the process first"
+    time.sleep(metrics.FLUSH_SECONDS + 0.5)
+    assert float(runtime.redis.hget(metrics.HASH, field)) == 2
 
 
 def test_request_and_job_ids_on_log_lines(make_app, smtp, json_log):

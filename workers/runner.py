@@ -9,14 +9,22 @@ from rq.serializers import JSONSerializer
 from service import db, logs, metrics
 from service.runtime import runtime
 
-from . import jobs
+from . import jobs, recorder
 
 SWEEPS = [(jobs.sweep_outbox, 60), (jobs.sweep_sla, 60), (jobs.sweep_nurture, 60),
           (jobs.refresh_reports, 60), (jobs.send_digest, 300)]
 
 
 class Worker(SimpleWorker):
-    """Runs jobs in-process (no fork per job) with a database connection around each."""
+    """Runs jobs in-process (no fork per job) with a database connection around each, and
+    records accepted tracking events beside them (in burst mode: all of them, first)."""
+
+    def work(self, burst: bool = False, **kwargs) -> bool:
+        if burst:
+            recorder.drain()
+            return super().work(burst=True, **kwargs)
+        with recorder.running():
+            return super().work(**kwargs)
 
     def execute_job(self, job, queue):
         db.connect()

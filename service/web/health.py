@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from .. import metrics
 from ..db import db
-from ..models import DirtyDay, OutboxEmail
+from ..models import DirtyDay, InboundEvent, OutboxEmail
 from ..runtime import runtime
 from .responses import error_response
 
@@ -62,6 +62,12 @@ def prometheus():
         "leadbridge_outbox_unsent": ("Emails waiting to be sent (or retried).", unsent),
         "leadbridge_report_days_dirty": ("Days whose report rollups wait for a recount.",
                                          DirtyDay.select().count()),
+        "leadbridge_intake_waiting": ("Tracking events accepted and not yet recorded.",
+                                      InboundEvent.select().where(
+                                          InboundEvent.failed.is_null()).count()),
+        "leadbridge_intake_set_aside": ("Accepted tracking events that could not be recorded.",
+                                        InboundEvent.select().where(
+                                            InboundEvent.failed.is_null(False)).count()),
     }
     try:
         if runtime.queue is not None:

@@ -1,5 +1,6 @@
 """The Segment HTTP Tracking API (identify, track, page, batch) so analytics SDKs can send
-activity unchanged. Authenticated by a write key: HTTP Basic user name or `writeKey`."""
+activity unchanged. Authenticated by a write key: HTTP Basic user name or `writeKey`.
+Like Segment, a 200 means the messages are stored; workers record them moments later."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .. import keys
 from ..db import utcnow
 from ..errors import InvalidInput
-from ..intake import Event, ingest_messages, lead_fields, normalise_email
+from ..intake import Event, accept_messages, lead_fields, normalise_email
 from .responses import error_response, has_nul
 from .webhooks import parse_time
 
@@ -60,8 +61,7 @@ def receive(kind: str):
     if not isinstance(messages, list):
         raise InvalidInput("batch must be a list of messages")
     parsed = [parse_message(m, i, payload, settings, now) for i, m in enumerate(messages)]
-    ingest_messages([p for p in parsed if p is not None], source=f"tracking:{source}",
-                    settings=settings, now=now)
+    accept_messages([p for p in parsed if p is not None], source=f"tracking:{source}", now=now)
     return jsonify(success=True)
 
 
