@@ -27,7 +27,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import ROOT, clean_env, free_port, leadbridge, machine, wait_for
+from common import ROOT, clean_env, free_port, leadbridge, machine
 
 sys.path.insert(0, str(ROOT))
 

@@ -130,6 +130,7 @@ def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: date
                 rows.append({"source": source, "received_at": now, "event": event.stored()})
         insert_rows(InboundEvent, rows)
     metrics.add("leadbridge_intake_accepted_total", len(rows), source=source)
+    metrics.add("leadbridge_intake_duplicates_total", len(messages) - len(rows), source=source)
     return len(rows)
 
 
@@ -138,45 +139,50 @@ def record_inbound(*, settings: dict, now: datetime, limit: int = RECORD_LIMIT) 
     were taken. If that fails for a reason other than the database (a bad stored event),
     each is recorded on its own and one that still fails is set aside as failed."""
     try:
-        return _record_oldest(settings, now, limit)
+        taken, results = _record(settings, now, limit)
     except peewee.OperationalError:
         raise
     except Exception:
-        log.warning("recording %d accepted events together failed; one at a time", limit,
-                    exc_info=True)
-    taken = 0
-    for _ in range(limit):
-        try:
-            done = _record_oldest(settings, now, 1)
-        except peewee.OperationalError:
-            raise
-        except Exception as exc:
-            done = _set_aside_oldest(f"{type(exc).__name__}: {exc}")
-        if not done:
-            break
-        taken += done
+        log.warning("recording up to %d accepted events together failed; one at a time",
+                    limit, exc_info=True)
+        taken, results = _record_one_at_a_time(settings, now, limit)
+    for source, result in results:
+        promote_crossed(result, settings, now)
+        _count(result, source)
     return taken
 
 
-def _record_oldest(settings: dict, now: datetime, limit: int) -> int:
+def _record(settings: dict, now: datetime, limit: int,
+            only: int | None = None) -> tuple[int, list[tuple[str, Recorded]]]:
     policy, results = Policy.from_settings(settings), []
     with transaction():
         lock("record-inbound")  # one recorder at a time keeps each visitor's events in order
-        rows = _oldest(limit)
+        rows = _oldest(limit, only)
         for source, events in _runs_by_source(rows):
             results.append((source, Recorded()))
             Batch(source, now, policy, results[-1][1]).record(events)
         InboundEvent.delete().where(InboundEvent.id.in_([row[0] for row in rows])).execute()
-    for source, result in results:
-        promote_crossed(result, settings, now)
-        _count(result, source)
-    return len(rows)
+    return len(rows), results
 
 
-def _oldest(limit: int) -> list[tuple]:
-    return list(InboundEvent.select(InboundEvent.id, InboundEvent.source, InboundEvent.event)
-                .where(InboundEvent.failed.is_null()).order_by(InboundEvent.id)
-                .limit(limit).tuples())
+def _record_one_at_a_time(settings: dict, now: datetime,
+                          limit: int) -> tuple[int, list[tuple[str, Recorded]]]:
+    taken, results = 0, []
+    for row_id, *_ in _oldest(limit):
+        try:
+            done, recorded = _record(settings, now, 1, only=row_id)
+        except peewee.OperationalError:
+            raise
+        except Exception as exc:
+            done, recorded = _set_aside(row_id, f"{type(exc).__name__}: {exc}"), []
+        taken, results = taken + done, results + recorded
+    return taken, results
+
+
+def _oldest(limit: int, only: int | None = None) -> list[tuple]:
+    query = (InboundEvent.select(InboundEvent.id, InboundEvent.source, InboundEvent.event)
+             .where(InboundEvent.failed.is_null()).order_by(InboundEvent.id).limit(limit))
+    return list((query.where(InboundEvent.id == only) if only else query).tuples())
 
 
 def _runs_by_source(rows: list[tuple]) -> list[tuple[str, list[Event]]]:
@@ -189,16 +195,14 @@ def _runs_by_source(rows: list[tuple]) -> list[tuple[str, list[Event]]]:
     return runs
 
 
-def _set_aside_oldest(reason: str) -> int:
+def _set_aside(row_id: int, reason: str) -> int:
     with transaction():
-        rows = _oldest(1)
-        if rows:
-            InboundEvent.update(failed=reason[:2000]).where(
-                InboundEvent.id == rows[0][0]).execute()
-    if rows:
-        log.error("accepted event %d could not be recorded and is set aside: %s",
-                  rows[0][0], reason)
-    return len(rows)
+        marked = InboundEvent.update(failed=reason[:2000]).where(
+            InboundEvent.id == row_id, InboundEvent.failed.is_null()).execute()
+    if marked:
+        log.error("accepted event %d could not be recorded and is set aside: %s", row_id,
+                  reason)
+    return marked
 
 
 def _count(result: Recorded, source: str) -> None:

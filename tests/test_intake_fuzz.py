@@ -1,5 +1,5 @@
-"""Arbitrary bodies and headers on every intake route: never a 5xx, and never an activity
-from a request that was not authenticated."""
+"""Arbitrary bodies and headers on every intake route: never a 5xx, never an activity from a
+request that was not authenticated, and every tracking event accepted is recorded."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
 from service.keys import create_key
-from service.models import Activity, AnonymousActivity
+from service.models import Activity, AnonymousActivity, InboundEvent
+from workers import recorder
 
 ROUTES = ["/f/contact", "/webhooks/website", "/v1/identify", "/v1/track", "/v1/page",
           "/v1/batch", "/v1/screen", "/webhooks/unknown", "/f/unknown",
@@ -80,12 +81,15 @@ def test_intake_never_fails_and_never_trusts_strangers(app, route, body, gzipped
     authenticated = auth == "valid" and response.status_code < 300
     if route.startswith(("/webhooks", "/v1")) and not authenticated:
         assert counts() == before
+    if route.startswith("/v1") and authenticated:
+        recorder.drain()
+        assert InboundEvent.select().count() == 0, "accepted, so recorded (none set aside)"
 
 
-def counts() -> tuple[int, int]:
+def counts() -> tuple[int, int, int]:
     machine = Activity.select().where(Activity.source.startswith("webhook:") |
                                       Activity.source.startswith("tracking:")).count()
-    return machine, AnonymousActivity.select().count()
+    return machine, AnonymousActivity.select().count(), InboundEvent.select().count()
 
 
 @pytest.fixture(autouse=True)

@@ -71,6 +71,7 @@ def test_counters_for_intake_sends_failures_and_sweeps(make_app, smtp):
     run_worker()
     text = client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
     assert metric(text, 'leadbridge_intake_accepted_total{source="tracking:website"}') == 3
+    assert metric(text, 'leadbridge_intake_duplicates_total{source="tracking:website"}') == 1
     assert metric(text, 'leadbridge_intake_events_total{source="tracking:website"}') == 3
     assert metric(text, "leadbridge_intake_waiting") == 0
     assert metric(text, 'leadbridge_emails_sent_total{template="rep_handoff"}') == 1
