@@ -10,10 +10,13 @@ import sys
 import threading
 import time
 
+from rq import Worker
+
 from service.db import utcnow
 from service.intake import record_inbound
 from service.keys import create_key
 from service.models import Activity, AnonymousActivity, InboundEvent, Lead
+from service.runtime import runtime
 
 from .conftest import ROOT, leadbridge_env, run_worker
 from .test_tracking import basic
@@ -49,7 +52,10 @@ def test_a_running_worker_records_accepted_events_within_moments(app, settings_o
     worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=ROOT,
                               env=env)
     try:
-        time.sleep(3)  # started and idle
+        deadline = time.monotonic() + 30
+        while not Worker.all(connection=runtime.redis):  # registered: its recorder runs
+            assert time.monotonic() < deadline and worker.poll() is None, "no worker"
+            time.sleep(0.1)
         client = app.test_client()
         for person in range(5):
             visit(client, key, person)
