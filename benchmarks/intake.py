@@ -172,9 +172,9 @@ def _wait_port(port: int) -> None:
 LAYOUTS = {"production (behind a proxy, docs/deploy.md)": 1, "leadbridge up (no proxy)": None}
 
 
-def measure(data: Path, threads: int, args, valkey_url: str) -> dict[str, dict]:
-    """Every endpoint under one server layout, each with a fresh database; then the time a
-    worker takes to record what /v1/batch accepted."""
+def measure(data: Path, threads: int, args, valkey_url: str) -> None:
+    """Every endpoint under one server layout, then the time a worker takes to record the
+    tracking events accepted; prints the figures."""
     port, bare_port = free_port(), free_port()
     env = clean_env(LEADBRIDGE_DATA_DIR=data, LEADBRIDGE_WEB__PORT=port,
                     LEADBRIDGE_WEB__THREADS=threads, LEADBRIDGE_REDIS__URL=valkey_url,
@@ -189,27 +189,31 @@ def measure(data: Path, threads: int, args, valkey_url: str) -> dict[str, dict]:
                   "-b", f"127.0.0.1:{bare_port}", "bare_app:app"],
                  clean_env(BARE_DB=data / "bare.db"), bare_port)
     web = serve([sys.executable, "-m", "service.cli", "web"], env, port)
-    runs = [("bare Flask POST /bare", bare_port, bare_requests()),
-            ("POST /v1/track", port, track_requests(write_key)),
-            ("POST /webhooks/website", port, webhook_requests(secret)),
-            ("POST /v1/batch (100 events)", port, batch_requests(write_key))]
-    results = {}
+    runs = [("bare Flask POST /bare", bare_port, bare_requests(), 0),
+            ("POST /v1/track", port, track_requests(write_key), 1),
+            ("POST /webhooks/website", port, webhook_requests(secret), 0),
+            ("POST /v1/batch (100 events)", port, batch_requests(write_key), 100)]
+    results, accepted = {}, 0  # accepted: tracking events left for a worker to record
     try:
-        for name, target, make in runs:
+        for name, target, make, events in runs:
             results[name] = run_load(target, make, args.seconds, args.connections)
-        for name, target, make in runs:  # latency under a steady load below capacity
+            accepted += results[name]["n"] * events
+        for name, target, make, events in runs:  # latency under a steady load below capacity
             rate = results[name]["rps"] * args.load
-            results[f"{name} at {args.load:.0%}"] = run_load(target, make, args.seconds,
-                                                            args.connections, rate=rate)
+            load = run_load(target, make, args.seconds, args.connections, rate=rate)
+            results[f"{name} at {args.load:.0%}"] = load
+            accepted += load["n"] * events
     finally:
         for process in (web, bare):
             process.terminate()
             process.wait(timeout=10)
     started = time.perf_counter()
-    waiting = leadbridge("worker", "--burst", env=env)
-    results["recording"] = {"seconds": time.perf_counter() - started,
-                            "ok": waiting.returncode == 0}
-    return results
+    recorded = leadbridge("worker", "--burst", env=env).returncode == 0
+    seconds = time.perf_counter() - started
+    report(results)
+    print(f"a worker then recorded the {accepted:,} accepted tracking events in {seconds:.1f}s "
+          f"({accepted / seconds:,.0f}/s, process start included)"
+          f"{'' if recorded else ' — FAILED'}")
 
 
 def report(results: dict[str, dict]) -> None:
@@ -217,8 +221,6 @@ def report(results: dict[str, dict]) -> None:
     print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
           f"{'vs bare':>8}")
     for name, r in results.items():
-        if name == "recording":
-            continue
         ratio = "" if " at " in name else f"{r['rps'] / baseline:8.2f}"
         print(f"{name:34} {r['rps']:8.0f} {r['p50']:8.1f} {r['p99']:8.1f} "
               f"{len(r['errors']):7d} {ratio:>8}")
@@ -253,17 +255,9 @@ def main() -> None:
                 threads = threads or up_threads
                 data = Path(folder) / f"threads-{threads}"
                 data.mkdir()
-                results = measure(data, threads, args, valkey.connection_url)
                 kind = "sync workers" if threads == 1 else f"{threads} threads each"
                 print(f"\n{layout}: {kind}")
-                report(results)
-                recorded = results["recording"]
-                accepted = sum(r["n"] for name, r in results.items() if "/v1/" in name
-                               and "batch" not in name) + sum(
-                    r["n"] * 100 for name, r in results.items() if "batch" in name)
-                print(f"a worker then recorded the {accepted:,} accepted tracking events in "
-                      f"{recorded['seconds']:.1f}s ({accepted / recorded['seconds']:,.0f}/s, "
-                      f"process start included){'' if recorded['ok'] else ' — FAILED'}")
+                measure(data, threads, args, valkey.connection_url)
         finally:
             valkey.stop()
 

@@ -70,9 +70,11 @@ def _flush_when_due() -> None:
     flush()
 
 
-def _forget_timer() -> None:
+def _start_afresh() -> None:
+    """In a forked child: no timer thread, and the parent's tally is the parent's to send."""
     global _timer
     _timer = None
+    _tally.clear()
 
 
 def flush() -> None:
@@ -93,7 +95,7 @@ def flush() -> None:
 
 
 atexit.register(flush)
-os.register_at_fork(after_in_child=_forget_timer)  # a forked child has no timer thread
+os.register_at_fork(after_in_child=_start_afresh)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import hmac
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from peewee import fn
 from redis.exceptions import RedisError
 
 from .. import metrics
@@ -58,16 +59,16 @@ def prometheus():
     unsent = OutboxEmail.select().where(OutboxEmail.sent_at.is_null(),
                                         OutboxEmail.failed_at.is_null(),
                                         OutboxEmail.skipped_at.is_null()).count()
+    inbound, set_aside = InboundEvent.select(fn.COUNT(InboundEvent.id),
+                                             fn.COUNT(InboundEvent.failed)).tuples().get()
     gauges = {
         "leadbridge_outbox_unsent": ("Emails waiting to be sent (or retried).", unsent),
         "leadbridge_report_days_dirty": ("Days whose report rollups wait for a recount.",
                                          DirtyDay.select().count()),
         "leadbridge_intake_waiting": ("Tracking events accepted and not yet recorded.",
-                                      InboundEvent.select().where(
-                                          InboundEvent.failed.is_null()).count()),
+                                      inbound - set_aside),
         "leadbridge_intake_set_aside": ("Accepted tracking events that could not be recorded.",
-                                        InboundEvent.select().where(
-                                            InboundEvent.failed.is_null(False)).count()),
+                                        set_aside),
     }
     try:
         if runtime.queue is not None:
