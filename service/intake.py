@@ -4,6 +4,7 @@ scripts use the one-event shortcut record_activity(). Tracking calls are accepte
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -36,11 +37,12 @@ class Event:
     user_id: str | None = None
     identify_only: bool = False
 
-    def stored(self) -> dict:
-        return {**vars(self), "occurred_at": self.occurred_at.isoformat()}
+    def to_json(self) -> str:
+        return json.dumps({**vars(self), "occurred_at": self.occurred_at.isoformat()})
 
     @classmethod
-    def from_stored(cls, values: dict) -> Event:
+    def from_json(cls, text: str) -> Event:
+        values = json.loads(text)
         return cls(**{**values, "occurred_at": datetime.fromisoformat(values["occurred_at"])})
 
 
@@ -118,20 +120,15 @@ def ingest(events: list[Event], *, source: str, settings: dict, now: datetime,
     return result
 
 
-def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: datetime) -> int:
-    """Store a batch of (event, message id) for recording, each message idempotent on its
-    own id; return how many were new. Committed before the caller answers."""
+def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: datetime) -> None:
+    """Store a batch of (event, message id) for recording, committed before the caller
+    answers. Only appends: the ids are claimed when recorded (a random-key unique index
+    is the costly part of a commit), so the write lock is held for a few sequential inserts."""
+    rows = [{"source": source, "received_at": now, "event": event.to_json(),
+             "delivery_id": Delivery.stored_id(message_id)} for event, message_id in messages]
     with transaction():
-        fresh = _first_deliveries(source, [message_id for _, message_id in messages], now)
-        rows = []
-        for event, message_id in messages:
-            if message_id[:200] in fresh:
-                fresh.discard(message_id[:200])
-                rows.append({"source": source, "received_at": now, "event": event.stored()})
         insert_rows(InboundEvent, rows)
     metrics.add("leadbridge_intake_accepted_total", len(rows), source=source)
-    metrics.add("leadbridge_intake_duplicates_total", len(messages) - len(rows), source=source)
-    return len(rows)
 
 
 def record_inbound(*, settings: dict, now: datetime, limit: int = RECORD_LIMIT) -> int:
@@ -158,8 +155,9 @@ def _record(settings: dict, now: datetime, limit: int,
     with transaction():
         lock("record-inbound")  # one recorder at a time keeps each visitor's events in order
         rows = _oldest(limit, only)
-        for source, events in _runs_by_source(rows):
-            results.append((source, Recorded()))
+        for source, run in _runs_by_source(rows):
+            events = _first_of_each(source, run, now)
+            results.append((source, Recorded(duplicates=len(run) - len(events))))
             Batch(source, now, policy, results[-1][1]).record(events)
         InboundEvent.delete().where(InboundEvent.id.in_([row[0] for row in rows])).execute()
     return len(rows), results
@@ -180,19 +178,32 @@ def _record_one_at_a_time(settings: dict, now: datetime,
 
 
 def _oldest(limit: int, only: int | None = None) -> list[tuple]:
-    query = (InboundEvent.select(InboundEvent.id, InboundEvent.source, InboundEvent.event)
+    query = (InboundEvent.select(InboundEvent.id, InboundEvent.source,
+                                 InboundEvent.delivery_id, InboundEvent.event)
              .where(InboundEvent.failed.is_null()).order_by(InboundEvent.id).limit(limit))
     return list((query.where(InboundEvent.id == only) if only else query).tuples())
 
 
-def _runs_by_source(rows: list[tuple]) -> list[tuple[str, list[Event]]]:
-    """Consecutive events of one source, kept in order."""
-    runs: list[tuple[str, list[Event]]] = []
-    for _, source, stored in rows:
+def _runs_by_source(rows: list[tuple]) -> list[tuple[str, list[tuple]]]:
+    """Consecutive rows of one source as (delivery id, stored event), kept in order."""
+    runs: list[tuple[str, list[tuple]]] = []
+    for _, source, delivery_id, stored in rows:
         if not runs or runs[-1][0] != source:
             runs.append((source, []))
-        runs[-1][1].append(Event.from_stored(stored))
+        runs[-1][1].append((delivery_id, stored))
     return runs
+
+
+def _first_of_each(source: str, run: list[tuple], now: datetime) -> list[Event]:
+    """The events whose delivery id this call claims, each id's first in order; rows with
+    no id were claimed when accepted."""
+    fresh = _first_deliveries(source, [d for d, _ in run if d is not None], now)
+    events = []
+    for delivery_id, stored in run:
+        if delivery_id is None or delivery_id in fresh:
+            fresh.discard(delivery_id)
+            events.append(Event.from_json(stored))
+    return events
 
 
 def _set_aside(row_id: int, reason: str) -> int:
@@ -208,7 +219,8 @@ def _set_aside(row_id: int, reason: str) -> int:
 def _count(result: Recorded, source: str) -> None:
     metrics.add("leadbridge_intake_events_total", result.activities + result.anonymous,
                 source=source)
-    metrics.add("leadbridge_intake_duplicates_total", int(result.duplicate), source=source)
+    metrics.add("leadbridge_intake_duplicates_total", result.duplicates + result.duplicate,
+                source=source)
 
 
 def promote_crossed(result: Recorded, settings: dict, now: datetime) -> None:
@@ -225,7 +237,7 @@ def promote_crossed(result: Recorded, settings: dict, now: datetime) -> None:
 def _first_deliveries(source: str, delivery_ids: list[str], now: datetime) -> set[str]:
     """Claim the delivery ids; return those not claimed before (even by a concurrent call:
     the unique index decides and RETURNING names the rows this call inserted)."""
-    ids = dict.fromkeys(delivery_id[:200] for delivery_id in delivery_ids)
+    ids = dict.fromkeys(Delivery.stored_id(delivery_id) for delivery_id in delivery_ids)
     return set(insert_returning(
         Delivery, [{"source": source, "delivery_id": delivery_id, "received_at": now}
                    for delivery_id in ids], "delivery_id", ignore_conflicts=True))

@@ -30,7 +30,7 @@ _lock = threading.Lock()
 _timer: threading.Timer | None = None  # sends the tally FLUSH_SECONDS after its first count
 
 HELP = {
-    "leadbridge_intake_accepted_total": "Tracking events accepted for recording, by source.",
+    "leadbridge_intake_accepted_total": "Tracking messages stored to record, by source.",
     "leadbridge_intake_events_total": "Activities recorded, by source.",
     "leadbridge_intake_duplicates_total": "Deliveries ignored as already recorded, by source.",
     "leadbridge_emails_sent_total": "Emails the SMTP server accepted, by template.",

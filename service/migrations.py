@@ -22,6 +22,7 @@ from .models import (
     TABLES_V11,
     Activity,
     Handoff,
+    InboundEvent,
     Lead,
     OutboxEmail,
     Rep,
@@ -127,6 +128,10 @@ def _inbound() -> None:
     db.create_tables(TABLES_V11)
 
 
+def _inbound_delivery() -> None:
+    add_missing_columns(InboundEvent, InboundEvent.delivery_id)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -139,6 +144,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (9, "outbox: retry times and permanent failures", _send_retries),
     (10, "leads: score as a double, indexed for the list sorted by score", _score_index),
     (11, "intake: tracking messages accepted and waiting to be recorded", _inbound),
+    (12, "intake: message ids claimed when recorded, not when accepted", _inbound_delivery),
 ]
 
 

@@ -10,13 +10,8 @@ from .db import BaseModel, UTCDateTimeField, utcnow
 
 
 class JSONField(pw.TextField):
-    def __init__(self, *args, sort_keys: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.sort_keys = sort_keys
-
     def db_value(self, value):
-        return None if value is None else json.dumps(value, sort_keys=self.sort_keys,
-                                                     default=str)
+        return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
     def python_value(self, value):
         return None if value is None else json.loads(value)
@@ -258,6 +253,11 @@ class Delivery(BaseModel):
     class Meta:
         indexes = ((("source", "delivery_id"), True),)
 
+    @classmethod
+    def stored_id(cls, delivery_id: str) -> str:
+        """A delivery id as this table holds it: cut to the column's width."""
+        return delivery_id[:cls.delivery_id.max_length]
+
 
 class Identity(BaseModel):
     """A tracking id (anonymousId or userId) known to belong to a lead."""
@@ -286,7 +286,11 @@ class InboundEvent(BaseModel):
     recording it on its own failed; such rows stay for an operator to read."""
     source = pw.CharField(max_length=80)
     received_at = UTCDateTimeField()
-    event = JSONField(sort_keys=False)  # read back by the recorder only: no need to sort
+    # Claimed in Delivery when recorded (a re-delivery is dropped then), so accepting only
+    # appends rows. Null for rows accepted before version 12, claimed at once.
+    delivery_id = pw.CharField(max_length=200, null=True)
+    # Event.to_json(), encoded before the accepting transaction opens
+    event = pw.TextField()
     failed = pw.TextField(null=True)
 
 

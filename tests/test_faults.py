@@ -131,7 +131,7 @@ def test_database_locked_for_10_seconds_answers_503_then_stores_once(app):
 
 def test_a_database_error_that_is_not_a_lock_is_a_500_not_a_503(app):
     key = create_key("write_key", "website", sources=["website"], actor="t", now=utcnow())[1]
-    db.execute_sql("DROP TABLE delivery")
+    db.execute_sql("DROP TABLE inbound_event")
     app.config["TESTING"] = False  # answer as in production instead of raising into the test
     response = track(app.test_client(), key, 1)
     assert response.status_code == 500 and "Retry-After" not in response.headers

@@ -27,6 +27,7 @@ def test_upgrade_from_version_1(app):
     db.execute_sql("ALTER TABLE handoff DROP COLUMN sla_next_at")
     db.execute_sql('CREATE INDEX handoff_status_due_at ON handoff (status, due_at)')
     db.execute_sql("ALTER TABLE lead DROP COLUMN score_log")
+    db.execute_sql("ALTER TABLE inbound_event DROP COLUMN delivery_id")
     SchemaVersion.delete().where(SchemaVersion.version > 1).execute()
     assert current_version() == 1
     assert "score_log" not in {c.name for c in db.get_columns("lead")}
@@ -45,4 +46,5 @@ def test_upgrade_from_version_1(app):
                for name in indexes) == 2
     assert "lead_source" in {c.name for c in db.get_columns("handoff")}
     assert Handoff.select().count() == 0
+    assert "delivery_id" in {c.name for c in db.get_columns("inbound_event")}
     assert migrate() == []

@@ -70,7 +70,7 @@ def test_counters_for_intake_sends_failures_and_sweeps(make_app, smtp):
     runtime.queue.enqueue("workers.jobs.sweep_outbox")
     run_worker()
     text = client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
-    assert metric(text, 'leadbridge_intake_accepted_total{source="tracking:website"}') == 3
+    assert metric(text, 'leadbridge_intake_accepted_total{source="tracking:website"}') == 4
     assert metric(text, 'leadbridge_intake_duplicates_total{source="tracking:website"}') == 1
     assert metric(text, 'leadbridge_intake_events_total{source="tracking:website"}') == 3
     assert metric(text, "leadbridge_intake_waiting") == 0

@@ -101,7 +101,7 @@ def test_an_event_that_cannot_be_recorded_is_set_aside(app, caplog):
     key = create_key("write_key", "website", sources=["website"], actor="t", now=utcnow())[1]
     visit(app.test_client(), key, 1)
     broken = InboundEvent.select().order_by(InboundEvent.id).limit(1).get()
-    InboundEvent.update(event={"type": "page_view"}).where(
+    InboundEvent.update(event='{"type": "page_view"}').where(
         InboundEvent.id == broken.id).execute()
     run_worker()
     [left] = InboundEvent.select()

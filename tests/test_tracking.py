@@ -7,13 +7,22 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import threading
+import urllib.request
 from datetime import timedelta
 
 import pytest
 import segment.analytics as segment_analytics
 
 from service.keys import create_key
-from service.models import Activity, AnonymousActivity, Identity, InboundEvent, Lead
+from service.models import (
+    Activity,
+    AnonymousActivity,
+    Delivery,
+    Identity,
+    InboundEvent,
+    Lead,
+)
 
 from .conftest import run_worker
 
@@ -74,6 +83,33 @@ def test_single_calls_with_write_key_in_body(app, write_key):
     assert page.status_code == 200
     run_worker()
     assert sorted(a.type for a in Activity.select()) == ["page_view", "trial_signup"]
+
+
+def test_a_message_sent_many_times_is_recorded_once(write_key, live_server):
+    """Repeats inside one batch and five concurrent requests of the same batch: all are
+    stored and answered 200; recording claims each messageId once."""
+    batch = json.dumps({"batch": [
+        {"type": "track", "userId": "u-7", "event": "Trial Started", "messageId": message_id,
+         "context": {"traits": {"email": "ada@example.com"}}}
+        for message_id in ("r-1", "r-2", "r-1")]}).encode()
+    statuses, barrier = [], threading.Barrier(5)
+
+    def send():
+        request = urllib.request.Request(f"{live_server}/v1/batch", data=batch, headers={
+            **basic(write_key), "Content-Type": "application/json"})
+        barrier.wait()
+        with urllib.request.urlopen(request, timeout=30) as response:
+            statuses.append(response.status)
+
+    threads = [threading.Thread(target=send) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 5 and InboundEvent.select().count() == 15
+    run_worker()
+    assert Activity.select().count() == 2 and InboundEvent.select().count() == 0
+    assert {d.delivery_id for d in Delivery.select()} == {"r-1", "r-2"}
 
 
 def test_gzip_batch_and_clock_skew(app, write_key):

@@ -123,7 +123,7 @@ def parse_message(message, index: int, payload: dict, settings: dict,
     if isinstance(context.get("timezone"), str):
         event.fields = {**event.fields, **lead_fields({"time_zone": context["timezone"]})}
     message_id = message.get("messageId")
-    return event, str(message_id)[:200] if message_id else uuid.uuid4().hex
+    return event, str(message_id) if message_id else uuid.uuid4().hex
 
 
 def _identify(message: dict, where: str, occurred: datetime) -> Event:
