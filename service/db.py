@@ -171,10 +171,15 @@ def select_rows(build: Callable[..., peewee.Query], *groups: Sequence) -> list[t
     call. build is a module-level function whose query takes no parameters but the groups'
     values, in order and as the database stores them. Groups are padded to a power of two
     (repeating a value changes no IN list), so a few shapes cover every batch."""
+    return run_rendered(build, *groups).fetchall()
+
+
+def run_rendered(build: Callable[..., peewee.Query], *groups: Sequence):
+    """Execute build(*groups) as select_rows does (for an UPDATE or DELETE); the cursor."""
     sizes = tuple(_padded_size(len(group)) for group in groups)
     params = [value for group, size in zip(groups, sizes, strict=True)
               for value in [*group, *group[-1:] * (size - len(group))]]
-    return db.execute_sql(_rendered(build, sizes, type(db.obj)), params).fetchall()
+    return db.execute_sql(_rendered(build, sizes, type(db.obj)), params)
 
 
 def _padded_size(length: int) -> int:

@@ -16,7 +16,7 @@ import peewee
 from email_validator import EmailNotValidError, validate_email
 
 from . import metrics, nurture
-from .db import insert_returning, insert_rows, lock, transaction
+from .db import insert_returning, insert_rows, lock, run_rendered, transaction
 from .errors import InvalidInput
 from .handoffs import auto_promote
 from .models import Activity, Delivery, InboundEvent, Lead
@@ -159,7 +159,8 @@ def _record(settings: dict, now: datetime, limit: int,
             events = _first_of_each(source, run, now)
             results.append((source, Recorded(duplicates=len(run) - len(events))))
             Batch(source, now, policy, results[-1][1]).record(events)
-        InboundEvent.delete().where(InboundEvent.id.in_([row[0] for row in rows])).execute()
+        if rows:
+            run_rendered(_delete_inbound, [row[0] for row in rows])
     return len(rows), results
 
 
@@ -182,6 +183,10 @@ def _oldest(limit: int, only: int | None = None) -> list[tuple]:
                                  InboundEvent.delivery_id, InboundEvent.event)
              .where(InboundEvent.failed.is_null()).order_by(InboundEvent.id).limit(limit))
     return list((query.where(InboundEvent.id == only) if only else query).tuples())
+
+
+def _delete_inbound(ids: list[int]):
+    return InboundEvent.delete().where(InboundEvent.id.in_(ids))
 
 
 def _runs_by_source(rows: list[tuple]) -> list[tuple[str, list[tuple]]]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import peewee
 
 from . import lifecycle
-from .db import db, insert_rows, select_rows
+from .db import db, insert_returning, insert_rows, select_rows
 from .models import Activity, AnonymousActivity, Identity, Lead
 from .scoring import Policy, add_logs
 
@@ -140,8 +140,8 @@ class Batch:
 
     def _claim(self, key: tuple[str, str], lead_id: int) -> int:
         kind, value = key
-        if Identity.insert(kind=kind, value=value, lead=lead_id).on_conflict_ignore(
-        ).as_rowcount().execute() == 1:
+        if insert_returning(Identity, [{"kind": kind, "value": value, "lead": lead_id}], "id",
+                            ignore_conflicts=True):
             return lead_id
         return Identity.get(Identity.kind == kind, Identity.value == value).lead_id
 
