@@ -4,7 +4,6 @@ scripts use the one-event shortcut record_activity(). Tracking calls are accepte
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 import peewee
 from email_validator import EmailNotValidError, validate_email
 
-from . import metrics, nurture
+from . import jsontext, metrics, nurture
 from .db import insert_returning, insert_rows, lock, run_rendered, transaction
 from .errors import InvalidInput
 from .handoffs import auto_promote
@@ -38,11 +37,11 @@ class Event:
     identify_only: bool = False
 
     def to_json(self) -> str:
-        return json.dumps({**vars(self), "occurred_at": self.occurred_at.isoformat()})
+        return jsontext.dumps({**vars(self), "occurred_at": self.occurred_at.isoformat()})
 
     @classmethod
     def from_json(cls, text: str) -> Event:
-        values = json.loads(text)
+        values = jsontext.loads(text)
         return cls(**{**values, "occurred_at": datetime.fromisoformat(values["occurred_at"])})
 
 

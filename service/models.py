@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import peewee as pw
 
+from . import jsontext
 from .db import BaseModel, UTCDateTimeField, utcnow
 
 
 class JSONField(pw.TextField):
     def db_value(self, value):
-        return None if value is None else json.dumps(value, sort_keys=True, default=str)
+        return None if value is None else jsontext.dumps(value, sort_keys=True)
 
     def python_value(self, value):
-        return None if value is None else json.loads(value)
+        return None if value is None else jsontext.loads(value)
 
 
 class Lead(BaseModel):
