@@ -15,7 +15,6 @@ import base64
 import http.client
 import itertools
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -99,14 +98,14 @@ def event_body() -> dict:
 
 def unique_bodies(build) -> callable:
     """Bodies built ahead from VARIANTS random templates; each call gives one with fresh
-    message ids (a bytes replace of the template's marker)."""
+    message ids, unique to this generator (a bytes replace of the template's marker)."""
     templates = [json.dumps(build()).encode() for _ in range(VARIANTS)]
-    counter, lock = itertools.count(), threading.Lock()
+    counter, lock, token = itertools.count(), threading.Lock(), uuid.uuid4().hex[:12]
 
     def next_body() -> bytes:
         with lock:
             n = next(counter)
-        return random.choice(templates).replace(b"@ID@", f"{os.getpid()}-{n}".encode())
+        return random.choice(templates).replace(b"@ID@", f"{token}-{n}".encode())
     return next_body
 
 

@@ -121,6 +121,7 @@ def sampler(processes: dict, port: int, stop: threading.Event, samples: list) ->
                         "waiting": metric(text, "leadbridge_intake_waiting"),
                         "accepted": metric(text, "leadbridge_intake_accepted_total"),
                         "recorded": metric(text, "leadbridge_intake_events_total"),
+                        "repeated": metric(text, "leadbridge_intake_duplicates_total"),
                         "unsent": metric(text, "leadbridge_outbox_unsent"),
                         "sent": metric(text, "leadbridge_emails_sent_total"),
                         **{name: rss_mib(p.pid) for name, p in processes.items()}})
@@ -203,7 +204,8 @@ def report(soak: dict, samples: list, rate: float) -> None:
           f"outbox at the end: {samples[-1]['sent']} sent, {samples[-1]['unsent']} unsent")
     print(f"tracking events waiting to be recorded: most {max(s['waiting'] for s in samples)}, "
           f"at the end {samples[-1]['waiting']}; accepted {samples[-1]['accepted']:,}, "
-          f"recorded {samples[-1]['recorded']:,}")
+          f"recorded {samples[-1]['recorded']:,}, dropped as repeated message ids "
+          f"{samples[-1]['repeated']:,}")
 
 
 if __name__ == "__main__":
