@@ -1,5 +1,6 @@
 """The baseline: a bare Flask endpoint that reads a JSON body, inserts one row into SQLite
-the way Leadbridge does (WAL, synchronous=normal, one connection per thread) and answers."""
+the way Leadbridge does (WAL, synchronous=normal, one connection per thread) and answers.
+With BARE_DATABASE_URL, into PostgreSQL instead (psycopg2, one connection per thread)."""
 
 import json
 import os
@@ -13,20 +14,41 @@ PATH = os.environ.get("BARE_DB", "bare.db")
 local = threading.local()
 
 
-def connection() -> sqlite3.Connection:
+URL = os.environ.get("BARE_DATABASE_URL")
+
+
+def connection():
     if not hasattr(local, "db"):
-        local.db = sqlite3.connect(PATH, timeout=5, isolation_level=None)
-        local.db.execute("PRAGMA journal_mode=wal")
-        local.db.execute("PRAGMA synchronous=normal")
-        local.db.execute("CREATE TABLE IF NOT EXISTS event (id INTEGER PRIMARY KEY, body TEXT)")
+        local.db = postgresql() if URL else sqlite()
     return local.db
+
+
+def sqlite() -> sqlite3.Connection:
+    db = sqlite3.connect(PATH, timeout=5, isolation_level=None)
+    db.execute("PRAGMA journal_mode=wal")
+    db.execute("PRAGMA synchronous=normal")
+    db.execute("CREATE TABLE IF NOT EXISTS bare_event (id INTEGER PRIMARY KEY, body TEXT)")
+    return db
+
+
+def postgresql():
+    import psycopg2
+
+    db = psycopg2.connect(URL)
+    with db, db.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bare_event (id SERIAL PRIMARY KEY, body TEXT)")
+    return db
 
 
 @app.post("/bare")
 def bare():
     body = request.get_json(force=True)
     db = connection()
-    db.execute("BEGIN IMMEDIATE")
-    db.execute("INSERT INTO event (body) VALUES (?)", (json.dumps(body),))
-    db.execute("COMMIT")
+    if URL:
+        with db, db.cursor() as cursor:
+            cursor.execute("INSERT INTO bare_event (body) VALUES (%s)", (json.dumps(body),))
+    else:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO bare_event (body) VALUES (?)", (json.dumps(body),))
+        db.execute("COMMIT")
     return jsonify(success=True)

@@ -6,7 +6,8 @@ Flask endpoint served the same way that inserts one row into SQLite as Leadbridg
 Tracking calls are answered once stored; workers record them. The figures are for the
 answers, and a last line times a worker recording everything accepted.
 
-Usage: python benchmarks/intake.py [--seconds 5] [--connections 16] [--load 0.7]"""
+Usage: python benchmarks/intake.py [--seconds 5] [--connections 16] [--load 0.7]
+                                  [--database-url postgresql://…]"""
 
 from __future__ import annotations
 
@@ -177,7 +178,8 @@ def measure(data: Path, threads: int, args, valkey_url: str) -> None:
     port, bare_port = free_port(), free_port()
     env = clean_env(LEADBRIDGE_DATA_DIR=data, LEADBRIDGE_WEB__PORT=port,
                     LEADBRIDGE_WEB__THREADS=threads, LEADBRIDGE_REDIS__URL=valkey_url,
-                    LEADBRIDGE_LOGGING__LEVEL="WARNING")
+                    LEADBRIDGE_LOGGING__LEVEL="WARNING",
+                    LEADBRIDGE_DATABASE__URL=args.database_url)
     leadbridge("init-db", env=env)
     secret = leadbridge("create-integration-key", "webhook", "website", env=env).stdout.strip()
     write_key = leadbridge("create-integration-key", "write_key", "website",
@@ -186,7 +188,8 @@ def measure(data: Path, threads: int, args, valkey_url: str) -> None:
                   "-w", str(args.workers), "--threads", str(threads), "-k",
                   "gthread" if threads > 1 else "sync", "--no-control-socket",
                   "-b", f"127.0.0.1:{bare_port}", "bare_app:app"],
-                 clean_env(BARE_DB=data / "bare.db"), bare_port)
+                 clean_env(BARE_DB=data / "bare.db", BARE_DATABASE_URL=args.database_url),
+                 bare_port)
     web = serve([sys.executable, "-m", "service.cli", "web"], env, port)
     runs = [("bare Flask POST /bare", bare_port, bare_requests(), 0),
             ("POST /v1/track", port, track_requests(write_key), 1),
@@ -236,11 +239,15 @@ def main() -> None:
     parser.add_argument("--load", type=float, default=0.7,
                         help="fraction of the measured capacity for the latency runs")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
+    parser.add_argument("--database-url", default="",
+                        help="a PostgreSQL database for Leadbridge and the baseline alike "
+                             "(default: a SQLite file each)")
     args = parser.parse_args()
     from service.config import load
 
     print(machine())
-    print(f"server: gunicorn, {args.workers} processes; load: {args.connections} "
+    print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}; "
+          f"server: gunicorn, {args.workers} processes; load: {args.connections} "
           f"connections for {args.seconds:.0f}s each (closed loop: capacity), then an open "
           f"loop at {args.load:.0%} of it (latency below capacity); client on this machine")
     up_threads = load(ROOT / "config.toml")["web.threads"]

@@ -133,7 +133,9 @@ def insert_rows(model: type[peewee.Model], rows: list[dict], *, ignore_conflicts
     if not rows:
         return
     statement = _insert(model, tuple(rows[0]), ignore_conflicts, 1, None, type(db.obj))
-    db.cursor().executemany(statement.sql, [statement.values(row) for row in rows])
+    params = [statement.values(row) for row in rows]
+    with peewee.__exception_wrapper__:  # driver errors as peewee's, as execute_sql raises them
+        db.cursor().executemany(statement.sql, params)
 
 
 def insert_returning(model: type[peewee.Model], rows: list[dict], returning: str, *,

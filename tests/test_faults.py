@@ -78,7 +78,8 @@ def hold_database_lock(app):
         import psycopg2
 
         holder = psycopg2.connect(url)
-        holder.cursor().execute("LOCK TABLE lead, activity, delivery IN ACCESS EXCLUSIVE MODE")
+        holder.cursor().execute(
+            "LOCK TABLE lead, activity, delivery, inbound_event IN ACCESS EXCLUSIVE MODE")
     else:
         path = Path(app.config["SETTINGS"]["data_dir"]) / "leadbridge.db"
         holder = sqlite3.connect(path, isolation_level=None, timeout=1)
