@@ -127,10 +127,14 @@ def after_commit(hook: Callable[[], None]) -> None:
 
 
 def insert_rows(model: type[peewee.Model], rows: list[dict], *, ignore_conflicts=False) -> None:
-    """Bulk insert through the driver's executemany: one statement built once, instead of
-    peewee rendering every value (several times faster for imports). Every row must name the
-    same fields, including those with Python-side defaults."""
+    """Bulk insert with statements built once, instead of peewee rendering every value
+    (several times faster for imports). SQLite's executemany runs in-process; with a server,
+    where it would cost a round trip a row, rows go as multi-row INSERTs. Every row must name
+    the same fields, including those with Python-side defaults."""
     if not rows:
+        return
+    if not isinstance(db.obj, peewee.SqliteDatabase):
+        _insert_chunks(model, rows, ignore_conflicts, None)
         return
     statement = _insert(model, tuple(rows[0]), ignore_conflicts, 1, None, type(db.obj))
     params = [statement.values(row) for row in rows]
@@ -142,13 +146,22 @@ def insert_returning(model: type[peewee.Model], rows: list[dict], returning: str
                      ignore_conflicts=False) -> list:
     """Multi-row INSERT … RETURNING one column: the values of the rows this call inserted
     (with ignore_conflicts, the unique index leaves out rows another call holds)."""
-    found = []
-    for start in range(0, len(rows), 500):
-        chunk = rows[start:start + 500]
-        statement = _insert(model, tuple(chunk[0]), ignore_conflicts, len(chunk), returning,
+    return [row[0] for row in _insert_chunks(model, rows, ignore_conflicts, returning)]
+
+
+def _insert_chunks(model: type[peewee.Model], rows: list[dict], ignore_conflicts: bool,
+                   returning: str | None) -> list[tuple]:
+    """Multi-row INSERTs of 512, 256, 128 … rows, so a few statement shapes cover any count."""
+    found, start = [], 0
+    while start < len(rows):
+        size = min(512, 1 << ((len(rows) - start).bit_length() - 1))
+        chunk = rows[start:start + size]
+        statement = _insert(model, tuple(chunk[0]), ignore_conflicts, size, returning,
                             type(db.obj))
-        params = [value for row in chunk for value in statement.values(row)]
-        found += [row[0] for row in db.execute_sql(statement.sql, params).fetchall()]
+        cursor = db.execute_sql(statement.sql, [value for row in chunk
+                                                for value in statement.values(row)])
+        found += cursor.fetchall() if returning else []
+        start += size
     return found
 
 
@@ -210,7 +223,7 @@ class _Insert:
         return values
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=256)
 def _insert(model: type[peewee.Model], names: tuple[str, ...], ignore_conflicts: bool,
             count: int, returning: str | None, dialect: type) -> _Insert:
     fields = sorted((model._meta.fields[name] for name in names), key=lambda f: f._sort_key)
