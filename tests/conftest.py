@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import threading
+import urllib.request
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -173,6 +174,24 @@ def run_worker() -> None:
     from workers.runner import make_worker
 
     make_worker().work(burst=True, with_scheduler=True)
+
+
+def post_at_once(url: str, data: bytes, headers: dict, times: int) -> list[int]:
+    """POST the same request from `times` threads released together; the statuses."""
+    statuses, barrier = [], threading.Barrier(times)
+
+    def send():
+        request = urllib.request.Request(url, data=data, headers=headers)
+        barrier.wait()
+        with urllib.request.urlopen(request, timeout=30) as response:
+            statuses.append(response.status)
+
+    threads = [threading.Thread(target=send) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
 
 
 def csrf_token(html: str) -> str:

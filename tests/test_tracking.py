@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import threading
-import urllib.request
 from datetime import timedelta
 
 import pytest
@@ -24,7 +22,7 @@ from service.models import (
     Lead,
 )
 
-from .conftest import run_worker
+from .conftest import post_at_once, run_worker
 
 
 @pytest.fixture
@@ -92,20 +90,8 @@ def test_a_message_sent_many_times_is_recorded_once(write_key, live_server):
         {"type": "track", "userId": "u-7", "event": "Trial Started", "messageId": message_id,
          "context": {"traits": {"email": "ada@example.com"}}}
         for message_id in ("r-1", "r-2", "r-1")]}).encode()
-    statuses, barrier = [], threading.Barrier(5)
-
-    def send():
-        request = urllib.request.Request(f"{live_server}/v1/batch", data=batch, headers={
-            **basic(write_key), "Content-Type": "application/json"})
-        barrier.wait()
-        with urllib.request.urlopen(request, timeout=30) as response:
-            statuses.append(response.status)
-
-    threads = [threading.Thread(target=send) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = post_at_once(f"{live_server}/v1/batch", batch, {
+        **basic(write_key), "Content-Type": "application/json"}, 5)
     assert statuses == [200] * 5 and InboundEvent.select().count() == 15
     run_worker()
     assert Activity.select().count() == 2 and InboundEvent.select().count() == 0

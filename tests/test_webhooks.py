@@ -4,8 +4,6 @@ with its status and the exact number of activities stored."""
 from __future__ import annotations
 
 import json
-import threading
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +11,8 @@ from standardwebhooks import Webhook
 
 from service.keys import create_key
 from service.models import Activity, Delivery, Lead
+
+from .conftest import post_at_once
 
 URL = "/webhooks/website"
 
@@ -111,19 +111,7 @@ def test_duplicate_id_sequential(app, secret):
 
 def test_duplicate_id_ten_concurrent(secret, live_server):
     data, headers = signed(secret, event(), msg_id="concurrent")
-    statuses, barrier = [], threading.Barrier(10)
-
-    def send():
-        request = urllib.request.Request(live_server + URL, data=data, headers=headers)
-        barrier.wait()
-        with urllib.request.urlopen(request, timeout=30) as response:
-            statuses.append(response.status)
-
-    threads = [threading.Thread(target=send) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = post_at_once(live_server + URL, data, headers, 10)
     assert sorted(statuses) == [200] * 9 + [202]
     assert Activity.select().count() == 1
 
