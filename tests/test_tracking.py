@@ -98,6 +98,21 @@ def test_a_message_sent_many_times_is_recorded_once(write_key, live_server):
     assert {d.delivery_id for d in Delivery.select()} == {"r-1", "r-2"}
 
 
+def test_values_json_cannot_hold_natively_are_kept_exactly(app, write_key):
+    """A 70-bit integer and a lone surrogate: written by the standard library's encoder where
+    the fast one refuses them, and read back unchanged."""
+    body = ('{"userId": "u-9", "event": "Trial Started", "messageId": "big-1", '
+            '"properties": {"seats": 1180591620717411303425, "note": "\\ud800", "ok": "é"}, '
+            '"context": {"traits": {"email": "big@example.com"}}}')
+    response = app.test_client().post("/v1/track", data=body, headers={
+        **basic(write_key), "Content-Type": "application/json"})
+    assert response.status_code == 200
+    run_worker()
+    [activity] = Activity.select()
+    assert activity.properties["seats"] == 2**70 + 1 == activity.raw["properties"]["seats"]
+    assert activity.properties["note"] == "\ud800" and activity.properties["ok"] == "é"
+
+
 def test_gzip_batch_and_clock_skew(app, write_key):
     body = {"batch": [
         {"type": "identify", "anonymousId": "a-9", "traits": {"email": "k@orbital.example.com"},

@@ -4,6 +4,7 @@ Like Segment, a 200 means the messages are stored; workers record them moments l
 
 from __future__ import annotations
 
+import json
 import uuid
 import zlib
 from datetime import datetime
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import jsontext, keys
+from .. import keys
 from ..db import utcnow
 from ..errors import InvalidInput
 from ..intake import Event, accept_messages, lead_fields, normalise_email
@@ -80,8 +81,8 @@ def read_json() -> dict:
         if has_nul(body):
             raise InvalidInput("text may not contain NUL (\\u0000) characters")
     try:
-        payload = jsontext.loads(body)
-    except jsontext.DecodeError as exc:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidInput("body must be a JSON object")
