@@ -40,6 +40,16 @@ def postgresql():
     return db
 
 
+def create_table() -> None:
+    """Once, before gunicorn forks (--preload): processes racing to create the table or to
+    switch SQLite to WAL could fail a first request."""
+    db = postgresql() if URL else sqlite()
+    db.close()
+
+
+create_table()
+
+
 @app.post("/bare")
 def bare():
     body = request.get_json(force=True)

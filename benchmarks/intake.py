@@ -186,7 +186,7 @@ def measure(data: Path, threads: int, args, valkey_url: str) -> None:
                            env=env).stdout.strip()
     bare = serve([sys.executable, "-m", "gunicorn", "--chdir", str(Path(__file__).parent),
                   "-w", str(args.workers), "--threads", str(threads), "-k",
-                  "gthread" if threads > 1 else "sync", "--no-control-socket",
+                  "gthread" if threads > 1 else "sync", "--no-control-socket", "--preload",
                   "-b", f"127.0.0.1:{bare_port}", "bare_app:app"],
                  clean_env(BARE_DB=data / "bare.db", BARE_DATABASE_URL=args.database_url),
                  bare_port)
