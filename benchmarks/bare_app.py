@@ -12,8 +12,6 @@ from flask import Flask, jsonify, request
 app = Flask(__name__)
 PATH = os.environ.get("BARE_DB", "bare.db")
 local = threading.local()
-
-
 URL = os.environ.get("BARE_DATABASE_URL")
 
 
@@ -27,23 +25,22 @@ def sqlite() -> sqlite3.Connection:
     db = sqlite3.connect(PATH, timeout=5, isolation_level=None)
     db.execute("PRAGMA journal_mode=wal")
     db.execute("PRAGMA synchronous=normal")
-    db.execute("CREATE TABLE IF NOT EXISTS bare_event (id INTEGER PRIMARY KEY, body TEXT)")
     return db
 
 
 def postgresql():
     import psycopg2
 
-    db = psycopg2.connect(URL)
-    with db, db.cursor() as cursor:
-        cursor.execute("CREATE TABLE IF NOT EXISTS bare_event (id SERIAL PRIMARY KEY, body TEXT)")
-    return db
+    return psycopg2.connect(URL)
 
 
 def create_table() -> None:
     """Once, before gunicorn forks (--preload): processes racing to create the table or to
     switch SQLite to WAL could fail a first request."""
     db = postgresql() if URL else sqlite()
+    key = "SERIAL PRIMARY KEY" if URL else "INTEGER PRIMARY KEY"
+    db.cursor().execute(f"CREATE TABLE IF NOT EXISTS bare_event (id {key}, body TEXT)")
+    db.commit()  # psycopg2 opened a transaction; sqlite3 here is in autocommit
     db.close()
 
 
