@@ -97,11 +97,11 @@ def record_activity(email: str, *, type: str, source: str, occurred_at: datetime
 def record_events(events: list[Event], *, source: str, now: datetime,
                   policy: Policy | None = None, delivery_id: str | None = None) -> Recorded:
     """Record events in one transaction. With a delivery id, a re-delivery records nothing
-    and returns duplicate=True (the unique index on Delivery decides, even concurrently)."""
+    and returns duplicates=1 (the unique index on Delivery decides, even concurrently)."""
     result = Recorded()
     with transaction():
         if delivery_id is not None and not _first_deliveries(source, [delivery_id], now):
-            result.duplicate = True
+            result.duplicates = 1
             return result
         Batch(source, now, policy, result).record(events)
     return result
@@ -223,8 +223,7 @@ def _set_aside(row_id: int, reason: str) -> int:
 def _count(result: Recorded, source: str) -> None:
     metrics.add("leadbridge_intake_events_total", result.activities + result.anonymous,
                 source=source)
-    metrics.add("leadbridge_intake_duplicates_total", result.duplicates + result.duplicate,
-                source=source)
+    metrics.add("leadbridge_intake_duplicates_total", result.duplicates, source=source)
 
 
 def promote_crossed(result: Recorded, settings: dict, now: datetime) -> None:

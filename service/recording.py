@@ -28,8 +28,7 @@ LOOKED_UP = ("id", "email", "score_log", *Lead.EDITABLE)
 class Recorded:
     activities: int = 0
     anonymous: int = 0
-    duplicate: bool = False  # a delivery recorded before (webhooks)
-    duplicates: int = 0  # tracking messages recorded before
+    duplicates: int = 0  # deliveries (webhooks) or messages (tracking) recorded before
     crossed: set = field(default_factory=set)
     kinds: dict = field(default_factory=dict)
 

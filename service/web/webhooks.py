@@ -34,7 +34,7 @@ def receive(source: str):
     events = parse_events(body, settings["intake.activity_types"], now)
     result = ingest(events, source=f"webhook:{source}", settings=settings, now=now,
                     delivery_id=request.headers["webhook-id"])
-    if result.duplicate:
+    if result.duplicates:
         return jsonify(ok=True, duplicate=True, recorded=0), 200
     return jsonify(ok=True, duplicate=False, recorded=result.activities), 202
 
