@@ -82,12 +82,14 @@ def choose_rep(lead: Lead, rules: Rules, today: date) -> int:
 
 def next_other_rep(handoff: Handoff, settings: dict, today: date) -> int | None:
     """The rep a handoff moves to when its holder does not answer: the next eligible rep of
-    the holder's team (or of everyone), never the holder; None when there is nobody."""
+    the holder's team (or of everyone), never the holder nor a rep who already let this MQL
+    lapse; None when there is nobody."""
     team = handoff.rep.team if handoff.rep.team_id else None
-    return _next(team, today, skip=handoff.rep_id)
+    lapsed = {step.rep_id for step in handoff.episode() if step.lapsed_at is not None}
+    return _next(team, today, skip={handoff.rep_id, *lapsed})
 
 
-def _next(team: Team | None, today: date, skip: int | None = None) -> int | None:
+def _next(team: Team | None, today: date, skip: frozenset | set = frozenset()) -> int | None:
     """Advance the pool's cursor and return the rep at it, or the fallback owner."""
     pool = f"team:{team.id}" if team else "all"
     with transaction():
@@ -95,11 +97,11 @@ def _next(team: Team | None, today: date, skip: int | None = None) -> int | None
         AssignmentCursor.update(position=AssignmentCursor.position + 1).where(
             AssignmentCursor.pool == pool).execute()
         position = AssignmentCursor.get(AssignmentCursor.pool == pool).position
-        ring = weighted_ring([rep for rep in eligible(team, today) if rep.id != skip])
+        ring = weighted_ring([rep for rep in eligible(team, today) if rep.id not in skip])
     if ring:
         return ring[(position - 1) % len(ring)]
     fallback = _fallback(team)
-    return fallback if fallback != skip else None
+    return fallback if fallback not in skip else None
 
 
 def _fallback(team: Team | None) -> int | None:

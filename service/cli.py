@@ -212,15 +212,19 @@ def create_integration_key(ctx: click.Context, kind: str, source: str) -> None:
 
 @main.command("create-api-key")
 @click.argument("name")
+@click.option("--owner", required=True, metavar="EMAIL",
+              help="Who the key acts for: promotions made with it are theirs, and they hear "
+                   "sales' decisions on them.")
 @click.pass_context
 @clear_errors
-def create_api_key(ctx: click.Context, name: str) -> None:
+def create_api_key(ctx: click.Context, name: str, owner: str) -> None:
     """Create a key for the JSON API (printed once); send it as Authorization: Bearer KEY."""
     from .db import utcnow
     from .keys import create_key
 
     backends(ctx)
-    _, secret = create_key("api", name, sources=[name], actor="cli", now=utcnow())
+    _, secret = create_key("api", name, sources=[name], actor="cli", now=utcnow(),
+                           owner=owner)
     click.echo(secret)
 
 

@@ -260,6 +260,11 @@ def _check_references(values: dict) -> None:
             raise ConfigError(f"scoring.points.{kind} must be a number, got {points!r}")
     if values["scoring.half_life_days"] <= 0:
         raise ConfigError("scoring.half_life_days must be above 0")
+    automatic = values["scoring.auto_promote"] or values["nurture.auto_repromote"]
+    if automatic and "@" not in values["handoff.auto_promoter"]:
+        raise ConfigError("handoff.auto_promoter must be an email while scoring.auto_promote or "
+                          "nurture.auto_repromote is on: the person who hears sales' decisions "
+                          "on automatic promotions")
     retries = values["outbox.retry_seconds"]
     if not retries or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
                               for n in retries):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
+from email.utils import formataddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import JOIN
@@ -14,7 +15,7 @@ from . import links, mail, metrics, outbox
 from .config import base_url
 from .db import utcnow
 from .labels import LABELS
-from .models import Activity, Enrollment, Handoff, Lead, OutboxEmail
+from .models import Activity, Enrollment, Handoff, Lead, OutboxEmail, Rep
 from .scoring import Policy
 from .suppression import suppressed_among
 
@@ -87,6 +88,15 @@ def sla_escalation(row: OutboxEmail, settings: dict, secret: str) -> dict:
             "reassign_url": f"{root}/admin/pending/reassign/?ids={handoff.id}"}
 
 
+def mql_undecided(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    handoff = Handoff.get_by_id(row.handoff_id)
+    root = base_url(settings)
+    return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep,
+            "steps": handoff.episode(), "first_due": handoff.first_due_at or handoff.due_at,
+            "handoff_url": f"{root}/admin/handoff/details/?id={handoff.id}",
+            "reassign_url": f"{root}/admin/pending/reassign/?ids={handoff.id}"}
+
+
 def lead_reengaged(row: OutboxEmail, settings: dict, secret: str) -> dict:
     lead = Lead.get_by_id(row.lead_id)
     recent = (Activity.select().where(Activity.lead == lead.id)
@@ -127,8 +137,32 @@ def unsubscribe_headers(row: OutboxEmail, settings: dict, secret: str) -> dict:
 
 CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
             "handoff_moved": handoff_moved, "sla_reminder": sla_reminder,
-            "sla_escalation": sla_escalation, "lead_reengaged": lead_reengaged,
+            "sla_escalation": sla_escalation, "mql_undecided": mql_undecided,
+            "lead_reengaged": lead_reengaged,
             "weekly_digest": weekly_digest}
+
+
+TO_REP = ("rep_handoff", "sla_reminder", "handoff_moved")
+ABOUT_REP = ("decision_feedback", "sla_escalation", "mql_undecided")
+
+
+def reply_to(row: OutboxEmail, settings: dict) -> str:
+    """Where a reply reaches a person: a rep's email goes back to the promoter, an email
+    about a rep's handoff to that rep, a prospect's to the lead's owner (the rep of its
+    latest handoff); otherwise mail.reply_to (empty: no Reply-To)."""
+    person = None
+    if row.to_prospect and row.lead_id is not None:
+        person = (Rep.select(Rep.name, Rep.email).join(Handoff).where(Handoff.lead == row.lead_id)
+                  .order_by(Handoff.id.desc()).first())
+    elif row.handoff_id is not None and row.template in TO_REP + ABOUT_REP:
+        handoff = Handoff.get_by_id(row.handoff_id)
+        if row.template in ABOUT_REP:
+            person = handoff.rep
+        elif "@" in handoff.promoted_by:
+            return handoff.promoted_by
+    if person is not None:
+        return formataddr((person.name, person.email), charset="utf-8")
+    return settings["mail.reply_to"]
 
 
 def local_time(moment: datetime, zone: str) -> str:
@@ -143,11 +177,13 @@ def compose(row: OutboxEmail, settings: dict, secret: str):
     build = prospect if row.to_prospect else CONTEXTS[row.template]
     context = {**row.context, **build(row, settings, secret)}
     subject, text, html = mail.render(row.template, context)
+    headers = unsubscribe_headers(row, settings, secret) if row.to_prospect else {}
+    if answer_to := reply_to(row, settings):
+        headers["Reply-To"] = answer_to
     message = mail.build_message(
         sender=settings["mail.from_address"], sender_name=settings["mail.from_name"],
         to_address=row.to_address, to_name=row.to_name, message_id=row.message_id,
-        subject=subject, text=text, html=html,
-        headers=unsubscribe_headers(row, settings, secret) if row.to_prospect else None)
+        subject=subject, text=text, html=html, headers=headers)
     return message, subject, text, html
 
 

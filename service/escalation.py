@@ -22,8 +22,9 @@ from .sla import Schedule, due_actions
 log = logging.getLogger(__name__)
 CHUNK = 500
 RETRY = timedelta(minutes=1)
-STAMP = {"remind": Handoff.reminded_at, "escalate": Handoff.escalated_at,
-         "reassign": Handoff.reassigned_at}
+SLA_ACTOR = "sla"
+STAMP = {"remind": Handoff.reminded_at, "lapse": Handoff.lapsed_at,
+         "escalate": Handoff.escalated_at, "reassign": Handoff.reassigned_at}
 SCHEDULE = (Handoff.due_at, Handoff.remind_due_at, Handoff.escalate_due_at,
             Handoff.reassign_due_at)
 
@@ -72,7 +73,7 @@ def _claim(action: str, ids: list[int], now: datetime) -> set[int]:
              .where(Handoff.id.in_(ids), stamp.is_null(), Handoff.status == "pending")
              .returning(Handoff.id, Handoff.promoted_day))
     claimed = list(query.execute())
-    if action == "escalate":
+    if action in ("lapse", "escalate"):  # breaches and escalations by rep
         mark_dirty(*{row.promoted_day for row in claimed})
     return {row.id for row in claimed}
 
@@ -80,7 +81,7 @@ def _claim(action: str, ids: list[int], now: datetime) -> set[int]:
 def _remind_and_escalate(rows: list[dict], settings: dict, now: datetime, done) -> None:
     wanted = {action: [r["id"] for r in rows if action in due_actions(r["schedule"], r["done"],
                                                                         now)]
-              for action in ("remind", "escalate")}
+              for action in ("remind", "lapse", "escalate")}
     claimed = {action: _claim(action, ids, now) for action, ids in wanted.items()}
     for row in rows:
         if row["id"] in claimed["remind"]:
@@ -91,20 +92,24 @@ def _remind_and_escalate(rows: list[dict], settings: dict, now: datetime, done) 
                 if "@" in address:
                     outbox.queue_email("sla_escalation", to_address=address,
                                        lead_id=row["lead"], handoff_id=row["id"], now=now)
-    done["remind"] += len(claimed["remind"])
-    done["escalate"] += len(claimed["escalate"])
+    for action, ids in claimed.items():
+        done[action] += len(ids)
 
 
 def _reassign(row: dict, settings: dict, now: datetime) -> int:
-    """Hand the lead to the next eligible rep of the team; 1 if this call did it."""
+    """Hand the lead to the next eligible rep of the team; 1 if this call did it. After
+    sla.max_reassignments, or with nobody left who has not let it lapse, the manager is
+    told once that nobody has decided it."""
     handoff = Handoff.get_by_id(row["id"])
     try:
         with transaction():
-            rep_id = assignment.next_other_rep(handoff, settings, now.date())
+            rep_id = None
+            if _passed_on(handoff) < settings["sla.max_reassignments"]:
+                rep_id = assignment.next_other_rep(handoff, settings, now.date())
             if rep_id is None:
-                _give_up(handoff.id, now)
+                _give_up(row, now)
                 return 0
-            handoffs.reassign(handoff.id, rep_id=rep_id, actor="sla", settings=settings,
+            handoffs.reassign(handoff.id, rep_id=rep_id, actor=SLA_ACTOR, settings=settings,
                               now=now)
     except DomainError as exc:  # decided or moved meanwhile: nothing to do
         log.info("handoff %s not reassigned: %s", handoff.id, exc.message)
@@ -112,11 +117,25 @@ def _reassign(row: dict, settings: dict, now: datetime) -> int:
     return 1
 
 
-def _give_up(handoff_id: int, now: datetime) -> None:
-    if Handoff.update(reassign_due_at=None).where(
-            Handoff.id == handoff_id, Handoff.reassigned_at.is_null()).execute():
-        audit("sla", "reassign_skipped", f"handoff:{handoff_id}",
-              {"why": "no other eligible rep"}, now)
+def _passed_on(handoff: Handoff) -> int:
+    """How many times the SLA has reassigned this MQL episode already."""
+    return sum(step.reassigned_at is not None and step.decided_by == SLA_ACTOR
+               for step in handoff.episode())
+
+
+def _give_up(row: dict, now: datetime) -> None:
+    """Stop reassigning this handoff (a conditional update, so once) and tell the manager,
+    or the promoter when the rep has no manager."""
+    if not Handoff.update(reassign_due_at=None).where(
+            Handoff.id == row["id"], Handoff.status == "pending",
+            Handoff.reassign_due_at.is_null(False)).execute():
+        return
+    audit(SLA_ACTOR, "reassign_stopped", f"handoff:{row['id']}",
+          {"why": "nobody else can take it, or it was passed on enough"}, now)
+    address = row["manager"] or row["promoted_by"]
+    if "@" in address:
+        outbox.queue_email("mql_undecided", to_address=address, lead_id=row["lead"],
+                           handoff_id=row["id"], now=now)
 
 
 def _advance(ids: list[int], now: datetime) -> None:

@@ -15,9 +15,10 @@ AUTO_ACTOR = "auto-promotion"
 
 
 def promote_lead(lead_id: int, *, rep_id: int | None, note: str, actor: str, settings: dict,
-                 now: datetime) -> Handoff:
+                 now: datetime, promoter: str = "") -> Handoff:
     """Promote to MQL: an explicit rep always wins, else the assignment rules choose. The
-    SLA schedule follows the rep's team's policy."""
+    SLA schedule follows the rep's team's policy. The promoter (default: the actor) hears
+    sales' decision."""
     with transaction():
         if rep_id is None:
             lead = Lead.get_or_none(Lead.id == lead_id)
@@ -26,7 +27,8 @@ def promote_lead(lead_id: int, *, rep_id: int | None, note: str, actor: str, set
             rep_id = assignment.choose_rep(lead, assignment.Rules.from_settings(settings),
                                            now.date())
         return lifecycle.promote(lead_id, rep_id=rep_id, actor=actor, note=note, now=now,
-                                 schedule=schedule_for(rep_id, settings, now))
+                                 schedule=schedule_for(rep_id, settings, now),
+                                 promoter=promoter)
 
 
 def schedule_for(rep_id: int, settings: dict, now: datetime) -> sla.Schedule:
@@ -44,14 +46,16 @@ def reassign(handoff_id: int, *, rep_id: int, actor: str, settings: dict,
 
 def auto_promote(lead_id: int, *, settings: dict, now: datetime,
                  note: str = "Score crossed the MQL threshold.") -> Handoff | None:
-    """Promote a lead whose score crossed the threshold, through the normal path. Leads that
-    moved on (already MQL, SQL, …) or finding no rep are left as they are, and logged."""
+    """Promote a lead whose score crossed the threshold, through the normal path, on behalf
+    of handoff.auto_promoter. Leads that moved on (already MQL, SQL, …) or finding no rep are
+    left as they are, and logged."""
     lead = Lead.get_or_none(Lead.id == lead_id)
     if lead is None or lead.stage not in (lifecycle.Stage.LEAD, lifecycle.Stage.NURTURE):
         return None
     try:
         return promote_lead(lead_id, rep_id=None, actor=AUTO_ACTOR, note=note,
-                            settings=settings, now=now)
+                            settings=settings, now=now,
+                            promoter=settings["handoff.auto_promoter"])
     except DomainError as exc:
         log.info("lead %s not auto-promoted: %s", lead_id, exc.message)
         return None

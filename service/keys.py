@@ -10,6 +10,7 @@ from datetime import datetime
 
 from .db import select_rows, transaction
 from .errors import InvalidInput
+from .intake import normalise_email
 from .models import IntegrationKey
 
 
@@ -18,10 +19,16 @@ def _hash(key: str) -> str:
 
 
 def create_key(kind: str, source: str, *, sources: list[str], actor: str,
-               now: datetime) -> tuple[IntegrationKey, str]:
-    """Return the new row and its secret, which is not shown again."""
+               now: datetime, owner: str = "") -> tuple[IntegrationKey, str]:
+    """Return the new row and its secret, which is not shown again. An API key names its
+    owner, the person it acts for: promotions made with it are theirs, and so is the
+    feedback on them."""
     if kind not in IntegrationKey.KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(IntegrationKey.KINDS)}")
+    if kind == "api":
+        owner = normalise_email(owner) if owner else ""
+        if not owner:
+            raise InvalidInput("an API key needs an owner: the email of the person it acts for")
     if source not in sources:
         known = ", ".join(sources) or "none configured"
         raise InvalidInput(f"unknown {kind} source {source!r} (configured: {known})")
@@ -34,7 +41,7 @@ def create_key(kind: str, source: str, *, sources: list[str], actor: str,
         fields = {"key_hash": _hash(secret)}
     with transaction():
         row = IntegrationKey.create(kind=kind, source=source, hint=secret[:10] + "…",
-                                    created_by=actor, created_at=now, **fields)
+                                    created_by=actor, created_at=now, owner=owner, **fields)
     return row, secret
 
 
@@ -46,25 +53,28 @@ def webhook_secrets(source: str) -> list[str]:
     return [row.secret for row in query]
 
 
-def _source_of(kind: str, key: str) -> str | None:
+def _key_row(kind: str, key: str) -> tuple[str, str] | None:
+    """(source or name, owner) of an active key."""
     if not key:
         return None
     rows = select_rows(_active_key, [_hash(key)], [kind])
-    return rows[0][0] if rows else None
+    return rows[0] if rows else None
 
 
 def _active_key(hashes: list[str], kinds: list[str]):
-    return IntegrationKey.select(IntegrationKey.source).where(
+    return IntegrationKey.select(IntegrationKey.source, IntegrationKey.owner).where(
         IntegrationKey.key_hash.in_(hashes), IntegrationKey.kind.in_(kinds),
         IntegrationKey.active)
 
 
 def write_key_source(key: str) -> str | None:
-    return _source_of("write_key", key)
+    row = _key_row("write_key", key)
+    return row[0] if row else None
 
 
-def api_key_name(key: str) -> str | None:
-    return _source_of("api", key)
+def api_key(key: str) -> tuple[str, str] | None:
+    """The name and owner of an active API key."""
+    return _key_row("api", key)
 
 
 def deactivate(key_ids: list[int]) -> int:

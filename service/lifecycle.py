@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 import peewee
+from peewee import Case, fn
 
 from . import outbox
 from .db import insert_rows, transaction
@@ -87,8 +88,10 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
 
 
 def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,
-            schedule: Schedule) -> Handoff:
-    """lead, nurture → mql, with a pending handoff to the rep and the rep's email queued."""
+            schedule: Schedule, promoter: str = "") -> Handoff:
+    """lead, nurture → mql, with a pending handoff to the rep and the rep's email queued.
+    The promoter (default: the actor) is who hears sales' decision: a user, or the person
+    an API key or the automatic promotion acts for."""
     rep = Rep.get_or_none(Rep.id == rep_id)
     if rep is None or not rep.active:
         raise InvalidInput(f"rep {rep_id} does not exist or is not active")
@@ -97,9 +100,9 @@ def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,
         lead = Lead.get_by_id(lead_id)
         try:
             handoff = Handoff.create(
-                lead=lead_id, rep=rep.id, promoted_by=actor, promoted_at=now, note=note,
-                promoted_day=now.date(), definition=Definition.current("mql"),
-                **lead_facts(lead, now), **sla_fields(schedule))
+                lead=lead_id, rep=rep.id, promoted_by=promoter or actor, promoted_at=now,
+                note=note, promoted_day=now.date(), definition=Definition.current("mql"),
+                first_due_at=schedule.due_at, **lead_facts(lead, now), **sla_fields(schedule))
         except peewee.IntegrityError:
             raise IllegalTransition(f"lead {lead_id} already has a pending handoff") from None
         _record(lead_id, from_stage, Stage.MQL, now, actor, "promoted")
@@ -152,7 +155,8 @@ def withdraw(handoff_id: int, *, actor: str, reason: str, now: datetime) -> Hand
 def reassign(handoff_id: int, *, rep_id: int, actor: str, now: datetime,
              schedule: Schedule) -> Handoff:
     """Move a pending handoff to another rep: the old one is closed (its links die), a new one
-    replaces it with a fresh SLA window. The lead stays an MQL."""
+    replaces it with a fresh SLA window. The lead stays an MQL, in the same episode: the new
+    handoff keeps the promotion time and the first deadline."""
     rep = Rep.get_or_none(Rep.id == rep_id)
     if rep is None or not rep.active:
         raise InvalidInput(f"rep {rep_id} does not exist or is not active")
@@ -166,7 +170,8 @@ def reassign(handoff_id: int, *, rep_id: int, actor: str, now: datetime,
                 notes=f"reassigned to {rep.email}")
         Handoff.update(sla_met=None).where(Handoff.id == handoff_id).execute()
         new = Handoff.create(lead=old.lead_id, rep=rep.id, promoted_by=old.promoted_by,
-                             promoted_at=now, promoted_day=now.date(), note=old.note,
+                             promoted_at=old.promoted_at, promoted_day=old.promoted_day,
+                             first_due_at=old.first_due_at or old.due_at, note=old.note,
                              definition=old.definition_id, replaces=old.id,
                              lead_source=old.lead_source, lead_age_minutes=old.lead_age_minutes,
                              **sla_fields(schedule))
@@ -295,9 +300,14 @@ def _move(lead_id: int, transition: str, now: datetime, to_stage: Stage | None =
 
 
 def _decide(handoff_id: int, status: str, now: datetime, actor: str, **fields) -> int:
-    """pending → status, exactly once; return the lead id."""
+    """pending → status, exactly once; return the lead id. SLA met means decided by the
+    episode's first deadline; a step closed after its own deadline has lapsed."""
+    at = Handoff.due_at.to_value(now)  # stored as the column stores it
+    first_due = fn.COALESCE(Handoff.first_due_at, Handoff.due_at)
+    lapsed = Case(None, [(Handoff.lapsed_at.is_null() & (Handoff.due_at < now), at)],
+                  Handoff.lapsed_at)
     decided = (Handoff.update(status=status, decided_at=now, decided_by=actor,
-                              sla_met=(Handoff.due_at >= now), **fields)
+                              sla_met=(first_due >= at), lapsed_at=lapsed, **fields)
                .where(Handoff.id == handoff_id, Handoff.status == "pending")
                .execute())
     handoff = Handoff.get_or_none(Handoff.id == handoff_id)

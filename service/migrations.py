@@ -23,6 +23,7 @@ from .models import (
     Activity,
     Handoff,
     InboundEvent,
+    IntegrationKey,
     Lead,
     OutboxEmail,
     Rep,
@@ -132,6 +133,41 @@ def _inbound_delivery() -> None:
     add_missing_columns(InboundEvent, InboundEvent.delivery_id)
 
 
+def _episodes() -> None:
+    """Reports count MQL episodes: every step of a reassignment chain takes the episode's
+    promotion time and first deadline; lapsed steps are stamped; decided episodes get SLA
+    met and time to decision from the promotion; every figure is recounted."""
+    add_missing_columns(IntegrationKey, IntegrationKey.owner)
+    add_missing_columns(Handoff, Handoff.first_due_at, Handoff.lapsed_at)
+    for index in db.get_indexes("handoff"):
+        if "replaces" in index.columns and "promoted_day" in index.columns:
+            db.execute_sql(f'DROP INDEX IF EXISTS "{index.name}"')
+    for index in Handoff._meta.fields_to_index():
+        db.execute(index.safe(True))
+    Handoff.update(first_due_at=Handoff.due_at).where(Handoff.first_due_at.is_null()).execute()
+    closed = fn.COALESCE(Handoff.reassigned_at, Handoff.decided_at)
+    Handoff.update(lapsed_at=Handoff.due_at).where(
+        Handoff.origin == "inbound", Handoff.lapsed_at.is_null(), closed > Handoff.due_at
+    ).execute()
+    chained = Handoff.select().where(Handoff.replaces.is_null(False)).order_by(Handoff.id)
+    for step in chained:
+        first = step
+        while first.replaces_id is not None:
+            first = Handoff.get_by_id(first.replaces_id)
+        values = {"promoted_at": first.promoted_at, "promoted_day": first.promoted_day,
+                  "first_due_at": first.due_at}
+        if step.status in ("accepted", "rejected"):
+            values["sla_met"] = step.decided_at <= first.due_at
+            values["decision_minutes"] = int(
+                (step.decided_at - first.promoted_at).total_seconds() // 60)
+        Handoff.update(**values).where(Handoff.id == step.id).execute()
+    # the sweep stamps pending steps when their deadline passes
+    Handoff.update(sla_next_at=Handoff.due_at).where(
+        Handoff.status == "pending", Handoff.lapsed_at.is_null(),
+        Handoff.sla_next_at.is_null() | (Handoff.sla_next_at > Handoff.due_at)).execute()
+    mark_all_dirty()
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -145,6 +181,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (10, "leads: score as a double, indexed for the list sorted by score", _score_index),
     (11, "intake: tracking messages accepted and waiting to be recorded", _inbound),
     (12, "intake: message ids claimed when recorded, not when accepted", _inbound_delivery),
+    (13, "reports count MQL episodes across reassignments; API keys name their owner",
+     _episodes),
 ]
 
 

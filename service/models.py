@@ -168,15 +168,30 @@ class Handoff(BaseModel):
     decision_minutes = pw.IntegerField(null=True)
     lead_source = pw.CharField(max_length=64, default="")
     lead_age_minutes = pw.IntegerField(null=True)
+    # One MQL episode runs from the promotion to the final decision across every handoff
+    # that replaced another: each step keeps the episode's promoted_at/promoted_day and the
+    # first step's deadline (first_due_at), so "SLA met" and time to decision are the
+    # episode's. lapsed_at: this step's own deadline passed undecided (a breach of its rep).
+    first_due_at = UTCDateTimeField(null=True)
+    lapsed_at = UTCDateTimeField(null=True)
 
     class Meta:
         # The reports read only these two covering indexes, never the table: every figure
         # the dashboard shows for a cohort (promoted) or a period's decisions (decided).
         indexes = ((("status", "sla_next_at"), False),
-                   (("promoted_day", "origin", "replaces", "status", "lead_source",
-                     "definition", "rep", "sla_met", "escalated_at", "lead_age_minutes"), False),
+                   (("promoted_day", "origin", "reassigned_at", "status", "lead_source",
+                     "definition", "rep", "lapsed_at", "escalated_at", "lead_age_minutes"),
+                    False),
                    (("decided_day", "origin", "status", "sla_met", "decision_minutes",
                      "reason"), False))
+
+
+    def episode(self) -> list[Handoff]:
+        """The handoffs of this MQL episode up to this one, the first first."""
+        steps = [self]
+        while steps[-1].replaces_id is not None:
+            steps.append(Handoff.get_by_id(steps[-1].replaces_id))
+        return steps[::-1]
 
 
 Handoff.add_index(Handoff.lead, unique=True, where=(Handoff.status == "pending"),
@@ -238,6 +253,7 @@ class IntegrationKey(BaseModel):
     active = pw.BooleanField(default=True)
     created_by = pw.CharField(default="")
     created_at = UTCDateTimeField(default=utcnow)
+    owner = pw.CharField(max_length=254, default="")  # an API key's owner: who it acts for
 
     class Meta:
         indexes = ((("kind", "source"), False),)

@@ -30,21 +30,25 @@ class Figure:
     duration: bool = False
 
 
+# Counted by MQL episode (promotion to final decision, across every handoff that replaced
+# another): each step carries the episode's promoted_day, and the episode's outcome is its
+# last step, the one not reassigned. The per-rep figures count steps: each lapsed step is a
+# breach of the rep who let it lapse.
 _INBOUND = Handoff.origin == "inbound"
-_FIRST = _INBOUND & Handoff.replaces.is_null()
+_EPISODE = _INBOUND & Handoff.reassigned_at.is_null()
 _DECIDED = _INBOUND & Handoff.status.in_(DECIDED)
 
 FIGURES = {
     "mql": Figure(StageChange.day, StageChange.to_stage == "mql"),
     "flow": Figure(StageChange.day, StageChange.from_stage.is_null(False),
                    (StageChange.from_stage, StageChange.to_stage)),
-    "cohort": Figure(Handoff.promoted_day, _FIRST, (Handoff.status,)),
-    "source": Figure(Handoff.promoted_day, _FIRST, (Handoff.lead_source, Handoff.status)),
-    "definition": Figure(Handoff.promoted_day, _FIRST, (Handoff.definition, Handoff.status)),
-    "lead_age": Figure(Handoff.promoted_day, _FIRST & Handoff.lead_age_minutes.is_null(False),
+    "cohort": Figure(Handoff.promoted_day, _EPISODE, (Handoff.status,)),
+    "source": Figure(Handoff.promoted_day, _EPISODE, (Handoff.lead_source, Handoff.status)),
+    "definition": Figure(Handoff.promoted_day, _EPISODE, (Handoff.definition, Handoff.status)),
+    "lead_age": Figure(Handoff.promoted_day, _EPISODE & Handoff.lead_age_minutes.is_null(False),
                        (Handoff.lead_age_minutes,), duration=True),
     "rep": Figure(Handoff.promoted_day, _INBOUND, (Handoff.rep,)),
-    "rep_breach": Figure(Handoff.promoted_day, _INBOUND & (Handoff.sla_met == False),  # noqa: E712
+    "rep_breach": Figure(Handoff.promoted_day, _INBOUND & Handoff.lapsed_at.is_null(False),
                          (Handoff.rep,)),
     "rep_escalated": Figure(Handoff.promoted_day, _INBOUND & Handoff.escalated_at.is_null(False),
                             (Handoff.rep,)),

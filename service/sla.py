@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import holidays
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-ACTIONS = ("remind", "escalate", "reassign")
+# "lapse" stamps the moment a handoff's own deadline passes undecided: a breach of its rep.
+ACTIONS = ("remind", "lapse", "escalate", "reassign")
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,10 @@ class Schedule:
     remind_at: datetime | None
     escalate_at: datetime | None
     reassign_at: datetime | None
+
+    @property
+    def lapse_at(self) -> datetime:
+        return self.due_at
 
     def next_action_at(self, done: set[str]) -> datetime | None:
         """When the next SLA action that has not happened falls due, if any."""

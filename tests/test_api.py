@@ -8,15 +8,20 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from service import lifecycle
 from service.db import utcnow
 from service.intake import record_activity
 from service.keys import create_key
 from service.models import Handoff, Lead, Rep, Team
 
+from .conftest import csrf_token, run_worker
+from .test_end_to_end import BANT, link_from
+
 
 @pytest.fixture
 def api(app):
-    key = create_key("api", "crm", sources=["crm"], actor="t", now=utcnow())[1]
+    key = create_key("api", "crm", sources=["crm"], actor="t", now=utcnow(),
+                     owner="mia@example.com")[1]
     client = app.test_client()
     headers = {"Authorization": f"Bearer {key}"}
 
@@ -45,7 +50,9 @@ def test_leads_and_promotion(api, rep, now):
     assert one["stage"] == "lead" and one["stage_history"][0]["to"] == "lead"
     made = api("POST", f"/leads/{lead.id}/promote", json={"rep": rep.email, "note": "Hot"})
     assert made.status_code == 201 and made.json["rep"] == rep.email
-    assert made.json["promoted_by"] == "api:crm" and made.json["status"] == "pending"
+    assert made.json["promoted_by"] == "mia@example.com" and made.json["status"] == "pending"
+    history = api("GET", f"/leads/{lead.id}").json["stage_history"]
+    assert history[-1]["actor"] == "api:crm", "the key is the actor, its owner the promoter"
     again = api("POST", f"/leads/{lead.id}/promote", json={"rep": None})
     assert again.status_code == 409 and "stage mql" in again.json["error"]["message"]
     assert api("GET", "/leads/999").status_code == 404
@@ -108,7 +115,8 @@ def test_api_conforms_to_openapi(app, rep, now):
     content type, body) as the document says. Not checked: that every schema-valid request
     is accepted — the document gives shapes, the server also checks meaning (a real email,
     a known rep, the BANT rules) and answers a documented 400 with a message."""
-    key = create_key("api", "fuzz", sources=["fuzz"], actor="t", now=now)[1]
+    key = create_key("api", "fuzz", sources=["fuzz"], actor="t", now=now,
+                     owner="mia@example.com")[1]
     record_activity("seed@example.com", type="page_view", source="t", occurred_at=now, now=now)
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -123,3 +131,27 @@ def test_api_conforms_to_openapi(app, rep, now):
                                    excluded_checks=[positive_data_acceptance])
 
         check()
+
+
+def test_an_api_promotion_gets_feedback_to_the_keys_owner(app, api, rep, smtp):
+    """The key acts for its owner: the rep's decision reaches them, as the page says."""
+    lead = lifecycle.capture("ada@example.com", fields={"first_name": "Ada"}, source="crm",
+                             actor="t", now=utcnow())
+    assert api("POST", f"/leads/{lead.id}/promote", json={"rep": rep.email}).status_code == 201
+    run_worker()
+    assert smtp.messages[0]["Reply-To"] == "mia@example.com"
+    rep_browser = app.test_client()
+    path = link_from(smtp.text(0), "accept")
+    page = rep_browser.get(path)
+    answer = rep_browser.post(path, data={**BANT, "csrf_token": csrf_token(page.text)})
+    assert "mia@example.com from marketing has your answer" in answer.text
+    run_worker()
+    feedback = [m for m in smtp.messages if m["To"] == "mia@example.com"]
+    assert len(feedback) == 1 and feedback[0]["Subject"].startswith("Riley Rep accepted Ada")
+
+
+def test_an_api_key_names_its_owner(app):
+    from service.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="needs an owner"):
+        create_key("api", "crm", sources=["crm"], actor="t", now=utcnow())

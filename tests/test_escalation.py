@@ -128,3 +128,52 @@ def test_two_processes_sweep_500_handoffs_once(sla_app, settings_overrides):
     assert kinds == {"sla_reminder": 500, "sla_escalation": 1000}
     said = " ".join(out for out, _ in outputs)
     assert "remind" in said and Handoff.select().where(Handoff.reminded_at.is_null()).count() == 0
+
+
+def sweep_at(clock, *hours):
+    for hour in hours:
+        clock.move_to(START + timedelta(hours=hour))
+        sweep_job()
+
+
+def subjects(smtp, to: str) -> list[str]:
+    return [m["Subject"] for m in smtp.messages if to in m["To"]]
+
+
+def test_an_mql_never_goes_back_to_a_rep_who_let_it_lapse(sla_app, smtp):
+    """Riley lets it lapse, Jordan gets it and lets it lapse too: it does not go back to
+    Riley; the manager is told once that nobody has decided it."""
+    from service import reports
+
+    with time_machine.travel(START, tick=False) as clock:
+        handoff = promote(sla_app)
+        run_worker()
+        sweep_at(clock, 1, 2, 3, 4, 5, 6, 7, 10, 30, 60)
+    assert [s.split(":")[0] for s in subjects(smtp, "riley@")] == [
+        "New MQL for you", "Reminder", "ada@example.com was reassigned to Jordan"]
+    assert [s.split(":")[0] for s in subjects(smtp, "jordan@")] == ["New MQL for you",
+                                                                    "Reminder"]
+    nobody = [s for s in subjects(smtp, "sam@") if s.startswith("Nobody has decided")]
+    assert nobody == ["Nobody has decided ada@example.com: please step in"]
+    text = next(m for m in smtp.messages if m["Subject"] == nobody[0]).get_body(
+        ("plain",)).get_content()
+    assert "Riley: let it lapse" in text and "Jordan: let it lapse" in text
+    last = Handoff.get(Handoff.replaces == handoff.id)
+    assert (last.status, last.rep.email) == ("pending", "jordan@example.com")
+    day = START.date()
+    figures = reports.sla(reports.Range(day, day, "day"))
+    assert figures["by_rep"] == [("jordan@example.com", 1, 1, 1),
+                                 ("riley@example.com", 1, 1, 1)], "breaches match escalations"
+
+
+def test_reassignments_stop_after_the_limit(sla_app, smtp):
+    Rep.create(email="sasha@example.com", name="Sasha", team=Team.get())
+    with time_machine.travel(START, tick=False) as clock:
+        promote(sla_app)
+        run_worker()
+        sweep_at(clock, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 20, 40)
+    new_mql = sorted(m["To"] for m in smtp.messages if m["Subject"].startswith("New MQL"))
+    assert new_mql == ["Jordan <jordan@example.com>", "Riley <riley@example.com>",
+                       "Sasha <sasha@example.com>"], "two reassignments (the default), each once"
+    assert len([s for s in subjects(smtp, "sam@") if s.startswith("Nobody")]) == 1
+    assert Handoff.select().where(Handoff.status == "pending").count() == 1

@@ -48,3 +48,38 @@ def test_upgrade_from_version_1(app):
     assert Handoff.select().count() == 0
     assert "delivery_id" in {c.name for c in db.get_columns("inbound_event")}
     assert migrate() == []
+
+
+def test_upgrade_counts_earlier_reassignments_by_episode(app, rep):
+    """Handoffs reassigned before version 13 each started their own window and cohort; the
+    upgrade gives them their episode's promotion, first deadline, lapses and SLA figure."""
+    from datetime import UTC, datetime, timedelta
+
+    from service import lifecycle, reports
+    from service.models import Rep
+    from service.sla import Schedule
+
+    start = datetime(2026, 9, 10, 10, tzinfo=UTC)
+    lead = lifecycle.capture("ada@example.com", fields={}, source="t", actor="t", now=start)
+    window = Schedule(start + timedelta(hours=24), None, None, None)
+    first = lifecycle.promote(lead.id, rep_id=rep.id, actor="mia@example.com", note="",
+                              now=start, schedule=window)
+    moved = start + timedelta(hours=36)
+    jordan = Rep.create(email="jordan@example.com")
+    second = lifecycle.reassign(first.id, rep_id=jordan.id, actor="sla", now=moved,
+                                schedule=Schedule(moved + timedelta(hours=24), *[None] * 3))
+    lifecycle.accept(second.id, bant={"need": "clear"}, notes="", actor="j",
+                     now=moved + timedelta(hours=1), requires=[])
+    Handoff.update(first_due_at=None, lapsed_at=None).execute()  # as version 12 left them
+    Handoff.update(promoted_at=moved, promoted_day=moved.date(), sla_met=True,
+                   decision_minutes=60).where(Handoff.id == second.id).execute()
+    SchemaVersion.delete().where(SchemaVersion.version >= 13).execute()
+    migrate()
+    upgraded = Handoff.get_by_id(second.id)
+    assert (upgraded.promoted_at, upgraded.first_due_at) == (start, start + timedelta(hours=24))
+    assert (upgraded.sla_met, upgraded.decision_minutes) == (False, 37 * 60)
+    assert Handoff.get_by_id(first.id).lapsed_at == start + timedelta(hours=24)
+    span = reports.Range(start.date(), start.date() + timedelta(days=2), "month")
+    assert reports.conversion(span, 0.2, 0.6)["rate"] == 1.0
+    assert reports.sla(span)["by_rep"] == [("jordan@example.com", 1, 0, 0),
+                                           ("riley.rep@example.com", 1, 1, 0)]

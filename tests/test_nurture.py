@@ -173,7 +173,8 @@ def test_tracked_click(nurture_app, rep, smtp):
 
 @pytest.mark.parametrize("auto", [False, True])
 def test_reengagement(make_app, rep, smtp, auto):
-    app = make_app(**SETTINGS, **{"nurture.auto_repromote": auto})
+    app = make_app(**SETTINGS, **{"nurture.auto_repromote": auto,
+                                  "handoff.auto_promoter": "mia@example.com"})
     lead = rejected_lead(app, rep, at=utcnow())
     now = utcnow()
     ingest([Event(type="page_view", occurred_at=now, email=lead.email)], source="t",

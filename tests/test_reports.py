@@ -180,3 +180,48 @@ def test_weekly_digest_once_on_its_day(make_app, rep, smtp):
 
 def digests(smtp):
     return [m for m in smtp.messages if m["Subject"].startswith("Leadbridge weekly")]
+
+
+def test_reassigned_mqls_count_once_by_episode(world, rep):
+    """Hand-computed: four MQLs promoted on 10 Sep with a 24 h window each.
+    A: Riley lets it lapse, the SLA hands it to Sasha at 22:00 on the 11th, Sasha accepts on
+       the 12th at 12:00 (50 h): converted, SLA missed, a breach for Riley.
+    B: a manager moves it to Sasha after 2 h, Sasha accepts 2 h later (4 h): converted, met.
+    C: Riley lapses, Sasha lapses, Jordan rejects on the 13th at 11:00 (73 h): rejected,
+       missed, a breach each for Riley and Sasha.
+    D: Riley accepts after 2 h: converted, met."""
+    sasha, jordan = (Rep.create(email=f"{n}@example.com") for n in ("sasha", "jordan"))
+    window = timedelta(hours=24)
+
+    def hand(handoff, to, moment, actor="sla"):
+        return lifecycle.reassign(handoff.id, rep_id=to.id, actor=actor, now=moment,
+                                  schedule=Schedule(moment + window, None, None, None))
+
+    a = world.mql("2026-09-10")
+    a2 = hand(a, sasha, at("2026-09-11", 22))
+    lifecycle.accept(a2.id, bant=BANT, notes="", actor="s", now=at("2026-09-12", 12),
+                     requires=[])
+    b = world.mql("2026-09-10")
+    b2 = hand(b, sasha, at("2026-09-10", 12), actor="sam@example.com")
+    lifecycle.accept(b2.id, bant=BANT, notes="", actor="s", now=at("2026-09-10", 14),
+                     requires=[])
+    c = world.mql("2026-09-10")
+    c3 = hand(hand(c, sasha, at("2026-09-11", 22)), jordan, at("2026-09-13", 10))
+    lifecycle.reject(c3.id, reason="not_a_fit", outcome="disqualify", notes="", actor="j",
+                     now=at("2026-09-13", 11))
+    world.mql("2026-09-10", hours_to_decide=2, outcome="accept")
+    span = reports.Range(date(2026, 9, 1), date(2026, 9, 30), "month")
+
+    conversion = reports.conversion(span, low=0.2, high=0.6)
+    assert conversion["rows"][0][1] == {"promoted": 4, "accepted": 3, "rejected": 1,
+                                        "pending": 0}
+    assert conversion["rate"] == pytest.approx(0.75)
+    figures = reports.sla(span)
+    assert (figures["decided"], figures["met"]) == (4, 2)
+    assert figures["median_minutes"] == (240 + 3000) / 2
+    assert figures["p90_minutes"] == 4380
+    assert figures["by_rep"] == [("jordan@example.com", 1, 0, 0),
+                                 ("riley.rep@example.com", 4, 2, 0),
+                                 ("sasha@example.com", 3, 1, 0)]
+    assert reports.funnel(span)["mql_to_sql_hours"] == 4, "median of 2, 4 and 50 hours"
+    assert reports.by_source(span) == [("form:contact", 4, 3, 0.75)]

@@ -11,7 +11,7 @@ import time_machine
 from service import scoring
 from service.db import utcnow
 from service.intake import Event, ingest, record_events
-from service.models import Activity, Handoff, Lead
+from service.models import Activity, Handoff, Lead, StageChange
 
 POINTS = {"pricing_page_view": 10, "contact_sales": 40, "page_view": 1}
 
@@ -66,7 +66,8 @@ def test_score_order_is_stable_over_years(app, policy, now):
 
 @pytest.mark.parametrize("auto, stage", [(False, "lead"), (True, "mql")])
 def test_auto_promote(make_app, rep, auto, stage):
-    app = make_app(**{"scoring.auto_promote": auto, "scoring.suggest_threshold": 45.0})
+    app = make_app(**{"scoring.auto_promote": auto, "scoring.suggest_threshold": 45.0,
+                      "handoff.auto_promoter": "mia@example.com"})
     settings, now = app.config["SETTINGS"], utcnow()
     ingest([Event(type="contact_sales", occurred_at=now, email="buyer@example.com")],
            source="t", settings=settings, now=now)
@@ -76,7 +77,9 @@ def test_auto_promote(make_app, rep, auto, stage):
     assert Lead.get().stage == stage
     if auto:
         handoff = Handoff.get()
-        assert (handoff.rep.id, handoff.promoted_by) == (rep.id, "auto-promotion")
+        assert (handoff.rep.id, handoff.promoted_by) == (rep.id, "mia@example.com")
+        promotion = StageChange.get(StageChange.to_stage == "mql")
+        assert promotion.actor == "auto-promotion"
         ingest([Event(type="contact_sales", occurred_at=now, email="buyer@example.com")],
                source="t", settings=settings, now=now)
         assert Handoff.select().count() == 1

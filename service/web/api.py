@@ -10,7 +10,7 @@ from ..db import utcnow
 from ..errors import DomainError, InvalidInput, NotFound
 from ..handoffs import promote_lead
 from ..intake import lead_fields, normalise_email
-from ..keys import api_key_name
+from ..keys import api_key
 from ..models import Activity, Handoff, Lead, Rep, StageChange, Team
 from ..scoring import Policy
 from .openapi import document
@@ -40,10 +40,11 @@ def authenticate():
         return None
     auth = request.headers.get("Authorization", "")
     scheme, _, key = auth.partition(" ")
-    name = api_key_name(key.strip()) if scheme.lower() == "bearer" else None
-    if name is None:
+    found = api_key(key.strip()) if scheme.lower() == "bearer" else None
+    if found is None:
         return error(401, "unauthorized", "send Authorization: Bearer <api key>")
-    g.api_actor = f"api:{name}"
+    name, owner = found
+    g.api_actor, g.api_owner = f"api:{name}", owner
     return None
 
 
@@ -151,7 +152,8 @@ def promote(lead_id: int):
     if not isinstance(note, str):
         raise InvalidInput("note must be text")
     handoff = promote_lead(lead_id, rep_id=rep_id, note=note[:5000], actor=g.api_actor,
-                           settings=current_app.config["SETTINGS"], now=utcnow())
+                           promoter=g.api_owner, settings=current_app.config["SETTINGS"],
+                           now=utcnow())
     return jsonify(handoff_json(handoff)), 201
 
 
