@@ -161,7 +161,7 @@ class LeadView(SecuredModelView):
             "score": policy().score(lead.score_log, now),
             "activities": scoring.breakdown(activities.limit(200), policy(), now),
             "stages": lead.stage_changes.order_by(StageChange.at.desc(), StageChange.id.desc()),
-            "handoffs": lead.handoffs.order_by(Handoff.promoted_at.desc()),
+            "handoffs": lead.handoffs.order_by(Handoff.id.desc()),
             "emails": lead.emails.order_by(OutboxEmail.created_at.desc()),
             "merges": lead.merges.order_by(LeadMerge.at.desc()),
         }

@@ -70,3 +70,11 @@ def test_secret_generated_once_and_kept(tmp_path):
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
     from_env = load({"LEADBRIDGE_WEB__SECRET_KEY": "s3cret"}, {"data_dir": str(tmp_path)})
     assert config.secret_key(from_env) == "s3cret"
+
+
+@pytest.mark.parametrize("switch", ["scoring.auto_promote", "nurture.auto_repromote"])
+def test_automatic_promotion_names_who_it_acts_for(switch):
+    with pytest.raises(ConfigError, match="handoff.auto_promoter must be an email"):
+        load(overrides={switch: True})
+    settings = load(overrides={switch: True, "handoff.auto_promoter": "mia@example.com"})
+    assert settings["handoff.auto_promoter"] == "mia@example.com"
