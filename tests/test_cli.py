@@ -84,3 +84,15 @@ def test_integration_key_and_rescore(cli):
     wrong = cli("create-integration-key", "write_key", "nowhere")
     assert wrong.returncode == 1 and "unknown write_key source 'nowhere'" in wrong.stderr
     assert cli("rescore").stdout.strip() == "rescored 0 leads"
+
+
+def test_an_api_key_needs_its_owners_email(cli):
+    cli("init-db")
+    missing = cli("create-api-key", "crm")
+    assert missing.returncode != 0 and "--owner" in missing.stderr
+    bad = cli("create-api-key", "crm", "--owner", "not an email")
+    assert bad.returncode == 1
+    [line] = bad.stderr.strip().splitlines()
+    assert line.startswith("Error: email is not valid:")
+    made = cli("create-api-key", "crm", "--owner", "Mia@Example.com")
+    assert made.returncode == 0 and made.stdout.startswith("lbk_")
