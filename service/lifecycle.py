@@ -13,7 +13,7 @@ from . import outbox
 from .db import insert_rows, transaction
 from .errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
 from .models import AuditEvent, Definition, Handoff, Lead, Rep, StageChange
-from .rollups import mark_dirty
+from .rollups import TAKE_OVER_REASON, mark_dirty
 from .sla import Schedule
 from .suppression import stop_enrollments
 
@@ -33,6 +33,7 @@ TRANSITIONS: dict[str, tuple[frozenset, frozenset]] = {
     "accept": (frozenset({Stage.MQL}), frozenset({Stage.SQL})),
     "reject": (frozenset({Stage.MQL}), frozenset({Stage.NURTURE, Stage.DISQUALIFIED})),
     "withdraw": (frozenset({Stage.MQL}), frozenset({Stage.LEAD, Stage.NURTURE})),
+    "take_over": (frozenset({Stage.LEAD, Stage.NURTURE}), frozenset({Stage.MQL})),
     "register_outbound": (frozenset({None, Stage.LEAD, Stage.NURTURE}), frozenset({Stage.SQL})),
     "win": (frozenset({Stage.SQL}), frozenset({Stage.CUSTOMER})),
     "recycle": (frozenset({Stage.SQL}), frozenset({Stage.NURTURE})),
@@ -149,6 +150,28 @@ def withdraw(handoff_id: int, *, actor: str, reason: str, now: datetime) -> Hand
         _move(lead_id, "withdraw", now, to_stage)
         _record(lead_id, Stage.MQL, to_stage, now, actor, f"handoff withdrawn: {reason}".strip())
         audit(actor, "withdraw", f"handoff:{handoff_id}", {"reason": reason}, now)
+    return Handoff.get_by_id(handoff_id)
+
+
+def take_over(handoff_id: int, *, lead_id: int, actor: str, now: datetime) -> Handoff:
+    """lead, nurture → mql for a lead taking over the pending handoff of a duplicate merged
+    into it: the handoff moves to this lead still pending, with its rep, links and SLA."""
+    with transaction():
+        handoff = Handoff.get_or_none(Handoff.id == handoff_id)
+        if handoff is None:
+            raise NotFound(f"handoff {handoff_id} not found")
+        duplicate = handoff.lead.email
+        try:
+            moved = (Handoff.update(lead=lead_id)
+                     .where(Handoff.id == handoff_id, Handoff.status == "pending",
+                            Handoff.lead == handoff.lead_id).execute())
+        except peewee.IntegrityError:
+            raise IllegalTransition(f"lead {lead_id} already has a pending handoff") from None
+        if moved != 1:
+            raise AlreadyDecided(already_decided_message(Handoff.get_by_id(handoff_id)))
+        from_stage = _move(lead_id, "take_over", now)
+        _record(lead_id, from_stage, Stage.MQL, now, actor, f"{TAKE_OVER_REASON}{duplicate}")
+        stop_enrollments(lead_id, reason="merged", now=now)
     return Handoff.get_by_id(handoff_id)
 
 

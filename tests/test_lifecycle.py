@@ -93,6 +93,34 @@ def test_nurtured_lead_can_be_promoted_again(app, rep, now):
     assert second.status == "pending" and Lead.get_by_id(lead.id).stage == "mql"
 
 
+def test_take_over_moves_a_pending_handoff_to_a_duplicate(app, rep, now):
+    handoff = promote(new_lead(now), rep, now)
+    duplicate = new_lead(now, email="b.liskov@liskov.example.com")
+    lifecycle.take_over(handoff.id, lead_id=duplicate.id, actor="mia@example.com", now=now)
+    assert Lead.get_by_id(duplicate.id).stage == "mql"
+    assert Handoff.get_by_id(handoff.id).lead_id == duplicate.id
+    change = StageChange.select().order_by(StageChange.id.desc()).first()
+    assert (change.lead_id, change.from_stage, change.to_stage, change.reason) == (
+        duplicate.id, "lead", "mql",
+        "merged: took over the handoff of barbara@liskov.example.com")
+
+
+@pytest.mark.parametrize("taker", ["mql", "decided"])
+def test_take_over_only_a_pending_handoff_by_a_lead_without_one(app, rep, now, taker):
+    handoff = promote(new_lead(now), rep, now)
+    duplicate = new_lead(now, email="b.liskov@liskov.example.com")
+    if taker == "mql":
+        promote(duplicate, rep, now)
+    else:
+        lifecycle.accept(handoff.id, bant={}, notes="", actor="r", now=now, requires=[])
+    changes = StageChange.select().count()
+    error = IllegalTransition if taker == "mql" else AlreadyDecided
+    with pytest.raises(error):
+        lifecycle.take_over(handoff.id, lead_id=duplicate.id, actor="m", now=now)
+    assert Handoff.get_by_id(handoff.id).lead_id != duplicate.id
+    assert StageChange.select().count() == changes
+
+
 def test_simultaneous_decisions_exactly_one_wins(app, rep, now):
     handoff = promote(new_lead(now), rep, now)
     barrier, results = threading.Barrier(2), []
