@@ -13,7 +13,7 @@ from . import outbox
 from .db import insert_rows, transaction
 from .errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
 from .models import AuditEvent, Definition, Handoff, Lead, Rep, StageChange
-from .rollups import TAKE_OVER_REASON, mark_dirty
+from .rollups import mark_dirty
 from .sla import Schedule
 from .suppression import stop_enrollments
 
@@ -170,7 +170,8 @@ def take_over(handoff_id: int, *, lead_id: int, actor: str, now: datetime) -> Ha
         if moved != 1:
             raise AlreadyDecided(already_decided_message(Handoff.get_by_id(handoff_id)))
         from_stage = _move(lead_id, "take_over", now)
-        _record(lead_id, from_stage, Stage.MQL, now, actor, f"{TAKE_OVER_REASON}{duplicate}")
+        _record(lead_id, from_stage, Stage.MQL, now, actor,
+                f"merged: took over the handoff of {duplicate}")
         stop_enrollments(lead_id, reason="merged", now=now)
     return Handoff.get_by_id(handoff_id)
 

@@ -20,9 +20,6 @@ from .models import DirtyDay, Handoff, Lead, Rollup, StageChange
 DECIDED = ("accepted", "rejected")
 LAST_CHANGE = "#last_change"
 BATCH_DAYS = 31
-# A lead that takes over the handoff of a duplicate merged into it becomes an MQL, but it is
-# not a new MQL: the duplicate's promotion counts already.
-TAKE_OVER_REASON = "merged: took over the handoff of "
 
 
 @dataclass(frozen=True)
@@ -42,8 +39,9 @@ _EPISODE = _INBOUND & Handoff.reassigned_at.is_null()
 _DECIDED = _INBOUND & Handoff.status.in_(DECIDED)
 
 FIGURES = {
-    "mql": Figure(StageChange.day, (StageChange.to_stage == "mql")
-                  & ~StageChange.reason.startswith(TAKE_OVER_REASON)),
+    # MQLs are promotions: an episode counts once on its promotion day, however many
+    # handoffs it takes and whichever lead it ends on after a merge
+    "mql": Figure(Handoff.promoted_day, _EPISODE),
     "flow": Figure(StageChange.day, StageChange.from_stage.is_null(False),
                    (StageChange.from_stage, StageChange.to_stage)),
     "cohort": Figure(Handoff.promoted_day, _EPISODE, (Handoff.status,)),
