@@ -10,6 +10,7 @@ import json
 from datetime import timedelta
 
 import pytest
+import rudderstack.analytics as rudder_analytics
 import segment.analytics as segment_analytics
 
 from service.keys import create_key
@@ -63,6 +64,40 @@ def test_official_segment_library(write_key, live_server):
     assert AnonymousActivity.select().count() == 0
     assert {(i.kind, i.value) for i in Identity.select()} == {("user_id", "u-42"),
                                                                ("anonymous_id", "anon-1")}
+
+
+def test_rudderstack_library(write_key, live_server):
+    """RudderStack's SDK sends identify's traits only in context.traits; it is a lead all the
+    same, its anonymous history joins it, and a message sent again is recorded once."""
+    client = rudder_analytics.Client(write_key, host=live_server, sync_mode=True, gzip=True,
+                                     max_retries=0)
+    client.page(anonymous_id="anon-9", properties={"url": "https://www.example.com/pricing"})
+    run_worker()
+    assert AnonymousActivity.select().count() == 1 and Lead.select().count() == 0
+    for _ in range(2):
+        client.identify(user_id="u-9", anonymous_id="anon-9", message_id="rs-identify",
+                        traits={"email": "Katherine@Johnson.example.com",
+                                "firstName": "Katherine", "company": "Langley"})
+        client.track(user_id="u-9", event="Webinar Attended", message_id="rs-webinar")
+        run_worker()
+    lead = Lead.get(Lead.email == "katherine@johnson.example.com")
+    assert (lead.first_name, lead.company) == ("Katherine", "Langley")
+    assert sorted(a.type for a in lead.activities) == ["pricing_page_view", "webinar_attended"]
+    assert AnonymousActivity.select().count() == 0 and InboundEvent.select().count() == 0
+    assert sorted(d.delivery_id for d in Delivery.select()
+                  if d.delivery_id.startswith("rs-")) == ["rs-identify", "rs-webinar"]
+
+
+def test_identify_reads_traits_at_the_top_then_in_context(app, write_key):
+    response = app.test_client().post("/v1/identify", headers=basic(write_key), json={
+        "userId": "u-3", "traits": {"email": "top@example.com", "lastName": "Top"},
+        "context": {"traits": {"email": "context@example.com", "firstName": "Context",
+                               "lastName": "Context"}}})
+    assert response.status_code == 200
+    run_worker()
+    lead = Lead.get()
+    assert (lead.email, lead.first_name, lead.last_name) == ("top@example.com", "Context",
+                                                             "Top")
 
 
 def test_single_calls_with_write_key_in_body(app, write_key):

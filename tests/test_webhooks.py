@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import svix.webhooks
 from standardwebhooks import Webhook
 
 from service.keys import create_key
@@ -27,6 +28,15 @@ def signed(secret: str, body, *, msg_id="msg_1", at=None, raw: bytes | None = No
     at = at or datetime.now(UTC)
     headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(at.timestamp())),
                "webhook-signature": Webhook(secret).sign(msg_id, at, data),
+               "content-type": "application/json"}
+    return data.encode(), headers
+
+
+def svix_signed(secret: str, body, *, msg_id: str, at=None):
+    """As Svix sends it: signed by the svix library, under svix-* header names."""
+    data, at = json.dumps(body), at or datetime.now(UTC)
+    headers = {"svix-id": msg_id, "svix-timestamp": str(int(at.timestamp())),
+               "svix-signature": svix.webhooks.Webhook(secret).sign(msg_id, at, data),
                "content-type": "application/json"}
     return data.encode(), headers
 
@@ -55,6 +65,20 @@ def test_valid_single_and_list(app, secret):
     assert activity.occurred_at == datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 
+def test_svix_headers(app, secret):
+    client = app.test_client()
+    first = post(client, *svix_signed(secret, event(), msg_id="msg_svix"))
+    assert first.status_code == 202 and first.json["recorded"] == 1
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    again = post(client, *svix_signed(secret, event(), msg_id="msg_svix", at=later))
+    assert again.status_code == 200
+    assert again.json == {"ok": True, "duplicate": True, "recorded": 0}
+    data, headers = svix_signed(secret, event(), msg_id="msg_svix_2")
+    assert post(client, data.replace(b"ada@", b"eve@"), headers).status_code == 401
+    assert Activity.select().count() == 1
+    assert [d.delivery_id for d in Delivery.select()] == ["msg_svix"]
+
+
 @pytest.mark.parametrize("shift", [timedelta(minutes=-6), timedelta(minutes=6)],
                          ids=["stale", "future"])
 def test_timestamp_outside_tolerance_is_401(app, secret, shift):
@@ -70,9 +94,11 @@ def test_altered_body_is_401(app, secret):
     assert response.status_code == 401 and Activity.select().count() == 0
 
 
-@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature",
+                                     "svix-id", "svix-timestamp", "svix-signature"])
 def test_missing_header_is_401(app, secret, missing):
-    data, headers = signed(secret, event())
+    sign = svix_signed if missing.startswith("svix-") else signed
+    data, headers = sign(secret, event(), msg_id="msg_1")
     del headers[missing]
     assert post(app.test_client(), data, headers).status_code == 401
     assert Activity.select().count() == 0

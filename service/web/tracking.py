@@ -110,7 +110,7 @@ def parse_message(message, index: int, payload: dict, settings: dict,
     context = _object(message, "context", where)
     occurred = _occurred(message, payload, where, now)
     if kind == "identify":
-        event = _identify(message, where, occurred)
+        event = _identify(message, context, where, occurred)
     elif kind == "track":
         event = _track(message, context, where, occurred, settings)
     elif kind == "page":
@@ -126,8 +126,9 @@ def parse_message(message, index: int, payload: dict, settings: dict,
     return event, str(message_id) if message_id else uuid.uuid4().hex
 
 
-def _identify(message: dict, where: str, occurred: datetime) -> Event:
-    traits = _object(message, "traits", where)
+def _identify(message: dict, context: dict, where: str, occurred: datetime) -> Event:
+    """Segment sends traits at the top; RudderStack's SDKs only in `context.traits`."""
+    traits = {**_context_traits(context), **_object(message, "traits", where)}
     email = traits.get("email")
     return Event(type="identify", occurred_at=occurred, identify_only=True,
                  email=_email(email, where) if email else None, fields=_lead_fields(traits))
@@ -163,10 +164,15 @@ def _page(message, context, where, occurred, settings) -> Event | None:
 
 
 def _with_email(event: Event, context: dict, where: str) -> Event:
-    traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
+    traits = _context_traits(context)
     if traits.get("email"):
         event.email = _email(traits["email"], where)
     return event
+
+
+def _context_traits(context: dict) -> dict:
+    traits = context.get("traits")
+    return traits if isinstance(traits, dict) else {}
 
 
 def _occurred(message: dict, payload: dict, where: str, now: datetime) -> datetime:

@@ -1,4 +1,6 @@
-"""POST /webhooks/<source>: Standard Webhooks signatures, idempotent on webhook-id."""
+"""POST /webhooks/<source>: Standard Webhooks signatures, idempotent on webhook-id. Svix,
+which sends most Standard Webhooks, names the same headers svix-id, svix-timestamp and
+svix-signature; either naming is read."""
 
 from __future__ import annotations
 
@@ -27,24 +29,29 @@ def receive(source: str):
         return error_response(413, "too_large", f"body over {limit // 1024} KiB")
     request.max_content_length = limit
     body = request.get_data(cache=True)
-    if not verified(body, request.headers, keys.webhook_secrets(source)):
+    signature = signed_headers(request.headers)
+    if not verified(body, signature, keys.webhook_secrets(source)):
         return error_response(401, "bad_signature",
                               "missing, stale or invalid webhook signature")
     now = utcnow()
     events = parse_events(body, settings["intake.activity_types"], now)
     result = ingest(events, source=f"webhook:{source}", settings=settings, now=now,
-                    delivery_id=request.headers["webhook-id"])
+                    delivery_id=signature["webhook-id"])
     if result.duplicates:
         return jsonify(ok=True, duplicate=True, recorded=0), 200
     return jsonify(ok=True, duplicate=False, recorded=result.activities), 202
 
 
-def verified(body: bytes, headers, secrets: list[str]) -> bool:
-    wanted = {k: headers.get(k, "") for k in ("webhook-id", "webhook-timestamp",
-                                              "webhook-signature")}
+def signed_headers(headers) -> dict[str, str]:
+    """webhook-id, webhook-timestamp and webhook-signature, each also under its svix- name."""
+    return {f"webhook-{name}": headers.get(f"webhook-{name}") or headers.get(f"svix-{name}", "")
+            for name in ("id", "timestamp", "signature")}
+
+
+def verified(body: bytes, signature: dict[str, str], secrets: list[str]) -> bool:
     for secret in secrets:
         try:
-            Webhook(secret).verify(body, wanted, json_parse=False)
+            Webhook(secret).verify(body, signature, json_parse=False)
             return True
         except Exception:  # the library raises several types for malformed headers
             continue
