@@ -90,7 +90,7 @@ def flush() -> None:
             for field, amount in tally.items():
                 pipe.hincrbyfloat(HASH, field, amount)
             pipe.execute()
-    except RedisError as exc:
+    except (RedisError, OSError, ValueError) as exc:  # ValueError: a socket closed under it
         log.debug("%d metrics not counted: %s", len(tally), exc)
 
 
