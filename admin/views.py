@@ -15,6 +15,7 @@ from wtforms import SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from service import emails, keys, lifecycle, scoring
+from service.assignment import NoReps
 from service.db import utcnow
 from service.errors import DomainError
 from service.gdpr import erase_lead, export_lead
@@ -31,7 +32,7 @@ from service.models import (
     StageChange,
 )
 
-from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView
+from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView, role_in
 from .preview import SANDBOX, sandboxed
 from .sales import rep_choices
 
@@ -209,10 +210,21 @@ class LeadView(SecuredModelView):
                 promote_lead(lead_id, rep_id=rep_id, note=note, actor=current_user.email,
                              settings=settings, now=now)
                 done += 1
+            except NoReps as exc:
+                flash(no_reps_message(lead_id, exc), "error")
             except DomainError as exc:
                 flash(f"Lead {lead_id}: {exc.message}", "error")
         if done:
             flash(f"Promoted {done} lead(s) to MQL; the rep has been emailed.", "success")
+
+
+def no_reps_message(lead_id: int, exc: NoReps) -> Markup:
+    """The refusal with a link to add a rep, for those who may; others learn who can."""
+    if role_in(MANAGERS):
+        return Markup('Lead {}: {} <a href="{}">Add a rep</a>').format(
+            lead_id, exc.message, url_for("rep.create_view"))
+    return Markup("Lead {}: {} (a sales manager or an admin can add reps)").format(
+        lead_id, exc.message)
 
 
 class MergeForm(FlaskForm):

@@ -21,6 +21,11 @@ class NoEligibleRep(InvalidInput):
     code = "no_eligible_rep"
 
 
+class NoReps(NoEligibleRep):
+    """Nobody to assign to at all: a fresh install, or a team nobody was added to yet."""
+    code = "no_reps"
+
+
 @dataclass(frozen=True)
 class Rules:
     rules: list[dict]
@@ -75,6 +80,10 @@ def choose_rep(lead: Lead, rules: Rules, today: date) -> int:
     rep_id = _next(team, today)
     if rep_id is not None:
         return rep_id
+    if not _has_reps(team):
+        where = f" in team {team.name}" if team else ""
+        raise NoReps(f"There are no reps{where} yet: add one under Sales → Reps "
+                     "(/admin/rep/new/) or POST /api/v1/reps.")
     where = f"team {team.name}" if team else "any team"
     raise NoEligibleRep(f"no rep in {where} can take this lead: all are inactive, away or at "
                         "capacity. Choose a rep, or set the team's fallback owner.")
@@ -102,6 +111,11 @@ def _next(team: Team | None, today: date, skip: frozenset | set = frozenset()) -
         return ring[(position - 1) % len(ring)]
     fallback = _fallback(team)
     return fallback if fallback not in skip else None
+
+
+def _has_reps(team: Team | None) -> bool:
+    query = Rep.select() if team is None else Rep.select().where(Rep.team == team.id)
+    return query.exists()
 
 
 def _fallback(team: Team | None) -> int | None:

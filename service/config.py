@@ -141,6 +141,9 @@ def load(path: str | os.PathLike | None = None, overrides: dict | None = None,
     for name, value in (overrides or {}).items():
         values[name] = _check(name, value, "overrides")
     for name, value in values.items():
+        if value is REQUIRED and not file.exists():
+            raise ConfigError(f"no config file at {file.resolve()} (run in the folder with "
+                              "config.toml, or pass --config FILE / set LEADBRIDGE_CONFIG)")
         if value is REQUIRED:
             raise ConfigError(f"missing config key {name} (set it in {file})")
     values["config_file"] = str(file.resolve()) if file.exists() else ""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import random
+import re
+import secrets
 from datetime import datetime, timedelta
 
 import peewee
@@ -13,8 +15,9 @@ from . import lifecycle, nurture, rollups, sla
 from .db import transaction, utcnow
 from .definitions import add_definition
 from .intake import Event, record_events
-from .models import Definition, Enrollment, Handoff, Lead, OutboxEmail, Rep, Team
+from .models import Definition, Enrollment, Handoff, Lead, Rep, Team, User
 from .scoring import Policy
+from .users import create_user
 
 FIRST = ["Ada", "Grace", "Linus", "Margaret", "Tim", "Katherine", "Alan", "Barbara", "Edsger",
          "Radia", "Ken", "Frances", "Donald", "Hedy", "Dennis", "Sophie", "John", "Mary",
@@ -34,36 +37,55 @@ SOURCES = ["form:contact", "form:contact", "webhook:website", "tracking:website"
 ACTIVITY = ["page_view", "page_view", "page_view", "pricing_page_view", "content_download",
             "webinar_registered", "webinar_attended", "demo_video_watched", "email_click",
             "contact_sales", "trial_signup"]
-REPS = [("riley.rep@example.com", "Riley Rep", "Europe/London", "EMEA", 2),
-        ("jordan.rep@example.com", "Jordan Rep", "America/New_York", "Americas", 2),
-        ("sasha.rep@example.com", "Sasha Rep", "Europe/Berlin", "EMEA", 1),
-        ("morgan.rep@example.com", "Morgan Rep", "America/Chicago", "Americas", 1)]
-MARKETERS = ["mia.marketing@example.com", "noah.marketing@example.com"]
+DEMO_DOMAIN = "leadbridge-demo.example"  # .example is reserved (RFC 2606): no mail goes there
+REPS = [(f"riley@{DEMO_DOMAIN}", "Riley Rep", "Europe/London", "EMEA", 2),
+        (f"jordan@{DEMO_DOMAIN}", "Jordan Rep", "America/New_York", "Americas", 2),
+        (f"sasha@{DEMO_DOMAIN}", "Sasha Rep", "Europe/Berlin", "EMEA", 1),
+        (f"morgan@{DEMO_DOMAIN}", "Morgan Rep", "America/Chicago", "Americas", 1)]
+MANAGERS = {"EMEA": f"sam@{DEMO_DOMAIN}", "Americas": f"alex@{DEMO_DOMAIN}"}
+MARKETERS = [f"mia@{DEMO_DOMAIN}", f"noah@{DEMO_DOMAIN}"]
 
 
 def load_demo(settings: dict, *, seed: int = 7, days: int = 365, per_day: float = 9.0) -> str:
-    """Fill an empty database with a year of activity; refuses a database that has leads."""
+    """Fill an empty database with a year of activity; refuses a database that has leads.
+    Every person it makes up has an address under .example, which the outbox never mails,
+    and the marketers and managers get panel logins, returned once with the summary."""
     if Lead.select().exists():
         return "demo data not loaded: the database already has leads"
     rng, now = random.Random(seed), utcnow().replace(microsecond=0)
-    logging.getLogger("service.outbox").setLevel(logging.ERROR)
-    _people(now - timedelta(days=days + 30))
-    policy = Policy.from_settings(settings)
-    reps = list(Rep.select())
-    leads = outbound = 0
-    for offset in range(days, -1, -1):
-        day = now - timedelta(days=offset)
-        growth = 0.7 + 0.6 * (days - offset) / days
-        weekday = 0.45 if day.weekday() >= 5 else 1.0
-        for _ in range(_poisson(rng, per_day * growth * weekday)):
-            leads += 1
-            _lead(rng, settings, policy, reps, day, now, leads)
-        if rng.random() < 0.18:
-            outbound += _outbound(rng, reps, day, leads)
-    _quiet_history(now)
-    rollups.refresh(now)
-    return (f"demo data loaded: {leads} leads over {days} days, {len(reps)} reps in 2 teams, "
-            f"{outbound} outbound SQLs")
+    quiet = logging.getLogger("service.outbox")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # without redis.url each promotion would warn that mail waits
+    try:
+        _people(now - timedelta(days=days + 30))
+        logins = _logins(now)
+        policy = Policy.from_settings(settings)
+        reps = list(Rep.select())
+        leads = outbound = 0
+        for offset in range(days, -1, -1):
+            day = now - timedelta(days=offset)
+            growth = 0.7 + 0.6 * (days - offset) / days
+            weekday = 0.45 if day.weekday() >= 5 else 1.0
+            for _ in range(_poisson(rng, per_day * growth * weekday)):
+                leads += 1
+                _lead(rng, settings, policy, reps, day, now, leads)
+            if rng.random() < 0.18:
+                outbound += _outbound(rng, reps, day, leads)
+        _resume_sequences(now)
+        rollups.refresh(now)
+    finally:
+        quiet.setLevel(level)
+    summary = (f"demo data loaded: {leads} leads over {days} days, {len(reps)} reps in 2 teams, "
+               f"{outbound} outbound SQLs")
+    if not logins:
+        return summary
+    return "\n".join([summary, "Demo logins (shown once):",
+                      *(f"  {email} / {password}  ({role})" for email, password, role in logins)])
+
+
+def slug(text: str) -> str:
+    """Lower-case letters and digits, any other run as one hyphen: 'van Rossum' → 'van-rossum'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
@@ -76,8 +98,7 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 def _people(start: datetime) -> None:
     with transaction():
-        for name, manager in (("EMEA", "sam.manager@example.com"),
-                              ("Americas", "alex.manager@example.com")):
+        for name, manager in MANAGERS.items():
             Team.get_or_create(name=name, defaults={"manager_email": manager})
         for email, name, zone, team, weight in REPS:
             Rep.get_or_create(email=email, defaults={
@@ -95,13 +116,28 @@ def _people(start: datetime) -> None:
                        "high-intent actions within 30 days, at a company of 50+ people.")
 
 
+def _logins(now: datetime) -> list[tuple[str, str, str]]:
+    """Panel users for the demo's marketers and managers, with generated passwords; (email,
+    password, role) for each made now (one that exists already keeps its password)."""
+    people = [(email, "marketer") for email in MARKETERS]
+    people += [(email, "sales_manager") for email in MANAGERS.values()]
+    made = []
+    for email, role in people:
+        if User.select().where(User.email == email).exists():
+            continue
+        password = secrets.token_urlsafe(12)
+        create_user(email, role=role, password=password, now=now)
+        made.append((email, password, role))
+    return made
+
+
 def _lead(rng, settings, policy, reps, day: datetime, now: datetime, n: int) -> None:
     first, last = rng.choice(FIRST), rng.choice(LAST)
     company = rng.choice(COMPANIES)
     created = day.replace(hour=rng.randint(7, 20), minute=rng.randint(0, 59))
     if created > now:
         created = now - timedelta(minutes=rng.randint(1, 120))
-    email = f"{first}.{last}.{n}@{company.split()[0].lower()}.example.com".lower()
+    email = f"{slug(first)}.{slug(last)}.{n}@{slug(company)}.example"
     fields = {"first_name": first, "last_name": last, "company": company,
               "country": rng.choice(COUNTRIES), "company_size": rng.choice(SIZES),
               "title": rng.choice(["CTO", "Head of Sales Ops", "VP Marketing", "Engineer",
@@ -143,7 +179,7 @@ def _handoff(rng, settings, lead: Lead, reps, created: datetime, now: datetime) 
                                "timeline": rng.choice(["lt_3m", "3_6m", "6_12m"])})
         won = decided + timedelta(days=rng.uniform(10, 80))
         if rng.random() < 0.3 and won < now:
-            lifecycle.win(lead.id, actor="sam.manager@example.com", now=won)
+            lifecycle.win(lead.id, actor=MANAGERS[rep.team.name], now=won)
         return
     reason = rng.choice(list(settings["handoff.reject_reasons"]))
     outcome = settings["handoff.reject_reasons"][reason]["outcome"]
@@ -155,11 +191,11 @@ def _handoff(rng, settings, lead: Lead, reps, created: datetime, now: datetime) 
 
 def _outbound(rng, reps, day: datetime, n: int) -> int:
     company = rng.choice(COMPANIES)
-    email = f"outbound.{n}.{rng.randint(1, 10**6)}@{company.split()[0].lower()}.example.com"
+    email = f"outbound.{n}.{rng.randint(1, 10**6)}@{slug(company)}.example"
     try:
         lifecycle.register_outbound(
             email, fields={"company": company}, rep_id=rng.choice(reps).id,
-            notes="Met at a trade show.", actor="sam.manager@example.com",
+            notes="Met at a trade show.", actor=MANAGERS["EMEA"],
             now=day.replace(hour=15), bant={"budget": "likely", "authority": "decision_maker",
                                             "need": "clear", "timeline": "3_6m"})
     except peewee.IntegrityError:
@@ -167,13 +203,8 @@ def _outbound(rng, reps, day: datetime, n: int) -> int:
     return 1
 
 
-def _quiet_history(now: datetime) -> None:
-    """Demo history is not mailed out: old emails are marked skipped, and sequences resume
-    from today rather than sending a year of steps at once."""
+def _resume_sequences(now: datetime) -> None:
+    """Sequences resume from today rather than sending a year of steps at once."""
     with transaction():
-        OutboxEmail.update(skipped_at=now, skip_reason="demo history").where(
-            OutboxEmail.sent_at.is_null(), OutboxEmail.created_at < now - timedelta(days=1)
-        ).execute()
         Enrollment.update(next_due_at=now + timedelta(days=1)).where(
             Enrollment.status == "active", Enrollment.next_due_at < now).execute()
-

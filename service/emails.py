@@ -187,12 +187,27 @@ def compose(row: OutboxEmail, settings: dict, secret: str):
     return message, subject, text, html
 
 
+DEMO_SKIP = "demo address (.example)"
+
+
+def reserved_for_demo(address: str) -> bool:
+    """Addresses under the .example top-level domain belong to nobody (RFC 2606, RFC 6761):
+    the demo makes its people there, and no email to one ever leaves."""
+    domain = address.rpartition("@")[2].strip().rstrip(".").lower()
+    return domain == "example" or domain.endswith(".example")
+
+
 def skip_reasons(rows: list[OutboxEmail]) -> dict[int, str]:
-    """Why prospect emails must not go out now, whatever queued them: the address is
-    suppressed, or the enrollment that queued it was stopped."""
-    prospects = [row for row in rows if row.to_prospect]
-    if not prospects:
-        return {}
+    """Why emails must not go out now, whatever queued them: the address is a demo one; or,
+    for prospect mail, it is suppressed, or the enrollment that queued it was stopped."""
+    reasons = {row.id: DEMO_SKIP for row in rows if reserved_for_demo(row.to_address)}
+    prospects = [row for row in rows if row.to_prospect and row.id not in reasons]
+    if prospects:
+        reasons.update(prospect_skips(prospects))
+    return reasons
+
+
+def prospect_skips(prospects: list[OutboxEmail]) -> dict[int, str]:
     blocked = suppressed_among([row.to_address for row in prospects])
     live = {row.id for row in Enrollment.select(Enrollment.id).where(
         Enrollment.id.in_([r.enrollment for r in prospects if r.enrollment is not None]),

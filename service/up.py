@@ -48,7 +48,8 @@ def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
 
 
 def prepare_database(settings: dict) -> str:
-    """Migrate, and create a first admin when there is no user; return how to log in."""
+    """Migrate, and create a first admin when there is none (the demo's marketers and
+    managers are no admins); return how to log in."""
     from . import init_backends
     from .db import utcnow
     from .migrations import migrate
@@ -58,7 +59,7 @@ def prepare_database(settings: dict) -> str:
     init_backends(settings, config_module.secret_key(settings))
     migrate()
     note = config_module.data_dir(settings) / "first-admin.txt"
-    if User.select().count() == 0:
+    if not User.select().where(User.role == "admin").exists():
         password = secrets.token_urlsafe(12)
         create_user(ADMIN_EMAIL, role="admin", password=password, now=utcnow())
         note.write_text(f"{ADMIN_EMAIL}\n{password}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from service.handoffs import promote_lead
@@ -15,6 +16,11 @@ def test_login_required(app, marketer):
     response = client.get("/admin/lead/")
     assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
     assert client.get("/admin/login").status_code == 200
+
+
+def test_login_page_is_titled_log_in(app):
+    page = app.test_client().get("/admin/login").text
+    assert re.search(r"<title>\s*(.*?)\s*</title>", page).group(1) == "Log in · Leadbridge"
 
 
 def test_wrong_password_is_401(app, marketer):

@@ -154,6 +154,42 @@ def test_promote_by_rules_from_the_panel(app, rep, marketer, now):
     assert Handoff.get().rep.id == rep.id
 
 
+NO_REPS = ("There are no reps yet: add one under Sales → Reps (/admin/rep/new/) or "
+           "POST /api/v1/reps.")
+
+
+def promote_by_rules(client, lead):
+    form = client.get(f"/admin/lead/promote/?ids={lead.id}")
+    done = client.post("/admin/lead/promote/", data={
+        "ids": str(lead.id), "rep": "", "note": "", "csrf_token": csrf_token(form.text)})
+    return client.get(done.headers["Location"]).text
+
+
+def test_promoting_with_no_reps_says_how_to_add_one(app, marketer, now):
+    lead = make_lead(now)
+    marketing = app.test_client()
+    log_in(marketing, "mia@example.com")
+    page = promote_by_rules(marketing, lead)
+    assert f"Lead {lead.id}: {NO_REPS} (a sales manager or an admin can add reps)" in page
+    create_user("root@example.com", role="admin", password=PASSWORD, now=now)
+    admin = app.test_client()
+    log_in(admin, "root@example.com")
+    page = promote_by_rules(admin, lead)
+    assert f'Lead {lead.id}: {NO_REPS} <a href="/admin/rep/new/">Add a rep</a>' in page
+    assert admin.get("/admin/rep/new/").status_code == 200
+    assert Lead.get_by_id(lead.id).stage == "lead" and Handoff.select().count() == 0
+
+
+def test_promoting_when_every_rep_is_away_keeps_its_message(app, rep, marketer, now):
+    Rep.update(out_of_office=True).execute()
+    lead = make_lead(now)
+    client = app.test_client()
+    log_in(client, "mia@example.com")
+    page = promote_by_rules(client, lead)
+    assert "no rep in any team can take this lead: all are inactive, away or at capacity" in page
+    assert "There are no reps" not in page
+
+
 def test_rep_away_hands_over_pending_handoffs(app, rep, manager, now):
     team = Team.create(name="EMEA")
     Rep.update(team=team).execute()

@@ -69,6 +69,19 @@ def test_promotion_uses_assignment_when_rep_is_null(api, rep, now):
     assert made.status_code == 201 and made.json["rep"] == rep.email
 
 
+def test_promotion_with_no_reps_says_how_to_add_one(api, now):
+    lead = record_activity("b@example.com", type="page_view", source="t", occurred_at=now,
+                           now=now).lead
+    refused = api("POST", f"/leads/{lead.id}/promote", json={"rep": None, "note": ""})
+    assert refused.status_code == 400
+    assert refused.json["error"] == {"code": "no_reps", "message": (
+        "There are no reps yet: add one under Sales → Reps (/admin/rep/new/) or "
+        "POST /api/v1/reps.")}
+    assert api("POST", "/reps", json={"email": "riley@example.com"}).status_code == 201
+    made = api("POST", f"/leads/{lead.id}/promote", json={"rep": None, "note": ""})
+    assert made.status_code == 201 and made.json["rep"] == "riley@example.com"
+
+
 def test_outbound_sql(api, rep):
     bant = {"budget": "confirmed", "authority": "decision_maker", "need": "clear",
             "timeline": "lt_3m"}

