@@ -116,18 +116,18 @@ def cron(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.option("--only", metavar="NAME", help="Run only the sweep of this name.")
 @click.pass_context
 @clear_errors
-def sweep(ctx: click.Context) -> None:
-    """Run the periodic sweeps once now (SLA actions, unsent mail, report rollups); cron runs
-    them each minute."""
-    from workers.jobs import refresh_reports, sweep_outbox, sweep_sla
+def sweep(ctx: click.Context, only: str | None) -> None:
+    """Run the periodic sweeps once now (unsent mail, SLA actions, nurture steps, report
+    rollups, the weekly digest), one line each; cron runs them on its own."""
+    from workers.runner import sweeps_named
 
+    chosen = sweeps_named(only)
     backends(ctx)
-    done = sweep_sla()
-    click.echo("sla: " + (", ".join(f"{n} {a}" for a, n in sorted(done.items())) or "nothing due"))
-    click.echo(f"outbox: {sweep_outbox()} email(s) queued again")
-    click.echo(f"reports: {refresh_reports()} day(s) recounted")
+    for each in chosen:
+        click.echo(f"{each.name}: {each.outcome(each.run())}")
 
 
 @main.command()
