@@ -116,18 +116,18 @@ def cron(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.option("--only", metavar="NAME", help="Run only the sweep of this name.")
 @click.pass_context
 @clear_errors
-def sweep(ctx: click.Context) -> None:
-    """Run the periodic sweeps once now (SLA actions, unsent mail, report rollups); cron runs
-    them each minute."""
-    from workers.jobs import refresh_reports, sweep_outbox, sweep_sla
+def sweep(ctx: click.Context, only: str | None) -> None:
+    """Run the periodic sweeps once now (unsent mail, SLA actions, nurture steps, report
+    rollups, the weekly digest), one line each; cron runs them on its own."""
+    from workers.runner import sweeps_named
 
+    chosen = sweeps_named(only)
     backends(ctx)
-    done = sweep_sla()
-    click.echo("sla: " + (", ".join(f"{n} {a}" for a, n in sorted(done.items())) or "nothing due"))
-    click.echo(f"outbox: {sweep_outbox()} email(s) queued again")
-    click.echo(f"reports: {refresh_reports()} day(s) recounted")
+    for each in chosen:
+        click.echo(f"{each.name}: {each.outcome(each.run())}")
 
 
 @main.command()
@@ -161,19 +161,23 @@ def demo(ctx: click.Context, days: int) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
               help="Map a CSV column to a lead field (repeatable).")
+@click.option("--update", "updates", multiple=True, metavar="FIELD[,FIELD…]",
+              help="Overwrite these fields of leads that exist already (repeatable); "
+                   "otherwise the file only fills their empty fields.")
 @click.option("--source", default="import", show_default=True, help="Source recorded on new leads.")
 @click.option("--skipped", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write skipped rows (default FILE.skipped.csv).")
 @click.pass_context
 @clear_errors
-def import_leads(ctx: click.Context, file: Path, maps: tuple[str, ...], source: str,
-                 skipped: Path | None) -> None:
-    """Import leads from a CSV file, deduplicated by email."""
+def import_leads(ctx: click.Context, file: Path, maps: tuple[str, ...],
+                 updates: tuple[str, ...], source: str, skipped: Path | None) -> None:
+    """Import leads from a CSV file, deduplicated by email. Leads that exist already keep
+    their values: the file fills their empty fields, and overwrites only --update fields."""
     from tqdm import tqdm
 
     from .db import utcnow
     from .errors import InvalidInput
-    from .importer import import_csv
+    from .importer import fields_to_overwrite, import_csv
 
     if not file.exists():
         raise InvalidInput(f"no such file: {file}")
@@ -183,13 +187,14 @@ def import_leads(ctx: click.Context, file: Path, maps: tuple[str, ...], source: 
         if not column or not field:
             raise InvalidInput(f"--map takes COLUMN=FIELD, got {entry!r}")
         mapping[column] = field
+    overwrite = fields_to_overwrite(updates)
     backends(ctx)
     with file.open("rb") as raw:
         total = max(sum(block.count(b"\n") for block in iter(lambda: raw.read(1 << 20), b"")) - 1,
                     0)
     with tqdm(total=total, unit=" rows", desc="importing", disable=None) as bar:
         report = import_csv(file, source=source, now=utcnow(), mapping=mapping,
-                            skipped_path=skipped, progress=bar.update)
+                            overwrite=overwrite, skipped_path=skipped, progress=bar.update)
     click.echo(str(report))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "LEADBRIDGE_"
 REQUIRED = object()
@@ -242,6 +242,7 @@ def _check_references(values: dict) -> None:
             raise ConfigError(f"forms.{slug}.fields must be a table of form field = lead field")
     _check_assignment(values["assignment.rules"])
     _check_sla(values)
+    _check_send_hours(values)
     _check_sequences(values)
     if not 6 <= values["reports.benchmark_months"] <= 12:
         raise ConfigError("reports.benchmark_months must be from 6 to 12")
@@ -314,6 +315,21 @@ def _check_sla(values: dict) -> None:
             raise ConfigError(f"{where}.working_days must name days from {', '.join(sla.DAYS)}")
         if policy.decision_hours <= 0:
             raise ConfigError(f"{where}.decision_hours must be above 0")
+
+
+def _check_send_hours(values: dict) -> None:
+    from . import sla
+
+    try:
+        sla.hours_from(values["nurture.send_hours"], "nurture.send_hours")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        ZoneInfo(values["nurture.time_zone"])
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        raise ConfigError(f"nurture.time_zone: {exc}") from None
+    if not values["nurture.send_days"] or set(values["nurture.send_days"]) - set(sla.DAYS):
+        raise ConfigError(f"nurture.send_days must name days from {', '.join(sla.DAYS)}")
 
 
 def _check_sequences(values: dict) -> None:

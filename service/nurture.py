@@ -4,14 +4,14 @@ sends due steps through the outbox, each step claimed once by a conditional upda
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import outbox
 from .db import transaction
 from .errors import InvalidInput
 from .models import Enrollment, Lead
-from .sla import Calendar
+from .sla import Calendar, hours_from
 from .suppression import is_suppressed, stop_enrollments
 
 
@@ -33,15 +33,14 @@ def steps(settings: dict, sequence: str) -> list[Step]:
 
 def send_calendar(settings: dict, zone: str = "") -> Calendar:
     """Send hours in the lead's time zone when it is known and valid, else the default."""
-    opens, _, closes = settings["nurture.send_hours"].partition("-")
+    opens, closes = hours_from(settings["nurture.send_hours"], "nurture.send_hours")
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         zone = ""
     return Calendar(always_open=False, zone=zone or settings["nurture.time_zone"],
                     days=tuple(settings["nurture.send_days"]),
-                    opens=time.fromisoformat(opens.strip()),
-                    closes=time.fromisoformat(closes.strip()))
+                    opens=opens, closes=closes)
 
 
 def due_time(after: datetime, step: Step, calendar: Calendar) -> datetime:

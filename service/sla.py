@@ -4,6 +4,7 @@ reassignment. Pure functions of their arguments; time in and out is aware UTC.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
@@ -14,6 +15,7 @@ import holidays
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # "lapse" stamps the moment a handoff's own deadline passes undecided: a breach of its rep.
 ACTIONS = ("remind", "lapse", "escalate", "reassign")
+NO_HOURS = "the calendar has no working hours in the next ten years"
 
 
 @dataclass(frozen=True)
@@ -53,32 +55,31 @@ class Calendar:
         remaining = timedelta(hours=hours)
         if self.always_open or remaining <= timedelta(0):
             return start + remaining
-        day = start.astimezone(self._tz).date() - timedelta(days=1)
-        for _ in range(3700):  # ten years of days: a calendar with no open day never ends
-            day += timedelta(days=1)
-            if not self.is_open_day(day):
-                continue
-            opens, closes = self.window(day)
+        for opens, closes in self._windows(start):
             begin = max(opens, start)
-            if begin >= closes:
-                continue
             if begin + remaining <= closes:
                 return begin + remaining
             remaining -= closes - begin
-        raise ValueError("the SLA calendar has no working hours in the next ten years")
+        raise ValueError(NO_HOURS)
 
     def open_at(self, moment: datetime) -> datetime:
         """The first moment at or after `moment` inside working hours."""
         if self.always_open:
             return moment
-        day = moment.astimezone(self._tz).date() - timedelta(days=1)
-        for _ in range(3700):
-            day += timedelta(days=1)
+        for opens, _ in self._windows(moment):
+            return max(opens, moment)
+        raise ValueError(NO_HOURS)
+
+    def _windows(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """The working windows that close after `start`, in order. A window belongs to the day
+        it opens, so a night shift opened yesterday may still be open: start a day early."""
+        day = start.astimezone(self._tz).date() - timedelta(days=1)
+        for _ in range(3700):  # ten years of days: a calendar with no open day never ends
             if self.is_open_day(day):
                 opens, closes = self.window(day)
-                if moment < closes:
-                    return max(opens, moment)
-        raise ValueError("the calendar has no working hours in the next ten years")
+                if start < closes:
+                    yield opens, closes
+            day += timedelta(days=1)
 
     def add_days(self, moment: datetime, days: int, *, business: bool) -> datetime:
         """`days` later at the same local time; business days skip closed days."""
@@ -136,21 +137,24 @@ def due_actions(sched: Schedule, done: set[str], now: datetime) -> list[str]:
             if a not in done and (t := getattr(sched, f"{a}_at")) is not None and t <= now]
 
 
-def _clock(text: str, key: str) -> time:
+def hours_from(text: str, key: str) -> tuple[time, time]:
+    """Opening and closing times from "09:00-17:00". Closing at or before opening runs past
+    midnight: "22:00-06:00" is a night shift, which belongs to the day it starts."""
+    opens, _, closes = text.partition("-")
     try:
-        return time.fromisoformat(text)
+        return time.fromisoformat(opens.strip()), time.fromisoformat(closes.strip())
     except ValueError:
-        raise ValueError(f"{key} must be a time like 09:00, got {text!r}") from None
+        raise ValueError(f"{key} must be hours like 09:00-17:00 or 22:00-06:00, "
+                         f"got {text!r}") from None
 
 
 def policy_from(values: dict) -> Policy:
     """Build a policy from [sla] values (already merged with a team's overrides)."""
     always = values["calendar"] == "24x7"
-    opens, _, closes = values["working_hours"].partition("-")
+    opens, closes = hours_from(values["working_hours"], "sla.working_hours")
     calendar = Calendar(
         always_open=always, zone=values["time_zone"], days=tuple(values["working_days"]),
-        opens=_clock(opens.strip(), "sla.working_hours"),
-        closes=_clock(closes.strip(), "sla.working_hours"),
+        opens=opens, closes=closes,
         country=values["holidays_country"], subdivision=values["holidays_subdivision"],
         closed=tuple(d if isinstance(d, date) else date.fromisoformat(str(d))
                      for d in values["closed_dates"]))

@@ -221,6 +221,16 @@ def leadbridge_env(app, settings: dict) -> dict:
     return env
 
 
+def run_cli(app, settings: dict, *args: str, stdin: str = ""):
+    """`leadbridge ARGS…` as a subprocess sharing the test app's database, Redis and SMTP."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=ROOT, input=stdin,
+                          env=leadbridge_env(app, settings), capture_output=True, text=True,
+                          timeout=120)
+
+
 @pytest.fixture
 def live_server(app, settings_overrides, tmp_path):
     """`leadbridge web` (gunicorn) as a subprocess on loopback, sharing the test's database."""

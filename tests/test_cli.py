@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 
-from .conftest import ROOT
+from service import nurture
+from service.db import utcnow
+from service.handoffs import promote_lead
+from service.intake import record_activity
+from service.models import Handoff, OutboxEmail
+
+from .conftest import ROOT, run_cli, run_worker
 
 
 @pytest.fixture
@@ -60,6 +67,8 @@ def test_create_user_from_stdin(cli):
     (["init-db"], "", {"LEADBRIDGE_WEB__PORT": "http"}, "LEADBRIDGE_WEB__PORT must be int"),
     (["worker", "--burst"], "", {}, "redis.url is empty"),
     (["--config", "missing.toml", "init-db"], "", {}, "config file not found"),
+    (["sweep", "--only", "nurtur"], "", {},
+     "no sweep named 'nurtur'; the sweeps are outbox, sla, nurture, reports, digest"),
 ])
 def test_bad_input_is_one_error_line(cli, args, stdin, env, message):
     result = cli(*args, stdin=stdin, extra_env=env)
@@ -108,3 +117,39 @@ def test_an_api_key_needs_its_owners_email(cli):
     assert line.startswith("Error: email is not valid:")
     made = cli("create-api-key", "crm", "--owner", "Mia@Example.com")
     assert made.returncode == 0 and made.stdout.startswith("lbk_")
+
+
+def due_nurture_step(app, email="ada@example.com"):
+    """A lead whose first nurture step fell due a while ago."""
+    long_ago = utcnow() - timedelta(days=30)
+    lead = record_activity(email, type="form_submit", source="t", occurred_at=long_ago,
+                           now=long_ago, fields={"first_name": "Ada"}).lead
+    nurture.enroll(lead.id, "default", settings=app.config["SETTINGS"], now=long_ago)
+
+
+def test_sweep_runs_every_periodic_sweep(app, settings_overrides, smtp):
+    due_nurture_step(app)
+    result = run_cli(app, settings_overrides, "sweep")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "outbox: 0 email(s) queued again", "sla: nothing due", "nurture: 1 step(s) queued",
+        "reports: 1 day(s) recounted", "digest: not due"]
+    run_worker()
+    assert [m["Subject"] for m in smtp.messages] == ["Ada, anything we can help with?"]
+
+
+def test_sweep_only_one(app, settings_overrides, rep):
+    due_nurture_step(app)
+    two_days_ago = utcnow() - timedelta(days=2)
+    lead = record_activity("bo@example.com", type="form_submit", source="t",
+                           occurred_at=two_days_ago, now=two_days_ago).lead
+    handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
+                           settings=app.config["SETTINGS"], now=two_days_ago)
+    result = run_cli(app, settings_overrides, "sweep", "--only", "nurture")
+    assert (result.returncode, result.stdout) == (0, "nurture: 1 step(s) queued\n")
+    assert Handoff.get_by_id(handoff.id).reminded_at is None, "the SLA sweep did not run"
+    assert [row.template for row in OutboxEmail.select().where(OutboxEmail.to_prospect)] == [
+        "nurture/checkin"]
+    later = run_cli(app, settings_overrides, "sweep", "--only", "sla")
+    assert later.stdout == "sla: 1 escalate, 1 lapse, 1 remind\n"
+    assert Handoff.get_by_id(handoff.id).reminded_at is not None

@@ -27,13 +27,22 @@ SLA = {"sla.calendar": "24x7", "sla.decision_hours": 2.0, "sla.remind_at": 0.5,
        "sla.escalate_at": 1.0, "sla.reassign_at": 1.5}
 
 
-@pytest.fixture
-def sla_app(make_app):
-    app = make_app(**SLA)
+NIGHT_SHIFT = {**SLA, "sla.calendar": "business", "sla.time_zone": "Europe/London",
+               "sla.working_hours": "22:00-06:00", "sla.decision_hours": 8.0,
+               "sla.reassign_at": 0.0}
+
+
+def team_app(make_app, settings):
+    app = make_app(**settings)
     team = Team.create(name="EMEA", manager_email="sam@example.com")
     Rep.create(email="riley@example.com", name="Riley", team=team)
     Rep.create(email="jordan@example.com", name="Jordan", team=team)
     return app
+
+
+@pytest.fixture
+def sla_app(make_app):
+    return team_app(make_app, SLA)
 
 
 def promote(app, email="ada@example.com", at=START):
@@ -104,6 +113,26 @@ def test_decision_cancels_later_actions(sla_app, smtp):
     templates = [row.template for row in OutboxEmail.select().order_by(OutboxEmail.id)]
     assert templates == ["rep_handoff", "sla_reminder", "decision_feedback"]
     assert Handoff.get_by_id(handoff.id).sla_met is True
+
+
+def test_night_shift_deadline_runs_past_midnight_and_the_weekend(make_app, smtp):
+    app = team_app(make_app, NIGHT_SHIFT)
+    saturday = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)  # 02:00 in London: Friday's shift
+    tuesday = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 4 h to Saturday 06:00, 4 from Monday 22:00
+    with time_machine.travel(saturday, tick=False) as clock:
+        handoff = promote(app, at=saturday)
+        assert (handoff.remind_due_at, handoff.due_at) == (saturday + timedelta(hours=4), tuesday)
+        run_worker()
+        clock.move_to(saturday + timedelta(hours=4))
+        sweep_job()
+        assert received(smtp)[1:] == [("Riley <riley@example.com>", "Reminder")]
+        clock.move_to(tuesday - timedelta(minutes=1))
+        sweep_job()
+        assert len(smtp.messages) == 2
+        clock.move_to(tuesday)
+        sweep_job()
+    assert sorted(received(smtp)[2:]) == [("mia@example.com", "Overdue"),
+                                          ("sam@example.com", "Overdue")]
 
 
 def test_two_processes_sweep_500_handoffs_once(sla_app, settings_overrides):

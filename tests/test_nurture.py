@@ -193,6 +193,20 @@ def test_reengagement(make_app, rep, smtp, auto):
         assert [parseaddr(m["To"])[1] for m in note] == ["mia@example.com"]
 
 
+def test_night_send_hours_run_past_midnight(make_app, rep, smtp):
+    app = make_app(**{**SETTINGS, "nurture.send_hours": "22:00-06:00"})
+    monday = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # London keeps UTC in November
+    wednesday = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # two business days on, 01:00
+    with time_machine.travel(monday, tick=False) as clock:
+        lead = rejected_lead(app, rep, at=monday)
+        clock.move_to(wednesday)
+        sweep()
+        assert [m["Subject"] for m in nurture_mail(smtp)] == [
+            "Ada, anything we can help with?"], "Tuesday night's send hours run until 06:00"
+    enrollment = Enrollment.get(Enrollment.lead == lead.id)
+    assert enrollment.next_due_at == wednesday + timedelta(days=7)
+
+
 def test_send_hours_follow_the_lead_time_zone(nurture_app):
     settings = nurture_app.config["SETTINGS"]
     step = nurture.Step(delay_days=1, business_days=False, template="guide", subject="x")

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from service import sla
+from service import nurture, sla
 
 LONDON = sla.Calendar(always_open=False, zone="Europe/London", country="GB", subdivision="ENG")
 NEW_YORK = sla.Calendar(always_open=False, zone="America/New_York", country="US")
@@ -59,6 +59,51 @@ def test_dst_inside_working_hours():
     assert night.add(autumn, 3.5) == at("2026-10-25 03:00", "Europe/London")
 
 
+NIGHT = sla.Calendar(always_open=False, zone="Europe/London", opens=time(22), closes=time(6))
+
+
+@pytest.mark.parametrize("moment, expected", [
+    ("2026-11-25 01:00", "2026-11-25 01:00"),   # Wednesday 01:00: Tuesday's shift is open
+    ("2026-11-25 06:00", "2026-11-25 22:00"),   # the shift has just ended
+    ("2026-11-25 23:30", "2026-11-25 23:30"),
+    ("2026-11-28 01:00", "2026-11-28 01:00"),   # Saturday 01:00: Friday's shift runs on
+    ("2026-11-28 07:00", "2026-11-30 22:00"),   # then nothing until Monday night
+    ("2026-11-30 01:00", "2026-11-30 22:00"),   # Sunday has no shift
+])
+def test_night_shift_open_at(moment, expected):
+    assert NIGHT.open_at(at(moment, "Europe/London")) == at(expected, "Europe/London")
+
+
+@pytest.mark.parametrize("start, hours, expected", [
+    ("2026-11-25 01:00", 2, "2026-11-25 03:00"),      # after midnight, inside Tuesday's shift
+    ("2026-11-25 05:00", 2, "2026-11-25 23:00"),      # one hour tonight, one tomorrow night
+    ("2026-11-24 21:00", 8, "2026-11-25 06:00"),      # promoted before the shift: all of it
+    ("2026-11-27 22:00", 8, "2026-11-28 06:00"),      # Friday's shift ends on Saturday
+    ("2026-11-28 02:00", 8, "2026-12-01 02:00"),      # Saturday 02:00: 4 h left of Friday's
+    ("2026-12-24 23:00", 8, "2026-12-29 23:00"),      # Christmas Eve's shift, then closed days
+])
+def test_night_shift_business_hours(start, hours, expected):
+    calendar = sla.Calendar(always_open=False, zone="Europe/London", opens=time(22),
+                            closes=time(6), country="GB", subdivision="ENG")
+    assert calendar.add(at(start, "Europe/London"), hours) == at(expected, "Europe/London")
+
+
+def test_night_shift_across_dst():
+    nightly = sla.Calendar(always_open=False, zone="Europe/London", days=sla.DAYS,
+                           opens=time(22), closes=time(6))
+    # Saturday 28 March 2026 22:00 GMT to Sunday 06:00 BST is seven real hours.
+    spring = at("2026-03-28 22:00", "Europe/London")
+    assert nightly.add(spring, 7) == at("2026-03-29 06:00", "Europe/London")
+    sunday = at("2026-03-29 03:00", "Europe/London")
+    assert nightly.open_at(sunday) == sunday
+    assert nightly.add(sunday, 3.5) == at("2026-03-29 22:30", "Europe/London")
+    # Saturday 24 October 2026 22:00 BST to Sunday 06:00 GMT is nine real hours.
+    autumn = at("2026-10-24 22:00", "Europe/London")
+    assert nightly.add(autumn, 9) == at("2026-10-25 06:00", "Europe/London")
+    assert nightly.add(at("2026-10-25 04:00", "Europe/London"), 2.5) == at(
+        "2026-10-25 22:30", "Europe/London")
+
+
 def test_24x7():
     always = sla.Calendar()
     assert always.add(at("2026-11-28 23:00"), 1.5) == at("2026-11-29 00:30")
@@ -72,8 +117,10 @@ def test_schedule_fractions_and_due_actions():
         at("2026-11-23 13:00"), at("2026-11-23 17:00"), at("2026-11-23 17:00"),
         at("2026-11-24 13:00"))
     assert sla.due_actions(plan, set(), at("2026-11-23 12:59")) == []
-    assert sla.due_actions(plan, set(), at("2026-11-23 17:00")) == ["remind", "escalate"]
-    assert sla.due_actions(plan, {"remind"}, at("2026-11-25 00:00")) == ["escalate", "reassign"]
+    assert sla.due_actions(plan, set(), at("2026-11-23 17:00")) == ["remind", "lapse",
+                                                                    "escalate"]
+    assert sla.due_actions(plan, {"remind", "lapse"}, at("2026-11-25 00:00")) == [
+        "escalate", "reassign"]
     assert plan.next_action_at({"remind"}) == at("2026-11-23 17:00")
     assert plan.next_action_at(set(sla.ACTIONS)) is None
     off = sla.schedule(at("2026-11-23 09:00"), sla.Policy(8, 0, 1.0, 0, sla.Calendar()))
@@ -96,6 +143,22 @@ def test_bad_calendar_config_names_the_key():
     for env, message in (({"LEADBRIDGE_SLA__TIME_ZONE": "Mars/Base"}, "sla:"),
                          ({"LEADBRIDGE_SLA__WORKING_HOURS": "nine-five"}, "sla.working_hours"),
                          ({"LEADBRIDGE_SLA__HOLIDAYS_COUNTRY": "XX"}, "sla:"),
-                         ({"LEADBRIDGE_SLA__WORKING_DAYS": "mon,funday"}, "working_days")):
+                         ({"LEADBRIDGE_SLA__WORKING_DAYS": "mon,funday"}, "working_days"),
+                         ({"LEADBRIDGE_NURTURE__SEND_HOURS": "22:00-6"}, "nurture.send_hours"),
+                         ({"LEADBRIDGE_NURTURE__TIME_ZONE": "Mars/Base"}, "nurture.time_zone"),
+                         ({"LEADBRIDGE_NURTURE__SEND_DAYS": "mon,funday"}, "send_days")):
         with pytest.raises(ConfigError, match=message):
             load(ROOT / "config.toml", environ=env)
+
+
+def test_hours_across_midnight_are_accepted():
+    from service.config import load
+
+    from .conftest import ROOT
+
+    settings = load(ROOT / "config.toml", environ={
+        "LEADBRIDGE_SLA__CALENDAR": "business", "LEADBRIDGE_SLA__WORKING_HOURS": "22:00-06:00",
+        "LEADBRIDGE_NURTURE__SEND_HOURS": "22:00 - 06:00"})
+    shift = (at("2026-11-23 22:00"), at("2026-11-24 06:00"))
+    assert sla.policy_for(settings, None).calendar.window(date(2026, 11, 23)) == shift
+    assert nurture.send_calendar(settings).window(date(2026, 11, 23)) == shift

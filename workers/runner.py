@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from rq import Queue, SimpleWorker
 from rq.cron import CronJob, CronScheduler
 from rq.serializers import JSONSerializer
 
 from service import db, logs, metrics
+from service.errors import InvalidInput
 from service.runtime import runtime
 
 from . import jobs, recorder
 
-SWEEPS = [(jobs.sweep_outbox, 60), (jobs.sweep_sla, 60), (jobs.sweep_nurture, 60),
-          (jobs.refresh_reports, 60), (jobs.send_digest, 300)]
+
+@dataclass(frozen=True)
+class Sweep:
+    """A periodic job: cron runs it every `seconds`; `leadbridge sweep` runs it once and
+    prints what `outcome` makes of its result."""
+
+    name: str
+    run: Callable[[], Any]
+    seconds: int
+    outcome: Callable[[Any], str]
+
+
+def _sla_outcome(done: dict) -> str:
+    return ", ".join(f"{n} {action}" for action, n in sorted(done.items())) or "nothing due"
+
+
+SWEEPS = (
+    Sweep("outbox", jobs.sweep_outbox, 60, lambda n: f"{n} email(s) queued again"),
+    Sweep("sla", jobs.sweep_sla, 60, _sla_outcome),
+    Sweep("nurture", jobs.sweep_nurture, 60, lambda n: f"{n} step(s) queued"),
+    Sweep("reports", jobs.refresh_reports, 60, lambda n: f"{n} day(s) recounted"),
+    Sweep("digest", jobs.send_digest, 300, lambda sent: "queued" if sent else "not due"),
+)
+
+
+def sweeps_named(only: str | None) -> list[Sweep]:
+    """Every sweep, or the one called `only`."""
+    if only is None:
+        return list(SWEEPS)
+    chosen = [sweep for sweep in SWEEPS if sweep.name == only]
+    if not chosen:
+        raise InvalidInput(f"no sweep named {only!r}; the sweeps are "
+                           f"{', '.join(sweep.name for sweep in SWEEPS)}")
+    return chosen
 
 
 class Worker(SimpleWorker):
@@ -54,8 +91,8 @@ class SweepJob(CronJob):
 
 def make_scheduler() -> CronScheduler:
     scheduler = CronScheduler(connection=runtime.redis)
-    for func, seconds in SWEEPS:
+    for sweep in SWEEPS:
         scheduler._cron_jobs.append(
-            SweepJob(queue_name=runtime.queue.name, func=func, interval=seconds,
+            SweepJob(queue_name=runtime.queue.name, func=sweep.run, interval=sweep.seconds,
                      job_timeout=300, result_ttl=600))
     return scheduler
