@@ -31,7 +31,10 @@ def merge_leads(survivor_id: int, merged_id: int, *, actor: str, now: datetime) 
                   if not getattr(survivor, name) and getattr(merged, name)}
         Lead.update(**filled, score_log=add_logs(survivor.score_log, merged.score_log),
                     updated_at=now).where(Lead.id == survivor_id).execute()
+        # the merged lead's links, and those of leads merged into it before, now name the survivor
+        LeadMerge.update(survivor=survivor_id).where(LeadMerge.survivor == merged_id).execute()
         LeadMerge.create(survivor=survivor_id, merged_id=merged_id, merged_email=merged.email,
+                         merged_public_id=merged.public_id,
                          snapshot=model_to_dict(merged, recurse=False), actor=actor, at=now)
         Lead.delete().where(Lead.id == merged_id).execute()
         mark_dirty(now.date())  # one lead fewer in the stage counts
