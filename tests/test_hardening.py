@@ -179,7 +179,8 @@ def test_access_log_has_no_write_key_or_link_token(app, rep, live_server, tmp_pa
                            now=now).lead
     handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="m",
                            settings=app.config["SETTINGS"], now=now)
-    token = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept")
+    token = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept",
+                                lead.public_id)
     urllib.request.urlopen(f"{live_server}/h/{token}").close()
     request = urllib.request.Request(
         f"{live_server}/v1/track?writeKey={secrets['write_key']}",
