@@ -19,7 +19,36 @@ db = peewee.DatabaseProxy()
 _hooks = threading.local()
 
 
+def _sqlite(ctx) -> bool:
+    return ctx.state.field_types.get("AUTO") == "INTEGER"  # the rowid itself
+
+
+class AutoIncrementField(peewee.AutoField):
+    """An integer id that is never handed out again once its row is deleted, so a link or
+    a log line naming an id never comes to name another row. SQLite reuses the highest
+    rowid unless the key says AUTOINCREMENT; PostgreSQL's SERIAL never reuses one."""
+
+    def ddl(self, ctx):
+        node = super().ddl(ctx)
+        return peewee.NodeList((node, peewee.SQL("AUTOINCREMENT"))) if _sqlite(ctx) else node
+
+
+RANDOM_TEXT = {"sqlite": "lower(hex(randomblob(16)))",
+               "postgres": "replace(gen_random_uuid()::text, '-', '')"}
+
+
+class RandomTextField(peewee.CharField):
+    """32 random characters, which the database also makes itself for writers that do not
+    name the column: bulk SQL, and the previous version's processes during an upgrade."""
+
+    def ddl(self, ctx):
+        random = RANDOM_TEXT["sqlite" if _sqlite(ctx) else "postgres"]
+        return peewee.NodeList((super().ddl(ctx), peewee.SQL(f"DEFAULT ({random})")))
+
+
 class BaseModel(peewee.Model):
+    id = AutoIncrementField()
+
     class Meta:
         database = db
         legacy_table_names = False

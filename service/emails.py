@@ -40,7 +40,8 @@ def rep_handoff(row: OutboxEmail, settings: dict, secret: str) -> dict:
 
 
 def decision_url(settings: dict, secret: str, handoff: Handoff, action: str) -> str:
-    token = links.handoff_token(secret, handoff.id, handoff.rep_id, action)
+    token = links.handoff_token(secret, handoff.id, handoff.rep_id, action,
+                                handoff.lead.public_id)
     return f"{base_url(settings)}/h/{token}"
 
 
@@ -118,16 +119,21 @@ def prospect(row: OutboxEmail, settings: dict, secret: str) -> dict:
     lead = row.lead or Lead(email=row.to_address)  # joined in deliver(); gone if erased
 
     def track(url: str) -> str:
-        return f"{root}/c/{links.click_token(secret, row.id, url)}"
+        return f"{root}/c/{links.click_token(secret, row.id, url, lead.public_id)}"
 
     return {"lead": lead, "sender": settings["mail.from_name"], "track": track,
             "postal_address": settings["mail.postal_address"],
-            "unsubscribe_url": f"{root}/u/{links.unsubscribe_token(secret, lead.id or 0)}"}
+            "unsubscribe_url": f"{root}/u/{unsubscribe_token(row, secret)}"}
+
+
+def unsubscribe_token(row: OutboxEmail, secret: str) -> str:
+    lead = row.lead or Lead(id=0, email=row.to_address)
+    return links.unsubscribe_token(secret, lead.id, lead.public_id)
 
 
 def unsubscribe_headers(row: OutboxEmail, settings: dict, secret: str) -> dict:
     """RFC 2369 and RFC 8058 one-click unsubscribe."""
-    token = links.unsubscribe_token(secret, row.lead_id or 0)
+    token = unsubscribe_token(row, secret)
     mailbox = (settings["mail.unsubscribe_mailto"]
                or "unsubscribe@" + settings["mail.from_address"].rpartition("@")[2])
     return {"List-Unsubscribe": f"<{base_url(settings)}/u/{token}>, "

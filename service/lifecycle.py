@@ -12,7 +12,7 @@ from peewee import Case, fn
 from . import outbox
 from .db import insert_rows, transaction
 from .errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
-from .models import AuditEvent, Definition, Handoff, Lead, Rep, StageChange
+from .models import AuditEvent, Definition, Handoff, Lead, Rep, StageChange, new_public_id
 from .rollups import mark_dirty
 from .sla import Schedule
 from .suppression import stop_enrollments
@@ -72,7 +72,8 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
     blank = dict.fromkeys(Lead.EDITABLE, "")
     with transaction():
         insert_rows(Lead, [{**blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now,
-                            "created_at": now, "updated_at": now, "source": source}
+                            "created_at": now, "updated_at": now, "source": source,
+                            "public_id": new_public_id()}
                            for fields in leads], ignore_conflicts=True)
         # Look up by email only (the unique index): all leads of one import share created_at,
         # and filtering on it in SQL lets the planner scan every one of them.

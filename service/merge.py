@@ -61,6 +61,7 @@ def merge_leads(survivor_id: int, merged_id: int, *, actor: str, now: datetime) 
         _move_history(survivor_id, merged_id)
         _absorb(survivor, merged, now)
         LeadMerge.create(survivor=survivor_id, merged_id=merged_id, merged_email=merged.email,
+                         merged_public_id=merged.public_id,
                          snapshot=model_to_dict(merged, recurse=False), actor=actor, at=now)
         if Lead.delete().where(Lead.id == merged_id).execute() != 1:
             raise NotFound("one of the leads no longer exists")

@@ -5,13 +5,14 @@ column that a fresh database already has (add_missing_columns does)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
-from peewee import PostgresqlDatabase, fn
+from peewee import PostgresqlDatabase, SqliteDatabase, fn
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
-from .db import db, transaction
+from .db import RANDOM_TEXT, AutoIncrementField, db, transaction
 from .models import (
     TABLES_V1,
     TABLES_V2,
@@ -25,6 +26,7 @@ from .models import (
     InboundEvent,
     IntegrationKey,
     Lead,
+    LeadMerge,
     OutboxEmail,
     Rep,
     SchemaVersion,
@@ -168,6 +170,94 @@ def _episodes() -> None:
     mark_all_dirty()
 
 
+def _lasting_ids() -> None:
+    """Ids of deleted rows never come back (SQLite reused the highest one), and every lead
+    gets a random public id that its links carry."""
+    _add_public_ids()
+    add_missing_columns(LeadMerge, LeadMerge.merged_public_id)
+    if isinstance(db.obj, SqliteDatabase):
+        broken = set(_foreign_key_problems())
+        for model in TABLES_V1 + TABLES_V2 + TABLES_V3 + TABLES_V5 + TABLES_V6 + TABLES_V8 \
+                + TABLES_V11:
+            if isinstance(model._meta.primary_key, AutoIncrementField):
+                _rebuild_with_autoincrement(model)
+        if set(_foreign_key_problems()) - broken:
+            raise RuntimeError("rebuilding the tables broke foreign keys; nothing was changed")
+
+
+def _add_public_ids() -> None:
+    """Made by the database, each lead its own: PostgreSQL fills a column added with a
+    volatile default row by row. SQLite adds no column with such a default: it is filled
+    here, and the table rebuilt from the model gets the default and NOT NULL."""
+    if "public_id" not in {column.name for column in db.get_columns("lead")}:
+        migrator = SchemaMigrator.from_database(db.obj)
+        if isinstance(db.obj, PostgresqlDatabase):
+            run_operations(migrator.alter_add_column("lead", "public_id", Lead.public_id.clone(),
+                                                     allow_not_null=True))
+        else:
+            db.execute_sql('ALTER TABLE "lead" ADD COLUMN "public_id" VARCHAR(32)')
+            db.execute_sql(f'UPDATE "lead" SET "public_id" = {RANDOM_TEXT["sqlite"]}')
+    add_missing_columns(Lead, Lead.public_id)  # its unique index
+
+
+def _rebuild_with_autoincrement(model) -> None:
+    """SQLite's procedure for changing a table (lang_altertable.html, "other kinds of table
+    schema changes"), foreign keys being off: create the table anew from the model under
+    another name, copy the rows with their ids, drop the old table, give the new one its
+    name, create the old indexes again (partial ones too)."""
+    table = model._meta.table_name
+    found = db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                           (table,)).fetchone()
+    if found is None or "AUTOINCREMENT" in found[0].upper():
+        return  # created by a later version, or already created so
+    indexes = [sql for (sql,) in db.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+        (table,))]
+    create, _ = model._schema._create_table(safe=False).query()
+    db.execute_sql(create.replace(f'CREATE TABLE "{table}"', f'CREATE TABLE "{table}__new"', 1))
+    present = {column.name for column in db.get_columns(table)}
+    fields = model._meta.sorted_fields
+    kept = [f'"{field.column_name}"' for field in fields if field.column_name in present]
+    # A column that a later version adds to the model gets its default, as add_column gives.
+    added = [field for field in fields if field.column_name not in present and not field.null]
+    names = ", ".join(kept + [f'"{field.column_name}"' for field in added])
+    values = ", ".join(kept + ["?"] * len(added))
+    db.execute_sql(f'INSERT INTO "{table}__new" ({names}) SELECT {values} FROM "{table}"',
+                   [field.db_value(_default(field)) for field in added])
+    db.execute_sql(f'DROP TABLE "{table}"')
+    db.execute_sql(f'ALTER TABLE "{table}__new" RENAME TO "{table}"')
+    for sql in indexes:
+        db.execute_sql(sql)
+
+
+def _default(field):
+    if field.default is None:
+        raise ValueError(f"{field.model.__name__}.{field.name} is not null and has no default")
+    return field.default() if callable(field.default) else field.default
+
+
+def _foreign_key_problems() -> list[tuple]:
+    return [tuple(row) for row in db.execute_sql("PRAGMA foreign_key_check").fetchall()]
+
+
+@contextmanager
+def _foreign_keys_off() -> Iterator[None]:
+    """For rebuilding SQLite tables: with foreign keys on, DROP TABLE would first delete every
+    row and run the ON DELETE actions (cascading into activities, handoffs…). The pragma is
+    a no-op inside a transaction, so it is set around the migration's one."""
+    if not isinstance(db.obj, SqliteDatabase):
+        yield
+        return
+    enabled = db.execute_sql("PRAGMA foreign_keys").fetchone()[0]
+    db.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        if db.execute_sql("PRAGMA foreign_keys").fetchone()[0]:
+            raise RuntimeError("migrations must run outside a transaction")
+        yield
+    finally:
+        db.execute_sql(f"PRAGMA foreign_keys = {int(enabled)}")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -183,7 +273,9 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (12, "intake: message ids claimed when recorded, not when accepted", _inbound_delivery),
     (13, "reports count MQL episodes across reassignments; API keys name their owner",
      _episodes),
+    (14, "links: ids never reused, and a public id for every lead", _lasting_ids),
 ]
+REBUILDS_TABLES = {14}  # run with foreign keys off
 
 
 def migrate() -> list[str]:
@@ -194,9 +286,10 @@ def migrate() -> list[str]:
     for version, name, step in MIGRATIONS:
         if version in done:
             continue
-        with transaction():
-            step()
-            SchemaVersion.create(version=version, name=name)
+        with _foreign_keys_off() if version in REBUILDS_TABLES else nullcontext():
+            with transaction():
+                step()
+                SchemaVersion.create(version=version, name=name)
         applied.append(f"{version:04d} {name}")
     return applied
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+
 import peewee as pw
 
 from . import jsontext
-from .db import BaseModel, UTCDateTimeField, utcnow
+from .db import BaseModel, RandomTextField, UTCDateTimeField, utcnow
 
 
 class JSONField(pw.TextField):
@@ -16,8 +18,15 @@ class JSONField(pw.TextField):
         return None if value is None else jsontext.loads(value)
 
 
+def new_public_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
 class Lead(BaseModel):
     email = pw.CharField(max_length=254, unique=True)
+    # Random and never reused: every signed link names it beside the lead's id, so a link
+    # outlives neither an erasure nor a row that took the id afterwards.
+    public_id = RandomTextField(max_length=32, unique=True, default=new_public_id)
     first_name = pw.CharField(default="")
     last_name = pw.CharField(default="")
     company = pw.CharField(default="")
@@ -313,6 +322,8 @@ class LeadMerge(BaseModel):
     survivor = pw.ForeignKeyField(Lead, backref="merges", on_delete="CASCADE")
     merged_id = pw.IntegerField()
     merged_email = pw.CharField(max_length=254)
+    # links made for the merged lead lead to the survivor; null for merges before version 14
+    merged_public_id = pw.CharField(max_length=32, null=True, index=True)
     snapshot = JSONField(default=dict)
     actor = pw.CharField()
     at = UTCDateTimeField()

@@ -31,8 +31,10 @@ def promoted(app, rep, now, first_name="Ada"):
 
 def test_twenty_concurrent_decisions_one_wins(app, rep, marketer, now, live_server, smtp):
     handoff = promoted(app, rep, now)
-    accept = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept")
-    reject = links.handoff_token(app.secret_key, handoff.id, rep.id, "reject")
+    accept = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept",
+                                 handoff.lead.public_id)
+    reject = links.handoff_token(app.secret_key, handoff.id, rep.id, "reject",
+                                 handoff.lead.public_id)
     barrier, results = threading.Barrier(20), []
 
     def decide(i):

@@ -31,7 +31,8 @@ SCRIPT_TAG = re.compile(r"<script\b[^>]*>")
 
 def keys():
     now = utcnow()
-    return {kind: create_key(kind, "website", sources=["website"], actor="t", now=now)[1]
+    return {kind: create_key(kind, "website", sources=["website"], actor="t", now=now,
+                             owner="mia@example.com")[1]
             for kind in ("webhook", "write_key", "api")}
 
 
@@ -179,7 +180,8 @@ def test_access_log_has_no_write_key_or_link_token(app, rep, live_server, tmp_pa
                            now=now).lead
     handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="m",
                            settings=app.config["SETTINGS"], now=now)
-    token = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept")
+    token = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept",
+                                lead.public_id)
     urllib.request.urlopen(f"{live_server}/h/{token}").close()
     request = urllib.request.Request(
         f"{live_server}/v1/track?writeKey={secrets['write_key']}",

@@ -3,6 +3,7 @@ reassigned → 410 naming the new rep; POST without CSRF → 400; never a 500.""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -10,11 +11,12 @@ import time_machine
 
 from service import links
 from service.db import utcnow
+from service.gdpr import erase_lead
 from service.handoffs import promote_lead, reassign
 from service.intake import record_activity
 from service.models import Handoff, Rep, StageChange
 
-from .conftest import csrf_token
+from .conftest import csrf_token, run_worker
 
 
 def make_handoff(app, rep, now):
@@ -26,14 +28,17 @@ def make_handoff(app, rep, now):
 
 def url(app, handoff, action="accept", rep_id=None):
     rep_id = handoff.rep_id if rep_id is None else rep_id
-    return f"/h/{links.handoff_token(app.secret_key, handoff.id, rep_id, action)}"
+    token = links.handoff_token(app.secret_key, handoff.id, rep_id, action,
+                                handoff.lead.public_id)
+    return f"/h/{token}"
 
 
 def test_token_round_trip_and_tamper():
-    token = links.handoff_token("secret", 42, 7, "accept")
-    assert links.read_handoff_token("secret", token, max_age_hours=1) == links.HandoffLink(
-        42, 7, "accept")
-    for bad in (token[:-2] + "xx", "not-a-token", links.handoff_token("other", 42, 7, "accept")):
+    token = links.handoff_token("secret", 42, 7, "accept", "pub")
+    link = links.read_handoff_token("secret", token, max_age_hours=1)
+    assert (link.handoff_id, link.rep_id, link.action, link.public_id) == (42, 7, "accept", "pub")
+    for bad in (token[:-2] + "xx", "not-a-token",
+                links.handoff_token("other", 42, 7, "accept", "pub")):
         with pytest.raises(links.BadLink) as caught:
             links.read_handoff_token("secret", bad, max_age_hours=1)
         assert caught.value.status == 400
@@ -95,9 +100,32 @@ def test_reassigned_link_names_the_new_rep(app, rep, now):
     assert Handoff.get_by_id(handoff.id).status == "withdrawn"
 
 
-def test_link_for_missing_handoff_is_404(app):
-    token = links.handoff_token(app.secret_key, 999, 1, "reject")
-    assert app.test_client().get(f"/h/{token}").status_code == 404
+def test_link_for_missing_handoff_is_410(app):
+    token = links.handoff_token(app.secret_key, 999, 1, "reject", "gone")
+    response = app.test_client().get(f"/h/{token}")
+    assert response.status_code == 410 and "no longer exists" in response.text
+
+
+def test_decision_link_of_an_erased_lead_is_gone(app, rep, now, smtp, tmp_path):
+    """The rep's link for an erased lead neither shows nor decides the handoff of the lead
+    captured next, which SQLite gave the same ids before ids were kept for good."""
+    erased = make_handoff(app, rep, now)
+    run_worker()
+    accept = re.search(r"http://localhost(/h/\S+)", smtp.text()).group(1)
+    erase_lead(erased.lead_id, actor="dpo@example.com", data_dir=tmp_path, now=now)
+    lead = record_activity("bob@example.com", type="form_submit", source="test",
+                           occurred_at=now, now=now).lead
+    pending = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
+                           settings=app.config["SETTINGS"], now=now)
+    client = app.test_client()
+    page = client.get(accept)
+    assert page.status_code == 410
+    assert "belongs to a record that no longer exists" in page.text
+    assert "bob@example.com" not in page.text
+    form = client.get("/admin/login")
+    posted = client.post(accept, data={"need": "clear", "csrf_token": csrf_token(form.text)})
+    assert posted.status_code == 410
+    assert Handoff.get_by_id(pending.id).status == "pending"
 
 
 def test_post_without_csrf_changes_nothing(app, rep, now):

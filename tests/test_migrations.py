@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from service.db import db
+from datetime import timedelta
+
+from peewee import SqliteDatabase
+
+from service import models
+from service.db import AutoIncrementField, db
+from service.gdpr import erase_lead
+from service.handoffs import promote_lead
+from service.intake import record_activity
+from service.merge import merge_leads
 from service.migrations import MIGRATIONS, current_version, migrate
-from service.models import TABLES_V2, TABLES_V3, TABLES_V8, Handoff, Lead, SchemaVersion
+from service.models import (
+    TABLES_V2,
+    TABLES_V3,
+    TABLES_V8,
+    Activity,
+    Handoff,
+    Lead,
+    LeadMerge,
+    OutboxEmail,
+    Rep,
+    SchemaVersion,
+)
+
+WITH_IDS = [model for name in dir(models) if name.startswith("TABLES_V")
+            for model in getattr(models, name)
+            if isinstance(model._meta.primary_key, AutoIncrementField)]
 
 
 def test_upgrade_from_version_1(app):
@@ -83,3 +107,74 @@ def test_upgrade_counts_earlier_reassignments_by_episode(app, rep):
     assert reports.conversion(span, 0.2, 0.6)["rate"] == 1.0
     assert reports.sla(span)["by_rep"] == [("jordan@example.com", 1, 0, 0),
                                            ("riley.rep@example.com", 1, 1, 0)]
+
+
+def ids_before_version_14() -> None:
+    """Tables as earlier versions made them on SQLite: ids without AUTOINCREMENT, so a
+    delete freed the highest id for the next row."""
+    if isinstance(db.obj, SqliteDatabase):
+        db.drop_tables(WITH_IDS)
+        for model in WITH_IDS:
+            create, _ = model._schema._create_table().query()
+            db.execute_sql(create.replace(" AUTOINCREMENT", ""))
+            model._schema.create_indexes()
+
+
+def drop_public_ids() -> None:
+    for table, column in (("lead", "public_id"), ("lead_merge", "merged_public_id")):
+        db.execute_sql(f'DROP INDEX "{table}_{column}"')
+        db.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+    SchemaVersion.delete().where(SchemaVersion.version == 14).execute()
+
+
+def capture(email: str, now) -> Lead:
+    return record_activity(email, type="form_submit", source="t", occurred_at=now,
+                           now=now).lead
+
+
+def test_upgrade_keeps_ids_and_never_reuses_them(app, now, tmp_path):
+    ids_before_version_14()
+    rep = Rep.create(email="riley.rep@example.com")
+    ada, bob, cy = (capture(f"{name}@example.com", now) for name in ("ada", "bob", "cy"))
+    handoff = promote_lead(bob.id, rep_id=rep.id, note="", actor="mia@example.com",
+                           settings=app.config["SETTINGS"], now=now)
+    erase_lead(cy.id, actor="dpo@example.com", data_dir=tmp_path, now=now)
+    dee = capture("dee@example.com", now)
+    sqlite = isinstance(db.obj, SqliteDatabase)
+    assert (dee.id == cy.id) is sqlite, "SQLite gave the erased lead's id to the next one"
+    eve = capture("eve@example.com", now)
+    merge_leads(dee.id, eve.id, actor="mia@example.com", now=now)
+    before = {model: sorted(model.select(model.id).tuples()) for model in WITH_IDS}
+    activities = Activity.select().where(Activity.lead == dee.id).count()
+    drop_public_ids()
+
+    assert migrate() == ["0014 links: ids never reused, and a public id for every lead"]
+    assert {model: sorted(model.select(model.id).tuples()) for model in WITH_IDS} == before
+    public_ids = [lead.public_id for lead in Lead.select()]
+    assert len(set(public_ids)) == len(public_ids) == 3 and all(public_ids)
+    assert Handoff.get_by_id(handoff.id).lead_id == bob.id
+    assert LeadMerge.get().survivor_id == dee.id
+    assert {"handoff_one_pending_per_lead"} <= {i.name for i in db.get_indexes("handoff")}
+    assert {"outbox_unsent"} <= {i.name for i in db.get_indexes("outbox_email")}
+    assert {"lead_public_id", "lead_email"} <= {i.name for i in db.get_indexes("lead")}
+    if sqlite:
+        tables = dict(db.execute_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        assert all("AUTOINCREMENT" in tables[m._meta.table_name] for m in WITH_IDS)
+        partial = db.execute_sql("SELECT sql FROM sqlite_master WHERE name = ?",
+                                 ("handoff_one_pending_per_lead",)).fetchone()[0]
+        assert "WHERE" in partial
+        assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert db.execute_sql("PRAGMA foreign_key_check").fetchall() == []
+    erase_lead(dee.id, actor="dpo@example.com", data_dir=tmp_path, now=now)
+    assert Activity.select().where(Activity.lead == dee.id).count() == 0 < activities
+    later = now + timedelta(minutes=1)
+    assert capture("fay@example.com", later).id > dee.id
+    assert Lead.get(Lead.email == "fay@example.com").public_id not in public_ids
+    assert OutboxEmail.select().count() == 1, "the rep's email about bob"
+    # a process still running the previous version writes leads without a public id
+    others = ", ".join(field.column_name for field in Lead._meta.sorted_fields
+                       if field.name not in ("id", "email", "public_id"))
+    db.execute_sql(f"INSERT INTO lead (email, {others}) SELECT 'gus@example.com', {others} "
+                   f"FROM lead WHERE id = {bob.id}")
+    assert Lead.get(Lead.email == "gus@example.com").public_id not in public_ids
+    assert migrate() == []

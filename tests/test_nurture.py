@@ -7,17 +7,19 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
+from pathlib import Path
 
 import pytest
 import time_machine
 
 from service import lifecycle, nurture
 from service.db import utcnow
+from service.gdpr import erase_lead
 from service.handoffs import promote_lead, reject_handoff
 from service.intake import Event, ingest, record_activity
 from service.models import Activity, Enrollment, Lead, OutboxEmail, Suppression
 from service.runtime import runtime
-from service.suppression import suppress
+from service.suppression import is_suppressed, suppress
 
 from .conftest import run_worker
 
@@ -169,6 +171,40 @@ def test_tracked_click(nurture_app, rep, smtp):
     click = Activity.get(Activity.type == "email_click")
     assert click.properties["url"] == "https://www.example.com/tour"
     assert client.get(link[:-4] + "abcd").status_code == 400
+
+
+def test_links_of_an_erased_lead_name_nobody_after_it(nurture_app, rep, smtp):
+    """Before ids were kept for good, SQLite gave the next lead, handoff and email the ids
+    of the erased ones, and the erased person's old links acted on the new person."""
+    root = "https://leadbridge.example.com"
+    with time_machine.travel(FRIDAY_EVENING, tick=False) as clock:
+        ada = rejected_lead(nurture_app, rep)
+        clock.move_to(datetime(2026, 12, 2, 9, 0, tzinfo=UTC))
+        sweep()
+        mail = nurture_mail(smtp)[0]
+        unsubscribe = re.search(r"<([^>]+)>", mail["List-Unsubscribe"]).group(1)
+        click = re.search(rf"{root}(/c/\S+)", mail.get_body(("plain",)).get_content()).group(1)
+        erase_lead(ada.id, actor="dpo@example.com", now=utcnow(),
+                   data_dir=Path(nurture_app.config["SETTINGS"]["data_dir"]))
+        bob = rejected_lead(nurture_app, rep, at=utcnow(), email="bob@example.com")
+        clock.move_to(datetime(2026, 12, 4, 9, 0, tzinfo=UTC))
+        sweep()
+    assert [parseaddr(m["To"])[1] for m in nurture_mail(smtp)] == [ada.email, bob.email]
+    client = nurture_app.test_client()
+    path = unsubscribe.removeprefix(root)
+    page = client.get(path)
+    assert page.status_code == 410
+    assert "belongs to a record that no longer exists" in page.text
+    assert "bob@example.com" not in page.text
+    one_click = client.post(path, data="List-Unsubscribe=One-Click",
+                            content_type="application/x-www-form-urlencoded")
+    assert one_click.status_code == 410
+    assert client.post(path).status_code == 410
+    assert not is_suppressed(bob.email)
+    assert Enrollment.get(Enrollment.lead == bob.id).status == "active"
+    clicked = client.get(click)
+    assert clicked.status_code == 410 and "no longer exists" in clicked.text
+    assert Activity.select().where(Activity.type == "email_click").count() == 0
 
 
 @pytest.mark.parametrize("auto", [False, True])

@@ -12,9 +12,10 @@ from ..db import utcnow
 from ..errors import AlreadyDecided, InvalidInput
 from ..handoffs import reject_handoff
 from ..labels import LABELS
+from ..linked import decided_handoff
 from ..links import BadLink, read_handoff_token
 from ..models import Handoff
-from .responses import private
+from .responses import gone, private
 
 bp = Blueprint("decisions", __name__)
 
@@ -49,10 +50,9 @@ def decide(token: str):
     except BadLink as exc:
         return render_template("message.html", title="Link not usable",
                                message=str(exc)), exc.status
-    handoff = Handoff.get_or_none(Handoff.id == link.handoff_id)
+    handoff = decided_handoff(link)
     if handoff is None:
-        return render_template("message.html", title="Not found",
-                               message="This handoff no longer exists."), 404
+        return gone()
     moved = handoff.replaced_by.order_by(Handoff.id.desc()).first()
     if moved is not None:
         return render_template("moved.html", handoff=handoff, moved=moved), 410

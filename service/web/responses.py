@@ -37,3 +37,9 @@ def private(response):
 def has_nul(body: bytes) -> bool:
     """A NUL character, raw or as a JSON escape."""
     return b"\x00" in body or b"\\u0000" in body
+
+
+def gone():
+    """A signed link whose record was erased, or whose id now belongs to another record."""
+    return render_template("message.html", title="Link no longer usable",
+                           message="This link belongs to a record that no longer exists."), 410
