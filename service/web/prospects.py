@@ -24,14 +24,20 @@ def _not_valid():
                            message="This unsubscribe link is not valid."), 400
 
 
-@bp.get("/u/<token>")
-def confirm(token: str):
+def _linked_lead(token: str):
+    """(the lead an unsubscribe link names, None), or (None, the page to answer instead)."""
     link = read_unsubscribe_token(current_app.secret_key, token)
     if link is None:
-        return _not_valid()
+        return None, _not_valid()
     lead = unsubscribing_lead(link)
-    if lead is None:
-        return gone()
+    return (lead, None) if lead is not None else (None, gone())
+
+
+@bp.get("/u/<token>")
+def confirm(token: str):
+    lead, refusal = _linked_lead(token)
+    if refusal is not None:
+        return refusal
     return render_template("unsubscribe.html", lead=lead, done=False)
 
 
@@ -39,12 +45,9 @@ def confirm(token: str):
 def unsubscribe(token: str):
     """One click from a mail client (body List-Unsubscribe=One-Click) or the button on the
     confirmation page: suppressed at once."""
-    link = read_unsubscribe_token(current_app.secret_key, token)
-    if link is None:
-        return _not_valid()
-    lead = unsubscribing_lead(link)
-    if lead is None:
-        return gone()
+    lead, refusal = _linked_lead(token)
+    if refusal is not None:
+        return refusal
     suppress(lead.email, reason="unsubscribe", source="link", now=utcnow())
     if request.form.get("List-Unsubscribe") == "One-Click":
         return "", 200
