@@ -14,6 +14,8 @@ from peewee import JOIN
 from . import links, mail, metrics, outbox
 from .config import base_url
 from .db import utcnow
+from .errors import InvalidInput
+from .intake import normalise_email
 from .labels import LABELS
 from .models import Activity, Enrollment, Handoff, Lead, OutboxEmail, Rep
 from .scoring import Policy
@@ -164,11 +166,20 @@ def reply_to(row: OutboxEmail, settings: dict) -> str:
         handoff = Handoff.get_by_id(row.handoff_id)
         if row.template in ABOUT_REP:
             person = handoff.rep
-        elif "@" in handoff.promoted_by:
-            return handoff.promoted_by
+        elif promoter := _address(handoff.promoted_by):
+            return promoter
     if person is not None:
-        return formataddr((person.name, person.email), charset="utf-8")
+        name = " ".join(person.name.split())  # no line breaks in a header
+        return formataddr((name, person.email), charset="utf-8")
     return settings["mail.reply_to"]
+
+
+def _address(text: str) -> str:
+    """text when it is an email address (a promoter may be "auto-promotion" or "api:…")."""
+    try:
+        return normalise_email(text)
+    except InvalidInput:
+        return ""
 
 
 def local_time(moment: datetime, zone: str) -> str:

@@ -15,7 +15,7 @@ from . import assignment, handoffs, outbox
 from .db import transaction
 from .errors import DomainError
 from .lifecycle import audit
-from .models import Handoff, Rep, Team
+from .models import AuditEvent, Handoff, Rep, Team
 from .rollups import mark_dirty
 from .sla import Schedule, due_actions
 
@@ -125,15 +125,19 @@ def _passed_on(handoff: Handoff) -> int:
 
 def _give_up(row: dict, now: datetime) -> None:
     """Stop reassigning this handoff (a conditional update, so once) and tell the manager,
-    or the promoter when the rep has no manager."""
+    or the promoter when the rep has no manager: once an episode, even if a manager hands
+    it on again by hand."""
     if not Handoff.update(reassign_due_at=None).where(
             Handoff.id == row["id"], Handoff.status == "pending",
             Handoff.reassign_due_at.is_null(False)).execute():
         return
+    steps = [f"handoff:{step.id}" for step in Handoff.get_by_id(row["id"]).episode()]
+    told = AuditEvent.select().where(AuditEvent.action == "reassign_stopped",
+                                     AuditEvent.subject.in_(steps)).exists()
     audit(SLA_ACTOR, "reassign_stopped", f"handoff:{row['id']}",
           {"why": "nobody else can take it, or it was passed on enough"}, now)
     address = row["manager"] or row["promoted_by"]
-    if "@" in address:
+    if "@" in address and not told:
         outbox.queue_email("mql_undecided", to_address=address, lead_id=row["lead"],
                            handoff_id=row["id"], now=now)
 

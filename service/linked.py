@@ -51,9 +51,13 @@ def decided_handoff(link: HandoffLink) -> Handoff | None:
 
 def _older_than_the_link(handoff: Handoff, link: HandoffLink) -> bool:
     """A decision link made before version 14 carries a bare id, which SQLite handed out
-    again after a delete; but it was signed after its handoff was promoted, so a handoff
-    promoted later is another one (the signature keeps whole seconds)."""
-    return handoff.promoted_at < link.issued_at + timedelta(seconds=1)
+    again after a delete; but it was signed after its handoff was made (promoted, or handed
+    on by a reassignment), so a handoff made later is another one (the signature keeps
+    whole seconds)."""
+    made = handoff.promoted_at
+    if handoff.replaces_id is not None:  # a step of an episode starts when it was handed on
+        made = Handoff.get_by_id(handoff.replaces_id).reassigned_at or made
+    return made < link.issued_at + timedelta(seconds=1)
 
 
 def _before_public_ids(created_at: datetime) -> bool:

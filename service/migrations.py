@@ -42,13 +42,17 @@ def add_missing_columns(model, *fields) -> None:
     migrator = SchemaMigrator.from_database(db.obj)
     run_operations(*[migrator.add_column(table, field.column_name, field)
                      for field in fields if field.column_name not in present])
-    # Indexes over the new columns, once every column they need exists (a later migration
-    # may add the rest). Compared by name: Field == Field builds an expression.
-    names = {field.column_name for field in fields}
-    present = {column.name for column in db.get_columns(table)}
+    create_indexes(model, over={field.column_name for field in fields})
+
+
+def create_indexes(model, over: set[str] | None = None) -> None:
+    """The model's indexes (those over these columns, if named) whose every column exists:
+    the models are today's, and a later migration may add the rest. Compared by name:
+    Field == Field builds an expression."""
+    present = {column.name for column in db.get_columns(model._meta.table_name)}
     for index in model._meta.fields_to_index():
         columns = {getattr(part, "column_name", None) for part in index._expressions}
-        if names & columns and columns <= present:
+        if (over is None or over & columns) and columns <= present:
             db.execute(index.safe(True))
 
 
@@ -108,8 +112,8 @@ def _report_indexes() -> None:
         Handoff.update(lead_source=source,
                        lead_age_minutes=int((promoted_at - created_at).total_seconds() // 60)
                        ).where(Handoff.id == handoff_id).execute()
-    for index in Handoff._meta.fields_to_index() + StageChange._meta.fields_to_index():
-        db.execute(index.safe(True))
+    create_indexes(Handoff)
+    create_indexes(StageChange)
 
 
 def _rollups() -> None:
@@ -140,12 +144,10 @@ def _episodes() -> None:
     promotion time and first deadline; lapsed steps are stamped; decided episodes get SLA
     met and time to decision from the promotion; every figure is recounted."""
     add_missing_columns(IntegrationKey, IntegrationKey.owner)
-    add_missing_columns(Handoff, Handoff.first_due_at, Handoff.lapsed_at)
-    for index in db.get_indexes("handoff"):
-        if "replaces" in index.columns and "promoted_day" in index.columns:
+    for index in db.get_indexes("handoff"):  # the reports' index of version 7, by replaces
+        if {"promoted_day", Handoff.replaces.column_name} <= set(index.columns):
             db.execute_sql(f'DROP INDEX IF EXISTS "{index.name}"')
-    for index in Handoff._meta.fields_to_index():
-        db.execute(index.safe(True))
+    add_missing_columns(Handoff, Handoff.first_due_at, Handoff.lapsed_at)
     Handoff.update(first_due_at=Handoff.due_at).where(Handoff.first_due_at.is_null()).execute()
     closed = fn.COALESCE(Handoff.reassigned_at, Handoff.decided_at)
     Handoff.update(lapsed_at=Handoff.due_at).where(

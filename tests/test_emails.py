@@ -50,3 +50,16 @@ def test_a_lead_without_an_owner_replies_to_mail_reply_to(make_app, smtp, reply_
         sweep()
     [step] = nurture_mail(smtp)
     assert step["Reply-To"] == (reply_to or None)
+
+
+def test_a_rep_name_with_a_line_break_stays_on_one_header_line(make_app, rep, smtp):
+    rep.name = "Riley\r\nBcc: thief@example.com"
+    rep.save()
+    app = make_app(**SETTINGS)
+    with time_machine.travel(FRIDAY_EVENING, tick=False) as clock:
+        rejected_lead(app, rep)
+        clock.move_to(FIRST_STEP)
+        sweep()
+    [step] = nurture_mail(smtp)
+    assert step["Reply-To"] == '"Riley Bcc: thief@example.com" <riley.rep@example.com>'
+    assert step["Bcc"] is None

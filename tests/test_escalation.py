@@ -206,3 +206,18 @@ def test_reassignments_stop_after_the_limit(sla_app, smtp):
                        "Sasha <sasha@example.com>"], "two reassignments (the default), each once"
     assert len([s for s in subjects(smtp, "sam@") if s.startswith("Nobody")]) == 1
     assert Handoff.select().where(Handoff.status == "pending").count() == 1
+
+
+def test_the_manager_hears_once_an_episode_even_after_handing_it_on(sla_app, smtp):
+    from service.handoffs import reassign
+
+    with time_machine.travel(START, tick=False) as clock:
+        handoff = promote(sla_app)
+        sweep_at(clock, 1, 2, 3, 4, 5, 6)  # Riley, then Jordan let it lapse: the manager hears
+        last = Handoff.get(Handoff.status == "pending")
+        riley = Rep.get(Rep.email == "riley@example.com")
+        reassign(last.id, rep_id=riley.id, actor="sam@example.com", now=utcnow(),
+                 settings=sla_app.config["SETTINGS"])
+        sweep_at(clock, 7, 8, 9, 10, 20)
+    assert Handoff.select().where(Handoff.lead == handoff.lead_id).count() == 3
+    assert len([s for s in subjects(smtp, "sam@") if s.startswith("Nobody")]) == 1

@@ -40,7 +40,8 @@ def test_upgrade_from_version_1(app):
                           ("handoff", "origin"), ("handoff", "outcome"),
                           ("handoff", "remind_due_at"), ("handoff", "escalate_due_at"),
                           ("handoff", "reassign_due_at"), ("handoff", "lead_source"),
-                          ("handoff", "lead_age_minutes")):
+                          ("handoff", "lead_age_minutes"), ("handoff", "first_due_at"),
+                          ("handoff", "lapsed_at")):
         db.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
     db.execute_sql("DROP INDEX lead_stage_score_log")
     db.execute_sql("DROP INDEX lead_score_log")
@@ -97,8 +98,18 @@ def test_upgrade_counts_earlier_reassignments_by_episode(app, rep):
     Handoff.update(first_due_at=None, lapsed_at=None).execute()  # as version 12 left them
     Handoff.update(promoted_at=moved, promoted_day=moved.date(), sla_met=True,
                    decision_minutes=60).where(Handoff.id == second.id).execute()
+    for index in db.get_indexes("handoff"):
+        if index.name.startswith("handoff_promoted_day"):
+            db.execute_sql(f'DROP INDEX "{index.name}"')
+    db.execute_sql("CREATE INDEX handoff_promoted_day_origin_replaces_id ON handoff "
+                   "(promoted_day, origin, replaces_id, status, sla_met)")  # version 7's
     SchemaVersion.delete().where(SchemaVersion.version >= 13).execute()
     migrate()
+    reports_indexes = [i.columns for i in db.get_indexes("handoff")
+                       if i.name.startswith("handoff_promoted_day")]
+    assert reports_indexes == [["promoted_day", "origin", "reassigned_at", "status",
+                                "lead_source", "definition_id", "rep_id", "lapsed_at",
+                                "escalated_at", "lead_age_minutes"]]
     upgraded = Handoff.get_by_id(second.id)
     assert (upgraded.promoted_at, upgraded.first_due_at) == (start, start + timedelta(hours=24))
     assert (upgraded.sla_met, upgraded.decision_minutes) == (False, 37 * 60)
