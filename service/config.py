@@ -137,9 +137,12 @@ def load(path: str | os.PathLike | None = None, overrides: dict | None = None,
         values.update(_from_file(file))
     elif explicit:
         raise ConfigError(f"config file not found: {file}")
-    values.update(_from_env(environ))
-    for name, value in (overrides or {}).items():
-        values[name] = _check(name, value, "overrides")
+    elsewhere = {**_from_env(environ), **{name: _check(name, value, "overrides")
+                                          for name, value in (overrides or {}).items()}}
+    if file.exists() and "data_dir" not in elsewhere:
+        # the file's ./var is the one beside it, wherever the command runs
+        values["data_dir"] = os.path.normpath(file.resolve().parent / values["data_dir"])
+    values.update(elsewhere)
     for name, value in values.items():
         if value is REQUIRED and not file.exists():
             raise ConfigError(f"no config file at {file.resolve()} (run in the folder with "

@@ -3,7 +3,6 @@ leads with activity, promotions, decisions (some late), nurture, outbound SQLs, 
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 import secrets
@@ -14,6 +13,7 @@ import peewee
 from . import lifecycle, nurture, rollups, sla
 from .db import transaction, utcnow
 from .definitions import add_definition
+from .errors import InvalidInput
 from .intake import Event, record_events
 from .models import Definition, Enrollment, Handoff, Lead, Rep, Team, User
 from .scoring import Policy
@@ -51,30 +51,26 @@ def load_demo(settings: dict, *, seed: int = 7, days: int = 365, per_day: float 
     Every person it makes up has an address under .example, which the outbox never mails,
     and the marketers and managers get panel logins, returned once with the summary."""
     if Lead.select().exists():
-        return "demo data not loaded: the database already has leads"
+        raise InvalidInput("demo data goes into an empty database, and this one has leads: "
+                           "stop leadbridge and move the data folder aside (or point data_dir "
+                           "at another folder), then run it again")
     rng, now = random.Random(seed), utcnow().replace(microsecond=0)
-    quiet = logging.getLogger("service.outbox")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # without redis.url each promotion would warn that mail waits
-    try:
-        _people(now - timedelta(days=days + 30))
-        logins = _logins(now)
-        policy = Policy.from_settings(settings)
-        reps = list(Rep.select())
-        leads = outbound = 0
-        for offset in range(days, -1, -1):
-            day = now - timedelta(days=offset)
-            growth = 0.7 + 0.6 * (days - offset) / days
-            weekday = 0.45 if day.weekday() >= 5 else 1.0
-            for _ in range(_poisson(rng, per_day * growth * weekday)):
-                leads += 1
-                _lead(rng, settings, policy, reps, day, now, leads)
-            if rng.random() < 0.18:
-                outbound += _outbound(rng, reps, day, leads)
-        _resume_sequences(now)
-        rollups.refresh(now)
-    finally:
-        quiet.setLevel(level)
+    _people(now - timedelta(days=days + 30))
+    logins = _logins(now)
+    policy = Policy.from_settings(settings)
+    reps = list(Rep.select())
+    leads = outbound = 0
+    for offset in range(days, -1, -1):
+        day = now - timedelta(days=offset)
+        growth = 0.7 + 0.6 * (days - offset) / days
+        weekday = 0.45 if day.weekday() >= 5 else 1.0
+        for _ in range(_poisson(rng, per_day * growth * weekday)):
+            leads += 1
+            _lead(rng, settings, policy, reps, day, now, leads)
+        if rng.random() < 0.18:
+            outbound += _outbound(rng, reps, day, leads)
+    _resume_sequences(now)
+    rollups.refresh(now)
     summary = (f"demo data loaded: {leads} leads over {days} days, {len(reps)} reps in 2 teams, "
                f"{outbound} outbound SQLs")
     if not logins:

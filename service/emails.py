@@ -204,20 +204,11 @@ def compose(row: OutboxEmail, settings: dict, secret: str):
     return message, subject, text, html
 
 
-DEMO_SKIP = "demo address (.example)"
-
-
-def reserved_for_demo(address: str) -> bool:
-    """Addresses under the .example top-level domain belong to nobody (RFC 2606, RFC 6761):
-    the demo makes its people there, and no email to one ever leaves."""
-    domain = address.rpartition("@")[2].strip().rstrip(".").lower()
-    return domain == "example" or domain.endswith(".example")
-
-
 def skip_reasons(rows: list[OutboxEmail]) -> dict[int, str]:
     """Why emails must not go out now, whatever queued them: the address is a demo one; or,
     for prospect mail, it is suppressed, or the enrollment that queued it was stopped."""
-    reasons = {row.id: DEMO_SKIP for row in rows if reserved_for_demo(row.to_address)}
+    reasons = {row.id: outbox.DEMO_SKIP for row in rows
+               if outbox.reserved_for_demo(row.to_address)}
     prospects = [row for row in rows if row.to_prospect and row.id not in reasons]
     if prospects:
         reasons.update(prospect_skips(prospects))

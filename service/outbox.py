@@ -18,6 +18,14 @@ from .runtime import runtime
 log = logging.getLogger(__name__)
 SEND_JOB = "workers.jobs.send_emails"
 BATCH = 50  # emails per job, sent over one SMTP connection
+DEMO_SKIP = "demo address (.example)"
+
+
+def reserved_for_demo(address: str) -> bool:
+    """Addresses under the .example top-level domain belong to nobody (RFC 2606, RFC 6761):
+    the demo makes its people there, and no email to one ever leaves."""
+    domain = address.rpartition("@")[2].strip().rstrip(".").lower()
+    return domain == "example" or domain.endswith(".example")
 
 
 def queue_email(template: str, *, to_address: str, now: datetime, to_name: str = "",
@@ -25,14 +33,18 @@ def queue_email(template: str, *, to_address: str, now: datetime, to_name: str =
                 context: dict | None = None, to_prospect: bool = False,
                 enrollment_id: int | None = None, step: int | None = None) -> OutboxEmail:
     """Write the email's row in the current transaction; its send job is queued after the
-    commit. Prospect mail (to_prospect) is checked against suppression when it is sent."""
+    commit. Prospect mail (to_prospect) is checked against suppression when it is sent. A
+    demo address is skipped at once (and again when sent, for rows written before)."""
     domain = runtime.settings.get("mail.from_address", "@localhost").rpartition("@")[2]
+    demo = reserved_for_demo(to_address)
     row = OutboxEmail.create(
         template=template, to_address=to_address, to_name=to_name, context=context or {},
         lead=lead_id, handoff=handoff_id, created_at=now, to_prospect=to_prospect,
         enrollment=enrollment_id, step=step,
-        message_id=f"<{uuid.uuid4().hex}@{domain or 'localhost'}>")
-    collect("outbox", row.id, enqueue_sends)
+        message_id=f"<{uuid.uuid4().hex}@{domain or 'localhost'}>",
+        skipped_at=now if demo else None, skip_reason=DEMO_SKIP if demo else "")
+    if not demo:
+        collect("outbox", row.id, enqueue_sends)
     return row
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from . import config as config_module
+from .errors import DomainError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ADMIN_EMAIL = "admin@example.com"
@@ -30,7 +31,10 @@ def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
         from .demo import load_demo
 
         print("Loading demo data…", flush=True)
-        print(load_demo(settings), flush=True)
+        try:
+            print(load_demo(settings), flush=True)
+        except DomainError as exc:
+            print(f"Demo data not loaded: {exc.message}", flush=True)
     valkey = None
     if not settings["redis.url"]:
         valkey = start_valkey(config_module.data_dir(settings))

@@ -26,7 +26,8 @@ def cli(tmp_path):
     def run(*args, stdin="", extra_env=None, cwd=ROOT):
         return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=cwd,
                               input=stdin, capture_output=True, text=True, timeout=60,
-                              env={**env, **(extra_env or {})})
+                              env={k: v for k, v in {**env, **(extra_env or {})}.items()
+                                   if v is not None})  # None: unset
 
     return run
 
@@ -89,13 +90,28 @@ def test_outside_the_project_folder_names_the_file_it_looked_for(cli, tmp_path):
     assert from_environment.returncode == 0, from_environment.stderr
 
 
+def test_a_config_files_data_folder_is_beside_it_wherever_the_command_runs(cli, tmp_path):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir(), elsewhere.mkdir()
+    (project / "config.toml").write_text(
+        'data_dir = "./var"\n[mail]\nfrom_address = "leads@example.com"\n'
+        'postal_address = "1 Road, Town"\n')
+    result = cli("--config", str(project / "config.toml"), "init-db", cwd=elsewhere,
+                 extra_env={"LEADBRIDGE_DATA_DIR": None})
+    assert result.returncode == 0, result.stderr
+    assert (project / "var" / "leadbridge.db").exists()
+    assert not (elsewhere / "var").exists()
+
+
 def test_demo_loads_data(cli):
     result = cli("demo", "--days", "30")
     assert result.returncode == 0 and "demo data loaded:" in result.stdout
     leads = int(result.stdout.split("loaded: ")[1].split()[0])
     assert leads > 100
     again = cli("demo", "--days", "30")
-    assert again.returncode == 0 and "already has leads" in again.stdout
+    [line] = again.stderr.strip().splitlines()
+    assert again.returncode == 1 and line.startswith(
+        "Error: demo data goes into an empty database, and this one has leads")
 
 
 def test_integration_key_and_rescore(cli):

@@ -102,3 +102,14 @@ def test_lead_input_stays_text(app, rep, marketer, now, smtp):
                  f"/admin/outbox/preview/{handoff.emails[0].id}"):
         page = panel.get(path).text
         assert EVIL not in page and re.search(r"&lt;script&gt;|&amp;lt;script", page), path
+
+
+def test_a_refused_answer_is_said_once(app, rep, marketer, now, smtp):
+    promoted(app, rep, now)
+    run_worker()
+    client = app.test_client()
+    path = link_from(smtp.text(0), "accept")
+    page = client.get(path)
+    answer = client.post(path, data={"need": "unknown", "csrf_token": csrf_token(page.text)})
+    assert answer.status_code == 400
+    assert answer.text.count("need is required to accept this lead") == 1

@@ -31,6 +31,8 @@ def test_demo_beside_a_running_stack_mails_nobody(app, smtp):
     with time_machine.travel(MONDAY, tick=False) as clock:
         with app.app_context():
             load_demo(app.config["SETTINGS"], days=30)
+        waiting = OutboxEmail.select().where(OutboxEmail.skipped_at.is_null()).count()
+        assert (waiting, runtime.queue.count) == (0, 0), "skipped when written, never queued"
         run_worker()
         clock.move_to(MONDAY + timedelta(days=2, hours=2))
         sweep("sweep_sla", "sweep_nurture", "sweep_outbox")
