@@ -29,13 +29,19 @@ def test_rep_and_marketer_emails_reply_to_each_other(make_app, rep, smtp):
     assert feedback["Reply-To"] == "Riley Rep <riley.rep@example.com>"
 
 
-def test_nurture_email_replies_reach_the_leads_owner(make_app, rep, smtp):
-    app = make_app(**SETTINGS, **{"mail.reply_to": "hello@example.com"})
+def first_step_after_rejection(app, rep, smtp):
+    """The first nurture email of a lead Riley rejected, as received."""
     with time_machine.travel(FRIDAY_EVENING, tick=False) as clock:
         rejected_lead(app, rep)
         clock.move_to(FIRST_STEP)
         sweep()
     [step] = nurture_mail(smtp)
+    return step
+
+
+def test_nurture_email_replies_reach_the_leads_owner(make_app, rep, smtp):
+    app = make_app(**SETTINGS, **{"mail.reply_to": "hello@example.com"})
+    step = first_step_after_rejection(app, rep, smtp)
     assert step["Reply-To"] == "Riley Rep <riley.rep@example.com>"
 
 
@@ -55,11 +61,6 @@ def test_a_lead_without_an_owner_replies_to_mail_reply_to(make_app, smtp, reply_
 def test_a_rep_name_with_a_line_break_stays_on_one_header_line(make_app, rep, smtp):
     rep.name = "Riley\r\nBcc: thief@example.com"
     rep.save()
-    app = make_app(**SETTINGS)
-    with time_machine.travel(FRIDAY_EVENING, tick=False) as clock:
-        rejected_lead(app, rep)
-        clock.move_to(FIRST_STEP)
-        sweep()
-    [step] = nurture_mail(smtp)
+    step = first_step_after_rejection(make_app(**SETTINGS), rep, smtp)
     assert step["Reply-To"] == '"Riley Bcc: thief@example.com" <riley.rep@example.com>'
     assert step["Bcc"] is None
