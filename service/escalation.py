@@ -103,11 +103,11 @@ def _reassign(row: dict, settings: dict, now: datetime) -> int:
     handoff = Handoff.get_by_id(row["id"])
     try:
         with transaction():
-            rep_id = None
-            if _passed_on(handoff) < settings["sla.max_reassignments"]:
+            steps, rep_id = handoff.episode(), None
+            if _passed_on(steps) < settings["sla.max_reassignments"]:
                 rep_id = assignment.next_other_rep(handoff, settings, now.date())
             if rep_id is None:
-                _give_up(row, now)
+                _give_up(row, steps, now)
                 return 0
             handoffs.reassign(handoff.id, rep_id=rep_id, actor=SLA_ACTOR, settings=settings,
                               now=now)
@@ -117,13 +117,13 @@ def _reassign(row: dict, settings: dict, now: datetime) -> int:
     return 1
 
 
-def _passed_on(handoff: Handoff) -> int:
+def _passed_on(steps: list[Handoff]) -> int:
     """How many times the SLA has reassigned this MQL episode already."""
     return sum(step.reassigned_at is not None and step.decided_by == SLA_ACTOR
-               for step in handoff.episode())
+               for step in steps)
 
 
-def _give_up(row: dict, now: datetime) -> None:
+def _give_up(row: dict, steps: list[Handoff], now: datetime) -> None:
     """Stop reassigning this handoff (a conditional update, so once) and tell the manager,
     or the promoter when the rep has no manager: once an episode, even if a manager hands
     it on again by hand."""
@@ -131,9 +131,9 @@ def _give_up(row: dict, now: datetime) -> None:
             Handoff.id == row["id"], Handoff.status == "pending",
             Handoff.reassign_due_at.is_null(False)).execute():
         return
-    steps = [f"handoff:{step.id}" for step in Handoff.get_by_id(row["id"]).episode()]
-    told = AuditEvent.select().where(AuditEvent.action == "reassign_stopped",
-                                     AuditEvent.subject.in_(steps)).exists()
+    told = AuditEvent.select().where(
+        AuditEvent.action == "reassign_stopped",
+        AuditEvent.subject.in_([f"handoff:{step.id}" for step in steps])).exists()
     audit(SLA_ACTOR, "reassign_stopped", f"handoff:{row['id']}",
           {"why": "nobody else can take it, or it was passed on enough"}, now)
     address = row["manager"] or row["promoted_by"]

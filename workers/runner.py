@@ -29,7 +29,7 @@ class Sweep:
 
 
 def _sla_outcome(done: dict) -> str:
-    return ", ".join(f"{n} {action}" for action, n in sorted(done.items())) or "nothing due"
+    return ", ".join(f"{n} {action}" for action, n in sorted(done.items()) if n) or "nothing due"
 
 
 SWEEPS = (
