@@ -23,7 +23,7 @@ from service.models import (
     User,
 )
 
-from . import auth
+from . import auth, guard
 from .nurture import EnrollmentView, ReengagedView, SequencesView, SuppressionView
 from .sales import (
     AuditView,
@@ -80,6 +80,7 @@ def init_app(app: Flask) -> None:
     panel.add_view(UserView(User, name="Users", endpoint="user", category="Admin"))
     panel.add_view(AuditView(AuditEvent, name="Audit log", endpoint="audit", category="Admin"))
     allow_panel_handlers(panel)
+    guard.init_app(app, {view.blueprint.name for view in panel._views})
 
 
 def allow_panel_handlers(panel: Admin) -> None:

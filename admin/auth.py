@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date, datetime
-from urllib.parse import urlsplit
 
 from flask import (
     abort,
@@ -29,10 +26,14 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from service import ratelimit, reports
+from service.csvfile import csv_text
 from service.db import utcnow
 from service.errors import DomainError
 from service.models import User
+from service.redirects import redirect_target
 from service.users import authenticate
+
+from .exports import CsvExport
 
 login_manager = LoginManager()
 login_manager.login_view = "admin.login"
@@ -57,10 +58,8 @@ class LoginForm(FlaskForm):
 
 def safe_next(target: str | None) -> str:
     """Only same-site paths under /admin; anything else goes to the dashboard."""
-    parts = urlsplit(target or "")
-    if parts.scheme or parts.netloc or not parts.path.startswith("/admin") or "\\" in target:
-        return url_for("admin.index")
-    return target
+    home = url_for("admin.index")
+    return redirect_target(target, under=home.rstrip("/"), default=home)
 
 
 EVERYONE = ("admin", "marketer", "sales_manager")
@@ -118,7 +117,7 @@ def utc_minutes(view, value: datetime, name: str) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
-class SecuredModelView(SecuredMixin, ModelView):
+class SecuredModelView(SecuredMixin, CsvExport, ModelView):
     """Roles may open the view; edit_roles may create, edit and delete (where the view
     allows it at all); action_roles says who may run each action (default edit_roles).
     Refusals are 403s, not hidden buttons alone."""
@@ -163,9 +162,13 @@ class SecuredModelView(SecuredMixin, ModelView):
     can_view_details = True
 
 
+REPORT_DAYS = (date(1970, 1, 1), date(2999, 12, 31))  # a range's dates stay within these
+
+
 def report_range(args) -> reports.Range:
-    """The dashboard's range from the query string; bad values fall back to the default
-    (the last six months by month)."""
+    """The dashboard's range from the query string; bad values (unreadable, reversed, longer
+    than three years, outside REPORT_DAYS) fall back to the default (the last six months by
+    month)."""
     today = utcnow().date()
     period = args.get("period") if args.get("period") in reports.PERIODS else "month"
     try:
@@ -174,7 +177,8 @@ def report_range(args) -> reports.Range:
                  else reports.months_before(today, 5))
     except ValueError:
         start, end = reports.months_before(today, 5), today
-    if start > end or (end - start).days > 3 * 366:
+    if (start > end or (end - start).days > 3 * 366 or start < REPORT_DAYS[0]
+            or end > REPORT_DAYS[1]):
         start, end = reports.months_before(today, 5), today
     return reports.Range(start, end, period)
 
@@ -212,9 +216,7 @@ class HomeView(SecuredMixin, AdminIndexView):
             return "No such chart.", 404
         rows = reports.chart_csv(current_app.config["SETTINGS"], report_range(request.args),
                                  chart)
-        out = io.StringIO()
-        csv.writer(out).writerows(rows)
-        response = make_response(out.getvalue())
+        response = make_response(csv_text(rows))
         response.headers["Content-Type"] = "text/csv; charset=utf-8"
         response.headers["Content-Disposition"] = (
             f"attachment; filename={request.args.get('chart')}.csv")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from peewee import Case
 
-from . import lifecycle
+from . import csvfile, lifecycle
 from .db import transaction
 from .errors import InvalidInput
 from .intake import lead_fields, normalise_email
@@ -184,7 +184,7 @@ class _SkipLog:
     def add(self, line: int, row: list[str], reason: str) -> None:
         if self.writer is None:
             self.file = self.path.open("w", newline="", encoding="utf-8")
-            self.writer = csv.writer(self.file)
+            self.writer = csvfile.Writer(self.file)
             self.writer.writerow(["line", "reason", "row"])
         self.writer.writerow([line, reason, *row])
         self.count += 1

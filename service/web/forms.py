@@ -10,6 +10,7 @@ from .. import ratelimit, stats
 from ..db import utcnow
 from ..errors import InvalidInput, NotFound
 from ..intake import Event, ingest, lead_fields, normalise_email
+from ..redirects import redirect_target
 from .responses import error_response, wants_json
 
 bp = Blueprint("forms", __name__)
@@ -81,10 +82,11 @@ def _event(form: dict, data: dict, honeypot: str, now) -> Event:
 def _done(form: dict, data: dict):
     if wants_json():
         return jsonify(ok=True), 201
-    target = data.get("_redirect")
-    if target and target in form.get("allowed_redirects", []):
+    configured = form.get("redirect")
+    allowed = [*form.get("allowed_redirects", []), *([configured] if configured else [])]
+    chosen = data.get("_redirect") if data.get("_redirect") in allowed else configured
+    target = redirect_target(chosen, allowed=allowed, under="/")
+    if target:
         return redirect(target, code=303)
-    if form.get("redirect"):
-        return redirect(form["redirect"], code=303)
     return render_template("message.html", title=form.get("thank_you_title", "Thank you"),
                            message=form.get("thank_you", "We received your message.")), 200

@@ -10,6 +10,7 @@ from ..intake import Event, ingest
 from ..linked import clicked_email, unsubscribing_lead
 from ..links import read_click_token, read_unsubscribe_token
 from ..models import EmailClick, Lead
+from ..redirects import redirect_target
 from ..suppression import suppress
 from .responses import gone, private
 
@@ -57,7 +58,8 @@ def unsubscribe(token: str):
 @bp.get("/c/<token>")
 def click(token: str):
     link = read_click_token(current_app.secret_key, token)
-    if link is None:
+    target = redirect_target(link.url if link else None, signed=True)  # our signature
+    if target is None:
         return render_template("message.html", title="Link not usable",
                                message="This link is not valid."), 400
     row = clicked_email(link)
@@ -71,4 +73,4 @@ def click(token: str):
                       properties={"url": link.url, "template": row.template,
                                   "step": row.step})],
                source="email", settings=current_app.config["SETTINGS"], now=now)
-    return redirect(link.url, code=302)
+    return redirect(target, code=302)
