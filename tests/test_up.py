@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from .conftest import ROOT, free_port
+from .test_local_attackers import open_to_others
 
 
 def wait_for(url: str, seconds: float = 60) -> int:
@@ -122,3 +123,4 @@ def test_up_restarts_a_crashed_child_and_keeps_serving(tmp_path):
     assert "leadbridge: web was killed by SIGKILL" in output
     password = (tmp_path / "var" / "valkey_password").read_text()
     assert password not in output
+    assert open_to_others(tmp_path / "var") == [], "the database, Valkey's folder: all private"
