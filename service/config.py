@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import tomllib
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -359,9 +362,36 @@ def _check_sequences(values: dict) -> None:
 
 
 def data_dir(settings: dict) -> Path:
+    """The data folder: private to the user running Leadbridge (it holds the database, the
+    secret key and captured mail with live decision links)."""
     path = Path(settings["data_dir"])
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_private(path.resolve())
     return path
+
+
+@cache
+def _make_private(folder: Path) -> None:
+    """Once per process: take group and others' access away from everything in the folder
+    (folders 0700, files 0600 as written since; older versions wrote 0755 and 0644)."""
+    for parent, folders, files in os.walk(folder):
+        for name in (".", *folders, *files):
+            _owner_only(os.path.join(parent, name))
+
+
+def _owner_only(path: str) -> None:
+    with suppress(FileNotFoundError):  # gone meanwhile (SQLite removes its -wal and -shm)
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & 0o077:
+            os.chmod(path, stat.S_IMODE(mode) & 0o700)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (0600 whatever the umask, made so at creation)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(fd, 0o600)
+        out.write(data)
 
 
 def secret_key(settings: dict) -> str:

@@ -3,9 +3,11 @@ helper that runs after-commit hooks, and per-request/per-job connection handling
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -80,6 +82,8 @@ def open_database(url: str, data_dir: Path) -> peewee.Database:
         url = f"sqlite:///{(data_dir / 'leadbridge.db').resolve()}"
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ":memory:"
+        if not path.startswith((":", "file:")) and Path(path).parent.is_dir():
+            _private_database_file(path)
         return peewee.SqliteDatabase(
             path, timeout=LOCK_TIMEOUT_SECONDS, lock_type="IMMEDIATE", pragmas={
                 "journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1})
@@ -90,6 +94,16 @@ def open_database(url: str, data_dir: Path) -> peewee.Database:
         params.setdefault("options", f"-c lock_timeout={LOCK_TIMEOUT_SECONDS * 1000}")
         return PooledPostgresqlDatabase(name, max_connections=20, stale_timeout=300, **params)
     raise ValueError(f"database.url must be sqlite:/// or postgresql://, got {url!r}")
+
+
+def _private_database_file(path: str) -> None:
+    """Create the SQLite file readable by its owner only, before SQLite does (it gives its
+    -wal and -shm files the database file's mode); tighten one made before."""
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with suppress(FileNotFoundError):
+            if stat.S_IMODE(os.stat(name).st_mode) & 0o077:
+                os.chmod(name, 0o600)
 
 
 def bind(database: peewee.Database) -> None:

@@ -78,9 +78,12 @@ class CaptureTransport:
         self.folder = folder
 
     def send(self, messages: list[tuple[int, MIMEMultipart]], report: Report) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from .config import write_private
+
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         for outbox_id, message in messages:
-            (self.folder / f"{outbox_id:08d}.eml").write_bytes(message.as_bytes())
+            # private: the rep's email holds live Accept/Reject links
+            write_private(self.folder / f"{outbox_id:08d}.eml", message.as_bytes())
             report(outbox_id, None)
 
 

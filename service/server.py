@@ -4,21 +4,20 @@ worker until its timeout. Behind a buffering proxy, threads = 1 gives sync worke
 
 from __future__ import annotations
 
-import re
-
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
-TOKEN_SEGMENT = re.compile(r"(?<=/)[A-Za-z0-9._~-]{32,}")
+from . import logs
 
 
 class AccessLog(Logger):
     """Access lines without credentials: no Basic-auth user (Segment SDKs send their write
-    key as one), no query string, no referrer, and the signed tokens of email links masked."""
+    key as one), no query string, no referrer, and the path scrubbed like every log line (the
+    tokens of email links masked)."""
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        path = TOKEN_SEGMENT.sub("[token]", atoms["U"])
+        path = logs.scrub(atoms["U"])
         atoms.update(u="-", U=path, q="", f="-", r=f"{atoms['m']} {path} {atoms['H']}")
         return atoms
 
@@ -39,6 +38,7 @@ class Server(BaseApplication):
 
 
 def serve(config_path: str | None, settings: dict) -> None:
+    logs.scrub_every_record()  # gunicorn's own lines too, in the arbiter and its workers
     Server(config_path, {
         "bind": f"{settings['web.host']}:{settings['web.port']}",
         "workers": settings["web.workers"],

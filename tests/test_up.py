@@ -11,8 +11,10 @@ import urllib.error
 import urllib.request
 
 import psutil
+import pytest
 
 from .conftest import ROOT, free_port
+from .test_local_attackers import open_to_others
 
 
 def wait_for(url: str, seconds: float = 60) -> int:
@@ -52,3 +54,73 @@ def test_up_serves_panel_and_stops_cleanly(tmp_path):
         output = process.communicate(timeout=10)[0]
     assert f"http://127.0.0.1:{port}/admin" in output
     assert "admin@example.com" in output
+
+
+def child_running(process: subprocess.Popen, part: str) -> psutil.Process | None:
+    for child in psutil.Process(process.pid).children():
+        try:
+            if child.cmdline()[-1:] == [part]:
+                return child
+        except psutil.Error:  # a zombie, or gone
+            continue
+    return None
+
+
+def new_child(process: subprocess.Popen, part: str, old_pid: int, seconds: float = 30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        child = child_running(process, part)
+        if child is not None and child.pid != old_pid:
+            return child
+        time.sleep(0.2)
+    raise AssertionError(f"no new {part} within {seconds}s")
+
+
+def test_up_restarts_a_crashed_child_and_keeps_serving(tmp_path):
+    from redis import AuthenticationError, Redis
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
+    env["LEADBRIDGE_DATA_DIR"] = str(tmp_path / "var")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    panel = f"http://127.0.0.1:{port}/admin/login"
+    try:
+        assert wait_for(panel) == 200
+        conf = (tmp_path / "var" / "valkey" / "valkey.conf").read_text()
+        valkey_port = int(next(line.split()[1] for line in conf.splitlines()
+                               if line.startswith("port ")))
+        with Redis(host="127.0.0.1", port=valkey_port) as stranger:
+            with pytest.raises(AuthenticationError):
+                stranger.ping()
+
+        worker = child_running(process, "worker")
+        scheduler = worker.children(recursive=True)  # RQ's scheduler, forked by the worker
+        worker.kill()
+        assert wait_for(panel, 5) == 200, "the web keeps serving while the worker is down"
+        assert wait_for(f"http://127.0.0.1:{port}/readyz") == 200
+        new_child(process, "worker", worker.pid)
+        assert psutil.wait_procs(scheduler, timeout=5)[1] == [], "nothing of it is left"
+
+        web = child_running(process, "web")
+        gunicorn_workers = web.children(recursive=True)
+        web.kill()
+        new_child(process, "web", web.pid)
+        assert wait_for(panel) == 200, "the web comes back"
+        assert psutil.wait_procs(gunicorn_workers, timeout=5)[1] == []
+        assert child_running(process, "cron") is not None
+
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+        assert process.returncode == 0
+    finally:
+        if process.poll() is None:
+            for each in [*psutil.Process(process.pid).children(recursive=True), process]:
+                each.kill()
+        output = process.communicate(timeout=10)[0]
+    assert "leadbridge: worker was killed by SIGKILL (exit code -9)" in output, output
+    assert "leadbridge: web was killed by SIGKILL" in output
+    password = (tmp_path / "var" / "valkey_password").read_text()
+    assert password not in output
+    assert open_to_others(tmp_path / "var") == [], "the database, Valkey's folder: all private"

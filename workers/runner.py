@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rq import Queue, SimpleWorker
 from rq.cron import CronJob, CronScheduler
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service import db, logs, metrics
@@ -52,6 +54,31 @@ def sweeps_named(only: str | None) -> list[Sweep]:
     return chosen
 
 
+# The only functions a worker runs: Leadbridge's jobs, whoever put a job in the queue.
+JOBS = frozenset(f"{jobs.__name__}.{name}" for name, function in vars(jobs).items()
+                 if inspect.isfunction(function) and function.__module__ == jobs.__name__)
+
+
+class RefusedJob(Exception):
+    """A job that is none of Leadbridge's: failed without importing or running anything."""
+
+
+class LeadbridgeJob(Job):
+    """An RQ job that resolves its function only from JOBS, and has no callbacks (Leadbridge
+    sets none; a callback is a function to import and run too)."""
+
+    @property
+    def func(self):
+        if self.func_name not in JOBS or self.instance is not None:
+            raise RefusedJob(f"refused job {self.func_name!r}: not one of Leadbridge's jobs")
+        if self._success_callback_name or self._failure_callback_name or \
+                self._stopped_callback_name:
+            raise RefusedJob(f"refused job {self.func_name!r}: it names a callback")
+        return super().func
+
+    success_callback = failure_callback = stopped_callback = property(lambda self: None)
+
+
 class Worker(SimpleWorker):
     """Runs jobs in-process (no fork per job) with a database connection around each, and
     records accepted tracking events beside them (in burst mode: all of them, first)."""
@@ -77,8 +104,15 @@ class Worker(SimpleWorker):
 def make_worker() -> Worker:
     """Maintenance each minute: a job whose worker was killed is cleaned up quickly, and the
     outbox sweep sends its rows again once their claim has lapsed."""
+    _log_like_the_web()
     return Worker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer,
-                  maintenance_interval=60)
+                  job_class=LeadbridgeJob, maintenance_interval=60)
+
+
+def _log_like_the_web() -> None:
+    """Our log handler on the root logger (RQ then adds none of its own): every line with its
+    job id, in the configured format, scrubbed."""
+    logs.configure(runtime.settings["logging.level"], runtime.settings["logging.format"])
 
 
 class SweepJob(CronJob):
@@ -90,6 +124,7 @@ class SweepJob(CronJob):
 
 
 def make_scheduler() -> CronScheduler:
+    _log_like_the_web()
     scheduler = CronScheduler(connection=runtime.redis)
     for sweep in SWEEPS:
         scheduler._cron_jobs.append(
