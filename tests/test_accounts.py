@@ -18,7 +18,9 @@ import pytest
 
 from service import create_app
 from service.config import ConfigError
-from service.models import OutboxEmail, User
+from service.db import db
+from service.migrations import migrate
+from service.models import OutboxEmail, SchemaVersion, User
 from service.users import create_user
 
 from .conftest import (
@@ -71,6 +73,18 @@ def test_a_copied_session_cookie_dies_at_logout(app, marketer):
     replay.set_cookie("session", copied)
     response = replay.get("/admin/")
     assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
+
+
+def test_upgrading_gives_every_user_their_own_session_token(app, marketer, now):
+    for n in range(2):
+        create_user(f"u{n}@example.com", role="marketer", password=PASSWORD, now=now)
+    db.execute_sql('ALTER TABLE "user" DROP COLUMN "session_token"')
+    db.execute_sql('DROP TABLE "rate_count"')
+    SchemaVersion.delete().where(SchemaVersion.version == 15).execute()
+    assert migrate() == ["0015 accounts: sessions revocable per user; login limits without Redis"]
+    tokens = [user.session_token for user in User.select()]
+    assert len(set(tokens)) == 3 and all(len(token) == 32 for token in tokens)
+    assert is_logged_in(logged_in_client(app))
 
 
 def test_logout_ends_every_session_of_the_user(app, marketer):
