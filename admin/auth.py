@@ -23,15 +23,14 @@ from flask_admin.model.filters import convert
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired
+from wtforms.validators import DataRequired, EqualTo
 
-from service import ratelimit, reports
+from service import ratelimit, reports, users
 from service.csvfile import csv_text
 from service.db import utcnow
 from service.errors import DomainError
 from service.models import User
 from service.redirects import redirect_target
-from service.users import authenticate
 
 from .exports import CsvExport
 
@@ -41,19 +40,46 @@ login_manager.session_protection = "strong"
 
 
 class PanelUser(UserMixin):
+    """The session holds the user's id with its session token: a new token (logout,
+    password change, deactivation) ends every session made with the old one."""
+
     def __init__(self, user: User):
         self.id, self.email, self.role = user.id, user.email, user.role
+        self.session_token = user.session_token
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_token}"
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> PanelUser | None:
-    user = User.get_or_none(User.id == int(user_id), User.active == True)  # noqa: E712
+def load_user(session_id: str) -> PanelUser | None:
+    user_id, _, token = session_id.partition(":")
+    if not user_id.isdigit() or not token:
+        return None  # a session from before tokens
+    user = User.get_or_none(User.id == int(user_id), User.session_token == token,
+                            User.active == True)  # noqa: E712
     return PanelUser(user) if user else None
+
+
+def start_session(user: User) -> None:
+    session.clear()  # a fresh session at login: nothing carried over
+    login_user(PanelUser(user))
 
 
 class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired()])
     password = PasswordField("Password", validators=[DataRequired()])
+
+
+class NewPasswordForm(FlaskForm):
+    new = PasswordField(f"New password ({users.MIN_PASSWORD} characters or more)",
+                        validators=[DataRequired()])
+    again = PasswordField("New password again",
+                          validators=[DataRequired(), EqualTo("new", "the two differ")])
+
+
+class ChangePasswordForm(NewPasswordForm):
+    current = PasswordField("Current password", validators=[DataRequired()])
 
 
 def safe_next(target: str | None) -> str:
@@ -191,7 +217,8 @@ def minutes(value) -> str:
 
 
 class HomeView(SecuredMixin, AdminIndexView):
-    OPEN = ("login", "logout")
+    OPEN = ("login", "logout", "reset_password")
+    LOGINS = {"limit": 10, "window_seconds": 900, "strict": True}  # failed, per address
 
     def _handle_view(self, name, **kwargs):
         if name in self.OPEN:
@@ -224,18 +251,19 @@ class HomeView(SecuredMixin, AdminIndexView):
 
     @expose("/login", methods=["GET", "POST"])
     def login(self):
+        """Each attempt is counted before it is checked, and given back when it succeeds."""
         form = LoginForm()
         bucket = f"login:{request.remote_addr}"
-        if request.method == "POST" and ratelimit.used(bucket, window_seconds=900) >= 10:
+        if request.method == "POST" and not ratelimit.allow(bucket, **self.LOGINS):
             flash("Too many failed logins from here. Try again in 15 minutes.", "error")
             return self.render("admin/login.html", form=form), 429
         if form.validate_on_submit():
-            user = authenticate(form.email.data, form.password.data)
+            user = users.authenticate(form.email.data, form.password.data)
             if user is not None:
-                session.clear()  # a fresh session at login: nothing carried over
-                login_user(PanelUser(user))
+                ratelimit.give_back(bucket, window_seconds=self.LOGINS["window_seconds"],
+                                    strict=True)
+                start_session(user)
                 return redirect(safe_next(request.args.get("next")))
-            ratelimit.allow(bucket, limit=0, window_seconds=900, count_only=True)
             flash("Wrong email or password.", "error")
             return self.render("admin/login.html", form=form), 401
         status = 400 if request.method == "POST" else 200
@@ -243,5 +271,41 @@ class HomeView(SecuredMixin, AdminIndexView):
 
     @expose("/logout", methods=["POST"])
     def logout(self):
+        """Ends every session of the user, not only this browser's."""
+        if current_user.is_authenticated:
+            users.end_sessions(current_user.id)
         logout_user()
         return redirect(url_for("admin.login"))
+
+    @expose("/password", methods=["GET", "POST"])
+    def change_password(self):
+        form = ChangePasswordForm()
+        if form.validate_on_submit():
+            try:
+                user = users.change_password(current_user.id, current=form.current.data,
+                                             new=form.new.data)
+            except DomainError as exc:
+                problem = form.current if isinstance(exc, users.WrongPassword) else form.new
+                problem.errors = [exc.message]
+            else:
+                start_session(user)
+                flash("Password changed. Your other sessions have ended.", "success")
+                return redirect(url_for("admin.index"))
+        return self.render("admin/password.html", form=form, title="Change your password")
+
+    @expose("/reset/<token>", methods=["GET", "POST"])
+    def reset_password(self, token: str):
+        """From the one-time link an admin had emailed; GET shows the form, POST sets."""
+        if users.user_for_reset(current_app.secret_key, token) is None:
+            return self.render("admin/password.html", form=None, title="Link not valid"), 410
+        form = NewPasswordForm()
+        if form.validate_on_submit():
+            try:
+                users.reset_password(current_app.secret_key, token, form.new.data)
+            except DomainError as exc:
+                form.new.errors = [exc.message]
+            else:
+                logout_user()
+                flash("Password set. Log in with it.", "success")
+                return redirect(url_for("admin.login"))
+        return self.render("admin/password.html", form=form, title="Set a new password")

@@ -1,15 +1,19 @@
-"""Panel users, for admins: create with a password, change role, deactivate."""
+"""Panel users, for admins: create with a password, change role, deactivate (which ends
+the user's sessions), email a one-time password reset link."""
 
 from __future__ import annotations
 
+from flask import flash
 from flask_admin import expose
+from flask_admin.actions import action
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectChoice, SelectField
 from wtforms.validators import DataRequired
 
 from service.db import utcnow
-from service.models import User
-from service.users import create_user
+from service.errors import DomainError
+from service.models import User, new_session_token
+from service.users import create_user, send_reset_link
 
 from .auth import SecuredModelView
 
@@ -47,3 +51,19 @@ class UserView(SecuredModelView):
                                password=form.password.data, now=utcnow())
             return f"{user.email} can now log in as {user.role}."
         return self.form_page(form, "admin/user_new.html", submit, "email")
+
+    def on_model_change(self, form, model: User, is_created: bool) -> None:
+        if not model.active:
+            model.session_token = new_session_token()  # deactivated: every session ends
+
+    @action("send_reset", "Email a password reset link",
+            "Email each selected user a one-time link to set a new password?")
+    def action_send_reset(self, ids):
+        for user_id in ids:
+            try:
+                user = send_reset_link(int(user_id), now=utcnow())
+            except DomainError as exc:
+                flash(exc.message, "error")
+            else:
+                flash(f"A one-time reset link goes to {user.email} (valid for an hour).",
+                      "success")

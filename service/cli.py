@@ -82,6 +82,24 @@ def create_user(ctx: click.Context, email: str, role: str, password_stdin: bool)
     click.echo(f"created {user.role} {user.email}")
 
 
+@main.command("set-password")
+@click.argument("email")
+@click.pass_context
+@clear_errors
+def set_password(ctx: click.Context, email: str) -> None:
+    """Set a panel user's password, read from standard input (a prompt on a terminal);
+    ends every session of the user."""
+    from .users import set_password as set_it
+
+    backends(ctx)
+    if sys.stdin.isatty():
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    user = set_it(email, password)
+    click.echo(f"password set for {user.email}; every session of theirs has ended")
+
+
 @main.command()
 @click.pass_context
 @clear_errors
@@ -89,7 +107,9 @@ def web(ctx: click.Context) -> None:
     """Run the web server (gunicorn)."""
     from .server import serve
 
-    serve(ctx.obj["config"], settings_from(ctx))
+    settings = settings_from(ctx)
+    config_module.secret_key(settings)  # refused here in one line, not in each worker
+    serve(ctx.obj["config"], settings)
 
 
 @main.command()

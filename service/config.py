@@ -394,18 +394,31 @@ def write_private(path: Path, data: bytes) -> None:
         out.write(data)
 
 
+MIN_SECRET_BYTES = 32
+
+
 def secret_key(settings: dict) -> str:
-    """The configured secret, else one generated once and kept in the data folder."""
+    """The configured secret, else one generated once and kept in the data folder; one
+    shorter than MIN_SECRET_BYTES is refused (it signs sessions and email links)."""
     if settings["web.secret_key"]:
-        return settings["web.secret_key"]
+        return _long_enough(settings["web.secret_key"], "LEADBRIDGE_WEB__SECRET_KEY")
     file = data_dir(settings) / "secret_key"
     try:
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return file.read_text().strip()
+        return _long_enough(file.read_text().strip(), str(file))
     with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_urlsafe(48))
+        out.write(secrets.token_urlsafe(48))  # 64 bytes
     return file.read_text().strip()
+
+
+def _long_enough(secret: str, origin: str) -> str:
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"the secret key from {origin} has {len(secret.encode())} bytes; it needs at least "
+            f"{MIN_SECRET_BYTES} (make one with: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))')")
+    return secret
 
 
 def base_url(settings: dict) -> str:

@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import JOIN
 
-from . import links, mail, metrics, outbox
+from . import links, mail, metrics, outbox, users
 from .config import base_url
 from .db import utcnow
 from .errors import InvalidInput
 from .intake import normalise_email
 from .labels import LABELS
-from .models import Activity, Enrollment, Handoff, Lead, OutboxEmail, Rep
+from .models import Activity, Enrollment, Handoff, Lead, OutboxEmail, Rep, User
 from .scoring import Policy
 from .suppression import suppressed_among
 
@@ -115,6 +115,16 @@ def weekly_digest(row: OutboxEmail, settings: dict, secret: str) -> dict:
             "dashboard_url": f"{base_url(settings)}/admin/?period=week"}
 
 
+def password_reset(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    """The link is signed only while a sender holds the row: a preview of the waiting email
+    in the panel shows none, and the outbox keeps no copy of the sent one (UNKEPT)."""
+    user = User.get_by_id(row.context["user_id"])
+    url = "(the link is made when the email is sent)"
+    if row.claimed_at is not None and row.sent_at is None:
+        url = f"{base_url(settings)}/admin/reset/{users.reset_token(secret, user)}"
+    return {"user": user, "hours": users.RESET_HOURS, "reset_url": url}
+
+
 def prospect(row: OutboxEmail, settings: dict, secret: str) -> dict:
     """Context of every email to a prospect: personalisation, unsubscribe, tracked links."""
     root = base_url(settings)
@@ -147,7 +157,8 @@ CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
             "handoff_moved": handoff_moved, "sla_reminder": sla_reminder,
             "sla_escalation": sla_escalation, "mql_undecided": mql_undecided,
             "lead_reengaged": lead_reengaged,
-            "weekly_digest": weekly_digest}
+            "weekly_digest": weekly_digest, "password_reset": password_reset}
+UNKEPT = ("password_reset",)  # their body is a credential: the outbox keeps the subject only
 
 
 TO_REP = ("rep_handoff", "sla_reminder", "handoff_moved")
@@ -254,6 +265,8 @@ def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime
             outcomes["failed", templates[outbox_id]] += 1
         else:
             _, subject, text, html = parts[outbox_id]
+            if templates[outbox_id] in UNKEPT:
+                text = html = "(not kept: it held a one-time link)"
             outbox.mark_sent(outbox_id, subject=subject, body_text=text, body_html=html,
                              now=now)
             outcomes["sent", templates[outbox_id]] += 1

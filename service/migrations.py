@@ -21,6 +21,7 @@ from .models import (
     TABLES_V6,
     TABLES_V8,
     TABLES_V11,
+    TABLES_V15,
     Activity,
     Handoff,
     InboundEvent,
@@ -32,6 +33,8 @@ from .models import (
     SchemaVersion,
     StageChange,
     Team,
+    User,
+    new_session_token,
 )
 from .rollups import mark_all_dirty
 
@@ -187,6 +190,15 @@ def _lasting_ids() -> None:
             raise RuntimeError("rebuilding the tables broke foreign keys; nothing was changed")
 
 
+def _accounts() -> None:
+    """Every user its own session token (which ends the sessions made before: their user
+    ids carry none), and the rate-limit counts used while Redis is away."""
+    add_missing_columns(User, User.session_token)
+    for user_id in [row.id for row in User.select(User.id)]:
+        User.update(session_token=new_session_token()).where(User.id == user_id).execute()
+    db.create_tables(TABLES_V15)
+
+
 def _add_public_ids() -> None:
     """Made by the database, each lead its own: PostgreSQL fills a column added with a
     volatile default row by row. SQLite adds no column with such a default: it is filled
@@ -276,6 +288,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (13, "reports count MQL episodes across reassignments; API keys name their owner",
      _episodes),
     (14, "links: ids never reused, and a public id for every lead", _lasting_ids),
+    (15, "accounts: sessions revocable per user; login limits without Redis", _accounts),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

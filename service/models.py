@@ -22,6 +22,10 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+def new_session_token() -> str:
+    return secrets.token_hex(16)
+
+
 class Lead(BaseModel):
     email = pw.CharField(max_length=254, unique=True)
     # Random and never reused: every signed link names it beside the lead's id, so a link
@@ -119,6 +123,9 @@ class User(BaseModel):
     role = pw.CharField(max_length=32)
     active = pw.BooleanField(default=True)
     created_at = UTCDateTimeField(default=utcnow)
+    # Part of every session's user id: a new one (logout, password change, deactivation)
+    # ends every session of the user, wherever its cookie is.
+    session_token = pw.CharField(max_length=32, default=new_session_token)
 
     def __str__(self) -> str:
         return self.email
@@ -424,6 +431,16 @@ class DirtyDay(BaseModel):
     version = pw.IntegerField(default=1)
 
 
+class RateCount(BaseModel):
+    """Rate-limit counts kept in the database while Redis is away (service.ratelimit)."""
+    bucket = pw.CharField(max_length=120)
+    window = pw.BigIntegerField()  # its start, in seconds since the epoch
+    count = pw.IntegerField(default=0)
+
+    class Meta:
+        primary_key = pw.CompositeKey("bucket", "window")
+
+
 class SchemaVersion(BaseModel):
     version = pw.IntegerField(primary_key=True)
     name = pw.CharField()
@@ -438,3 +455,4 @@ TABLES_V5 = [Enrollment, Suppression, EmailEvent, EmailClick]
 TABLES_V6 = [DigestLog]
 TABLES_V8 = [Rollup, DirtyDay]
 TABLES_V11 = [InboundEvent]
+TABLES_V15 = [RateCount]

@@ -68,8 +68,8 @@ def test_secret_generated_once_and_kept(tmp_path):
     first = config.secret_key(settings)
     assert len(first) > 40 and config.secret_key(settings) == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
-    from_env = load({"LEADBRIDGE_WEB__SECRET_KEY": "s3cret"}, {"data_dir": str(tmp_path)})
-    assert config.secret_key(from_env) == "s3cret"
+    from_env = load({"LEADBRIDGE_WEB__SECRET_KEY": "s3cret" * 6}, {"data_dir": str(tmp_path)})
+    assert config.secret_key(from_env) == "s3cret" * 6
 
 
 @pytest.mark.parametrize("switch", ["scoring.auto_promote", "nurture.auto_repromote"])
