@@ -20,8 +20,9 @@ TEXT_TYPES = ("text/html", "text/plain", "text/csv", "application/json")
 
 # A signed link token (itsdangerous): payload, [timestamp,] signature of 27+ characters.
 TOKEN = r"\.?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?\.[A-Za-z0-9_-]{27,}(?![A-Za-z0-9_-])"
-LINK = re.compile(r"/([huc])/" + TOKEN)
-HREF = re.compile(r"""\s+href\s*=\s*(["'])[^"']*?/[huc]/""" + TOKEN + r"""[^"']*\1""")
+KINDS = r"(h|u|c|admin/reset)"  # decision, unsubscribe, click, password reset
+LINK = re.compile(f"/{KINDS}/" + TOKEN)
+HREF = re.compile(r"""\s+href\s*=\s*(["'])[^"']*?/""" + KINDS + "/" + TOKEN + r"""[^"']*\1""")
 HIDDEN = "/{}/(hidden-in-the-panel)"
 
 

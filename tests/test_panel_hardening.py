@@ -263,6 +263,26 @@ def test_preview_keeps_the_email_readable_without_hrefs(app, rep, now):
     assert not re.search(r"href=[\"'][^\"']*/[huc]/", preview.text)
 
 
+def test_a_reset_email_caught_mid_send_shows_no_working_reset_link(app, now):
+    """A worker that stopped mid-send leaves its reset email claimed: the preview would build
+    the live link; the panel shows it inert."""
+    from service.models import OutboxEmail, User
+    from service.users import send_reset_link, user_for_reset
+
+    users(now)
+    target = User.get(User.email == "marketer@example.com")
+    with app.app_context():
+        send_reset_link(target.id, now=now)
+    row = OutboxEmail.get(OutboxEmail.template == "password_reset")
+    assert outbox.claim([row.id], now=now, claim_seconds=600) == [row.id]
+    client = logged_in(app, "admin")
+    for page in (f"/admin/outbox/preview/{row.id}", f"/admin/outbox/details/?id={row.id}"):
+        text = client.get(page).text
+        assert "password" in text, page
+        tokens = re.findall(r"/admin/reset/([A-Za-z0-9_.-]+)", text)
+        assert not [t for t in tokens if user_for_reset(app.secret_key, t)], page
+
+
 # 14. Out-of-range parameters ----------------------------------------------------------------
 
 HUGE = str(10**20)
