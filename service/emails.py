@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
-from email.utils import formataddr
+from email.utils import parseaddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import JOIN
@@ -154,10 +154,10 @@ TO_REP = ("rep_handoff", "sla_reminder", "handoff_moved")
 ABOUT_REP = ("decision_feedback", "sla_escalation", "mql_undecided")
 
 
-def reply_to(row: OutboxEmail, settings: dict) -> str:
-    """Where a reply reaches a person: a rep's email goes back to the promoter, an email
-    about a rep's handoff to that rep, a prospect's to the lead's owner (the rep of its
-    latest handoff); otherwise mail.reply_to (empty: no Reply-To)."""
+def reply_to(row: OutboxEmail, settings: dict) -> tuple[str, str] | None:
+    """Where a reply reaches a person, as (name, email): a rep's email goes back to the
+    promoter, an email about a rep's handoff to that rep, a prospect's to the lead's owner
+    (the rep of its latest handoff); otherwise mail.reply_to (empty: no Reply-To)."""
     person = None
     if row.to_prospect and row.lead_id is not None:
         person = (Rep.select(Rep.name, Rep.email).join(Handoff).where(Handoff.lead == row.lead_id)
@@ -167,11 +167,10 @@ def reply_to(row: OutboxEmail, settings: dict) -> str:
         if row.template in ABOUT_REP:
             person = handoff.rep
         elif promoter := _address(handoff.promoted_by):
-            return promoter
+            return "", promoter
     if person is not None:
-        name = " ".join(person.name.split())  # no line breaks in a header
-        return formataddr((name, person.email), charset="utf-8")
-    return settings["mail.reply_to"]
+        return person.name, person.email
+    return parseaddr(settings["mail.reply_to"]) if settings["mail.reply_to"] else None
 
 
 def _address(text: str) -> str:
@@ -196,7 +195,7 @@ def compose(row: OutboxEmail, settings: dict, secret: str):
     subject, text, html = mail.render(row.template, context)
     headers = unsubscribe_headers(row, settings, secret) if row.to_prospect else {}
     if answer_to := reply_to(row, settings):
-        headers["Reply-To"] = answer_to
+        headers["Reply-To"] = mail.address(*answer_to)
     message = mail.build_message(
         sender=settings["mail.from_address"], sender_name=settings["mail.from_name"],
         to_address=row.to_address, to_name=row.to_name, message_id=row.message_id,
