@@ -6,7 +6,9 @@ import re
 import smtplib
 import ssl
 from collections.abc import Callable
+from contextlib import suppress
 from email.charset import Charset
+from email.errors import MessageError
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -159,15 +161,25 @@ class SMTPTransport:
 
     @staticmethod
     def _send_one(smtp: smtplib.SMTP, message: MIMEMultipart) -> str | None:
+        """None when accepted; the reason when this message can never go (the server
+        refused it for good, or it cannot be written or addressed)."""
         try:
             smtp.send_message(message)
             return None
         except smtplib.SMTPRecipientsRefused as exc:
+            if not exc.recipients:
+                return "no recipient address in the To header"
             code, reply = min(exc.recipients.values())
         except smtplib.SMTPResponseException as exc:
             code, reply = exc.smtp_code, exc.smtp_error
+        except smtplib.SMTPNotSupportedError as exc:  # a UTF-8 address, and no SMTPUTF8
+            return f"the server cannot take it: {exc}"
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        except (ValueError, MessageError) as exc:
+            with suppress(OSError, smtplib.SMTPException):
+                smtp.rset()  # in case the server was told part of it
+            return f"cannot be written: {type(exc).__name__}: {exc}"
         text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
         if 500 <= code < 600:
             return f"{code} {text}"
