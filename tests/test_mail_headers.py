@@ -162,14 +162,16 @@ NEVER = {  # address → (template, context): rows no send can ever succeed with
     "sam@example.com": ("weekly_digest", {}),  # its context is gone
     "jo@example.com": ("no_such_email", {}),  # a template that does not exist
     "zoë@exämple.com": ("weekly_digest", None),  # cannot be written in an ASCII header
+    "": ("weekly_digest", None),  # the SMTP client finds no recipient
 }
 NEVER_REASONS = {"sam@example.com": "cannot be composed: KeyError: 'start'",
                  "jo@example.com": "cannot be composed: KeyError: 'no_such_email'",
-                 "zoë@exämple.com": "cannot be composed: UnicodeEncodeError"}
+                 "zoë@exämple.com": "cannot be composed: UnicodeEncodeError",
+                 "": "no recipient address in the To header"}
 
 
 def write_batch(now, *, queue: bool) -> None:
-    """A batch in id order: a good email, the three that can never go, another good one."""
+    """A batch in id order: a good email, those that can never go, another good one."""
     rows = [("mia@example.com", ("weekly_digest", None)), *NEVER.items(),
             ("lee@example.com", ("weekly_digest", None))]
     with transaction():
