@@ -1,5 +1,6 @@
 """Text that enters as a name, a company or a subject is one line of printable characters:
-line breaks, tabs and other control characters become a space, runs of spaces one space."""
+line breaks, tabs and other control characters become a space, runs of spaces one space;
+a stray NUL is dropped."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ JOINERS = frozenset("\u200c\u200d")  # format characters that words (and emoji) 
 
 class _Printable(dict):
     """str.translate table built as characters are met: a space for controls and
-    separators, nothing for invisible format characters (bidi overrides, BOM, …), U+FFFD for
-    a lone surrogate, the character itself otherwise."""
+    separators, nothing for NUL and invisible format characters (bidi overrides, BOM, …),
+    U+FFFD for a lone surrogate, the character itself otherwise."""
 
     def __missing__(self, code: int) -> str | None:
         char = chr(code)
         kind = unicodedata.category(char)
-        if kind in SPACE:
+        if code == 0:
+            value = None
+        elif kind in SPACE:
             value = " "
         elif kind == "Cs":
             value = "\ufffd"
