@@ -31,6 +31,7 @@ from service.models import (
     Rep,
     StageChange,
 )
+from service.text import one_line
 
 from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView, role_in
 from .preview import SANDBOX, sandboxed
@@ -81,6 +82,7 @@ class LeadView(SecuredModelView):
                       "last_activity_at", "re_engaged_at")
     column_default_sort = ("created_at", True)
     form_columns = Lead.EDITABLE
+    form_args = {name: {"filters": [one_line]} for name in Lead.EDITABLE}  # names reach mail
 
     def __init__(self, **kwargs):
         super().__init__(Lead, **kwargs)
@@ -293,6 +295,7 @@ class RepView(SecuredModelView):
                    "active", "out_of_office", "away_from", "away_until")
     column_searchable_list = ("email", "name")
     form_columns = column_list
+    form_args = {"name": {"filters": [one_line]}}  # a name reaches email headers
 
     @action("hand_over", "Reassign their pending handoffs",
             "Give every pending handoff of the selected reps to the next rep of their team?")

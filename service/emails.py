@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
-from email.utils import formataddr
+from email.utils import parseaddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import peewee
 from peewee import JOIN
+from rq.timeouts import JobTimeoutException
 
 from . import links, mail, metrics, outbox, users
 from .config import base_url
@@ -165,10 +167,10 @@ TO_REP = ("rep_handoff", "sla_reminder", "handoff_moved")
 ABOUT_REP = ("decision_feedback", "sla_escalation", "mql_undecided")
 
 
-def reply_to(row: OutboxEmail, settings: dict) -> str:
-    """Where a reply reaches a person: a rep's email goes back to the promoter, an email
-    about a rep's handoff to that rep, a prospect's to the lead's owner (the rep of its
-    latest handoff); otherwise mail.reply_to (empty: no Reply-To)."""
+def reply_to(row: OutboxEmail, settings: dict) -> tuple[str, str] | None:
+    """Where a reply reaches a person, as (name, email): a rep's email goes back to the
+    promoter, an email about a rep's handoff to that rep, a prospect's to the lead's owner
+    (the rep of its latest handoff); otherwise mail.reply_to (empty: no Reply-To)."""
     person = None
     if row.to_prospect and row.lead_id is not None:
         person = (Rep.select(Rep.name, Rep.email).join(Handoff).where(Handoff.lead == row.lead_id)
@@ -178,11 +180,10 @@ def reply_to(row: OutboxEmail, settings: dict) -> str:
         if row.template in ABOUT_REP:
             person = handoff.rep
         elif promoter := _address(handoff.promoted_by):
-            return promoter
+            return "", promoter
     if person is not None:
-        name = " ".join(person.name.split())  # no line breaks in a header
-        return formataddr((name, person.email), charset="utf-8")
-    return settings["mail.reply_to"]
+        return person.name, person.email
+    return parseaddr(settings["mail.reply_to"]) if settings["mail.reply_to"] else None
 
 
 def _address(text: str) -> str:
@@ -207,7 +208,7 @@ def compose(row: OutboxEmail, settings: dict, secret: str):
     subject, text, html = mail.render(row.template, context)
     headers = unsubscribe_headers(row, settings, secret) if row.to_prospect else {}
     if answer_to := reply_to(row, settings):
-        headers["Reply-To"] = answer_to
+        headers["Reply-To"] = mail.address(*answer_to)
     message = mail.build_message(
         sender=settings["mail.from_address"], sender_name=settings["mail.from_name"],
         to_address=row.to_address, to_name=row.to_name, message_id=row.message_id,
@@ -240,22 +241,52 @@ def prospect_skips(prospects: list[OutboxEmail]) -> dict[int, str]:
     return reasons
 
 
+# Errors of the moment (the database, the disk, the job's time limit): the row is tried
+# again. Any other error composing a row means it can never be sent as it stands.
+TRANSIENT = (peewee.DatabaseError, peewee.InterfaceError, OSError, JobTimeoutException)
+
+
+def composed(row: OutboxEmail, settings: dict, secret: str, now: datetime):
+    """compose() for a row of a batch; a row that cannot be composed fails for good (its
+    reason shown in the panel's outbox) and None is returned, so the rest of the batch goes."""
+    try:
+        return compose(row, settings, secret)
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        reason = f"cannot be composed: {type(exc).__name__}: {exc}"
+        log.warning("outbox %d %s", row.id, reason)
+        outbox.mark_failed(row.id, error=reason, now=now)
+        return None
+
+
 def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime) -> int:
     """Send the rows this call can claim; return how many were sent."""
     claimed = outbox.claim(outbox_ids, now=now, claim_seconds=settings["outbox.claim_seconds"])
     rows = list(OutboxEmail.select(OutboxEmail, Lead).join(Lead, JOIN.LEFT_OUTER)
                 .where(OutboxEmail.id.in_(claimed)).order_by(OutboxEmail.id))
     skips, batch = skip_reasons(rows), []
+    templates, outcomes = {row.id: row.template for row in rows}, Counter()
     for row in rows:
         reason = skips.get(row.id)
         if reason:
             outbox.mark_skipped(row.id, reason=reason, now=now)
+        elif (parts := composed(row, settings, secret, now)) is not None:
+            batch.append((row.id, parts))
         else:
-            batch.append((row.id, compose(row, settings, secret)))
+            outcomes["failed", row.template] += 1
+    try:
+        return _send(batch, templates, outcomes, settings=settings, now=now)
+    finally:
+        for (outcome, template), count in outcomes.items():
+            metrics.add(f"leadbridge_emails_{outcome}_total", count, template=template)
+
+
+def _send(batch: list, templates: dict[int, str], outcomes: Counter, *, settings: dict,
+          now: datetime) -> int:
     if not batch:
         return 0
     parts, answered, sent = dict(batch), set(), []
-    templates, outcomes = {row.id: row.template for row in rows}, Counter()
 
     def report(outbox_id: int, refusal: str | None) -> None:
         answered.add(outbox_id)
@@ -281,7 +312,4 @@ def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime
         for outbox_id in unanswered:
             outcomes["failed" if outbox_id in failed else "retried", templates[outbox_id]] += 1
         raise
-    finally:
-        for (outcome, template), count in outcomes.items():
-            metrics.add(f"leadbridge_emails_{outcome}_total", count, template=template)
     return len(sent)

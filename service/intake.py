@@ -21,6 +21,7 @@ from .handoffs import auto_promote
 from .models import Activity, Delivery, InboundEvent, Lead
 from .recording import Batch, Recorded
 from .scoring import Policy
+from .text import one_line
 
 
 @dataclass
@@ -77,9 +78,9 @@ def normalise_email(raw: object) -> str:
 
 
 def lead_fields(values: dict) -> dict:
-    """Keep only known lead fields with non-empty text, trimmed and bounded (and without
-    NUL, which PostgreSQL cannot store)."""
-    texts = {name: str(values[name]).replace("\x00", "").strip()[:255]
+    """Keep only known lead fields with non-empty text, each one line (no line breaks, tabs,
+    NUL or other control characters: a name reaches email headers), bounded."""
+    texts = {name: one_line(values[name])[:255].rstrip()
              for name in Lead.EDITABLE if values.get(name) not in (None, "")}
     return {name: text for name, text in texts.items() if text}
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from collections.abc import Callable
+from contextlib import suppress
+from email.charset import Charset
+from email.errors import MessageError
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -16,6 +20,8 @@ import css_inline
 import jinja2
 
 import email_templates
+
+from .text import one_line
 
 TEMPLATES = Path(email_templates.__path__[0])
 _env = jinja2.Environment(
@@ -42,23 +48,51 @@ def _subject_template(source: str) -> jinja2.Template:
     return _env.from_string(source)
 
 
-def _header(value: str):
-    return value if value.isascii() else Header(value, "utf-8")
+HEADER_LIMIT = 900  # characters of header text: a header line may not pass 998 bytes
+NAME_LIMIT = 78  # characters of a display name
+WORD_LIMIT = 60  # a longer word cannot be folded after "Subject: " within 78 characters
+_UTF8 = Charset("utf-8")
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?")  # text a reader would decode (RFC 2047)
+
+
+def header_text(value: object, limit: int = HEADER_LIMIT) -> str:
+    """The one way a value becomes email header text: one line of printable characters (no
+    CR, LF or other control character, whatever the value holds), at most limit long."""
+    return one_line(value)[:limit].rstrip()
+
+
+def address(name: object, email: object) -> str:
+    """A mailbox for From, To or Reply-To: `Name <email>` (quoted as needed), the name
+    RFC 2047-encoded when it is not plain ASCII or could be read as an encoded word."""
+    name, email = header_text(name, NAME_LIMIT), header_text(email)
+    if name and (not name.isascii() or _ENCODED_WORD.search(name)):
+        return f"{_UTF8.header_encode(name)} <{formataddr(('', email))}>"
+    return formataddr((name, email))
+
+
+def words(value: object) -> str | Header:
+    """Text for people to read (a subject): as it is when plain ASCII that folds cleanly,
+    otherwise RFC 2047-encoded, so a reader shows exactly header_text(value)."""
+    text = header_text(value)
+    if (text.isascii() and not _ENCODED_WORD.search(text)
+            and all(len(word) <= WORD_LIMIT for word in text.split(" "))):
+        return text
+    return Header(text, "utf-8")
 
 
 def build_message(*, sender: str, sender_name: str, to_address: str, to_name: str,
                   message_id: str, subject: str, text: str, html: str,
                   headers: dict | None = None) -> MIMEMultipart:
     """A text + HTML message. Built with the email.mime classes: several times faster than
-    EmailMessage's header registry, which matters when a job sends a batch."""
+    EmailMessage's header registry, which matters when a job sends a batch. Every header is
+    assigned here, through header_text() (the subject through words()), so none can hold a
+    line break: extra headers (Reply-To from address(), List-Unsubscribe, …) too."""
     message = MIMEMultipart("alternative")
-    message["From"] = formataddr((sender_name, sender), charset="utf-8")
-    message["To"] = formataddr((to_name, to_address), charset="utf-8")
-    message["Subject"] = _header(subject)
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = message_id
-    for name, value in (headers or {}).items():
-        message[name] = value
+    message["Subject"] = words(subject)
+    values = {"From": address(sender_name, sender), "To": address(to_name, to_address),
+              "Date": formatdate(localtime=False), "Message-ID": message_id, **(headers or {})}
+    for name, value in values.items():
+        message[header_text(name)] = header_text(value)
     message.attach(MIMEText(text, "plain", "utf-8"))
     message.attach(MIMEText(html, "html", "utf-8"))
     return message
@@ -130,15 +164,25 @@ class SMTPTransport:
 
     @staticmethod
     def _send_one(smtp: smtplib.SMTP, message: MIMEMultipart) -> str | None:
+        """None when accepted; the reason when this message can never go (the server
+        refused it for good, or it cannot be written or addressed)."""
         try:
             smtp.send_message(message)
             return None
         except smtplib.SMTPRecipientsRefused as exc:
+            if not exc.recipients:
+                return "no recipient address in the To header"
             code, reply = min(exc.recipients.values())
         except smtplib.SMTPResponseException as exc:
             code, reply = exc.smtp_code, exc.smtp_error
+        except smtplib.SMTPNotSupportedError as exc:  # a UTF-8 address, and no SMTPUTF8
+            return f"the server cannot take it: {exc}"
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        except (ValueError, MessageError) as exc:
+            with suppress(OSError, smtplib.SMTPException):
+                smtp.rset()  # in case the server was told part of it
+            return f"cannot be written: {type(exc).__name__}: {exc}"
         text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
         if 500 <= code < 600:
             return f"{code} {text}"

@@ -11,6 +11,7 @@ from .db import transaction
 from .errors import InvalidInput
 from .intake import normalise_email
 from .models import Rep, Team
+from .text import one_line
 
 REP_TEXT = ("name", "manager_email", "time_zone")
 REP_INTS = ("weight", "capacity")
@@ -60,7 +61,7 @@ def _rep_fields(data: dict) -> dict:
         if data.get(key) is not None:
             if not isinstance(data[key], str):
                 raise InvalidInput(f"{key} must be text")
-            fields[key] = data[key].strip()[:255]
+            fields[key] = one_line(data[key])[:255].rstrip()  # a name reaches email headers
     if fields.get("manager_email"):
         fields["manager_email"] = normalise_email(fields["manager_email"])
     if "time_zone" in fields:
