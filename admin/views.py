@@ -347,8 +347,5 @@ class OutboxView(SecuredModelView):
         row = OutboxEmail.get_or_none(OutboxEmail.id == outbox_id)
         if row is None:
             return "No such email.", 404
-        html = row.body_html
-        if not row.sent_at:
-            settings = current_app.config["SETTINGS"]
-            html = emails.compose(row, settings, current_app.secret_key)[3]
-        return sandboxed(html)
+        return sandboxed(emails.preview_html(row, current_app.config["SETTINGS"],
+                                             current_app.secret_key))

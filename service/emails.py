@@ -10,6 +10,7 @@ from email.utils import parseaddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import peewee
+from markupsafe import Markup
 from peewee import JOIN
 from rq.timeouts import JobTimeoutException
 
@@ -214,6 +215,20 @@ def compose(row: OutboxEmail, settings: dict, secret: str):
         to_address=row.to_address, to_name=row.to_name, message_id=row.message_id,
         subject=subject, text=text, html=html, headers=headers)
     return message, subject, text, html
+
+
+def preview_html(row: OutboxEmail, settings: dict, secret: str) -> str:
+    """What the panel shows of an email: the copy sent, else the email as it would go now; a
+    row that cannot be composed shows why instead."""
+    if row.sent_at:
+        return row.body_html
+    try:
+        return compose(row, settings, secret)[3]
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        reason = row.last_error or f"cannot be composed: {type(exc).__name__}: {exc}"
+        return str(Markup("<p>This email cannot be shown: {}</p>").format(reason))
 
 
 def skip_reasons(rows: list[OutboxEmail]) -> dict[int, str]:

@@ -206,6 +206,12 @@ def test_a_row_that_can_never_be_sent_fails_alone_and_the_batch_goes(app, smtp, 
     page = client.get("/admin/outbox/?flt0_failed_at_empty=0").text  # failed: not empty
     assert "cannot be composed: KeyError: &#39;start&#39;" in page
     assert "cannot be composed: KeyError: &#39;no_such_email&#39;" in page
+    for row in OutboxEmail.select().where(OutboxEmail.failed_at.is_null(False)):
+        details = client.get(f"/admin/outbox/details/?id={row.id}")
+        preview = client.get(f"/admin/outbox/preview/{row.id}")
+        assert details.status_code == preview.status_code == 200, row.to_address
+        if "KeyError" in row.last_error:
+            assert "This email cannot be shown: cannot be composed" in preview.text
 
 
 def test_the_sweep_is_not_stuck_behind_a_row_that_can_never_be_sent(app, smtp):
