@@ -370,13 +370,25 @@ def data_dir(settings: dict) -> Path:
     return path
 
 
+# What Leadbridge keeps in its data folder; only these are tightened, so a data_dir that
+# points at a shared folder never has anything else of its owner's changed.
+OWN = ("leadbridge.db", "leadbridge.db-wal", "leadbridge.db-shm", "secret_key",
+       "first-admin.txt", "valkey_password", "mail", "valkey")
+
+
 @cache
 def _make_private(folder: Path) -> None:
-    """Once per process: take group and others' access away from everything in the folder
-    (folders 0700, files 0600 as written since; older versions wrote 0755 and 0644)."""
-    for parent, folders, files in os.walk(folder):
-        for name in (".", *folders, *files):
-            _owner_only(os.path.join(parent, name))
+    """Once per process: take group and others' access away from the folder and what
+    Leadbridge keeps in it (folders 0700, files 0600 as written since; older versions wrote
+    0755 and 0644)."""
+    _owner_only(str(folder))
+    for name in OWN:
+        top = folder / name
+        _owner_only(str(top))
+        if top.is_dir() and not top.is_symlink():
+            for parent, folders, files in os.walk(top):
+                for entry in (*folders, *files):
+                    _owner_only(os.path.join(parent, entry))
 
 
 def _owner_only(path: str) -> None:

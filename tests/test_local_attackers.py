@@ -154,8 +154,14 @@ def test_an_older_data_folder_is_made_private_at_start(make_app, settings_overri
     (data / "mail/00000001.eml").chmod(0o664)
     if not settings_overrides["database.url"]:
         (data / "leadbridge.db").unlink()  # SQLite makes a fresh one, private too
+    (data / "notes").mkdir()
+    (data / "notes/theirs.txt").write_bytes(b"")
+    (data / "notes/theirs.txt").chmod(0o644)
     make_app()
-    assert open_to_others(data) == []
+    (data / "notes").chmod(0o755)
+    assert open_to_others(data) == [f"{data / 'notes'} drwxr-xr-x",
+                                    f"{data / 'notes/theirs.txt'} -rw-r--r--"], (
+        "only what Leadbridge keeps is tightened: not someone else's file in a shared folder")
 
 
 # ---- #15: no email address or link token in any log line --------------------------------
