@@ -46,11 +46,13 @@ def refuse_unreadable_requests():
     can encode them) and form bodies that are not UTF-8. JSON is checked where it is parsed
     (bodies.parse), and a gzip body once inflated."""
     body = bodies.read()
-    reason = _unreadable_form(body) if request.mimetype in FORMS else None
-    if reason is None and not request.content_encoding and has_nul(body):
+    if request.mimetype in FORMS:
+        reason = _unreadable_form(body)
+    elif not request.content_encoding and has_nul(body):
         reason = "text may not contain NUL (\\u0000) characters"
-    for text in (*request.args.keys(), *request.args.values()):
-        reason = reason or unstorable(text)
+    else:
+        reason = None
+    reason = reason or _first_unstorable(request.args)
     if reason:
         return error_response(400, "invalid", reason[0].upper() + reason[1:] + ".")
     return None
@@ -65,8 +67,12 @@ def _unreadable_form(body: bytes) -> str | None:
             parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
         except UnicodeDecodeError:
             return "form fields must be UTF-8 text"
-    fields = request.form
-    return next(filter(None, map(unstorable, (*fields.keys(), *fields.values()))), None)
+    return _first_unstorable(request.form)  # file parts are not text: not checked
+
+
+def _first_unstorable(fields) -> str | None:
+    texts = (text for pair in fields.items(multi=True) for text in pair)
+    return next(filter(None, map(unstorable, texts)), None)
 
 
 def database_unavailable(exc: Exception):
