@@ -34,7 +34,6 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
     app.after_request(security_headers)
     app.after_request(logs.tag_response)
     app.teardown_request(lambda exc: db.release())
-    csrf.init_app(app)
 
     from . import web
     from .web import api, email_events, forms, prospects, tracking, webhooks
@@ -42,7 +41,8 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
     for machine_facing in (forms.bp, webhooks.bp, tracking.bp, api.bp, prospects.bp,
                            email_events.bp):
         csrf.exempt(machine_facing)
-    web.init_app(app)
+    web.init_app(app)  # its door reads the body before CSRF parses a form from it
+    csrf.init_app(app)
     if settings["intake.trust_proxy"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

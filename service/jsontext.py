@@ -2,17 +2,28 @@
 path (every accepted event is encoded before it is stored, and its activity again when
 recorded). What orjson refuses (an integer over 64 bits, a lone surrogate) is written by the
 standard library instead. Reading stays with the standard library, which keeps such integers
-exact where orjson would turn them into floats."""
+exact where orjson would turn them into floats.
+
+What comes from outside is read by parse(): strict UTF-8, at most MAX_DEPTH levels of
+nesting, finite numbers, and text we can store (no NUL, no lone UTF-16 surrogate)."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import orjson
 
 # Dates and dataclasses go through default=str, as the standard library writes them.
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+MAX_DEPTH = 64
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 loads = json.loads
+
+
+class Unreadable(ValueError):
+    """JSON from outside that is not valid, or not text we can store; the message says why."""
 
 
 def dumps(value, *, sort_keys: bool = False) -> str:
@@ -21,3 +32,60 @@ def dumps(value, *, sort_keys: bool = False) -> str:
         return orjson.dumps(value, default=str, option=option).decode()
     except orjson.JSONEncodeError:
         return json.dumps(value, sort_keys=sort_keys, default=str)
+
+
+def parse(body: bytes | str):
+    """The value of a JSON document from outside, or Unreadable with a clear reason."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+    except UnicodeDecodeError:
+        raise Unreadable("body is not valid UTF-8") from None
+    try:
+        value = json.loads(text, parse_float=_finite, parse_constant=_constant)
+    except RecursionError:
+        raise Unreadable(f"JSON is nested deeper than {MAX_DEPTH} levels") from None
+    except Unreadable:
+        raise
+    except ValueError as exc:  # JSONDecodeError, or an integer of over 4,300 digits
+        raise Unreadable(f"body is not valid JSON: {exc}") from None
+    _check(value)
+    return value
+
+
+def unstorable(text: str) -> str | None:
+    """Why text from outside cannot be stored (NUL or a lone surrogate), or None."""
+    found = UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "text may not contain NUL (\\u0000) characters"
+    return "text may not contain a lone UTF-16 surrogate (such as \\ud800)"
+
+
+def _finite(literal: str) -> float:
+    number = float(literal)
+    if not math.isfinite(number):
+        raise Unreadable(f"number {literal[:20]} is out of range")
+    return number
+
+
+def _constant(literal: str):
+    raise Unreadable(f"{literal} is not a JSON number")
+
+
+def _check(value) -> None:
+    """Depth, and every key and string storable; without recursion, whatever the depth."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            reason = unstorable(item)
+            if reason:
+                raise Unreadable(reason)
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                raise Unreadable(f"JSON is nested deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+            stack.extend((child, depth + 1) for child in
+                         (item.values() if isinstance(item, dict) else item))

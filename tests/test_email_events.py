@@ -6,7 +6,9 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,11 +52,14 @@ def events_app(make_app, sns_key, sendgrid_key, tmp_path, monkeypatch):
         MAILGUN_KEY, "email_events.sendgrid_public_key": base64.b64encode(public).decode()})
 
 
-def sns_envelope(key, message: dict, *, version="1", topic=TOPIC, tamper=False) -> bytes:
+def sns_envelope(key, message: dict, *, version="1", topic=TOPIC, tamper=False,
+                 at: datetime | None = None) -> bytes:
+    at = at or datetime.now(UTC)
     envelope = {
-        "Type": "Notification", "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        "Type": "Notification", "MessageId": str(uuid.uuid4()),
         "TopicArn": topic, "Message": json.dumps(message),
-        "Timestamp": "2026-11-23T12:00:00.000Z", "SignatureVersion": version,
+        "Timestamp": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "SignatureVersion": version,
         "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService.pem",
         "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe"}
     text = "".join(f"{k}\n{envelope[k]}\n" for k in
@@ -139,9 +144,9 @@ def test_postmark(events_app):
     assert Suppression.get(Suppression.email == "fay@example.com").reason == "complaint"
 
 
-def mailgun_body(event: dict, *, key=MAILGUN_KEY, stamp=None) -> bytes:
+def mailgun_body(event: dict, *, key=MAILGUN_KEY, stamp=None, token=None) -> bytes:
     stamp = str(int(stamp or time.time()))
-    token = "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"
+    token = token or secrets.token_hex(25)  # Mailgun's tokens are single-use, 50 characters
     signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
     return json.dumps({"signature": {"timestamp": stamp, "token": token,
                                      "signature": signature},

@@ -81,7 +81,7 @@ def test_request_size_limits_answer_413_and_store_nothing(app):
     inflated = client.post("/v1/track", data=bomb, headers={
         **basic(secrets["write_key"]), "Content-Encoding": "gzip",
         "Content-Type": "application/json"})
-    assert inflated.status_code == 400
+    assert inflated.status_code == 413  # as the README says
     assert "over 512 KiB once decompressed" in inflated.json["error"]["message"]
     assert Activity.select().count() == 0 and Lead.select().count() == 0
 

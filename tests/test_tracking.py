@@ -134,10 +134,11 @@ def test_a_message_sent_many_times_is_recorded_once(write_key, live_server):
 
 
 def test_values_json_cannot_hold_natively_are_kept_exactly(app, write_key):
-    """A 70-bit integer and a lone surrogate: written by the standard library's encoder where
-    the fast one refuses them, and read back unchanged."""
+    """A 70-bit integer: written by the standard library's encoder where the fast one refuses
+    it, and read back unchanged. (A lone surrogate is refused at the door: no database can
+    store it; see test_intake_hardening.)"""
     body = ('{"userId": "u-9", "event": "Trial Started", "messageId": "big-1", '
-            '"properties": {"seats": 1180591620717411303425, "note": "\\ud800", "ok": "é"}, '
+            '"properties": {"seats": 1180591620717411303425, "ok": "é"}, '
             '"context": {"traits": {"email": "big@example.com"}}}')
     response = app.test_client().post("/v1/track", data=body, headers={
         **basic(write_key), "Content-Type": "application/json"})
@@ -145,7 +146,7 @@ def test_values_json_cannot_hold_natively_are_kept_exactly(app, write_key):
     run_worker()
     [activity] = Activity.select()
     assert activity.properties["seats"] == 2**70 + 1 == activity.raw["properties"]["seats"]
-    assert activity.properties["note"] == "\ud800" and activity.properties["ok"] == "é"
+    assert activity.properties["ok"] == "é"
 
 
 def test_gzip_batch_and_clock_skew(app, write_key):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl
 
 import peewee
 from flask import Flask, request
@@ -10,7 +11,8 @@ from flask_wtf.csrf import CSRFError
 
 from ..db import db
 from ..errors import DomainError
-from . import api, decisions, email_events, forms, health, prospects, tracking, webhooks
+from ..jsontext import unstorable
+from . import api, bodies, decisions, email_events, forms, health, prospects, tracking, webhooks
 from .responses import domain_error, error_response, has_nul
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,7 @@ def init_app(app: Flask) -> None:
     for blueprint in (forms.bp, email_events.bp, webhooks.bp, tracking.bp, decisions.bp,
                       health.bp, api.bp, prospects.bp):
         app.register_blueprint(blueprint)
-    app.before_request(refuse_nul_characters)
+    app.before_request(refuse_unreadable_requests)
     app.register_error_handler(DomainError, domain_error)
     app.register_error_handler(peewee.OperationalError, database_unavailable)
     app.register_error_handler(peewee.InterfaceError, database_unavailable)
@@ -33,19 +35,44 @@ def init_app(app: Flask) -> None:
                             (413, "The request is too large.")):
         app.register_error_handler(
             status, lambda exc, s=status, m=message: error_response(s, "http_error", m))
+    app.register_error_handler(
+        bodies.TooLarge, lambda exc: error_response(413, "too_large", exc.description))
 
 
-def refuse_nul_characters():
-    """PostgreSQL text cannot hold NUL and no field of ours needs it: refuse it at the door
-    with a clear 400 instead of storing it on SQLite and failing on PostgreSQL. (A gzip
-    body is checked once inflated, by the tracking API that accepts it.)"""
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        found = any("\x00" in text for text in request.form.values())
+def refuse_unreadable_requests():
+    """The door of every route, before CSRF and the views: the body is read whole within
+    the app's limit, however it was sent (413 past it), and text we cannot store is refused
+    with a clear 400: NUL (PostgreSQL cannot hold it), lone UTF-16 surrogates (no database
+    can encode them) and form bodies that are not UTF-8. JSON is checked where it is parsed
+    (bodies.parse), and a gzip body once inflated."""
+    body = bodies.read()
+    if request.mimetype in FORMS:
+        reason = _unreadable_form(body)
+    elif not request.content_encoding and has_nul(body):
+        reason = "text may not contain NUL (\\u0000) characters"
     else:
-        found = not request.content_encoding and has_nul(request.get_data(cache=True))
-    if found or any("\x00" in text for text in request.args.values()):
-        return error_response(400, "invalid", "Text may not contain NUL (\\u0000) characters.")
+        reason = None
+    reason = reason or _first_unstorable(request.args)
+    if reason:
+        return error_response(400, "invalid", reason[0].upper() + reason[1:] + ".")
     return None
+
+
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _unreadable_form(body: bytes) -> str | None:
+    if request.mimetype == FORMS[0]:
+        try:
+            parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            return "form fields must be UTF-8 text"
+    return _first_unstorable(request.form)  # file parts are not text: not checked
+
+
+def _first_unstorable(fields) -> str | None:
+    texts = (text for pair in fields.items(multi=True) for text in pair)
+    return next(filter(None, map(unstorable, texts)), None)
 
 
 def database_unavailable(exc: Exception):

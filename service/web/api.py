@@ -13,6 +13,7 @@ from ..intake import lead_fields, normalise_email
 from ..keys import api_key
 from ..models import Activity, Handoff, Lead, Rep, StageChange, Team
 from ..scoring import Policy
+from . import bodies
 from .openapi import document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -54,7 +55,7 @@ def openapi():
 
 
 def body() -> dict:
-    data = request.get_json(silent=True)
+    data = bodies.json_body()
     if not isinstance(data, dict):
         raise InvalidInput("send a JSON object")
     return data

@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import time
 import urllib.request
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,13 +21,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from flask import Blueprint, current_app, jsonify, request
 
 from ..db import utcnow
-from ..email_events import Delivery, apply
+from ..email_events import KINDS, Delivery, Signed, apply
 from ..errors import InvalidInput, NotFound
+from . import bodies
 from .responses import error_response
 
 bp = Blueprint("email_events", __name__)
 log = logging.getLogger(__name__)
 TOLERANCE = 15 * 60
+SNS_TOLERANCE = 75 * 60  # SNS retries an HTTP delivery for up to an hour
 
 
 class Refused(Exception):
@@ -39,23 +41,39 @@ def receive(provider: str):
     adapter = ADAPTERS.get(provider)
     if adapter is None:
         raise NotFound(f"no email provider named {provider!r} (ses, postmark, mailgun, sendgrid)")
-    if (request.content_length or 0) > 1024 * 1024:
-        return error_response(413, "too_large", "body over 1 MiB")
     settings = current_app.config["SETTINGS"]
-    body = request.get_data(cache=True)
+    body = bodies.read()
     try:
-        events, raw = adapter(body, settings)
+        events, raw, signed = adapter(body, settings)
     except Refused as exc:
         return error_response(401, "bad_signature", str(exc))
-    counts = apply(events, provider=provider, raw=raw, settings=settings, now=utcnow())
+    counts = apply(events, provider=provider, raw=raw, settings=settings, now=utcnow(),
+                   signed=signed)
+    if counts is None:
+        return jsonify(ok=True, duplicate=True, events=dict.fromkeys(KINDS, 0))
     return jsonify(ok=True, events=counts)
 
 
-def _json(body: bytes):
+def _json(body: bytes | str):
+    return bodies.parse(body)
+
+
+def _digest(*parts: bytes | str) -> str:
+    hashed = hashlib.sha256()
+    for part in parts:
+        hashed.update(part.encode() if isinstance(part, str) else part)
+    return hashed.hexdigest()
+
+
+def _fresh(stamp, tolerance: int, what: str) -> None:
+    """Refused unless stamp (seconds since the epoch) is within tolerance of now."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+        seconds = float(stamp)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not abs(time.time() - seconds) <= tolerance:
+        raise Refused(f"{what} is more than {tolerance // 60} minutes from now "
+                      "(stale or replayed)")
 
 
 # Amazon SES through SNS -------------------------------------------------------------------
@@ -72,34 +90,53 @@ def ses(body: bytes, settings: dict):
         raise InvalidInput("not an SNS notification")
     if envelope.get("TopicArn") not in settings["email_events.ses_topic_arns"]:
         raise Refused("SNS topic not allowed (email_events.ses_topic_arns)")
-    _verify_sns(envelope, settings["email_events.ses_certificate_file"])
+    text = _verify_sns(envelope, settings["email_events.ses_certificate_file"])
+    _fresh(_sns_time(envelope.get("Timestamp")), SNS_TOLERANCE, "the SNS Timestamp")
+    signed = Signed(str(envelope.get("MessageId")), _digest(text))
     if envelope["Type"] == "SubscriptionConfirmation":
         log.warning("SNS subscription to %s: confirm by opening %s", envelope["TopicArn"],
                     envelope.get("SubscribeURL"))
-        return [], envelope
-    message = _json(str(envelope.get("Message", "")).encode())
+        return [], envelope, signed
+    message = _json(str(envelope.get("Message", "")))
     if not isinstance(message, dict):
         raise InvalidInput("SNS Message is not a JSON object")
-    return _ses_events(message), envelope
+    return _ses_events(message), envelope, signed
+
+
+def _sns_time(value) -> float | None:
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=moment.tzinfo or UTC).timestamp()
 
 
 def _ses_events(message: dict) -> list[Delivery]:
     kind = message.get("notificationType") or message.get("eventType")
     if kind == "Bounce":
-        bounce = message.get("bounce") or {}
+        bounce = _object(message.get("bounce"))
         hard = bounce.get("bounceType") == "Permanent"
         return [Delivery(str(r.get("emailAddress", "")), "hard_bounce" if hard else "soft_bounce",
                          f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')}")
-                for r in bounce.get("bouncedRecipients") or [] if isinstance(r, dict)]
+                for r in _list(bounce.get("bouncedRecipients")) if isinstance(r, dict)]
     if kind == "Complaint":
-        complaint = message.get("complaint") or {}
+        complaint = _object(message.get("complaint"))
         return [Delivery(str(r.get("emailAddress", "")), "complaint",
                          str(complaint.get("complaintFeedbackType", "")))
-                for r in complaint.get("complainedRecipients") or [] if isinstance(r, dict)]
+                for r in _list(complaint.get("complainedRecipients")) if isinstance(r, dict)]
     return []
 
 
-def _verify_sns(envelope: dict, certificate_file: str) -> None:
+def _object(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _verify_sns(envelope: dict, certificate_file: str) -> str:
+    """The signed text, once its signature verifies."""
     fields = SNS_FIELDS[envelope["Type"]]
     text = "".join(f"{name}\n{envelope[name]}\n" for name in fields
                    if envelope.get(name) is not None)
@@ -112,6 +149,7 @@ def _verify_sns(envelope: dict, certificate_file: str) -> None:
         key.verify(signature, text.encode(), padding.PKCS1v15(), digest)
     except (InvalidSignature, ValueError, TypeError) as exc:
         raise Refused(f"SNS signature does not verify: {type(exc).__name__}") from None
+    return text
 
 
 @lru_cache(maxsize=16)
@@ -143,19 +181,20 @@ def postmark(body: bytes, settings: dict):
         raise InvalidInput("expected one Postmark webhook record")
     email, kind = str(record.get("Email", "")), record.get("RecordType")
     if kind == "SpamComplaint":
-        return [Delivery(email, "complaint", "spam complaint")], record
+        return [Delivery(email, "complaint", "spam complaint")], record, None
     if kind == "Bounce":
         bounce = str(record.get("Type", ""))
         hard = bounce in POSTMARK_HARD
         soft = bounce in POSTMARK_SOFT
         kind = "hard_bounce" if hard else "soft_bounce" if soft else "other"
-        return [Delivery(email, kind, bounce)], record
-    return [], record
+        return [Delivery(email, kind, bounce)], record, None
+    return [], record, None
 
 
 # Mailgun ----------------------------------------------------------------------------------
 
 def mailgun(body: bytes, settings: dict):
+    """Signed: timestamp and token, not the event data; so each token is used once."""
     payload = _json(body)
     if not isinstance(payload, dict):
         raise InvalidInput("expected a Mailgun webhook object")
@@ -170,15 +209,18 @@ def mailgun(body: bytes, settings: dict):
     expected = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
     if not key or not fresh or not hmac.compare_digest(expected, given):
         raise Refused("Mailgun signature does not verify, or is older than 15 minutes")
+    signed = Signed(token, _digest(body))
     data = payload.get("event-data") or {}
+    if not isinstance(data, dict):
+        raise InvalidInput("event-data must be a JSON object")
     event, email = data.get("event"), str(data.get("recipient", ""))
     if event == "complained":
-        return [Delivery(email, "complaint", "complained")], payload
+        return [Delivery(email, "complaint", "complained")], payload, signed
     if event == "failed":
         hard = data.get("severity") == "permanent"
         return [Delivery(email, "hard_bounce" if hard else "soft_bounce",
-                         str(data.get("reason", "")))], payload
-    return [], payload
+                         str(data.get("reason", "")))], payload, signed
+    return [], payload, signed
 
 
 # SendGrid ---------------------------------------------------------------------------------
@@ -192,6 +234,8 @@ def sendgrid(body: bytes, settings: dict):
                    ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError, TypeError) as exc:
         raise Refused(f"SendGrid signature does not verify: {type(exc).__name__}") from None
+    _fresh(stamp, TOLERANCE, "the SendGrid timestamp")
+    digest = _digest(stamp, body)
     events = _json(body)
     if not isinstance(events, list):
         raise InvalidInput("expected a list of SendGrid events")
@@ -208,7 +252,7 @@ def sendgrid(body: bytes, settings: dict):
                                   str(event.get("reason", ""))))
         elif kind in ("deferred", "dropped"):
             found.append(Delivery(email, "other", f"{kind}: {event.get('reason', '')}"))
-    return found, events
+    return found, events, Signed(digest, digest)
 
 
 @lru_cache(maxsize=4)

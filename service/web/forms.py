@@ -11,6 +11,7 @@ from ..db import utcnow
 from ..errors import InvalidInput, NotFound
 from ..intake import Event, ingest, lead_fields, normalise_email
 from ..redirects import redirect_target
+from . import bodies
 from .responses import error_response, wants_json
 
 bp = Blueprint("forms", __name__)
@@ -52,7 +53,7 @@ def submit(slug: str):
         response = error_response(429, "rate_limited", "Too many submissions; try in a minute.")
         response.headers["Retry-After"] = "60"
         return response
-    data = request.get_json(silent=True) if request.is_json else request.form.to_dict()
+    data = bodies.json_body() if request.is_json else request.form.to_dict()
     if not isinstance(data, dict):
         raise InvalidInput("send the form as urlencoded fields or a JSON object")
     honeypot = form.get("honeypot", "")

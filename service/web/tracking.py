@@ -4,21 +4,19 @@ Like Segment, a 200 means the messages are stored; workers record them moments l
 
 from __future__ import annotations
 
-import json
 import uuid
-import zlib
 from datetime import datetime
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import keys
 from ..db import utcnow
 from ..errors import InvalidInput
 from ..intake import Event, accept_messages, lead_fields, normalise_email
-from .responses import error_response, has_nul
+from . import bodies
+from .responses import error_response
 from .webhooks import parse_time
 
 bp = Blueprint("tracking", __name__)
@@ -49,8 +47,6 @@ def receive(kind: str):
     kind = SHORT.get(kind, kind)
     if kind not in ("identify", "track", "page", "batch", *IGNORED):
         return error_response(404, "not_found", f"no tracking call named {kind!r}")
-    if (request.content_length or 0) > BODY_LIMIT:
-        return error_response(413, "too_large", "body over 512 KiB")
     payload = read_json()
     settings = current_app.config["SETTINGS"]
     source = authenticate(payload, settings["tracking.sources"])
@@ -66,24 +62,7 @@ def receive(kind: str):
 
 
 def read_json() -> dict:
-    request.max_content_length = BODY_LIMIT
-    body = request.get_data(cache=True)
-    if len(body) > BODY_LIMIT:
-        raise RequestEntityTooLarge()
-    if request.headers.get("Content-Encoding", "").lower() == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            body = inflater.decompress(body, BODY_LIMIT + 1)
-        except zlib.error as exc:
-            raise InvalidInput(f"body is not valid gzip: {exc}") from None
-        if len(body) > BODY_LIMIT:
-            raise InvalidInput("body over 512 KiB once decompressed")
-        if has_nul(body):
-            raise InvalidInput("text may not contain NUL (\\u0000) characters")
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+    payload = bodies.parse(bodies.inflated(bodies.read(BODY_LIMIT), BODY_LIMIT))
     if not isinstance(payload, dict):
         raise InvalidInput("body must be a JSON object")
     return payload

@@ -4,7 +4,6 @@ svix-signature; either naming is read."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, jsonify, request
@@ -14,6 +13,7 @@ from .. import keys
 from ..db import utcnow
 from ..errors import InvalidInput, NotFound
 from ..intake import Event, ingest, lead_fields, normalise_email
+from . import bodies
 from .responses import error_response
 
 bp = Blueprint("webhooks", __name__)
@@ -24,11 +24,7 @@ def receive(source: str):
     settings = current_app.config["SETTINGS"]
     if source not in settings["webhooks.sources"]:
         raise NotFound(f"no webhook source named {source!r}")
-    limit = settings["intake.max_body_kib"] * 1024
-    if (request.content_length or 0) > limit:
-        return error_response(413, "too_large", f"body over {limit // 1024} KiB")
-    request.max_content_length = limit
-    body = request.get_data(cache=True)
+    body = bodies.read(settings["intake.max_body_kib"] * 1024)
     signature = signed_headers(request.headers)
     if not verified(body, signature, keys.webhook_secrets(source)):
         return error_response(401, "bad_signature",
@@ -59,10 +55,7 @@ def verified(body: bytes, signature: dict[str, str], secrets: list[str]) -> bool
 
 
 def parse_events(body: bytes, types: list[str], now: datetime) -> list[Event]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+    payload = bodies.parse(body)
     items = payload if isinstance(payload, list) else [payload]
     if not items:
         raise InvalidInput("no events in the body")
