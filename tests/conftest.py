@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import threading
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -177,14 +178,18 @@ def run_worker() -> None:
 
 
 def post_at_once(url: str, data: bytes, headers: dict, times: int) -> list[int]:
-    """POST the same request from `times` threads released together; the statuses."""
+    """POST the same request from `times` threads released together; the statuses (error
+    answers included)."""
     statuses, barrier = [], threading.Barrier(times)
 
     def send():
         request = urllib.request.Request(url, data=data, headers=headers)
         barrier.wait()
-        with urllib.request.urlopen(request, timeout=30) as response:
-            statuses.append(response.status)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as answer:
+            statuses.append(answer.code)
 
     threads = [threading.Thread(target=send) for _ in range(times)]
     for thread in threads:
@@ -237,7 +242,6 @@ def live_server(app, settings_overrides, tmp_path):
     import subprocess
     import sys
     import time
-    import urllib.request
 
     port = free_port()
     env = leadbridge_env(app, {**settings_overrides, "web.port": port})

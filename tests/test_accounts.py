@@ -8,7 +8,6 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -30,6 +29,7 @@ from .conftest import (
     free_port,
     leadbridge_env,
     log_in,
+    post_at_once,
     run_cli,
     run_worker,
 )
@@ -172,24 +172,8 @@ def wrong_logins_at_once(url: str, times: int) -> list[int]:
         token = csrf_token(page.read().decode())
     data = urllib.parse.urlencode({"email": MIA, "password": "not the password",
                                    "csrf_token": token}).encode()
-    statuses, barrier = [], threading.Barrier(times)
-
-    def send():
-        request = urllib.request.Request(url + "/admin/login", data=data, headers={
-            "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
-        barrier.wait()
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                statuses.append(response.status)
-        except urllib.error.HTTPError as answer:
-            statuses.append(answer.code)
-
-    threads = [threading.Thread(target=send) for _ in range(times)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
+    return post_at_once(url + "/admin/login", data, {
+        "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}, times)
 
 
 def test_parallel_wrong_logins_get_ten_tries(live_server, marketer):

@@ -30,13 +30,18 @@ def wait_for(url: str, seconds: float = 60) -> int:
     raise AssertionError(f"{url} did not answer in {seconds}s")
 
 
-def test_up_serves_panel_and_stops_cleanly(tmp_path):
-    port = free_port()
+def start_up(tmp_path, port: int) -> subprocess.Popen:
+    """`leadbridge up` on port, its data under tmp_path/var, no LEADBRIDGE_ setting inherited."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
     env["LEADBRIDGE_DATA_DIR"] = str(tmp_path / "var")
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "service.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_up_serves_panel_and_stops_cleanly(tmp_path):
+    port = free_port()
+    process = start_up(tmp_path, port)
     try:
         assert wait_for(f"http://127.0.0.1:{port}/admin/login") == 200
         assert wait_for(f"http://127.0.0.1:{port}/readyz") == 200
@@ -80,11 +85,7 @@ def test_up_restarts_a_crashed_child_and_keeps_serving(tmp_path):
     from redis import AuthenticationError, Redis
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
-    env["LEADBRIDGE_DATA_DIR"] = str(tmp_path / "var")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_up(tmp_path, port)
     panel = f"http://127.0.0.1:{port}/admin/login"
     try:
         assert wait_for(panel) == 200
