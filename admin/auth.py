@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from flask import (
     abort,
@@ -133,10 +133,23 @@ class SecuredMixin:
         return self.render(template, form=form)
 
 
+def in_utc(value):
+    """A filter's value (a datetime, or a pair of them for "between") read as UTC, as every
+    time in the panel is shown; anything else as it is."""
+    if isinstance(value, list):
+        return [in_utc(part) for part in value]
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) else value
+
+
+def utc_filter(base: type) -> type:
+    return type(base.__name__, (base,), {"clean": lambda self, value: in_utc(
+        base.clean(self, value))})
+
+
 class Filters(FilterConverter):
     @convert("UTCDateTimeField")
     def conv_utc_datetime(self, column, name):
-        return self.conv_datetime(column, name)
+        return [utc_filter(f)(column, name) for f in self.datetime_filters]
 
 
 def utc_minutes(view, value: datetime, name: str) -> str:

@@ -316,6 +316,35 @@ def test_out_of_range_parameters_answer_400_never_500(app, rep, now):
     assert action.status_code == 400
 
 
+def test_every_date_filter_works_and_reads_utc(app, rep, now):
+    """Date filters compared naive datetimes with UTC columns: every one answered 500."""
+    from flask_admin.model.filters import BaseDateTimeFilter
+
+    users(now)
+    for days, email in ((0, "today@example.com"), (3, "earlier@example.com")):
+        when = now - timedelta(days=days)
+        record_activity(email, type="page_view", source="t", occurred_at=when, now=when)
+    client = logged_in(app, "admin")
+    since = (now - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+    leads = client.get("/admin/lead/?flt0_created_at_greater_than=" + quote(since))
+    assert leads.status_code == 200
+    assert "today@example.com" in leads.text and "earlier@example.com" not in leads.text
+    tried = 0
+    for view in app.extensions["admin"][0]._views:
+        for index, flt in enumerate(getattr(view, "_filters", None) or ()):
+            if not isinstance(flt, BaseDateTimeFilter):
+                continue
+            name = view.get_filter_arg(index, flt)
+            for value in ("0001-01-01 00:00:00", "9999-12-31 23:59:59", since, "not a date"):
+                if "between" in name:
+                    value = f"{value} to {value}"
+                for page in (f"/admin/{view.endpoint}/", f"/admin/{view.endpoint}/export/csv/"):
+                    response = client.get(f"{page}?flt0_{name}={quote(value)}")
+                    assert response.status_code == 200, (page, name, value)
+                    tried += 1
+    assert tried > 100
+
+
 @pytest.mark.parametrize("query", [
     "start=0001-01-01", "end=9999-12-31", "start=0001-01-01&end=0001-01-02",
     "start=9999-12-30&end=9999-12-31", "period=week&start=0001-01-01&end=0001-03-01",
