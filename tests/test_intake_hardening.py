@@ -90,6 +90,18 @@ def test_a_mailgun_signature_is_used_once(providers):
     assert EmailEvent.select().count() == 1
 
 
+def test_a_mailgun_signature_cannot_be_moved_between_timestamp_and_token(providers):
+    first = json.loads(mailgun_body(FAILED, token="e0" + "t" * 48))
+    assert post(providers, "mailgun", json.dumps(first).encode()).status_code == 200
+    moved = json.loads(json.dumps(first))
+    moved["signature"]["timestamp"] = str(first["signature"]["timestamp"]) + "e0"
+    moved["signature"]["token"] = "t" * 48
+    moved["event-data"] = {**FAILED, "recipient": "ceo@example.com"}
+    refused = post(providers, "mailgun", json.dumps(moved).encode())
+    assert refused.status_code == 401
+    assert not is_suppressed("ceo@example.com") and EmailEvent.select().count() == 1
+
+
 def test_used_mailgun_tokens_are_pruned_after_a_day(providers):
     old = utcnow() - timedelta(days=2)
     Delivery.create(source="email:mailgun", delivery_id="key:old", received_at=old)

@@ -203,13 +203,15 @@ def mailgun(body: bytes, settings: dict):
     try:
         stamp, token = str(signature["timestamp"]), str(signature["token"])
         given = str(signature["signature"])
-        fresh = abs(time.time() - float(stamp)) <= TOLERANCE
+        # Whole seconds only: "1795…e0" would read as a float, and move the token's first
+        # characters into the timestamp under the same signature.
+        fresh = stamp.isascii() and stamp.isdigit() and abs(time.time() - int(stamp)) <= TOLERANCE
     except (KeyError, TypeError, ValueError):
         raise Refused("missing Mailgun signature") from None
     expected = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
     if not key or not fresh or not hmac.compare_digest(expected, given):
         raise Refused("Mailgun signature does not verify, or is older than 15 minutes")
-    signed = Signed(token, _digest(body))
+    signed = Signed(stamp + token, _digest(body))  # the signed text, used once
     data = payload.get("event-data") or {}
     if not isinstance(data, dict):
         raise InvalidInput("event-data must be a JSON object")
