@@ -13,7 +13,9 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import TextIO
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# OWASP's list, and the full-width and small forms a spreadsheet with an East Asian input
+# method may also read as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠", "﹦", "﹢", "﹣", "﹫")
 NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?\Z")
 
 

@@ -127,7 +127,8 @@ def test_form_redirect_goes_only_to_listed_targets(make_app):
 # 3. CSV formula injection -------------------------------------------------------------------
 
 FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3",
-            "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1"]
+            "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1", "＝1+1", "＋1+1", "－2+3",
+            "＠SUM(1)", "﹦1+1"]
 
 
 def test_csv_cell_neutralises_formulas_and_keeps_numbers():
