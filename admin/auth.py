@@ -292,7 +292,13 @@ class HomeView(SecuredMixin, AdminIndexView):
 
     @expose("/password", methods=["GET", "POST"])
     def change_password(self):
+        """Guesses at the current password count like failed logins, per user."""
         form = ChangePasswordForm()
+        bucket = f"password:{current_user.id}"
+        if request.method == "POST" and not ratelimit.allow(bucket, **self.LOGINS):
+            flash("Too many tries. Try again in 15 minutes.", "error")
+            return self.render("admin/password.html", form=form,
+                               title="Change your password"), 429
         if form.validate_on_submit():
             try:
                 user = users.change_password(current_user.id, current=form.current.data,
@@ -301,6 +307,8 @@ class HomeView(SecuredMixin, AdminIndexView):
                 problem = form.current if isinstance(exc, users.WrongPassword) else form.new
                 problem.errors = [exc.message]
             else:
+                ratelimit.give_back(bucket, window_seconds=self.LOGINS["window_seconds"],
+                                    strict=True)
                 start_session(user)
                 flash("Password changed. Your other sessions have ended.", "success")
                 return redirect(url_for("admin.index"))

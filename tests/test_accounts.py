@@ -273,6 +273,15 @@ def test_a_refused_change_changes_nothing(app, marketer, current, new, again, me
     assert log_in(app.test_client(), MIA).status_code == 302
 
 
+def test_guesses_at_the_current_password_are_limited(app, marketer):
+    here = logged_in_client(app)
+    answers = [change_password(here, f"guess number {n}", NEW_PASSWORD).status_code
+               for n in range(12)]
+    assert answers == [200] * 10 + [429] * 2
+    assert change_password(here, PASSWORD, NEW_PASSWORD).status_code == 429
+    assert log_in(app.test_client(), MIA).status_code == 302, "the password is unchanged"
+
+
 def test_changing_a_password_needs_the_csrf_token_and_a_login(app, marketer):
     here = logged_in_client(app)
     response = here.post("/admin/password", data={
