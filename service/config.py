@@ -425,9 +425,10 @@ def secret_key(settings: dict) -> str:
 
 
 def _long_enough(secret: str, origin: str) -> str:
-    if len(secret.encode()) < MIN_SECRET_BYTES:
+    size = len(secret.strip().encode())  # spaces around a key are no secret
+    if size < MIN_SECRET_BYTES:
         raise ConfigError(
-            f"the secret key from {origin} has {len(secret.encode())} bytes; it needs at least "
+            f"the secret key from {origin} has {size} bytes; it needs at least "
             f"{MIN_SECRET_BYTES} (make one with: python -c 'import secrets; "
             "print(secrets.token_urlsafe(48))')")
     return secret

@@ -212,9 +212,10 @@ class TestWithoutRedis:
 # 16. The secret key is long enough
 
 
-def test_a_short_secret_key_is_refused(settings_overrides):
-    with pytest.raises(ConfigError, match=r"has 1 bytes; it needs at least 32"):
-        create_app(str(ROOT / "config.toml"), {**settings_overrides, "web.secret_key": "x"})
+@pytest.mark.parametrize("key, size", [("x", 1), (" " * 40, 0), (" " * 20 + "k" * 31, 31)])
+def test_a_short_secret_key_is_refused(settings_overrides, key, size):
+    with pytest.raises(ConfigError, match=rf"has {size} bytes; it needs at least 32"):
+        create_app(str(ROOT / "config.toml"), {**settings_overrides, "web.secret_key": key})
 
 
 def test_a_short_secret_key_file_is_refused(settings_overrides, tmp_path):
