@@ -12,14 +12,15 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from wtforms import SelectChoice, SelectField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from service import emails, keys, lifecycle, scoring
 from service.assignment import NoReps
 from service.db import utcnow
-from service.errors import DomainError
+from service.errors import DomainError, InvalidInput
 from service.gdpr import erase_lead, export_lead
 from service.handoffs import hand_over, promote_lead, recycle_lead
+from service.intake import normalise_email
 from service.merge import merge_leads
 from service.models import (
     Activity,
@@ -289,13 +290,29 @@ class FormsView(SecuredMixin, BaseView):
                            root=base_url(settings))
 
 
+def email_address(*, required: bool):
+    """A form validator: the field holds one email address, checked and normalised as the
+    API does (an address reaches email headers and the envelope), or a form error."""
+    def check(form, field) -> None:
+        if not required and not (field.data or "").strip():
+            field.data = ""
+            return
+        try:
+            field.data = normalise_email(field.data)
+        except InvalidInput as exc:
+            raise ValidationError(str(exc)) from None
+    return check
+
+
 class RepView(SecuredModelView):
     edit_roles = MANAGERS
     column_list = ("email", "name", "team", "manager_email", "time_zone", "weight", "capacity",
                    "active", "out_of_office", "away_from", "away_until")
     column_searchable_list = ("email", "name")
     form_columns = column_list
-    form_args = {"name": {"filters": [one_line]}}  # a name reaches email headers
+    form_args = {"name": {"filters": [one_line]},  # a name reaches email headers
+                 "email": {"validators": [email_address(required=True)]},
+                 "manager_email": {"validators": [email_address(required=False)]}}
 
     @action("hand_over", "Reassign their pending handoffs",
             "Give every pending handoff of the selected reps to the next rep of their team?")
@@ -310,6 +327,8 @@ class RepView(SecuredModelView):
 class TeamView(SecuredModelView):
     edit_roles = MANAGERS
     column_list = form_columns = ("name", "manager_email")
+    form_args = {"name": {"filters": [one_line]},  # a name reaches email headers
+                 "manager_email": {"validators": [email_address(required=False)]}}
 
 
 def email_status(row: OutboxEmail) -> str:

@@ -17,6 +17,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 import css_inline
+import idna
 import jinja2
 
 import email_templates
@@ -61,10 +62,29 @@ def header_text(value: object, limit: int = HEADER_LIMIT) -> str:
     return one_line(value)[:limit].rstrip()
 
 
+_ADDR_SPEC = re.compile(r'[^\s@,;:<>()\[\]"\\]+@[^\s@,;:<>()\[\]"\\]+')
+
+
+def mailbox(email: object) -> str:
+    """email as one sendable addr-spec: `local@domain`, a non-ASCII domain IDNA-encoded.
+    ValueError for anything else (a list, a name, a line break, a second @, …), so a row
+    holding such an address fails alone instead of reaching someone it should not."""
+    if (not isinstance(email, str) or len(email) > 254 or not email.isprintable()
+            or not _ADDR_SPEC.fullmatch(email)):
+        raise ValueError(f"not one email address: {email!r}")
+    local, _, domain = email.partition("@")
+    if not local.isascii():
+        raise ValueError(f"{email!r}: a non-ASCII local part needs SMTPUTF8, not supported")
+    if not domain.isascii():
+        domain = idna.encode(domain).decode("ascii")  # IDNAError is a ValueError
+    return f"{local}@{domain}"
+
+
 def address(name: object, email: object) -> str:
     """A mailbox for From, To or Reply-To: `Name <email>` (quoted as needed), the name
-    RFC 2047-encoded when it is not plain ASCII or could be read as an encoded word."""
-    name, email = header_text(name, NAME_LIMIT), header_text(email)
+    RFC 2047-encoded when it is not plain ASCII or could be read as an encoded word; the
+    email exactly one addr-spec (see mailbox())."""
+    name, email = header_text(name, NAME_LIMIT), mailbox(email)
     if name and (not name.isascii() or _ENCODED_WORD.search(name)):
         return f"{_UTF8.header_encode(name)} <{formataddr(('', email))}>"
     return formataddr((name, email))
@@ -80,14 +100,22 @@ def words(value: object) -> str | Header:
     return Header(text, "utf-8")
 
 
+class Message(MIMEMultipart):
+    """An email and its envelope recipient: the one address it goes to, set by
+    build_message(), never parsed back from its headers."""
+
+    envelope_to = ""
+
+
 def build_message(*, sender: str, sender_name: str, to_address: str, to_name: str,
                   message_id: str, subject: str, text: str, html: str,
-                  headers: dict | None = None) -> MIMEMultipart:
+                  headers: dict | None = None) -> Message:
     """A text + HTML message. Built with the email.mime classes: several times faster than
     EmailMessage's header registry, which matters when a job sends a batch. Every header is
     assigned here, through header_text() (the subject through words()), so none can hold a
     line break: extra headers (Reply-To from address(), List-Unsubscribe, …) too."""
-    message = MIMEMultipart("alternative")
+    message = Message("alternative")
+    message.envelope_to = mailbox(to_address)
     message["Subject"] = words(subject)
     values = {"From": address(sender_name, sender), "To": address(to_name, to_address),
               "Date": formatdate(localtime=False), "Message-ID": message_id, **(headers or {})}
@@ -111,7 +139,7 @@ class CaptureTransport:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def send(self, messages: list[tuple[int, MIMEMultipart]], report: Report) -> None:
+    def send(self, messages: list[tuple[int, Message]], report: Report) -> None:
         from .config import write_private
 
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -137,7 +165,7 @@ class SMTPTransport:
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.timeout = username, password, timeout
 
-    def send(self, messages: list[tuple[int, MIMEMultipart]], report: Report) -> None:
+    def send(self, messages: list[tuple[int, Message]], report: Report) -> None:
         try:
             smtp = self._connect()
         except (OSError, smtplib.SMTPException) as exc:
@@ -163,11 +191,12 @@ class SMTPTransport:
         return smtp
 
     @staticmethod
-    def _send_one(smtp: smtplib.SMTP, message: MIMEMultipart) -> str | None:
+    def _send_one(smtp: smtplib.SMTP, message: Message) -> str | None:
         """None when accepted; the reason when this message can never go (the server
-        refused it for good, or it cannot be written or addressed)."""
+        refused it for good, or it cannot be written or addressed). It goes to its
+        envelope recipient only, whatever its headers say."""
         try:
-            smtp.send_message(message)
+            smtp.send_message(message, to_addrs=[message.envelope_to])
             return None
         except smtplib.SMTPRecipientsRefused as exc:
             if not exc.recipients:

@@ -20,16 +20,17 @@ REP_FLAGS = ("active", "out_of_office")
 
 def upsert_team(data: dict) -> tuple[Team, bool]:
     name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
+    name = one_line(name)[:255].rstrip() if isinstance(name, str) else ""  # reaches headers
+    if not name:
         raise InvalidInput("name is required")
     fields = {}
     for key in ("manager_email", "fallback_email"):
         if data.get(key) is not None:
             fields[key] = normalise_email(data[key]) if data[key] else ""
     with transaction():
-        team = Team.get_or_none(Team.name == name.strip())
+        team = Team.get_or_none(Team.name == name)
         if team is None:
-            return _create(Team, name=name.strip(), **fields), True
+            return _create(Team, name=name, **fields), True
         if fields:
             Team.update(**fields).where(Team.id == team.id).execute()
     return Team.get_by_id(team.id), False

@@ -61,6 +61,7 @@ class Inbox:
         self.hold = None  # an Event: DATA waits until it is set, then drops the message
         self.holding = threading.Event()
         self.refuse = {}  # recipient → "550 5.1.1 No such user"
+        self.recipients = []  # every envelope recipient (RCPT TO) the server was given
 
     def restart(self, port: int) -> None:
         """(Re)start listening on port; stop the controller to have connections refused."""
@@ -69,6 +70,7 @@ class Inbox:
         self.port = port
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.recipients.append(address)
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)

@@ -24,11 +24,12 @@ from service.importer import import_csv
 from service.intake import record_activity
 from service.keys import create_key
 from service.mail import HEADER_LIMIT, NAME_LIMIT, address, build_message, header_text
-from service.models import Lead, OutboxEmail, Rep
+from service.models import Handoff, Lead, OutboxEmail, Rep, Team
 from service.runtime import runtime
 from service.users import create_user
 
 from .conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
+from .test_escalation import SLA, START, promote, sweep_job
 from .test_nurture import FRIDAY_EVENING, SETTINGS, nurture_mail, sweep
 
 FIRST_STEP = FRIDAY_EVENING + timedelta(days=5, hours=-9)  # Wednesday 09:00 London
@@ -161,13 +162,14 @@ def digest_context(now) -> dict:
 NEVER = {  # address → (template, context): rows no send can ever succeed with
     "sam@example.com": ("weekly_digest", {}),  # its context is gone
     "jo@example.com": ("no_such_email", {}),  # a template that does not exist
-    "zoë@exämple.com": ("weekly_digest", None),  # cannot be written in an ASCII header
-    "": ("weekly_digest", None),  # the SMTP client finds no recipient
+    "zoë@exämple.com": ("weekly_digest", None),  # cannot be sent without SMTPUTF8
+    "": ("weekly_digest", None),  # no address at all
 }
 NEVER_REASONS = {"sam@example.com": "cannot be composed: KeyError: 'start'",
                  "jo@example.com": "cannot be composed: KeyError: 'no_such_email'",
-                 "zoë@exämple.com": "cannot be composed: UnicodeEncodeError",
-                 "": "no recipient address in the To header"}
+                 "zoë@exämple.com": "cannot be composed: ValueError: 'zoë@exämple.com': a "
+                                     "non-ASCII local part needs SMTPUTF8",
+                 "": "cannot be composed: ValueError: not one email address: ''"}
 
 
 def write_batch(now, *, queue: bool) -> None:
@@ -340,3 +342,92 @@ def test_build_message_assigns_every_header_through_the_header_function():
     formataddr_callers = {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
                           and "formataddr" in names_used(f)}
     assert formataddr_callers == {"address"}
+
+
+# --- an address is one addr-spec: checked where it enters, refused where mail is made ------
+
+def sales_manager_client(app, now):
+    create_user("sam@example.com", role="sales_manager", password=PASSWORD, now=now)
+    client = app.test_client()
+    log_in(client, "sam@example.com")
+    return client
+
+
+def test_the_panel_refuses_a_rep_with_a_list_or_a_line_break_for_an_address(app, now):
+    client = sales_manager_client(app, now)
+    form = client.get("/admin/rep/new/")
+    saved = client.post("/admin/rep/new/", data={
+        "email": "a@x.io, b@evil.io", "manager_email": "boss@x.io\r\nBcc: b@evil.io",
+        "name": "A", "time_zone": "UTC", "weight": "1", "capacity": "0",
+        "csrf_token": csrf_token(form.text)})
+    assert saved.status_code == 200, "the form is shown again"
+    assert saved.text.count("email is not valid") == 2
+    assert Rep.select().count() == 0
+
+
+def test_the_panel_refuses_a_team_manager_that_is_not_an_email(app, now):
+    client = sales_manager_client(app, now)
+    form = client.get("/admin/team/new/")
+    saved = client.post("/admin/team/new/", data={
+        "name": "EMEA\r\nWest", "manager_email": "not an email",
+        "csrf_token": csrf_token(form.text)})
+    assert saved.status_code == 200 and "email is not valid" in saved.text
+    assert Team.select().count() == 0
+    saved = client.post("/admin/team/new/", data={
+        "name": "EMEA\r\nWest", "manager_email": " Boss@X.io ",
+        "csrf_token": csrf_token(form.text)})
+    assert saved.status_code == 302
+    assert [(t.name, t.manager_email) for t in Team.select()] == [("EMEA West", "boss@x.io")]
+
+
+def test_a_team_name_with_a_line_break_from_the_api_is_cleaned(app):
+    key = create_key("api", "crm", sources=["crm"], actor="t", now=utcnow(),
+                     owner="mia@example.com")[1]
+    response = app.test_client().post("/api/v1/teams", json={"name": "EMEA\r\n\u2028West"},
+                                      headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 201, response.text
+    assert Team.get().name == "EMEA West"
+
+
+def test_a_manager_address_written_with_a_line_break_fails_alone_and_reaches_nobody(
+        make_app, smtp):
+    """A row written straight into the database: the escalation to it fails with its reason;
+    the rest go; the server is never given the address hidden after the line break."""
+    app = make_app(**SLA)
+    team = Team.create(name="EMEA", manager_email="boss@x.io\r\nBcc: thief@evil.io")
+    riley = Rep.create(email="riley@example.com", name="Riley", team=team)
+    with time_machine.travel(START, tick=False) as clock:
+        handoff = promote(app)
+        run_worker()
+        clock.move_to(START + timedelta(hours=2, minutes=5))
+        sweep_job()
+        run_worker()
+    assert Handoff.get_by_id(handoff.id).escalated_at is not None
+    rows = {row.to_address: row for row in OutboxEmail.select()
+            .where(OutboxEmail.template == "sla_escalation")}
+    bad = rows["boss@x.io\r\nBcc: thief@evil.io"]
+    assert bad.sent_at is None and bad.failed_at is not None
+    assert bad.last_error.startswith("cannot be composed: ValueError: not one email address")
+    assert rows["mia@example.com"].sent_at is not None, "the promoter's escalation went"
+    assert not [r for r in smtp.recipients if "evil" in r or "boss" in r]
+    assert sorted(set(smtp.recipients)) == ["mia@example.com", riley.email]
+    assert all("evil" not in str(m) for m in smtp.messages)
+
+
+def test_a_rep_at_an_internationalised_domain_gets_the_handoff_email(app, smtp):
+    key = create_key("api", "crm", sources=["crm"], actor="t", now=utcnow(),
+                     owner="mia@example.com")[1]
+    response = app.test_client().post("/api/v1/reps", json={
+        "email": "ada@sub.tëst.io", "name": "Ada"}, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 201, response.text
+    rep = Rep.get(Rep.email == "ada@sub.tëst.io")
+    now = utcnow()
+    lead = record_activity("lee@example.com", type="form_submit", source="t", occurred_at=now,
+                           now=now).lead
+    promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
+                 settings=app.config["SETTINGS"], now=now)
+    run_worker()
+    [received] = smtp.messages
+    assert received["To"] == "Ada <ada@sub.xn--tst-jma.io>"
+    assert smtp.recipients == ["ada@sub.xn--tst-jma.io"]
+    assert OutboxEmail.get(OutboxEmail.to_address == rep.email).sent_at is not None
