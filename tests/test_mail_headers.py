@@ -431,3 +431,18 @@ def test_a_rep_at_an_internationalised_domain_gets_the_handoff_email(app, smtp):
     assert received["To"] == "Ada <ada@sub.xn--tst-jma.io>"
     assert smtp.recipients == ["ada@sub.xn--tst-jma.io"]
     assert OutboxEmail.get(OutboxEmail.to_address == rep.email).sent_at is not None
+
+
+def test_smtp_sends_to_the_row_s_address_whatever_the_to_header_says(smtp):
+    from service.mail import SMTPTransport
+
+    message = build_message(sender="leadbridge@localhost", sender_name="Leadbridge",
+                            to_address="ada@example.com", to_name="Ada", message_id="<1@lb>",
+                            subject="Hi", text="Hi", html="<p>Hi</p>")
+    del message["To"]
+    message["To"] = "ada@example.com, thief@evil.example"  # as a header parser could read one
+    answers = []
+    SMTPTransport(host="127.0.0.1", port=smtp.port, security="none", username="", password="",
+                  timeout=5).send([(1, message)], lambda *answer: answers.append(answer))
+    assert answers == [(1, None)]
+    assert smtp.recipients == ["ada@example.com"]
