@@ -275,12 +275,25 @@ def _check_references(values: dict) -> None:
         raise ConfigError("handoff.auto_promoter must be an email while scoring.auto_promote or "
                           "nurture.auto_repromote is on: the person who hears sales' decisions "
                           "on automatic promotions")
+    _check_mail_addresses(values)
     retries = values["outbox.retry_seconds"]
     if not retries or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
                               for n in retries):
         raise ConfigError("outbox.retry_seconds must list whole seconds above 0, one per retry")
     if values["outbox.claim_seconds"] <= values["mail.smtp_timeout"] * 2:
         raise ConfigError("outbox.claim_seconds must be more than twice mail.smtp_timeout")
+
+
+def _check_mail_addresses(values: dict) -> None:
+    """Addresses every email carries: one that cannot be written would fail them all."""
+    from .mail import mailbox
+
+    for name in ("mail.from_address", "mail.reply_to"):
+        if values[name] or name == "mail.from_address":
+            try:
+                mailbox(values[name])
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
 
 
 ASSIGNABLE = ("first_name", "last_name", "company", "title", "phone", "country",

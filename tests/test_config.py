@@ -78,3 +78,12 @@ def test_automatic_promotion_names_who_it_acts_for(switch):
         load(overrides={switch: True})
     settings = load(overrides={switch: True, "handoff.auto_promoter": "mia@example.com"})
     assert settings["handoff.auto_promoter"] == "mia@example.com"
+
+
+@pytest.mark.parametrize("name, value", [
+    ("mail.from_address", "leadbridge@example.com, thief@evil.example"),
+    ("mail.from_address", ""), ("mail.reply_to", "sales@example.com\r\nBcc: thief@evil.example")])
+def test_addresses_every_email_carries_are_one_address_each(name, value):
+    with pytest.raises(ConfigError, match=f"{name}: not one email address"):
+        load(overrides={name: value})
+    assert load(overrides={name: "sales@example.com"})[name] == "sales@example.com"
