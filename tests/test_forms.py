@@ -129,3 +129,14 @@ def test_redirect_only_to_allowed_targets(make_app):
     refused = client.post("/f/contact", data={"email": "b@example.com",
                                               "_redirect": "https://evil.example.net/"})
     assert refused.status_code == 200 and "Location" not in refused.headers
+
+
+def test_a_field_sent_as_an_object_or_a_list_is_400_and_stores_nothing(app):
+    client = app.test_client()
+    for payload in ({"email": "ada@example.com", "first_name": {"a": 1}},
+                    {"email": "ada@example.com", "company": ["Acme", "Evil"]},
+                    {"email": ["ada@example.com"]}):
+        response = client.post("/f/contact", json=payload)
+        assert response.status_code == 400, payload
+        assert "must be text" in response.json["error"]["message"]
+    assert Lead.select().count() == 0

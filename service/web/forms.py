@@ -68,6 +68,9 @@ def submit(slug: str):
 def _event(form: dict, data: dict, honeypot: str, now) -> Event:
     mapping = form.get("fields", {})
     fields = {lead: data.get(field) for field, lead in mapping.items()}
+    for field in ("email", *mapping):
+        if isinstance(data.get(field), dict | list):
+            raise InvalidInput(f"{field} must be text, not a JSON {type(data[field]).__name__}")
     utm = {k: v for k, v in parse_qsl(urlsplit(request.referrer or "").query) if k in UTM}
     utm.update({k: str(data[k]) for k in UTM if data.get(k)})
     fields["utm_source"] = utm.get("utm_source")
