@@ -145,6 +145,18 @@ def stay_up(child: psutil.Process, seconds: float) -> bool:
     return True
 
 
+def listening_port(server: psutil.Process, seconds: float = 20) -> int:
+    """The port a server listens on, once it does (a fresh process binds a moment later)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        listening = [c.laddr.port for c in server.net_connections(kind="tcp")
+                     if c.status == psutil.CONN_LISTEN]
+        if listening:
+            return listening[0]
+        time.sleep(0.1)
+    raise AssertionError(f"{server.pid} does not listen within {seconds}s")
+
+
 def test_up_restarts_a_killed_valkey_and_the_worker_keeps_working(tmp_path):
     port = free_port()
     process = start_up(tmp_path, port)
@@ -152,13 +164,13 @@ def test_up_restarts_a_killed_valkey_and_the_worker_keeps_working(tmp_path):
     try:
         assert wait_for(ready) == 200
         valkey = valkey_running(process)
-        valkey_port = valkey.net_connections(kind="tcp")[0].laddr.port
+        valkey_port = listening_port(valkey)
         valkey.kill()
         deadline = time.monotonic() + 20
         while (again := valkey_running(process)) is None or again.pid == valkey.pid:
             assert time.monotonic() < deadline, "no new Valkey under up"
             time.sleep(0.2)
-        assert again.net_connections(kind="tcp")[0].laddr.port == valkey_port, "same port"
+        assert listening_port(again) == valkey_port, "same port"
         assert wait_for(ready, 20) == 200
         deadline = time.monotonic() + 40  # the worker may have crashed while Valkey was down
         while not ((worker := child_running(process, "worker")) and stay_up(worker, 5)):
