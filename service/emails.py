@@ -222,13 +222,11 @@ def preview_html(row: OutboxEmail, settings: dict, secret: str) -> str:
     row that cannot be composed shows why instead."""
     if row.sent_at:
         return row.body_html
-    try:
-        return compose(row, settings, secret)[3]
-    except TRANSIENT:
-        raise
-    except Exception as exc:
-        reason = row.last_error or f"cannot be composed: {type(exc).__name__}: {exc}"
-        return str(Markup("<p>This email cannot be shown: {}</p>").format(reason))
+    parts = compose_or_why(row, settings, secret)
+    if isinstance(parts, str):
+        return str(Markup("<p>This email cannot be shown: {}</p>").format(
+            row.last_error or parts))
+    return parts[3]
 
 
 def skip_reasons(rows: list[OutboxEmail]) -> dict[int, str]:
@@ -261,18 +259,26 @@ def prospect_skips(prospects: list[OutboxEmail]) -> dict[int, str]:
 TRANSIENT = (peewee.DatabaseError, peewee.InterfaceError, OSError, JobTimeoutException)
 
 
-def composed(row: OutboxEmail, settings: dict, secret: str, now: datetime):
-    """compose() for a row of a batch; a row that cannot be composed fails for good (its
-    reason shown in the panel's outbox) and None is returned, so the rest of the batch goes."""
+def compose_or_why(row: OutboxEmail, settings: dict, secret: str):
+    """compose(), or why the row can never be composed as it stands (a str); an error of the
+    moment (TRANSIENT) raises, so the row is tried again."""
     try:
         return compose(row, settings, secret)
     except TRANSIENT:
         raise
     except Exception as exc:
-        reason = f"cannot be composed: {type(exc).__name__}: {exc}"
-        log.warning("outbox %d %s", row.id, reason)
-        outbox.mark_failed(row.id, error=reason, now=now)
+        return f"cannot be composed: {type(exc).__name__}: {exc}"
+
+
+def composed(row: OutboxEmail, settings: dict, secret: str, now: datetime):
+    """compose() for a row of a batch; a row that cannot be composed fails for good (its
+    reason shown in the panel's outbox) and None is returned, so the rest of the batch goes."""
+    parts = compose_or_why(row, settings, secret)
+    if isinstance(parts, str):
+        log.warning("outbox %d %s", row.id, parts)
+        outbox.mark_failed(row.id, error=parts, now=now)
         return None
+    return parts
 
 
 def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime) -> int:
