@@ -229,9 +229,22 @@ def minutes(value) -> str:
     return f"{hours} h {rest:02d} min" if hours else f"{rest} min"
 
 
+GUESSES = {"limit": 10, "window_seconds": 900, "strict": True}  # wrong passwords a bucket
+
+
+def guess_refused(bucket: str) -> bool:
+    """Count a posted password guess before it is checked (parallel ones get no more);
+    True once the bucket's guesses are used up."""
+    return request.method == "POST" and not ratelimit.allow(bucket, **GUESSES)
+
+
+def guessed_right(bucket: str) -> None:
+    """A right password is not a guess: give its count back."""
+    ratelimit.give_back(bucket, window_seconds=GUESSES["window_seconds"], strict=True)
+
+
 class HomeView(SecuredMixin, AdminIndexView):
     OPEN = ("login", "logout", "reset_password")
-    LOGINS = {"limit": 10, "window_seconds": 900, "strict": True}  # failed, per address
 
     def _handle_view(self, name, **kwargs):
         if name in self.OPEN:
@@ -267,14 +280,13 @@ class HomeView(SecuredMixin, AdminIndexView):
         """Each attempt is counted before it is checked, and given back when it succeeds."""
         form = LoginForm()
         bucket = f"login:{request.remote_addr}"
-        if request.method == "POST" and not ratelimit.allow(bucket, **self.LOGINS):
+        if guess_refused(bucket):
             flash("Too many failed logins from here. Try again in 15 minutes.", "error")
             return self.render("admin/login.html", form=form), 429
         if form.validate_on_submit():
             user = users.authenticate(form.email.data, form.password.data)
             if user is not None:
-                ratelimit.give_back(bucket, window_seconds=self.LOGINS["window_seconds"],
-                                    strict=True)
+                guessed_right(bucket)
                 start_session(user)
                 return redirect(safe_next(request.args.get("next")))
             flash("Wrong email or password.", "error")
@@ -295,7 +307,7 @@ class HomeView(SecuredMixin, AdminIndexView):
         """Guesses at the current password count like failed logins, per user."""
         form = ChangePasswordForm()
         bucket = f"password:{current_user.id}"
-        if request.method == "POST" and not ratelimit.allow(bucket, **self.LOGINS):
+        if guess_refused(bucket):
             flash("Too many tries. Try again in 15 minutes.", "error")
             return self.render("admin/password.html", form=form,
                                title="Change your password"), 429
@@ -307,8 +319,7 @@ class HomeView(SecuredMixin, AdminIndexView):
                 problem = form.current if isinstance(exc, users.WrongPassword) else form.new
                 problem.errors = [exc.message]
             else:
-                ratelimit.give_back(bucket, window_seconds=self.LOGINS["window_seconds"],
-                                    strict=True)
+                guessed_right(bucket)
                 start_session(user)
                 flash("Password changed. Your other sessions have ended.", "success")
                 return redirect(url_for("admin.index"))
