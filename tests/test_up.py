@@ -72,14 +72,22 @@ def child_running(process: subprocess.Popen, part: str) -> psutil.Process | None
     return None
 
 
-def new_child(process: subprocess.Popen, part: str, old_pid: int, seconds: float = 30):
+def eventually(find, seconds: float, what: str, step: float = 0.2):
+    """The first truthy answer of find(), asked every step seconds; fails after seconds."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if found := find():
+            return found
+        time.sleep(step)
+    raise AssertionError(f"{what} within {seconds}s")
+
+
+def new_child(process: subprocess.Popen, part: str, old_pid: int, seconds: float = 30):
+    def fresh():
         child = child_running(process, part)
-        if child is not None and child.pid != old_pid:
-            return child
-        time.sleep(0.2)
-    raise AssertionError(f"no new {part} within {seconds}s")
+        return child if child is not None and child.pid != old_pid else None
+
+    return eventually(fresh, seconds, f"no new {part}")
 
 
 def test_up_restarts_a_crashed_child_and_keeps_serving(tmp_path):
@@ -147,14 +155,11 @@ def stay_up(child: psutil.Process, seconds: float) -> bool:
 
 def listening_port(server: psutil.Process, seconds: float = 20) -> int:
     """The port a server listens on, once it does (a fresh process binds a moment later)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        listening = [c.laddr.port for c in server.net_connections(kind="tcp")
-                     if c.status == psutil.CONN_LISTEN]
-        if listening:
-            return listening[0]
-        time.sleep(0.1)
-    raise AssertionError(f"{server.pid} does not listen within {seconds}s")
+    def port():
+        return next((c.laddr.port for c in server.net_connections(kind="tcp")
+                     if c.status == psutil.CONN_LISTEN), None)
+
+    return eventually(port, seconds, f"{server.pid} does not listen", step=0.1)
 
 
 def test_up_restarts_a_killed_valkey_and_the_worker_keeps_working(tmp_path):
@@ -166,10 +171,8 @@ def test_up_restarts_a_killed_valkey_and_the_worker_keeps_working(tmp_path):
         valkey = valkey_running(process)
         valkey_port = listening_port(valkey)
         valkey.kill()
-        deadline = time.monotonic() + 20
-        while (again := valkey_running(process)) is None or again.pid == valkey.pid:
-            assert time.monotonic() < deadline, "no new Valkey under up"
-            time.sleep(0.2)
+        again = eventually(lambda: (new := valkey_running(process)) and new.pid != valkey.pid
+                           and new, 20, "no new Valkey under up")
         assert listening_port(again) == valkey_port, "same port"
         assert wait_for(ready, 20) == 200
         deadline = time.monotonic() + 40  # the worker may have crashed while Valkey was down
