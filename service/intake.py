@@ -81,8 +81,14 @@ def lead_fields(values: dict) -> dict:
     """Keep only known lead fields with non-empty text, each one line (no line breaks, tabs,
     NUL or other control characters: a name reaches email headers), bounded."""
     texts = {name: one_line(values[name])[:255].rstrip()
-             for name in Lead.EDITABLE if values.get(name) not in (None, "")}
+             for name in Lead.EDITABLE if _is_text(values.get(name))}
     return {name: text for name, text in texts.items() if text}
+
+
+def _is_text(value) -> bool:
+    """A value a lead field can hold: text or a number, not empty, not a flag, an object or
+    a list (whose Python repr would be stored as if someone had typed it)."""
+    return isinstance(value, str | int | float) and not isinstance(value, bool) and value != ""
 
 
 def record_activity(email: str, *, type: str, source: str, occurred_at: datetime,

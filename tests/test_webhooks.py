@@ -10,6 +10,7 @@ import pytest
 import svix.webhooks
 from standardwebhooks import Webhook
 
+from service.db import utcnow
 from service.keys import create_key
 from service.models import Activity, Delivery, Lead
 
@@ -162,3 +163,19 @@ def test_malformed_after_valid_signature_is_400(app, secret, raw, message):
     assert response.status_code == 400 and message in response.json["error"]["message"]
     assert Activity.select().count() == 0 and Lead.select().count() == 0
     assert Delivery.select().count() == 0, "a rejected delivery can be sent again"
+
+
+def test_a_lead_field_sent_as_an_object_a_list_or_a_flag_is_not_stored_as_text(app, now):
+    secret = create_key("webhook", "website", sources=["website"], actor="t", now=now)[1]
+    body = json.dumps({"email": "ada@example.com", "type": "webinar_attended",
+                       "occurred_at": "2026-11-27T10:00:00Z",
+                       "lead": {"first_name": {"a": 1}, "company": ["Acme"], "title": True,
+                                "last_name": "Lovelace", "company_size": 50}})
+    headers = {"webhook-id": "msg_obj", "webhook-timestamp": str(int(utcnow().timestamp())),
+               "webhook-signature": Webhook(secret).sign("msg_obj", utcnow(), body),
+               "content-type": "application/json"}
+    assert app.test_client().post("/webhooks/website", data=body,
+                                  headers=headers).status_code == 202
+    lead = Lead.get(Lead.email == "ada@example.com")
+    assert (lead.first_name, lead.company, lead.title) == ("", "", "")
+    assert (lead.last_name, lead.company_size) == ("Lovelace", "50")
