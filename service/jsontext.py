@@ -48,8 +48,29 @@ def parse(body: bytes | str):
         raise
     except ValueError as exc:  # JSONDecodeError, or an integer of over 4,300 digits
         raise Unreadable(f"body is not valid JSON: {exc}") from None
-    _check(value)
+    if not _within_depth(value):
+        raise Unreadable(f"JSON is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(body, str) or "\x00" in text or _RISKY_ESCAPE.search(text):
+        _check_strings(value)
     return value
+
+
+# Strict UTF-8 holds no surrogate: in a body of bytes, NUL or a lone surrogate can only come
+# from a raw NUL or one of these escapes, so most bodies skip the look at every string (which
+# took most of the parse of a batch of events).
+_RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _within_depth(value) -> bool:
+    """At most MAX_DEPTH levels, read level by level over the containers only."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(MAX_DEPTH):
+        if not level:
+            return True
+        level = [child for item in level
+                 for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, dict | list)]
+    return not level
 
 
 def unstorable(text: str) -> str | None:
@@ -73,19 +94,17 @@ def _constant(literal: str):
     raise Unreadable(f"{literal} is not a JSON number")
 
 
-def _check(value) -> None:
-    """Depth, and every key and string storable; without recursion, whatever the depth."""
-    stack = [(value, 0)]
+def _check_strings(value) -> None:
+    """Every key and string storable; without recursion, whatever the depth."""
+    stack = [value]
     while stack:
-        item, depth = stack.pop()
+        item = stack.pop()
         if isinstance(item, str):
             reason = unstorable(item)
             if reason:
                 raise Unreadable(reason)
-        elif isinstance(item, dict | list):
-            if depth >= MAX_DEPTH:
-                raise Unreadable(f"JSON is nested deeper than {MAX_DEPTH} levels")
-            if isinstance(item, dict):
-                stack.extend((key, depth) for key in item)
-            stack.extend((child, depth + 1) for child in
-                         (item.values() if isinstance(item, dict) else item))
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)

@@ -17,8 +17,12 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from service import jsontext
 from service.db import utcnow
+from service.jsontext import unstorable
 from service.keys import create_key
 from service.models import Activity, Delivery, EmailEvent, InboundEvent, Lead, Team
 from service.suppression import is_suppressed
@@ -296,3 +300,46 @@ def test_a_gzip_body_over_the_limit_once_decompressed_is_a_413(app, secrets):
     assert answer.status_code == 413
     assert answer.json["error"]["message"] == "body over 512 KiB once decompressed"
     assert stored() == (0, 0, 0, 0, 0)
+
+
+_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=8) | st.sampled_from(
+    ["\x00", "\ud800", "\udfff", "a\ud83d", "\ud83d\ude00", "\\ud800", "\\u0000", "ok"])
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | _TEXT,
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(_TEXT, inner, max_size=4), max_leaves=20)
+
+
+def _has_unstorable(value) -> bool:
+    if isinstance(value, str):
+        return unstorable(value) is not None
+    if isinstance(value, dict):
+        return any(map(_has_unstorable, [*value, *value.values()]))
+    return isinstance(value, list) and any(map(_has_unstorable, value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON, ascii_only=st.booleans())
+@example(value=["\udfff"], ascii_only=True)
+@example(value={"\x00": 1}, ascii_only=True)
+@example(value=["\ud83d", "ok"], ascii_only=True)
+def test_parse_refuses_exactly_the_documents_holding_text_we_cannot_store(value, ascii_only):
+    """The parser looks at strings only when the text may hold NUL or a lone surrogate: it
+    must still refuse every document that holds one, however it was escaped, and no other."""
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    meant = json.loads(text)  # an escaped surrogate pair reads back as one character
+    try:
+        body = text.encode("utf-8")
+    except UnicodeEncodeError:  # a raw lone surrogate: no UTF-8 sender can send it
+        body = text.encode("utf-8", "surrogatepass")
+    try:
+        parsed = jsontext.parse(body)
+    except jsontext.Unreadable:
+        assert _has_unstorable(meant), text
+    else:
+        assert not _has_unstorable(meant) and parsed == meant, text
+
+
+@pytest.mark.parametrize("escape", ["\\uDFFF", "\\uD800", "\\u0000"])
+def test_parse_refuses_upper_case_escapes_too(escape):  # as other encoders write them
+    with pytest.raises(jsontext.Unreadable):
+        jsontext.parse(f'["{escape}"]'.encode())
