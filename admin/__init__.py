@@ -9,8 +9,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 from jinja2 import ChoiceLoader, FileSystemLoader
 
-from service import csp, reports
-from service.models import (
+from service.core.models import (
     AuditEvent,
     Definition,
     Enrollment,
@@ -22,6 +21,8 @@ from service.models import (
     Team,
     User,
 )
+from service.reports import figures as reports
+from service.web import csp
 
 from . import auth, guard
 from .nurture import EnrollmentView, ReengagedView, SequencesView, SuppressionView

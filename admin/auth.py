@@ -25,12 +25,14 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo
 
-from service import ratelimit, reports, users
-from service.csvfile import csv_text
-from service.db import utcnow
-from service.errors import DomainError
-from service.models import User
-from service.redirects import redirect_target
+from service.accounts import users
+from service.core import ratelimit
+from service.core.csvfile import csv_text
+from service.core.db import utcnow
+from service.core.errors import DomainError
+from service.core.models import User
+from service.core.redirects import redirect_target
+from service.reports import figures as reports
 
 from .exports import CsvExport
 

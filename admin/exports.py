@@ -7,7 +7,7 @@ from itertools import chain
 from flask import Response, stream_with_context
 from werkzeug.utils import secure_filename
 
-from service.csvfile import csv_lines
+from service.core.csvfile import csv_lines
 
 
 class CsvExport:

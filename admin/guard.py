@@ -10,8 +10,8 @@ from collections.abc import Iterable, Iterator
 
 from flask import Flask, Response, request, url_for
 
-from service.errors import InvalidInput
-from service.redirects import redirect_target
+from service.core.errors import InvalidInput
+from service.core.redirects import redirect_target
 
 LARGEST = 2**31 - 1  # the largest id a PostgreSQL integer column holds
 NUMBERS = ("page", "page_size", "sort", "desc", "id", "rowid")

@@ -12,12 +12,13 @@ from peewee import fn
 from wtforms import EmailField, SelectField
 from wtforms.validators import DataRequired
 
-from service import mail, nurture
-from service.db import utcnow
-from service.errors import DomainError
-from service.intake import normalise_email
-from service.models import EmailClick, Enrollment, Lead, OutboxEmail
-from service.suppression import stop_enrollments, suppress
+from service.core.db import utcnow
+from service.core.errors import DomainError
+from service.core.models import EmailClick, Enrollment, Lead, OutboxEmail
+from service.intake.activity import normalise_email
+from service.mail import transport as mail
+from service.nurture import sequences as nurture
+from service.nurture.suppression import stop_enrollments, suppress
 
 from .auth import MARKETING, SecuredMixin, SecuredModelView
 from .preview import sandboxed

@@ -10,10 +10,10 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectChoice, SelectField
 from wtforms.validators import DataRequired
 
-from service.db import utcnow
-from service.errors import DomainError
-from service.models import User, new_session_token
-from service.users import create_user, send_reset_link
+from service.accounts.users import create_user, send_reset_link
+from service.core.db import utcnow
+from service.core.errors import DomainError
+from service.core.models import User, new_session_token
 
 from .auth import SecuredModelView
 

@@ -14,15 +14,10 @@ from markupsafe import Markup
 from wtforms import SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from service import emails, keys, lifecycle, scoring
-from service.assignment import NoReps
-from service.db import utcnow
-from service.errors import DomainError, InvalidInput
-from service.gdpr import erase_lead, export_lead
-from service.handoffs import hand_over, promote_lead, recycle_lead
-from service.intake import normalise_email
-from service.merge import merge_leads
-from service.models import (
+from service import lifecycle
+from service.core.db import utcnow
+from service.core.errors import DomainError, InvalidInput
+from service.core.models import (
     Activity,
     Definition,
     Handoff,
@@ -32,7 +27,15 @@ from service.models import (
     Rep,
     StageChange,
 )
-from service.text import one_line
+from service.core.text import one_line
+from service.handoffs.actions import hand_over, promote_lead, recycle_lead
+from service.handoffs.assignment import NoReps
+from service.intake import keys
+from service.intake.activity import normalise_email
+from service.leads import scoring
+from service.leads.gdpr import erase_lead, export_lead
+from service.leads.merge import merge_leads
+from service.mail import emails
 
 from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView, role_in
 from .preview import SANDBOX, sandboxed
@@ -283,7 +286,7 @@ class FormsView(SecuredMixin, BaseView):
 
     @expose("/")
     def index(self):
-        from service.config import base_url
+        from service.core.config import base_url
 
         settings = current_app.config["SETTINGS"]
         return self.render("admin/forms.html", forms=settings["forms"],

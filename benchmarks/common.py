@@ -41,7 +41,7 @@ def clean_env(**extra) -> dict:
 
 
 def leadbridge(*args, env: dict, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "service.ops.cli", *args], cwd=ROOT, env=env,
                           check=True, capture_output=True, text=True, **kwargs)
 
 
@@ -59,8 +59,9 @@ def wait_for(url: str, seconds: float = 30) -> None:
 def bench_app(folder: str, **overrides):
     """The app on a fresh SQLite database in `folder`, migrated, with no queue or mail noise."""
     sys.path.insert(0, str(ROOT))
-    from service import create_app, db
-    from service.migrations import migrate
+    from service import create_app
+    from service.core import db
+    from service.ops.migrations import migrate
 
     app = create_app(str(ROOT / "config.toml"), {
         "data_dir": folder, "redis.url": "", "logging.level": "ERROR", **overrides})
@@ -70,7 +71,7 @@ def bench_app(folder: str, **overrides):
 
 
 def query_plan(query) -> str:
-    from service.db import db
+    from service.core.db import db
 
     sql, params = query.sql()
     return "; ".join(row[-1] for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params))

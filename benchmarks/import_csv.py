@@ -85,9 +85,9 @@ def main() -> None:
         base_s, base_mem, _ = timed([sys.executable, "-c", BASELINE, str(file),
                                      str(data / "baseline.db")])
         env = clean_env(LEADBRIDGE_DATA_DIR=data / "var", LEADBRIDGE_LOGGING__LEVEL="WARNING")
-        subprocess.run([sys.executable, "-m", "service.cli", "init-db"], cwd=ROOT, env=env,
+        subprocess.run([sys.executable, "-m", "service.ops.cli", "init-db"], cwd=ROOT, env=env,
                        check=True, capture_output=True)
-        ours_s, ours_mem, report = timed([sys.executable, "-m", "service.cli", "import",
+        ours_s, ours_mem, report = timed([sys.executable, "-m", "service.ops.cli", "import",
                                           str(file)], env)
     print(f"leadbridge import: {report}")
     print(f"{'':28} {'seconds':>8} {'rows/s':>9} {'peak MiB':>9}")

@@ -190,7 +190,7 @@ def measure(data: Path, threads: int, args, valkey_url: str) -> None:
                   "-b", f"127.0.0.1:{bare_port}", "bare_app:app"],
                  clean_env(BARE_DB=data / "bare.db", BARE_DATABASE_URL=args.database_url),
                  bare_port)
-    web = serve([sys.executable, "-m", "service.cli", "web"], env, port)
+    web = serve([sys.executable, "-m", "service.ops.cli", "web"], env, port)
     runs = [("bare Flask POST /bare", bare_port, bare_requests(), 0),
             ("POST /v1/track", port, track_requests(write_key), 1),
             ("POST /webhooks/website", port, webhook_requests(secret), 0),
@@ -243,7 +243,7 @@ def main() -> None:
                         help="a PostgreSQL database for Leadbridge and the baseline alike "
                              "(default: a SQLite file each)")
     args = parser.parse_args()
-    from service.config import load
+    from service.core.config import load
 
     print(machine())
     print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}; "

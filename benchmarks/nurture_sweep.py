@@ -90,8 +90,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             app = bench_app(folder, **{"mail.transport": "smtp", "mail.smtp_host": "127.0.0.1",
                                        "mail.smtp_port": port, "mail.smtp_security": "none"})
-            from service import db, emails, nurture
-            from service.models import Enrollment, OutboxEmail
+            from service.core import db
+            from service.core.models import Enrollment, OutboxEmail
+            from service.mail import emails
+            from service.nurture import sequences as nurture
 
             settings = app.config["SETTINGS"]
             started = time.perf_counter()

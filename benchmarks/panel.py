@@ -130,9 +130,11 @@ def main() -> None:
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
         app = bench_app(folder)
-        from service import db, reports, rollups
-        from service.models import Activity, Lead, Rollup
-        from service.users import create_user
+        from service.accounts.users import create_user
+        from service.core import db
+        from service.core.models import Activity, Lead, Rollup
+        from service.reports import figures as reports
+        from service.reports import rollups
 
         started = time.perf_counter()
         fill(Path(folder) / "leadbridge.db", args.leads, args.activities)

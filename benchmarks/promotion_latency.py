@@ -76,7 +76,7 @@ def main() -> None:
                         LEADBRIDGE_LOGGING__LEVEL="WARNING",
                         **{"LEADBRIDGE_" + k.upper().replace(".", "__"): v
                            for k, v in settings.items()})
-        worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=ROOT,
+        worker = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "worker"], cwd=ROOT,
                                   env=env)
         try:
             latencies = promote_and_time(app, inbox, args.promotions)
@@ -95,9 +95,9 @@ def main() -> None:
 
 
 def promote_and_time(app, inbox: Inbox, count: int) -> list[float]:
-    from service.db import utcnow
-    from service.handoffs import promote_lead
-    from service.models import Lead, OutboxEmail, Rep
+    from service.core.db import utcnow
+    from service.core.models import Lead, OutboxEmail, Rep
+    from service.handoffs.actions import promote_lead
 
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
     settings = app.config["SETTINGS"]

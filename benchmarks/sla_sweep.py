@@ -77,9 +77,9 @@ def main() -> None:
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
         app = bench_app(folder, **{"sla.calendar": "24x7", "sla.reassign_at": 0.0})
-        from service import db
-        from service.escalation import due, sweep
-        from service.models import Handoff
+        from service.core import db
+        from service.core.models import Handoff
+        from service.handoffs.escalation import due, sweep
 
         started = time.perf_counter()
         fill(Path(folder) / "leadbridge.db", args.handoffs, args.due)

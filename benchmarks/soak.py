@@ -38,9 +38,10 @@ METRICS_KEY = "soak-metrics-key-0123456789"
 def prepare(data: Path) -> tuple[str, str]:
     """Schema, a rep, keys and the leads to promote; returns (write key, api key)."""
     bench_app(str(data))
-    from service import db, lifecycle
-    from service.keys import create_key
-    from service.models import Rep
+    from service import lifecycle
+    from service.core import db
+    from service.core.models import Rep
+    from service.intake.keys import create_key
 
     now = datetime.now(UTC)
     Rep.create(email="riley.rep@example.com", name="Riley Rep")
@@ -153,7 +154,7 @@ def main() -> None:
                         LEADBRIDGE_MAIL__SMTP_SECURITY="none",
                         LEADBRIDGE_METRICS__KEY=METRICS_KEY)
         processes = {part: subprocess.Popen(
-            [sys.executable, "-m", "service.cli", part], cwd=ROOT, env=env,
+            [sys.executable, "-m", "service.ops.cli", part], cwd=ROOT, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for part in ("web", "worker", "cron")}
         try:

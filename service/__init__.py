@@ -7,8 +7,9 @@ from datetime import timedelta
 from flask import Flask
 from flask_wtf import CSRFProtect
 
-from . import config as config_module
-from . import csp, db, logs
+from service.core import config as config_module
+from service.core import db, logs
+from service.web import csp
 
 csrf = CSRFProtect()
 
@@ -35,8 +36,8 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
     app.after_request(logs.tag_response)
     app.teardown_request(lambda exc: db.release())
 
-    from . import web
-    from .web import api, email_events, forms, prospects, tracking, webhooks
+    from service import web
+    from service.web import api, email_events, forms, prospects, tracking, webhooks
 
     for machine_facing in (forms.bp, webhooks.bp, tracking.bp, api.bp, prospects.bp,
                            email_events.bp):
@@ -70,8 +71,8 @@ def security_headers(response):
 def init_backends(settings: dict, secret: str) -> None:
     """Bind the database and the queue for this process (counts for the Redis bound before
     go there first)."""
-    from . import metrics
-    from .runtime import runtime
+    from service.core import metrics
+    from service.core.runtime import runtime
 
     metrics.flush()
     database = db.open_database(settings["database.url"], config_module.data_dir(settings))

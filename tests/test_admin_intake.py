@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from service.db import utcnow
-from service.intake import Event, ingest
-from service.models import Activity, IntegrationKey, Lead, LeadMerge
-from service.users import create_user
+from service.accounts.users import create_user
+from service.core.db import utcnow
+from service.core.models import Activity, IntegrationKey, Lead, LeadMerge
+from service.intake.activity import Event, ingest
 
 from .conftest import PASSWORD, csrf_token, log_in
 from .test_webhooks import event, signed

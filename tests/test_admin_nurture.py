@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from service import nurture
-from service.db import utcnow
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.models import (
+from service.accounts.users import create_user
+from service.core.db import utcnow
+from service.core.models import (
     Activity,
     AuditEvent,
     EmailEvent,
@@ -26,9 +24,11 @@ from service.models import (
     StageChange,
     Suppression,
 )
-from service.runtime import runtime
-from service.suppression import suppress
-from service.users import create_user
+from service.core.runtime import runtime
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
+from service.nurture import sequences as nurture
+from service.nurture.suppression import suppress
 
 from .conftest import PASSWORD, log_in, run_worker
 from .test_admin_sales import run_action

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from service import lifecycle
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.models import AuditEvent, Definition, Handoff, Lead, OutboxEmail, Rep, Team
-from service.users import create_user
+from service.accounts.users import create_user
+from service.core.models import AuditEvent, Definition, Handoff, Lead, OutboxEmail, Rep, Team
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
 
 from .conftest import PASSWORD, csrf_token, log_in
 
@@ -117,7 +117,7 @@ def test_marketer_cannot_use_manager_actions(app, rep, marketer, now):
 
 
 def test_handoff_lists_show_the_clock(app, rep, manager, now):
-    from service.db import utcnow
+    from service.core.db import utcnow
 
     late = pending(app, rep, now, "late@example.com", at=utcnow() - timedelta(hours=30))
     fresh = pending(app, rep, now, "fresh@example.com", at=utcnow())

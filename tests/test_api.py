@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service import lifecycle
-from service.db import utcnow
-from service.intake import record_activity
-from service.keys import create_key
-from service.models import Handoff, Lead, Rep, Team
+from service.core.db import utcnow
+from service.core.models import Handoff, Lead, Rep, Team
+from service.intake.activity import record_activity
+from service.intake.keys import create_key
 
 from .conftest import csrf_token, run_worker
 from .test_end_to_end import BANT, link_from
@@ -164,7 +164,7 @@ def test_an_api_promotion_gets_feedback_to_the_keys_owner(app, api, rep, smtp):
 
 
 def test_an_api_key_names_its_owner(app):
-    from service.errors import InvalidInput
+    from service.core.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="needs an owner"):
         create_key("api", "crm", sources=["crm"], actor="t", now=utcnow())

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from service import db
-from service.assignment import NoEligibleRep, NoReps, Rules, choose_rep, weighted_ring
-from service.handoffs import promote_lead
+from service.core import db
+from service.core.models import Handoff, Lead, Rep, Team
+from service.handoffs.actions import promote_lead
+from service.handoffs.assignment import NoEligibleRep, NoReps, Rules, choose_rep, weighted_ring
 from service.lifecycle import capture
-from service.models import Handoff, Lead, Rep, Team
 
 RULES = Rules(rules=[
     {"team": "EMEA", "country": ["GB", "DE"]},

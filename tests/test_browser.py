@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.models import Handoff, Lead, Rep
-from service.users import create_user
+from service.accounts.users import create_user
+from service.core.models import Handoff, Lead, Rep
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
 
 from .conftest import PASSWORD, ROOT
 

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from service import nurture
-from service.db import utcnow
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.models import Handoff, OutboxEmail
+from service.core.db import utcnow
+from service.core.models import Handoff, OutboxEmail
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
+from service.nurture import sequences as nurture
 
 from .conftest import ROOT, run_cli, run_worker
 
@@ -24,7 +24,7 @@ def cli(tmp_path):
     env["LEADBRIDGE_DATA_DIR"] = str(tmp_path / "var")
 
     def run(*args, stdin="", extra_env=None, cwd=ROOT):
-        return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=cwd,
+        return subprocess.run([sys.executable, "-m", "service.ops.cli", *args], cwd=cwd,
                               input=stdin, capture_output=True, text=True, timeout=60,
                               env={k: v for k, v in {**env, **(extra_env or {})}.items()
                                    if v is not None})  # None: unset
@@ -44,7 +44,7 @@ def test_init_db_is_repeatable(cli):
     assert first.returncode == 0 and "applied 0001 initial schema" in first.stdout
     again = cli("init-db")
     assert again.returncode == 0 and "applied" not in again.stdout
-    from service.migrations import MIGRATIONS
+    from service.ops.migrations import MIGRATIONS
 
     assert f"schema at version {MIGRATIONS[-1][0]}" in again.stdout
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service import config
-from service.config import ConfigError
+from service.core import config
+from service.core.config import ConfigError
 
 from .conftest import ROOT
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from service.gdpr import erase_lead
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.models import OutboxEmail
+from service.core.models import OutboxEmail
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
+from service.leads.gdpr import erase_lead
 
 
 def promoted(app, rep, email, now):

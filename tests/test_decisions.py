@@ -10,10 +10,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from service import links
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.models import Handoff, OutboxEmail, StageChange
+from service.core import links
+from service.core.models import Handoff, OutboxEmail, StageChange
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
 
 from .conftest import csrf_token, log_in, run_worker
 from .test_end_to_end import BANT, link_from

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import time_machine
 
-from service.demo import load_demo
-from service.intake import normalise_email
-from service.models import Lead, OutboxEmail, Rep, Team, User
-from service.runtime import runtime
-from service.up import prepare_database
+from service.core.models import Lead, OutboxEmail, Rep, Team, User
+from service.core.runtime import runtime
+from service.intake.activity import normalise_email
+from service.ops.demo import load_demo
+from service.ops.up import prepare_database
 
 from .conftest import ROOT, leadbridge_env, log_in, run_worker
 
@@ -62,7 +62,7 @@ def test_demo_addresses_are_valid_and_reserved(app):
 
 def test_demo_prints_logins_that_work(app, settings_overrides):
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "demo", "--days", "3"], cwd=ROOT,
+        [sys.executable, "-m", "service.ops.cli", "demo", "--days", "3"], cwd=ROOT,
         env=leadbridge_env(app, settings_overrides), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     logins = re.findall(r"^\s+(\S+@\S+\.example) / (\S+) +\((marketer|sales_manager)\)$",

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from service.models import EmailEvent, Suppression
-from service.suppression import is_suppressed
+from service.core.models import EmailEvent, Suppression
+from service.nurture.suppression import is_suppressed
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-bounces"
 MAILGUN_KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from service import nurture
-from service.intake import record_activity
+from service.intake.activity import record_activity
+from service.nurture import sequences as nurture
 
 from .conftest import run_worker
 from .test_nurture import FRIDAY_EVENING, SETTINGS, nurture_mail, rejected_lead, sweep

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from service.models import Handoff, Lead, StageChange
+from service.core.models import Handoff, Lead, StageChange
 
 from .conftest import csrf_token, log_in, run_worker
 

@@ -14,11 +14,11 @@ import pytest
 import time_machine
 
 from service import lifecycle
-from service.db import utcnow
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.models import Handoff, OutboxEmail, Rep, Team
-from service.runtime import runtime
+from service.core.db import utcnow
+from service.core.models import Handoff, OutboxEmail, Rep, Team
+from service.core.runtime import runtime
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
 
 from .conftest import ROOT, run_worker
 
@@ -143,7 +143,7 @@ def test_two_processes_sweep_500_handoffs_once(sla_app, settings_overrides):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
     for key, value in {**settings_overrides, **SLA, "sla.reassign_at": 0.0}.items():
         env["LEADBRIDGE_" + key.upper().replace(".", "__")] = str(value)
-    script = ("import sys, time_machine; from service.cli import main\n"
+    script = ("import sys, time_machine; from service.ops.cli import main\n"
               "with time_machine.travel(sys.argv[1], tick=False): main(['sweep'])")
     sweeps = [subprocess.Popen([sys.executable, "-c", script, START.isoformat()], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -172,7 +172,7 @@ def subjects(smtp, to: str) -> list[str]:
 def test_an_mql_never_goes_back_to_a_rep_who_let_it_lapse(sla_app, smtp):
     """Riley lets it lapse, Jordan gets it and lets it lapse too: it does not go back to
     Riley; the manager is told once that nobody has decided it."""
-    from service import reports
+    from service.reports import figures as reports
 
     with time_machine.travel(START, tick=False) as clock:
         handoff = promote(sla_app)
@@ -209,7 +209,7 @@ def test_reassignments_stop_after_the_limit(sla_app, smtp):
 
 
 def test_the_manager_hears_once_an_episode_even_after_handing_it_on(sla_app, smtp):
-    from service.handoffs import reassign
+    from service.handoffs.actions import reassign
 
     with time_machine.travel(START, tick=False) as clock:
         handoff = promote(sla_app)

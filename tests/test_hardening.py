@@ -14,13 +14,13 @@ from datetime import timedelta
 
 import time_machine
 
-from service import links, logs
-from service.db import utcnow
-from service.handoffs import promote_lead
-from service.intake import lead_fields, record_activity
-from service.keys import create_key
-from service.models import Activity, Lead, OutboxEmail, Rep, Team
-from service.runtime import runtime
+from service.core import links, logs
+from service.core.db import utcnow
+from service.core.models import Activity, Lead, OutboxEmail, Rep, Team
+from service.core.runtime import runtime
+from service.handoffs.actions import promote_lead
+from service.intake.activity import lead_fields, record_activity
+from service.intake.keys import create_key
 
 from .conftest import PASSWORD, csrf_token, log_in, run_worker
 from .test_tracking import basic

@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from service import lifecycle
-from service.errors import InvalidInput
-from service.importer import import_csv
-from service.intake import record_activity
-from service.models import Lead, StageChange
+from service.core.errors import InvalidInput
+from service.core.models import Lead, StageChange
+from service.intake.activity import record_activity
+from service.intake.importer import import_csv
 
 from .conftest import ROOT, leadbridge_env, run_cli
 
@@ -94,14 +94,14 @@ def test_cli_import(app, tmp_path, settings_overrides):
     file = tmp_path / "cli.csv"
     write_csv(file, [["a@example.com", "A", "", ""], ["bad", "", "", ""]])
     env = leadbridge_env(app, settings_overrides)
-    result = subprocess.run([sys.executable, "-m", "service.cli", "import", str(file),
+    result = subprocess.run([sys.executable, "-m", "service.ops.cli", "import", str(file),
                              "--source", "fair"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "2 rows: 1 created, 0 known (0 filled), 0 duplicates in the file, 1 skipped" in (
         result.stdout)
     assert Lead.get().source == "fair"
-    bad = subprocess.run([sys.executable, "-m", "service.cli", "import", str(file), "--map",
+    bad = subprocess.run([sys.executable, "-m", "service.ops.cli", "import", str(file), "--map",
                           "nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and bad.stderr.strip() == (
         "Error: --map takes COLUMN=FIELD, got 'nope'")

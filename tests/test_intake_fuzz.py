@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
-from service.keys import create_key
-from service.models import Activity, AnonymousActivity, InboundEvent
+from service.core.models import Activity, AnonymousActivity, InboundEvent
+from service.intake.keys import create_key
 from workers import recorder
 
 ROUTES = ["/f/contact", "/webhooks/website", "/v1/identify", "/v1/track", "/v1/page",

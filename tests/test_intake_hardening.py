@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from service import jsontext
-from service.db import utcnow
-from service.jsontext import unstorable
-from service.keys import create_key
-from service.models import Activity, Delivery, EmailEvent, InboundEvent, Lead, Team
-from service.suppression import is_suppressed
+from service.core import jsontext
+from service.core.db import utcnow
+from service.core.jsontext import unstorable
+from service.core.models import Activity, Delivery, EmailEvent, InboundEvent, Lead, Team
+from service.intake.keys import create_key
+from service.nurture.suppression import is_suppressed
 from workers import recorder
 
 from .test_email_events import (  # noqa: F401 (events_app, sendgrid_key, sns_key: fixtures)

@@ -8,10 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from service import db, lifecycle
-from service.errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
-from service.models import Handoff, Lead, OutboxEmail, StageChange
-from service.sla import Schedule
+from service import lifecycle
+from service.core import db
+from service.core.errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
+from service.core.models import Handoff, Lead, OutboxEmail, StageChange
+from service.handoffs.sla import Schedule
 
 
 def day_window(now):

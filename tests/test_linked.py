@@ -8,15 +8,15 @@ from datetime import timedelta
 import pytest
 from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
 
-from service import links
-from service.db import utcnow
-from service.handoffs import promote_lead
-from service.intake import record_activity
+from service.core import links
+from service.core.db import utcnow
+from service.core.models import Activity, EmailClick, Handoff, SchemaVersion
+from service.core.outbox import queue_email
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
+from service.leads.merge import merge_leads
 from service.lifecycle import audit
-from service.merge import merge_leads
-from service.models import Activity, EmailClick, Handoff, SchemaVersion
-from service.outbox import queue_email
-from service.suppression import is_suppressed
+from service.nurture.suppression import is_suppressed
 
 
 @pytest.fixture

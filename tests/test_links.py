@@ -9,12 +9,12 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from service import links
-from service.db import utcnow
-from service.gdpr import erase_lead
-from service.handoffs import promote_lead, reassign
-from service.intake import record_activity
-from service.models import Handoff, Rep, StageChange
+from service.core import links
+from service.core.db import utcnow
+from service.core.models import Handoff, Rep, StageChange
+from service.handoffs.actions import promote_lead, reassign
+from service.intake.activity import record_activity
+from service.leads.gdpr import erase_lead
 
 from .conftest import csrf_token, run_worker
 

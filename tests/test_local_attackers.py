@@ -24,11 +24,12 @@ from rq import Callback, Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from service import config, logs, up
-from service.db import utcnow
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.runtime import runtime
+from service.core import config, logs
+from service.core.db import utcnow
+from service.core.runtime import runtime
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
+from service.ops import up
 
 from .conftest import run_cli, run_worker
 

@@ -17,16 +17,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
-from service import nurture, outbox
-from service.db import transaction, utcnow
-from service.handoffs import promote_lead
-from service.importer import import_csv
-from service.intake import record_activity
-from service.keys import create_key
-from service.mail import HEADER_LIMIT, NAME_LIMIT, address, build_message, header_text
-from service.models import Handoff, Lead, OutboxEmail, Rep, Team
-from service.runtime import runtime
-from service.users import create_user
+from service.accounts.users import create_user
+from service.core import outbox
+from service.core.db import transaction, utcnow
+from service.core.models import Handoff, Lead, OutboxEmail, Rep, Team
+from service.core.runtime import runtime
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
+from service.intake.importer import import_csv
+from service.intake.keys import create_key
+from service.mail.transport import HEADER_LIMIT, NAME_LIMIT, address, build_message, header_text
+from service.nurture import sequences as nurture
 
 from .conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
 from .test_escalation import SLA, START, promote, sweep_job
@@ -288,7 +289,7 @@ def test_any_name_and_subject_make_a_message_that_reads_back_on_one_line(
 
 # --- the architecture keeps it the only way ---------------------------------------------
 
-MAIL = Path("service/mail.py")
+MAIL = Path("service/mail/transport.py")
 MESSAGE_MAKERS = {"formataddr", "Header", "MIMEText", "MIMEMultipart", "MIMEBase",
                   "EmailMessage", "Message", "Charset", "add_header", "replace_header",
                   "set_param", "set_raw", "__setitem__"}
@@ -434,7 +435,7 @@ def test_a_rep_at_an_internationalised_domain_gets_the_handoff_email(app, smtp):
 
 
 def test_smtp_sends_to_the_row_s_address_whatever_the_to_header_says(smtp):
-    from service.mail import SMTPTransport
+    from service.mail.transport import SMTPTransport
 
     message = build_message(sender="leadbridge@localhost", sender_name="Leadbridge",
                             to_address="ada@example.com", to_name="Ada", message_id="<1@lb>",

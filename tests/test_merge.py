@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from service import escalation, lifecycle, rollups
-from service.db import utcnow
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.merge import merge_leads
-from service.models import AuditEvent, Enrollment, Handoff, Lead, OutboxEmail, Rep, StageChange
+from service import lifecycle
+from service.core.db import utcnow
+from service.core.models import AuditEvent, Enrollment, Handoff, Lead, OutboxEmail, Rep, StageChange
+from service.handoffs import escalation
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
+from service.leads.merge import merge_leads
+from service.reports import rollups
 
 from .conftest import csrf_token, log_in, run_worker
 from .test_end_to_end import BANT, link_from

@@ -6,14 +6,9 @@ from datetime import timedelta
 
 from peewee import SqliteDatabase
 
-from service import models
-from service.db import AutoIncrementField, db
-from service.gdpr import erase_lead
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.merge import merge_leads
-from service.migrations import MIGRATIONS, current_version, migrate
-from service.models import (
+from service.core import models
+from service.core.db import AutoIncrementField, db
+from service.core.models import (
     TABLES_V2,
     TABLES_V3,
     TABLES_V8,
@@ -25,6 +20,11 @@ from service.models import (
     Rep,
     SchemaVersion,
 )
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
+from service.leads.gdpr import erase_lead
+from service.leads.merge import merge_leads
+from service.ops.migrations import MIGRATIONS, current_version, migrate
 
 WITH_IDS = [model for name in dir(models) if name.startswith("TABLES_V")
             for model in getattr(models, name)
@@ -80,9 +80,10 @@ def test_upgrade_counts_earlier_reassignments_by_episode(app, rep):
     upgrade gives them their episode's promotion, first deadline, lapses and SLA figure."""
     from datetime import UTC, datetime, timedelta
 
-    from service import lifecycle, reports
-    from service.models import Rep
-    from service.sla import Schedule
+    from service import lifecycle
+    from service.core.models import Rep
+    from service.handoffs.sla import Schedule
+    from service.reports import figures as reports
 
     start = datetime(2026, 9, 10, 10, tzinfo=UTC)
     lead = lifecycle.capture("ada@example.com", fields={}, source="t", actor="t", now=start)

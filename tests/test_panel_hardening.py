@@ -13,15 +13,15 @@ from urllib.parse import quote
 
 import pytest
 
-from service import outbox
-from service.csvfile import csv_cell, csv_text
-from service.handoffs import promote_lead
-from service.importer import import_csv
-from service.intake import record_activity
-from service.links import BadLink, read_click_token, read_handoff_token, read_unsubscribe_token
-from service.models import Handoff, Suppression
-from service.redirects import redirect_target
-from service.users import create_user
+from service.accounts.users import create_user
+from service.core import outbox
+from service.core.csvfile import csv_cell, csv_text
+from service.core.links import BadLink, read_click_token, read_handoff_token, read_unsubscribe_token
+from service.core.models import Handoff, Suppression
+from service.core.redirects import redirect_target
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
+from service.intake.importer import import_csv
 
 from .conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
 
@@ -267,8 +267,8 @@ def test_preview_keeps_the_email_readable_without_hrefs(app, rep, now):
 def test_a_reset_email_caught_mid_send_shows_no_working_reset_link(app, now):
     """A worker that stopped mid-send leaves its reset email claimed: the preview would build
     the live link; the panel shows it inert."""
-    from service.models import OutboxEmail, User
-    from service.users import send_reset_link, user_for_reset
+    from service.accounts.users import send_reset_link, user_for_reset
+    from service.core.models import OutboxEmail, User
 
     users(now)
     target = User.get(User.email == "marketer@example.com")
@@ -379,7 +379,7 @@ def call_name(node: ast.AST) -> str:
 
 def test_csv_writers_only_in_the_csv_module():
     for path in SOURCES:
-        if path == ROOT / "service" / "csvfile.py":
+        if path == ROOT / "service" / "core" / "csvfile.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr in ("writer", "DictWriter") and (

@@ -21,12 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
-from service import links
-from service.db import utcnow
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.keys import create_key
-from service.models import (
+from service.core import links
+from service.core.db import utcnow
+from service.core.models import (
     Activity,
     EmailClick,
     EmailEvent,
@@ -36,8 +33,11 @@ from service.models import (
     Rep,
     Team,
 )
-from service.outbox import queue_email
-from service.suppression import is_suppressed
+from service.core.outbox import queue_email
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
+from service.intake.keys import create_key
+from service.nurture.suppression import is_suppressed
 from workers import recorder
 
 from .test_email_events import (  # noqa: F401 (events_app, sendgrid_key, sns_key: fixtures)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import tomllib
 
-from service import config
+from service.core import config
 
 from .conftest import ROOT
 

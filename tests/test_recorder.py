@@ -12,11 +12,11 @@ import time
 
 from rq import Worker
 
-from service.db import utcnow
-from service.intake import record_inbound
-from service.keys import create_key
-from service.models import Activity, AnonymousActivity, InboundEvent, Lead
-from service.runtime import runtime
+from service.core.db import utcnow
+from service.core.models import Activity, AnonymousActivity, InboundEvent, Lead
+from service.core.runtime import runtime
+from service.intake.activity import record_inbound
+from service.intake.keys import create_key
 
 from .conftest import ROOT, leadbridge_env, run_worker
 from .test_tracking import basic
@@ -49,7 +49,7 @@ def assert_recorded(people: range) -> None:
 def test_a_running_worker_records_accepted_events_within_moments(app, settings_overrides):
     key = create_key("write_key", "website", sources=["website"], actor="t", now=utcnow())[1]
     env = leadbridge_env(app, settings_overrides)
-    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=ROOT,
+    worker = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "worker"], cwd=ROOT,
                               env=env)
     try:
         deadline = time.monotonic() + 30
@@ -78,7 +78,7 @@ def test_two_recorders_at_once_record_each_event_once_and_in_order(app):
     settings, errors = app.config["SETTINGS"], []
 
     def recorder() -> None:
-        from service import db
+        from service.core import db
 
         db.connect()
         try:

@@ -7,10 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from service import lifecycle, reports
-from service.definitions import add_definition
-from service.models import Rep
-from service.sla import Schedule
+from service import lifecycle
+from service.core.models import Rep
+from service.handoffs.sla import Schedule
+from service.leads.definitions import add_definition
+from service.reports import figures as reports
 
 BANT = {"budget": "likely", "authority": "influencer", "need": "clear", "timeline": "lt_3m"}
 
@@ -148,8 +149,8 @@ def test_early_warnings(world):
 def test_weekly_digest_once_on_its_day(make_app, rep, smtp):
     import time_machine
 
-    from service.db import utcnow
-    from service.runtime import runtime
+    from service.core.db import utcnow
+    from service.core.runtime import runtime
 
     from .conftest import run_worker
 

@@ -9,10 +9,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
-from service.handoffs import promote_lead
-from service.intake import record_activity
-from service.models import Handoff, Team, User
-from service.users import create_user
+from service.accounts.users import create_user
+from service.core.models import Handoff, Team, User
+from service.handoffs.actions import promote_lead
+from service.intake.activity import record_activity
 
 from .conftest import PASSWORD, csrf_token, log_in
 from .test_panel_hardening import follow_links, link_world, working_links

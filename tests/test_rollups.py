@@ -10,10 +10,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import time_machine
 
-from service import lifecycle, reports, rollups
-from service.db import utcnow
-from service.gdpr import erase_lead
-from service.models import DirtyDay, Handoff
+from service import lifecycle
+from service.core.db import utcnow
+from service.core.models import DirtyDay, Handoff
+from service.leads.gdpr import erase_lead
+from service.reports import figures as reports
+from service.reports import rollups
 from tests.test_reports import World
 
 

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from service import scoring
-from service.db import utcnow
-from service.intake import Event, ingest, record_events
-from service.models import Activity, Handoff, Lead, StageChange
+from service.core.db import utcnow
+from service.core.models import Activity, Handoff, Lead, StageChange
+from service.intake.activity import Event, ingest, record_events
+from service.leads import scoring
 
 POINTS = {"pricing_page_view": 10, "contact_sales": 40, "page_view": 1}
 

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from service import nurture, sla
+from service.handoffs import sla
+from service.nurture import sequences as nurture
 
 LONDON = sla.Calendar(always_open=False, zone="Europe/London", country="GB", subdivision="ENG")
 NEW_YORK = sla.Calendar(always_open=False, zone="America/New_York", country="US")
@@ -136,7 +137,7 @@ def test_team_overrides(app):
 
 
 def test_bad_calendar_config_names_the_key():
-    from service.config import ConfigError, load
+    from service.core.config import ConfigError, load
 
     from .conftest import ROOT
 
@@ -152,7 +153,7 @@ def test_bad_calendar_config_names_the_key():
 
 
 def test_hours_across_midnight_are_accepted():
-    from service.config import load
+    from service.core.config import load
 
     from .conftest import ROOT
 

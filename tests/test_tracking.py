@@ -13,8 +13,7 @@ import pytest
 import rudderstack.analytics as rudder_analytics
 import segment.analytics as segment_analytics
 
-from service.keys import create_key
-from service.models import (
+from service.core.models import (
     Activity,
     AnonymousActivity,
     Delivery,
@@ -22,6 +21,7 @@ from service.models import (
     InboundEvent,
     Lead,
 )
+from service.intake.keys import create_key
 
 from .conftest import post_at_once, run_worker
 

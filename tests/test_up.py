@@ -36,7 +36,7 @@ def start_up(tmp_path, port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
     env["LEADBRIDGE_DATA_DIR"] = str(tmp_path / "var")
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+        [sys.executable, "-m", "service.ops.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -48,7 +48,8 @@ def test_up_serves_panel_and_stops_cleanly(tmp_path):
         assert wait_for(f"http://127.0.0.1:{port}/readyz") == 200
         children = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(child.cmdline()) for child in children)
-        for part in ("service.cli web", "service.cli worker", "service.cli cron", "valkey"):
+        for part in ("service.ops.cli web", "service.ops.cli worker", "service.ops.cli cron",
+                     "valkey"):
             assert part in names, f"{part} is not running under up: {names}"
         process.send_signal(signal.SIGINT)
         process.wait(timeout=10)

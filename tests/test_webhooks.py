@@ -10,9 +10,9 @@ import pytest
 import svix.webhooks
 from standardwebhooks import Webhook
 
-from service.db import utcnow
-from service.keys import create_key
-from service.models import Activity, Delivery, Lead
+from service.core.db import utcnow
+from service.core.models import Activity, Delivery, Lead
+from service.intake.keys import create_key
 
 from .conftest import post_at_once
 
@@ -110,7 +110,7 @@ def test_rotated_secret(app, secret, now):
     client = app.test_client()
     assert post(client, *signed(secret, event(), msg_id="old")).status_code == 202
     assert post(client, *signed(new, event(), msg_id="new")).status_code == 202
-    from service.models import IntegrationKey
+    from service.core.models import IntegrationKey
 
     IntegrationKey.update(active=False).where(IntegrationKey.secret == secret).execute()
     assert post(client, *signed(secret, event(), msg_id="old2")).status_code == 401

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from service import lifecycle, nurture
-from service.db import utcnow
-from service.handoffs import promote_lead
-from service.intake import Event, ingest
-from service.models import Lead, OutboxEmail
-from service.users import create_user
+from service import lifecycle
+from service.accounts.users import create_user
+from service.core.db import utcnow
+from service.core.models import Lead, OutboxEmail
+from service.handoffs.actions import promote_lead
+from service.intake.activity import Event, ingest
+from service.nurture import sequences as nurture
 
 from .conftest import PASSWORD, log_in
 

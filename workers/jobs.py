@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from service import digest, emails, escalation, metrics, nurture, outbox, rollups
-from service.db import utcnow
-from service.runtime import runtime
+from service.core import metrics, outbox
+from service.core.db import utcnow
+from service.core.runtime import runtime
+from service.handoffs import escalation
+from service.mail import emails
+from service.nurture import sequences as nurture
+from service.reports import digest, rollups
 
 
 def send_emails(outbox_ids: list[int]) -> int:

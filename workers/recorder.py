@@ -8,10 +8,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from service import db
-from service.db import utcnow
-from service.intake import RECORD_LIMIT, record_inbound
-from service.runtime import runtime
+from service.core import db
+from service.core.db import utcnow
+from service.core.runtime import runtime
+from service.intake.activity import RECORD_LIMIT, record_inbound
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.2  # how long an accepted event may wait when the recorder is idle

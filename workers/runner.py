@@ -12,9 +12,9 @@ from rq.cron import CronJob, CronScheduler
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service import db, logs, metrics
-from service.errors import InvalidInput
-from service.runtime import runtime
+from service.core import db, logs, metrics
+from service.core.errors import InvalidInput
+from service.core.runtime import runtime
 
 from . import jobs, recorder
 

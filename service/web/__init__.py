@@ -9,9 +9,10 @@ import peewee
 from flask import Flask, request
 from flask_wtf.csrf import CSRFError
 
-from ..db import db
-from ..errors import DomainError
-from ..jsontext import unstorable
+from service.core.db import db
+from service.core.errors import DomainError
+from service.core.jsontext import unstorable
+
 from . import api, bodies, decisions, email_events, forms, health, prospects, tracking, webhooks
 from .responses import domain_error, error_response, has_nul
 

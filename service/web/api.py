@@ -5,14 +5,16 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .. import lifecycle, reps
-from ..db import utcnow
-from ..errors import DomainError, InvalidInput, NotFound
-from ..handoffs import promote_lead
-from ..intake import lead_fields, normalise_email
-from ..keys import api_key
-from ..models import Activity, Handoff, Lead, Rep, StageChange, Team
-from ..scoring import Policy
+from service import lifecycle
+from service.core.db import utcnow
+from service.core.errors import DomainError, InvalidInput, NotFound
+from service.core.models import Activity, Handoff, Lead, Rep, StageChange, Team
+from service.handoffs import reps
+from service.handoffs.actions import promote_lead
+from service.intake.activity import lead_fields, normalise_email
+from service.intake.keys import api_key
+from service.leads.scoring import Policy
+
 from . import bodies
 from .openapi import document
 

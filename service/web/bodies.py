@@ -9,8 +9,8 @@ import zlib
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import jsontext
-from ..errors import InvalidInput
+from service.core import jsontext
+from service.core.errors import InvalidInput
 
 READ = "leadbridge.body_read"
 

@@ -7,14 +7,15 @@ from flask_wtf import FlaskForm
 from wtforms import SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from .. import lifecycle
-from ..db import utcnow
-from ..errors import AlreadyDecided, InvalidInput
-from ..handoffs import reject_handoff
-from ..labels import LABELS
-from ..linked import decided_handoff
-from ..links import BadLink, read_handoff_token
-from ..models import Handoff
+from service import lifecycle
+from service.core.db import utcnow
+from service.core.errors import AlreadyDecided, InvalidInput
+from service.core.linked import decided_handoff
+from service.core.links import BadLink, read_handoff_token
+from service.core.models import Handoff
+from service.handoffs.actions import reject_handoff
+from service.handoffs.labels import LABELS
+
 from .responses import gone, private
 
 bp = Blueprint("decisions", __name__)

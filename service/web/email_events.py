@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from flask import Blueprint, current_app, jsonify, request
 
-from ..db import utcnow
-from ..email_events import KINDS, Delivery, Signed, apply
-from ..errors import InvalidInput, NotFound
+from service.core.db import utcnow
+from service.core.errors import InvalidInput, NotFound
+from service.nurture.bounces import KINDS, Delivery, Signed, apply
+
 from . import bodies
 from .responses import error_response
 

@@ -6,11 +6,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import Blueprint, current_app, jsonify, make_response, redirect, render_template, request
 
-from .. import ratelimit, stats
-from ..db import utcnow
-from ..errors import InvalidInput, NotFound
-from ..intake import Event, ingest, lead_fields, normalise_email
-from ..redirects import redirect_target
+from service.core import ratelimit
+from service.core.db import utcnow
+from service.core.errors import InvalidInput, NotFound
+from service.core.redirects import redirect_target
+from service.intake import counters as stats
+from service.intake.activity import Event, ingest, lead_fields, normalise_email
+
 from . import bodies
 from .responses import error_response, wants_json
 

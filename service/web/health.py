@@ -9,10 +9,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from peewee import fn
 from redis.exceptions import RedisError
 
-from .. import metrics
-from ..db import db
-from ..models import DirtyDay, InboundEvent, OutboxEmail
-from ..runtime import runtime
+from service.core import metrics
+from service.core.db import db
+from service.core.models import DirtyDay, InboundEvent, OutboxEmail
+from service.core.runtime import runtime
+
 from .responses import error_response
 
 bp = Blueprint("health", __name__)

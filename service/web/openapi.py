@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..lifecycle import BANT, Stage
+from service.lifecycle import BANT, Stage
 
 
 def _text(nullable: bool = False) -> dict:

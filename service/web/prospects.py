@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request
 
-from ..db import utcnow
-from ..intake import Event, ingest
-from ..linked import clicked_email, unsubscribing_lead
-from ..links import read_click_token, read_unsubscribe_token
-from ..models import EmailClick, Lead
-from ..redirects import redirect_target
-from ..suppression import suppress
+from service.core.db import utcnow
+from service.core.linked import clicked_email, unsubscribing_lead
+from service.core.links import read_click_token, read_unsubscribe_token
+from service.core.models import EmailClick, Lead
+from service.core.redirects import redirect_target
+from service.intake.activity import Event, ingest
+from service.nurture.suppression import suppress
+
 from .responses import gone, private
 
 bp = Blueprint("prospects", __name__)

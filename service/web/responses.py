@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import jsonify, make_response, render_template, request
 
-from ..errors import DomainError
+from service.core.errors import DomainError
 
 
 def wants_json() -> bool:

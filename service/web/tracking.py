@@ -11,10 +11,11 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import keys
-from ..db import utcnow
-from ..errors import InvalidInput
-from ..intake import Event, accept_messages, lead_fields, normalise_email
+from service.core.db import utcnow
+from service.core.errors import InvalidInput
+from service.intake import keys
+from service.intake.activity import Event, accept_messages, lead_fields, normalise_email
+
 from . import bodies
 from .responses import error_response
 from .webhooks import parse_time

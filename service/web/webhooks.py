@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, jsonify, request
 from standardwebhooks import Webhook
 
-from .. import keys
-from ..db import utcnow
-from ..errors import InvalidInput, NotFound
-from ..intake import Event, ingest, lead_fields, normalise_email
+from service.core.db import utcnow
+from service.core.errors import InvalidInput, NotFound
+from service.intake import keys
+from service.intake.activity import Event, ingest, lead_fields, normalise_email
+
 from . import bodies
 from .responses import error_response
 

@@ -1,0 +1,1 @@
+"""Panel users: accounts, passwords, sessions, reset links."""

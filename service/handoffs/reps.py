@@ -1,0 +1,107 @@
+"""Keeping reps and teams in step with an HR or CRM system: upsert by email or name."""
+
+from __future__ import annotations
+
+from datetime import date
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import peewee
+
+from service.core.db import transaction
+from service.core.errors import InvalidInput
+from service.core.models import Rep, Team
+from service.core.text import one_line
+from service.intake.activity import normalise_email
+
+REP_TEXT = ("name", "manager_email", "time_zone")
+REP_INTS = ("weight", "capacity")
+REP_FLAGS = ("active", "out_of_office")
+
+
+def upsert_team(data: dict) -> tuple[Team, bool]:
+    name = data.get("name")
+    name = one_line(name)[:255].rstrip() if isinstance(name, str) else ""  # reaches headers
+    if not name:
+        raise InvalidInput("name is required")
+    fields = {}
+    for key in ("manager_email", "fallback_email"):
+        if data.get(key) is not None:
+            fields[key] = normalise_email(data[key]) if data[key] else ""
+    with transaction():
+        team = Team.get_or_none(Team.name == name)
+        if team is None:
+            return _create(Team, name=name, **fields), True
+        if fields:
+            Team.update(**fields).where(Team.id == team.id).execute()
+    return Team.get_by_id(team.id), False
+
+
+def upsert_rep(data: dict) -> tuple[Rep, bool]:
+    email = normalise_email(data.get("email"))
+    fields = _rep_fields(data)
+    with transaction():
+        rep = Rep.get_or_none(Rep.email == email)
+        if rep is None:
+            return _create(Rep, email=email, **fields), True
+        if fields:
+            Rep.update(**fields).where(Rep.id == rep.id).execute()
+    return Rep.get_by_id(rep.id), False
+
+
+def _create(model, **fields):
+    try:
+        with transaction():
+            return model.create(**fields)
+    except peewee.IntegrityError:
+        raise InvalidInput("it was created by another request just now; send it again") from None
+
+
+def _rep_fields(data: dict) -> dict:
+    fields = {}
+    for key in REP_TEXT:
+        if data.get(key) is not None:
+            if not isinstance(data[key], str):
+                raise InvalidInput(f"{key} must be text")
+            fields[key] = one_line(data[key])[:255].rstrip()  # a name reaches email headers
+    if fields.get("manager_email"):
+        fields["manager_email"] = normalise_email(fields["manager_email"])
+    if "time_zone" in fields:
+        try:
+            ZoneInfo(fields["time_zone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(f"unknown time zone {fields['time_zone']!r}") from None
+    for key in REP_INTS:
+        if data.get(key) is not None:
+            value = data[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+                raise InvalidInput(f"{key} must be a whole number from 0 to 1000")
+            fields[key] = value
+    for key in REP_FLAGS:
+        if data.get(key) is not None:
+            if not isinstance(data[key], bool):
+                raise InvalidInput(f"{key} must be true or false")
+            fields[key] = data[key]
+    for key in ("away_from", "away_until"):
+        if key in data:
+            fields[key] = _day(data[key], key)
+    if "team" in data:
+        fields["team"] = _team(data["team"])
+    return fields
+
+
+def _day(value, key: str) -> date | None:
+    if value in (None, ""):
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(f"{key} must be a date like 2026-12-24") from None
+
+
+def _team(name) -> int | None:
+    if name in (None, ""):
+        return None
+    team = Team.get_or_none(Team.name == str(name))
+    if team is None:
+        raise InvalidInput(f"no team named {name!r}: create it first (POST /api/v1/teams)")
+    return team.id

@@ -1,0 +1,254 @@
+"""Activity intake: every source normalises to Event and ends in record_events(); forms and
+scripts use the one-event shortcut record_activity(). Tracking calls are accepted first
+(stored as they came, answered at once) and recorded by workers in batches, oldest first."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import peewee
+from email_validator import EmailNotValidError, validate_email
+
+from service.core import jsontext, metrics
+from service.core.db import insert_returning, insert_rows, lock, run_rendered, transaction
+from service.core.errors import InvalidInput
+from service.core.models import Activity, Delivery, InboundEvent, Lead
+from service.core.text import one_line
+from service.handoffs.actions import auto_promote
+from service.intake.recording import Batch, Recorded
+from service.leads.scoring import Policy
+from service.nurture import sequences as nurture
+
+
+@dataclass
+class Event:
+    """One activity in the shape every intake adapter produces."""
+    type: str
+    occurred_at: datetime
+    properties: dict = field(default_factory=dict)
+    raw: Any = None
+    email: str | None = None
+    fields: dict = field(default_factory=dict)
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    identify_only: bool = False
+
+    def to_json(self) -> str:
+        return jsontext.dumps({**vars(self), "occurred_at": self.occurred_at.isoformat()})
+
+    @classmethod
+    def from_json(cls, text: str) -> Event:
+        values = jsontext.loads(text)
+        return cls(**{**values, "occurred_at": datetime.fromisoformat(values["occurred_at"])})
+
+
+log = logging.getLogger(__name__)
+RECORD_LIMIT = 500  # accepted events recorded in one transaction
+
+ATOM_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+
+
+@lru_cache(maxsize=16384)
+def _checked_domain(domain: str) -> str | None:
+    try:
+        return validate_email(f"x@{domain}", check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
+
+
+def normalise_email(raw: object) -> str:
+    """Trimmed, syntax-checked, lower-cased. Plain ASCII addresses take a fast path that
+    checks each domain once (imports see the same few domains again and again)."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidInput("email is required")
+    text = raw.strip()
+    local, _, domain = text.rpartition("@")
+    if len(text) <= 254 and len(local) <= 64 and ATOM_LOCAL.match(local):
+        checked = _checked_domain(domain)
+        if checked:
+            return f"{local}@{checked}".lower()
+    try:
+        return validate_email(text, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"email is not valid: {exc}") from None
+
+
+def lead_fields(values: dict) -> dict:
+    """Keep only known lead fields with non-empty text, each one line (no line breaks, tabs,
+    NUL or other control characters: a name reaches email headers), bounded."""
+    texts = {name: one_line(values[name])[:255].rstrip()
+             for name in Lead.EDITABLE if _is_text(values.get(name))}
+    return {name: text for name, text in texts.items() if text}
+
+
+def _is_text(value) -> bool:
+    """A value a lead field can hold: text or a number, not empty, not a flag, an object or
+    a list (whose Python repr would be stored as if someone had typed it)."""
+    return isinstance(value, str | int | float) and not isinstance(value, bool) and value != ""
+
+
+def record_activity(email: str, *, type: str, source: str, occurred_at: datetime,
+                    now: datetime, policy: Policy | None = None, properties: dict | None = None,
+                    fields: dict | None = None, raw: Any = None) -> Activity:
+    event = Event(type=type, occurred_at=occurred_at, properties=properties or {}, raw=raw,
+                  email=normalise_email(email), fields=lead_fields(fields or {}))
+    record_events([event], source=source, now=now, policy=policy)
+    return (Activity.select().join(Lead).where(Lead.email == event.email)
+            .order_by(Activity.id.desc()).get())
+
+
+def record_events(events: list[Event], *, source: str, now: datetime,
+                  policy: Policy | None = None, delivery_id: str | None = None) -> Recorded:
+    """Record events in one transaction. With a delivery id, a re-delivery records nothing
+    and returns duplicates=1 (the unique index on Delivery decides, even concurrently)."""
+    result = Recorded()
+    with transaction():
+        if delivery_id is not None and not _first_deliveries(source, [delivery_id], now):
+            result.duplicates = 1
+            return result
+        Batch(source, now, policy, result).record(events)
+    return result
+
+
+def ingest(events: list[Event], *, source: str, settings: dict, now: datetime,
+           delivery_id: str | None = None) -> Recorded:
+    """Record events with the configured scoring, then auto-promote leads that crossed the
+    threshold when that is switched on."""
+    policy = Policy.from_settings(settings)
+    result = record_events(events, source=source, now=now, policy=policy,
+                           delivery_id=delivery_id)
+    promote_crossed(result, settings, now)
+    _count(result, source)
+    return result
+
+
+def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: datetime) -> None:
+    """Store a batch of (event, message id) for recording, committed before the caller
+    answers. Only appends: the ids are claimed when recorded (a random-key unique index
+    is the costly part of a commit), so the write lock is held for a few sequential inserts."""
+    rows = [{"source": source, "received_at": now, "event": event.to_json(),
+             "delivery_id": Delivery.stored_id(message_id)} for event, message_id in messages]
+    with transaction():
+        insert_rows(InboundEvent, rows)
+    metrics.add("leadbridge_intake_accepted_total", len(rows), source=source)
+
+
+def record_inbound(*, settings: dict, now: datetime, limit: int = RECORD_LIMIT) -> int:
+    """Record the oldest accepted events in order, in one transaction, and return how many
+    were taken. If that fails for a reason other than the database (a bad stored event),
+    each is recorded on its own and one that still fails is set aside as failed."""
+    try:
+        taken, results = _record(settings, now, limit)
+    except peewee.OperationalError:
+        raise
+    except Exception:
+        log.warning("recording up to %d accepted events together failed; one at a time",
+                    limit, exc_info=True)
+        taken, results = _record_one_at_a_time(settings, now, limit)
+    for source, result in results:
+        promote_crossed(result, settings, now)
+        _count(result, source)
+    return taken
+
+
+def _record(settings: dict, now: datetime, limit: int,
+            only: int | None = None) -> tuple[int, list[tuple[str, Recorded]]]:
+    policy, results = Policy.from_settings(settings), []
+    with transaction():
+        lock("record-inbound")  # one recorder at a time keeps each visitor's events in order
+        rows = _oldest(limit, only)
+        for source, run in _runs_by_source(rows):
+            events = _first_of_each(source, run, now)
+            results.append((source, Recorded(duplicates=len(run) - len(events))))
+            Batch(source, now, policy, results[-1][1]).record(events)
+        if rows:
+            run_rendered(_delete_inbound, [row[0] for row in rows])
+    return len(rows), results
+
+
+def _record_one_at_a_time(settings: dict, now: datetime,
+                          limit: int) -> tuple[int, list[tuple[str, Recorded]]]:
+    taken, results = 0, []
+    for row_id, *_ in _oldest(limit):
+        try:
+            done, recorded = _record(settings, now, 1, only=row_id)
+        except peewee.OperationalError:
+            raise
+        except Exception as exc:
+            done, recorded = _set_aside(row_id, f"{type(exc).__name__}: {exc}"), []
+        taken, results = taken + done, results + recorded
+    return taken, results
+
+
+def _oldest(limit: int, only: int | None = None) -> list[tuple]:
+    query = (InboundEvent.select(InboundEvent.id, InboundEvent.source,
+                                 InboundEvent.delivery_id, InboundEvent.event)
+             .where(InboundEvent.failed.is_null()).order_by(InboundEvent.id).limit(limit))
+    return list((query.where(InboundEvent.id == only) if only else query).tuples())
+
+
+def _delete_inbound(ids: list[int]):
+    return InboundEvent.delete().where(InboundEvent.id.in_(ids))
+
+
+def _runs_by_source(rows: list[tuple]) -> list[tuple[str, list[tuple]]]:
+    """Consecutive rows of one source as (delivery id, stored event), kept in order."""
+    runs: list[tuple[str, list[tuple]]] = []
+    for _, source, delivery_id, stored in rows:
+        if not runs or runs[-1][0] != source:
+            runs.append((source, []))
+        runs[-1][1].append((delivery_id, stored))
+    return runs
+
+
+def _first_of_each(source: str, run: list[tuple], now: datetime) -> list[Event]:
+    """The events whose delivery id this call claims, each id's first in order; rows with
+    no id were claimed when accepted."""
+    fresh = _first_deliveries(source, [d for d, _ in run if d is not None], now)
+    events = []
+    for delivery_id, stored in run:
+        if delivery_id is None or delivery_id in fresh:
+            fresh.discard(delivery_id)
+            events.append(Event.from_json(stored))
+    return events
+
+
+def _set_aside(row_id: int, reason: str) -> int:
+    with transaction():
+        marked = InboundEvent.update(failed=reason[:2000]).where(
+            InboundEvent.id == row_id, InboundEvent.failed.is_null()).execute()
+    if marked:
+        log.error("accepted event %d could not be recorded and is set aside: %s", row_id,
+                  reason)
+    return marked
+
+
+def _count(result: Recorded, source: str) -> None:
+    metrics.add("leadbridge_intake_events_total", result.activities + result.anonymous,
+                source=source)
+    metrics.add("leadbridge_intake_duplicates_total", result.duplicates, source=source)
+
+
+def promote_crossed(result: Recorded, settings: dict, now: datetime) -> None:
+    """After the commit: re-engaged nurtured leads, then automatic promotion."""
+    intent = set(settings["nurture.high_intent_types"])
+    keen = sorted(lead_id for lead_id, kinds in result.kinds.items() if kinds & intent)
+    if keen:
+        nurture.reengage(keen, settings=settings, now=now)
+    if settings["scoring.auto_promote"]:
+        for lead_id in sorted(result.crossed):
+            auto_promote(lead_id, settings=settings, now=now)
+
+
+def _first_deliveries(source: str, delivery_ids: list[str], now: datetime) -> set[str]:
+    """Claim the delivery ids; return those not claimed before (even by a concurrent call:
+    the unique index decides and RETURNING names the rows this call inserted)."""
+    ids = dict.fromkeys(Delivery.stored_id(delivery_id) for delivery_id in delivery_ids)
+    return set(insert_returning(
+        Delivery, [{"source": source, "delivery_id": delivery_id, "received_at": now}
+                   for delivery_id in ids], "delivery_id", ignore_conflicts=True))

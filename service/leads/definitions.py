@@ -1,0 +1,30 @@
+"""Versioned MQL and SQL definitions: a change is a new version, never an edit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import peewee
+
+from service.core.db import transaction
+from service.core.errors import InvalidInput
+from service.core.models import Definition
+
+
+def add_definition(kind: str, *, text: str, agreed_by_marketing: str, agreed_by_sales: str,
+                   agreed_at: datetime) -> Definition:
+    if kind not in ("mql", "sql"):
+        raise InvalidInput("kind must be mql or sql")
+    if not text.strip():
+        raise InvalidInput("the definition needs text")
+    for _ in range(3):
+        try:
+            with transaction():
+                latest = Definition.current(kind)
+                return Definition.create(
+                    kind=kind, version=(latest.version + 1) if latest else 1, text=text.strip(),
+                    agreed_by_marketing=agreed_by_marketing.strip(),
+                    agreed_by_sales=agreed_by_sales.strip(), agreed_at=agreed_at)
+        except peewee.IntegrityError:
+            continue
+    raise InvalidInput("another version was saved at the same moment; try again")

@@ -1,0 +1,338 @@
+"""One function per email: it reads the rows it needs and returns the template context.
+deliver() renders claimed outbox rows and sends them over one transport connection."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import peewee
+from markupsafe import Markup
+from peewee import JOIN
+from rq.timeouts import JobTimeoutException
+
+from service.accounts import users
+from service.core import links, metrics, outbox
+from service.core.config import base_url
+from service.core.db import utcnow
+from service.core.errors import InvalidInput
+from service.core.models import Activity, Enrollment, Handoff, Lead, OutboxEmail, Rep, User
+from service.handoffs.labels import LABELS
+from service.intake.activity import normalise_email
+from service.leads.scoring import Policy
+from service.mail import transport as mail
+from service.nurture.suppression import suppressed_among
+
+log = logging.getLogger(__name__)
+
+
+def rep_handoff(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    handoff = Handoff.get_by_id(row.handoff_id)
+    lead, rep = handoff.lead, handoff.rep
+    activities = (Activity.select().where(Activity.lead == lead.id)
+                  .order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(10))
+    policy = Policy.from_settings(settings)
+    return {
+        "handoff": handoff, "lead": lead, "rep": rep,
+        "activities": list(activities), "definition": handoff.definition,
+        "score": round(policy.score(lead.score_log, utcnow())),
+        "threshold": round(policy.threshold),
+        "deadline": local_time(handoff.due_at, rep.time_zone),
+        "accept_url": decision_url(settings, secret, handoff, "accept"),
+        "reject_url": decision_url(settings, secret, handoff, "reject"),
+    }
+
+
+def decision_url(settings: dict, secret: str, handoff: Handoff, action: str) -> str:
+    token = links.handoff_token(secret, handoff.id, handoff.rep_id, action,
+                                handoff.lead.public_id)
+    return f"{base_url(settings)}/h/{token}"
+
+
+def decision_feedback(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    handoff = Handoff.get_by_id(row.handoff_id)
+    reason = settings["handoff.reject_reasons"].get(handoff.reason, {})
+    outcome = handoff.outcome or ""
+    return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep, "labels": LABELS,
+            "reason_label": reason.get("label", handoff.reason),
+            "outcome_label": "disqualified" if outcome == "disqualify"
+            else f"nurture sequence {outcome.partition(':')[2]}"}
+
+
+def handoff_moved(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    old = Handoff.get_by_id(row.handoff_id)
+    new = old.replaced_by.order_by(Handoff.id.desc()).first()
+    return {"lead": old.lead, "rep": old.rep, "new_rep": new.rep if new else old.rep}
+
+
+def span(delta: timedelta) -> str:
+    minutes = int(abs(delta.total_seconds()) // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"]
+    return " ".join(parts[:2])
+
+
+def sla_reminder(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    handoff = Handoff.get_by_id(row.handoff_id)
+    left = handoff.due_at - utcnow()
+    return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep,
+            "deadline": local_time(handoff.due_at, handoff.rep.time_zone),
+            "time_left": f"{span(left)} left" if left.total_seconds() > 0 else "overdue",
+            "accept_url": decision_url(settings, secret, handoff, "accept"),
+            "reject_url": decision_url(settings, secret, handoff, "reject")}
+
+
+def sla_escalation(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    handoff = Handoff.get_by_id(row.handoff_id)
+    late = utcnow() - handoff.due_at
+    root = base_url(settings)
+    return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep,
+            "overdue": f"{span(late)} ago" if late.total_seconds() > 0 else "just now",
+            "handoff_url": f"{root}/admin/handoff/details/?id={handoff.id}",
+            "reassign_url": f"{root}/admin/pending/reassign/?ids={handoff.id}"}
+
+
+def mql_undecided(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    handoff = Handoff.get_by_id(row.handoff_id)
+    root = base_url(settings)
+    return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep,
+            "steps": handoff.episode(), "first_due": handoff.first_due_at or handoff.due_at,
+            "handoff_url": f"{root}/admin/handoff/details/?id={handoff.id}",
+            "reassign_url": f"{root}/admin/pending/reassign/?ids={handoff.id}"}
+
+
+def lead_reengaged(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    lead = Lead.get_by_id(row.lead_id)
+    recent = (Activity.select().where(Activity.lead == lead.id)
+              .order_by(Activity.occurred_at.desc()).limit(5))
+    return {"lead": lead, "activities": list(recent),
+            "lead_url": f"{base_url(settings)}/admin/lead/details/?id={lead.id}"}
+
+
+def weekly_digest(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    from service.reports.digest import context
+
+    return {**context(row.context["start"], row.context["end"], settings),
+            "dashboard_url": f"{base_url(settings)}/admin/?period=week"}
+
+
+def password_reset(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    """The link is signed only while a sender holds the row: a preview of the waiting email
+    in the panel shows none, and the outbox keeps no copy of the sent one (UNKEPT)."""
+    user = User.get_by_id(row.context["user_id"])
+    url = "(the link is made when the email is sent)"
+    if row.claimed_at is not None and row.sent_at is None:
+        url = f"{base_url(settings)}/admin/reset/{users.reset_token(secret, user)}"
+    return {"user": user, "hours": users.RESET_HOURS, "reset_url": url}
+
+
+def prospect(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    """Context of every email to a prospect: personalisation, unsubscribe, tracked links."""
+    root = base_url(settings)
+    lead = row.lead or Lead(email=row.to_address)  # joined in deliver(); gone if erased
+
+    def track(url: str) -> str:
+        return f"{root}/c/{links.click_token(secret, row.id, url, lead.public_id)}"
+
+    return {"lead": lead, "sender": settings["mail.from_name"], "track": track,
+            "postal_address": settings["mail.postal_address"],
+            "unsubscribe_url": f"{root}/u/{unsubscribe_token(row, secret)}"}
+
+
+def unsubscribe_token(row: OutboxEmail, secret: str) -> str:
+    lead = row.lead or Lead(id=0, email=row.to_address)
+    return links.unsubscribe_token(secret, lead.id, lead.public_id)
+
+
+def unsubscribe_headers(row: OutboxEmail, settings: dict, secret: str) -> dict:
+    """RFC 2369 and RFC 8058 one-click unsubscribe."""
+    token = unsubscribe_token(row, secret)
+    mailbox = (settings["mail.unsubscribe_mailto"]
+               or "unsubscribe@" + settings["mail.from_address"].rpartition("@")[2])
+    return {"List-Unsubscribe": f"<{base_url(settings)}/u/{token}>, "
+                                f"<mailto:{mailbox}?subject=unsubscribe%20{token}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
+            "handoff_moved": handoff_moved, "sla_reminder": sla_reminder,
+            "sla_escalation": sla_escalation, "mql_undecided": mql_undecided,
+            "lead_reengaged": lead_reengaged,
+            "weekly_digest": weekly_digest, "password_reset": password_reset}
+UNKEPT = ("password_reset",)  # their body is a credential: the outbox keeps the subject only
+
+
+TO_REP = ("rep_handoff", "sla_reminder", "handoff_moved")
+ABOUT_REP = ("decision_feedback", "sla_escalation", "mql_undecided")
+
+
+def reply_to(row: OutboxEmail, settings: dict) -> tuple[str, str] | None:
+    """Where a reply reaches a person, as (name, email): a rep's email goes back to the
+    promoter, an email about a rep's handoff to that rep, a prospect's to the lead's owner
+    (the rep of its latest handoff); otherwise mail.reply_to (empty: no Reply-To)."""
+    person = None
+    if row.to_prospect and row.lead_id is not None:
+        person = (Rep.select(Rep.name, Rep.email).join(Handoff).where(Handoff.lead == row.lead_id)
+                  .order_by(Handoff.id.desc()).first())
+    elif row.handoff_id is not None and row.template in TO_REP + ABOUT_REP:
+        handoff = Handoff.get_by_id(row.handoff_id)
+        if row.template in ABOUT_REP:
+            person = handoff.rep
+        elif promoter := _address(handoff.promoted_by):
+            return "", promoter
+    if person is not None:
+        return person.name, person.email
+    return parseaddr(settings["mail.reply_to"]) if settings["mail.reply_to"] else None
+
+
+def _address(text: str) -> str:
+    """text when it is an email address (a promoter may be "auto-promotion" or "api:…")."""
+    try:
+        return normalise_email(text)
+    except InvalidInput:
+        return ""
+
+
+def local_time(moment: datetime, zone: str) -> str:
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    return moment.astimezone(tz).strftime(f"%a %d %b %Y, %H:%M ({tz.key})")
+
+
+def compose(row: OutboxEmail, settings: dict, secret: str):
+    build = prospect if row.to_prospect else CONTEXTS[row.template]
+    context = {**row.context, **build(row, settings, secret)}
+    subject, text, html = mail.render(row.template, context)
+    headers = unsubscribe_headers(row, settings, secret) if row.to_prospect else {}
+    if answer_to := reply_to(row, settings):
+        headers["Reply-To"] = mail.address(*answer_to)
+    message = mail.build_message(
+        sender=settings["mail.from_address"], sender_name=settings["mail.from_name"],
+        to_address=row.to_address, to_name=row.to_name, message_id=row.message_id,
+        subject=subject, text=text, html=html, headers=headers)
+    return message, subject, text, html
+
+
+def preview_html(row: OutboxEmail, settings: dict, secret: str) -> str:
+    """What the panel shows of an email: the copy sent, else the email as it would go now; a
+    row that cannot be composed shows why instead."""
+    if row.sent_at:
+        return row.body_html
+    parts = compose_or_why(row, settings, secret)
+    if isinstance(parts, str):
+        return str(Markup("<p>This email cannot be shown: {}</p>").format(
+            row.last_error or parts))
+    return parts[3]
+
+
+def skip_reasons(rows: list[OutboxEmail]) -> dict[int, str]:
+    """Why emails must not go out now, whatever queued them: the address is a demo one; or,
+    for prospect mail, it is suppressed, or the enrollment that queued it was stopped."""
+    reasons = {row.id: outbox.DEMO_SKIP for row in rows
+               if outbox.reserved_for_demo(row.to_address)}
+    prospects = [row for row in rows if row.to_prospect and row.id not in reasons]
+    if prospects:
+        reasons.update(prospect_skips(prospects))
+    return reasons
+
+
+def prospect_skips(prospects: list[OutboxEmail]) -> dict[int, str]:
+    blocked = suppressed_among([row.to_address for row in prospects])
+    live = {row.id for row in Enrollment.select(Enrollment.id).where(
+        Enrollment.id.in_([r.enrollment for r in prospects if r.enrollment is not None]),
+        Enrollment.status != "stopped")}
+    reasons = {}
+    for row in prospects:
+        if row.to_address.lower() in blocked:
+            reasons[row.id] = "suppressed"
+        elif row.enrollment is not None and row.enrollment not in live:
+            reasons[row.id] = "enrollment stopped"
+    return reasons
+
+
+# Errors of the moment (the database, the disk, the job's time limit): the row is tried
+# again. Any other error composing a row means it can never be sent as it stands.
+TRANSIENT = (peewee.DatabaseError, peewee.InterfaceError, OSError, JobTimeoutException)
+
+
+def compose_or_why(row: OutboxEmail, settings: dict, secret: str):
+    """compose(), or why the row can never be composed as it stands (a str); an error of the
+    moment (TRANSIENT) raises, so the row is tried again."""
+    try:
+        return compose(row, settings, secret)
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        return f"cannot be composed: {type(exc).__name__}: {exc}"
+
+
+def composed(row: OutboxEmail, settings: dict, secret: str, now: datetime):
+    """compose() for a row of a batch; a row that cannot be composed fails for good (its
+    reason shown in the panel's outbox) and None is returned, so the rest of the batch goes."""
+    parts = compose_or_why(row, settings, secret)
+    if isinstance(parts, str):
+        log.warning("outbox %d %s", row.id, parts)
+        outbox.mark_failed(row.id, error=parts, now=now)
+        return None
+    return parts
+
+
+def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime) -> int:
+    """Send the rows this call can claim; return how many were sent."""
+    claimed = outbox.claim(outbox_ids, now=now, claim_seconds=settings["outbox.claim_seconds"])
+    rows = list(OutboxEmail.select(OutboxEmail, Lead).join(Lead, JOIN.LEFT_OUTER)
+                .where(OutboxEmail.id.in_(claimed)).order_by(OutboxEmail.id))
+    skips, batch = skip_reasons(rows), []
+    templates, outcomes = {row.id: row.template for row in rows}, Counter()
+    for row in rows:
+        reason = skips.get(row.id)
+        if reason:
+            outbox.mark_skipped(row.id, reason=reason, now=now)
+        elif (parts := composed(row, settings, secret, now)) is not None:
+            batch.append((row.id, parts))
+        else:
+            outcomes["failed", row.template] += 1
+    try:
+        return _send(batch, templates, outcomes, settings=settings, now=now)
+    finally:
+        for (outcome, template), count in outcomes.items():
+            metrics.add(f"leadbridge_emails_{outcome}_total", count, template=template)
+
+
+def _send(batch: list, templates: dict[int, str], outcomes: Counter, *, settings: dict,
+          now: datetime) -> int:
+    if not batch:
+        return 0
+    parts, answered, sent = dict(batch), set(), []
+
+    def report(outbox_id: int, refusal: str | None) -> None:
+        answered.add(outbox_id)
+        if refusal:
+            log.warning("outbox %d refused for good: %s", outbox_id, refusal)
+            outbox.mark_failed(outbox_id, error=refusal, now=now)
+            outcomes["failed", templates[outbox_id]] += 1
+        else:
+            _, subject, text, html = parts[outbox_id]
+            if templates[outbox_id] in UNKEPT:
+                text = html = "(not kept: it held a one-time link)"
+            outbox.mark_sent(outbox_id, subject=subject, body_text=text, body_html=html,
+                             now=now)
+            outcomes["sent", templates[outbox_id]] += 1
+            sent.append(outbox_id)
+
+    try:
+        mail.transport(settings).send([(i, message[0]) for i, message in batch], report)
+    except mail.TransientError as exc:
+        unanswered = [i for i, _ in batch if i not in answered]
+        failed = outbox.release(unanswered, error=str(exc), now=now,
+                                backoff=settings["outbox.retry_seconds"])
+        for outbox_id in unanswered:
+            outcomes["failed" if outbox_id in failed else "retried", templates[outbox_id]] += 1
+        raise
+    return len(sent)

@@ -1,0 +1,226 @@
+"""Rendering emails from email_templates/ and sending them through a transport."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from collections.abc import Callable
+from contextlib import suppress
+from email.charset import Charset
+from email.errors import MessageError
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate
+from functools import cache, lru_cache
+from pathlib import Path
+
+import css_inline
+import idna
+import jinja2
+
+import email_templates
+from service.core.text import one_line
+
+TEMPLATES = Path(email_templates.__path__[0])
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+    autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+    trim_blocks=True, lstrip_blocks=True)
+_inliner = css_inline.CSSInliner()
+
+
+def render(template: str, context: dict) -> tuple[str, str, str]:
+    """Return (subject, text, html) for email_templates/<template>/; a template without
+    subject.txt takes its subject from context["subject"] (a Jinja string)."""
+    if (TEMPLATES / template / "subject.txt").exists():
+        subject = _env.get_template(f"{template}/subject.txt").render(context)
+    else:
+        subject = _subject_template(context["subject"]).render(context)
+    text = _env.get_template(f"{template}/body.txt").render(context)
+    html = _inliner.inline(_env.get_template(f"{template}/body.html").render(context))
+    return " ".join(subject.split()), text, html
+
+
+@lru_cache(maxsize=256)
+def _subject_template(source: str) -> jinja2.Template:
+    return _env.from_string(source)
+
+
+HEADER_LIMIT = 900  # characters of header text: a header line may not pass 998 bytes
+NAME_LIMIT = 78  # characters of a display name
+WORD_LIMIT = 60  # a longer word cannot be folded after "Subject: " within 78 characters
+_UTF8 = Charset("utf-8")
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?")  # text a reader would decode (RFC 2047)
+
+
+def header_text(value: object, limit: int = HEADER_LIMIT) -> str:
+    """The one way a value becomes email header text: one line of printable characters (no
+    CR, LF or other control character, whatever the value holds), at most limit long."""
+    return one_line(value)[:limit].rstrip()
+
+
+_ADDR_SPEC = re.compile(r'[^\s@,;:<>()\[\]"\\]+@[^\s@,;:<>()\[\]"\\]+')
+
+
+def mailbox(email: object) -> str:
+    """email as one sendable addr-spec: `local@domain`, a non-ASCII domain IDNA-encoded.
+    ValueError for anything else (a list, a name, a line break, a second @, …), so a row
+    holding such an address fails alone instead of reaching someone it should not."""
+    if (not isinstance(email, str) or len(email) > 254 or not email.isprintable()
+            or not _ADDR_SPEC.fullmatch(email)):
+        raise ValueError(f"not one email address: {email!r}")
+    local, _, domain = email.partition("@")
+    if not local.isascii():
+        raise ValueError(f"{email!r}: a non-ASCII local part needs SMTPUTF8, not supported")
+    if not domain.isascii():
+        domain = idna.encode(domain).decode("ascii")  # IDNAError is a ValueError
+    return f"{local}@{domain}"
+
+
+def address(name: object, email: object) -> str:
+    """A mailbox for From, To or Reply-To: `Name <email>` (quoted as needed), the name
+    RFC 2047-encoded when it is not plain ASCII or could be read as an encoded word; the
+    email exactly one addr-spec (see mailbox())."""
+    name, email = header_text(name, NAME_LIMIT), mailbox(email)
+    if name and (not name.isascii() or _ENCODED_WORD.search(name)):
+        return f"{_UTF8.header_encode(name)} <{formataddr(('', email))}>"
+    return formataddr((name, email))
+
+
+def words(value: object) -> str | Header:
+    """Text for people to read (a subject): as it is when plain ASCII that folds cleanly,
+    otherwise RFC 2047-encoded, so a reader shows exactly header_text(value)."""
+    text = header_text(value)
+    if (text.isascii() and not _ENCODED_WORD.search(text)
+            and all(len(word) <= WORD_LIMIT for word in text.split(" "))):
+        return text
+    return Header(text, "utf-8")
+
+
+class Message(MIMEMultipart):
+    """An email and its envelope recipient: the one address it goes to, set by
+    build_message(), never parsed back from its headers."""
+
+    envelope_to = ""
+
+
+def build_message(*, sender: str, sender_name: str, to_address: str, to_name: str,
+                  message_id: str, subject: str, text: str, html: str,
+                  headers: dict | None = None) -> Message:
+    """A text + HTML message. Built with the email.mime classes: several times faster than
+    EmailMessage's header registry, which matters when a job sends a batch. Every header is
+    assigned here, through header_text() (the subject through words()), so none can hold a
+    line break: extra headers (Reply-To from address(), List-Unsubscribe, …) too."""
+    message = Message("alternative")
+    message.envelope_to = mailbox(to_address)
+    message["Subject"] = words(subject)
+    values = {"From": address(sender_name, sender), "To": address(to_name, to_address),
+              "Date": formatdate(localtime=False), "Message-ID": message_id, **(headers or {})}
+    for name, value in values.items():
+        message[header_text(name)] = header_text(value)
+    message.attach(MIMEText(text, "plain", "utf-8"))
+    message.attach(MIMEText(html, "html", "utf-8"))
+    return message
+
+
+class TransientError(Exception):
+    """The server or the network said "not now": try these messages again later."""
+
+
+Report = Callable[[int, str | None], None]  # (outbox id, None when accepted or the refusal)
+
+
+class CaptureTransport:
+    """Keeps mail: each message as an .eml file under the data folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def send(self, messages: list[tuple[int, Message]], report: Report) -> None:
+        from service.core.config import write_private
+
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for outbox_id, message in messages:
+            # private: the rep's email holds live Accept/Reject links
+            write_private(self.folder / f"{outbox_id:08d}.eml", message.as_bytes())
+            report(outbox_id, None)
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """Built once: loading the system's CA certificates takes tens of milliseconds."""
+    return ssl.create_default_context()
+
+
+class SMTPTransport:
+    """One connection for a batch of messages. Each message is reported as soon as the
+    server has answered it: accepted, or refused for good (5xx). A 4xx answer, a refused
+    connection or a timeout raises TransientError for the rest of the batch."""
+
+    def __init__(self, *, host: str, port: int, security: str, username: str, password: str,
+                 timeout: float):
+        self.host, self.port, self.security = host, port, security
+        self.username, self.password, self.timeout = username, password, timeout
+
+    def send(self, messages: list[tuple[int, Message]], report: Report) -> None:
+        try:
+            smtp = self._connect()
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        with smtp:
+            for outbox_id, message in messages:
+                report(outbox_id, self._send_one(smtp, message))
+
+    def _connect(self) -> smtplib.SMTP:
+        context = _tls_context() if self.security != "none" else None
+        if self.security == "ssl":
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            if self.security == "starttls":
+                smtp.starttls(context=context)
+            if self.username:
+                smtp.login(self.username, self.password)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    @staticmethod
+    def _send_one(smtp: smtplib.SMTP, message: Message) -> str | None:
+        """None when accepted; the reason when this message can never go (the server
+        refused it for good, or it cannot be written or addressed). It goes to its
+        envelope recipient only, whatever its headers say."""
+        try:
+            smtp.send_message(message, to_addrs=[message.envelope_to])
+            return None
+        except smtplib.SMTPRecipientsRefused as exc:
+            if not exc.recipients:
+                return "no recipient address in the To header"
+            code, reply = min(exc.recipients.values())
+        except smtplib.SMTPResponseException as exc:
+            code, reply = exc.smtp_code, exc.smtp_error
+        except smtplib.SMTPNotSupportedError as exc:  # a UTF-8 address, and no SMTPUTF8
+            return f"the server cannot take it: {exc}"
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        except (ValueError, MessageError) as exc:
+            with suppress(OSError, smtplib.SMTPException):
+                smtp.rset()  # in case the server was told part of it
+            return f"cannot be written: {type(exc).__name__}: {exc}"
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        if 500 <= code < 600:
+            return f"{code} {text}"
+        raise TransientError(f"{code} {text}")
+
+
+def transport(settings: dict):
+    if settings["mail.transport"] == "smtp":
+        return SMTPTransport(
+            host=settings["mail.smtp_host"], port=settings["mail.smtp_port"],
+            security=settings["mail.smtp_security"], username=settings["mail.smtp_username"],
+            password=settings["mail.smtp_password"], timeout=settings["mail.smtp_timeout"])
+    return CaptureTransport(Path(settings["data_dir"]) / "mail")

@@ -1,0 +1,87 @@
+"""Bounces and complaints from email providers, normalised to one shape and applied: hard
+bounces and complaints suppress at once, soft bounces after a number within a window.
+One adapter per provider (in service/web/email_events.py) verifies and parses.
+
+A signed delivery is recorded once: its token (Mailgun) or message id (SES) is claimed in the
+Delivery table, whose unique index decides even between concurrent requests. The same
+delivery again (a provider's retry) records nothing; the token again with other data (a
+replayed signature) is refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from service.core.db import insert_returning, transaction
+from service.core.errors import DomainError, InvalidInput
+from service.core.models import Delivery as Claim
+from service.core.models import EmailEvent
+from service.intake.activity import normalise_email
+from service.nurture.suppression import suppress
+
+KINDS = ("hard_bounce", "soft_bounce", "complaint", "other")
+CLAIMS_KEPT = timedelta(days=1)  # well past every provider's freshness window
+
+
+class Replayed(DomainError):
+    status = 409
+    code = "replayed"
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What a provider signed for one delivery: a single-use key and a digest of the data."""
+    key: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    email: str
+    kind: str
+    detail: str = ""
+
+
+def apply(events: list[Delivery], *, provider: str, raw, settings: dict, now: datetime,
+          signed: Signed | None = None) -> dict | None:
+    """Record every event with the raw payload; suppress as the events say. None when the
+    signed delivery was recorded before."""
+    counts = dict.fromkeys(KINDS, 0)
+    window = now - timedelta(days=settings["email_events.soft_bounce_days"])
+    with transaction():
+        if signed is not None and not _first_use(provider, signed, now):
+            return None
+        for event in events:
+            try:
+                email = normalise_email(event.email)
+            except InvalidInput:
+                continue
+            EmailEvent.create(provider=provider, kind=event.kind, email=email, at=now,
+                              detail=event.detail[:1000], raw=raw)
+            counts[event.kind] += 1
+            if event.kind in ("hard_bounce", "complaint"):
+                suppress(email, reason=event.kind, source=provider, now=now)
+            elif event.kind == "soft_bounce":
+                recent = EmailEvent.select().where(
+                    EmailEvent.email == email, EmailEvent.kind == "soft_bounce",
+                    EmailEvent.at >= window).count()
+                if recent >= settings["email_events.soft_bounce_limit"]:
+                    suppress(email, reason="soft_bounces", source=provider, now=now)
+    return counts
+
+
+def _first_use(provider: str, signed: Signed, now: datetime) -> bool:
+    """Claim the key and the digest: True the first time, False for the same delivery again;
+    Replayed for a used key with other data (the caller's transaction then stores nothing)."""
+    source = f"email:{provider}"
+    Claim.delete().where(Claim.source == source, Claim.received_at < now - CLAIMS_KEPT).execute()
+    key, digest = Claim.stored_id(f"key:{signed.key}"), f"sha256:{signed.digest}"
+    claimed = set(insert_returning(
+        Claim, [{"source": source, "delivery_id": value, "received_at": now}
+                for value in (key, digest)], "delivery_id", ignore_conflicts=True))
+    if key in claimed:
+        return True
+    if digest in claimed:
+        raise Replayed(f"this {provider} signature was used already, for other data; "
+                       "each signed event is accepted once")
+    return False

@@ -1,0 +1,131 @@
+"""Nurture sequences: enrollment, the schedule of steps inside send hours, and the sweep that
+sends due steps through the outbox, each step claimed once by a conditional update."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from service.core import outbox
+from service.core.db import transaction
+from service.core.errors import InvalidInput
+from service.core.models import Enrollment, Lead
+from service.handoffs.sla import Calendar, hours_from
+from service.nurture.suppression import is_suppressed, stop_enrollments
+
+
+@dataclass(frozen=True)
+class Step:
+    delay_days: int
+    business_days: bool
+    template: str
+    subject: str
+
+
+def steps(settings: dict, sequence: str) -> list[Step]:
+    config = settings["nurture.sequences"].get(sequence)
+    if config is None:
+        raise InvalidInput(f"no nurture sequence named {sequence!r}")
+    return [Step(s["delay_days"], bool(s.get("business_days")), s["template"], s["subject"])
+            for s in config["steps"]]
+
+
+def send_calendar(settings: dict, zone: str = "") -> Calendar:
+    """Send hours in the lead's time zone when it is known and valid, else the default."""
+    opens, closes = hours_from(settings["nurture.send_hours"], "nurture.send_hours")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ""
+    return Calendar(always_open=False, zone=zone or settings["nurture.time_zone"],
+                    days=tuple(settings["nurture.send_days"]),
+                    opens=opens, closes=closes)
+
+
+def due_time(after: datetime, step: Step, calendar: Calendar) -> datetime:
+    """When a step goes out: its delay after `after`, moved into send hours."""
+    return calendar.open_at(calendar.add_days(after, step.delay_days,
+                                              business=step.business_days))
+
+
+def enroll(lead_id: int, sequence: str, *, settings: dict, now: datetime) -> Enrollment:
+    """Start the sequence (a lead is in at most one at a time)."""
+    plan = steps(settings, sequence)
+    lead = Lead.get_or_none(Lead.id == lead_id)
+    if lead is None:
+        raise InvalidInput(f"lead {lead_id} not found")
+    with transaction():
+        stop_enrollments(lead_id, reason="re-enrolled", now=now)
+        return Enrollment.create(
+            lead=lead_id, sequence=sequence, step=0, started_at=now, updated_at=now,
+            next_due_at=due_time(now, plan[0], send_calendar(settings, lead.time_zone)))
+
+
+def sweep(*, settings: dict, now: datetime, chunk: int = 1000) -> int:
+    """Send every step due at `now`; return how many this call queued."""
+    sent = 0
+    while True:
+        due = list(Enrollment.select(Enrollment, Lead.id, Lead.email, Lead.time_zone,
+                                     Lead.first_name)
+                   .join(Lead).where(Enrollment.status == "active",
+                                     Enrollment.next_due_at <= now)
+                   .order_by(Enrollment.next_due_at).limit(chunk))
+        if not due:
+            return sent
+        with transaction():
+            sent += sum(_send_step(enrollment, settings, now) for enrollment in due)
+
+
+def _send_step(enrollment: Enrollment, settings: dict, now: datetime) -> int:
+    plan = steps(settings, enrollment.sequence)
+    index, lead = enrollment.step, enrollment.lead
+    following = index + 1 < len(plan)
+    next_at = (due_time(now, plan[index + 1], send_calendar(settings, lead.time_zone))
+               if following else None)
+    claimed = (Enrollment.update(step=index + 1, next_due_at=next_at, updated_at=now,
+                                 status="active" if following else "finished",
+                                 stop_reason="" if following else "finished")
+               .where(Enrollment.id == enrollment.id, Enrollment.step == index,
+                      Enrollment.status == "active").execute())
+    if not claimed:
+        return 0
+    if is_suppressed(lead.email):
+        stop_enrollments(lead.id, reason="suppressed", now=now)
+        return 0
+    outbox.queue_email(f"nurture/{plan[index].template}", to_address=lead.email,
+                       to_name=lead.first_name, lead_id=lead.id, now=now, to_prospect=True,
+                       enrollment_id=enrollment.id, step=index,
+                       context={"subject": plan[index].subject})
+    return 1
+
+
+def reengage(lead_ids: list[int], *, settings: dict, now: datetime) -> list[int]:
+    """Leads in an active sequence that showed intent again: mark them and tell marketing,
+    or (nurture.auto_repromote) promote them at once. Returns the leads marked."""
+    from service.handoffs.actions import auto_promote
+
+    active = [row.lead_id for row in Enrollment.select(Enrollment.lead).where(
+        Enrollment.lead.in_(lead_ids), Enrollment.status == "active")]
+    marked = []
+    for lead_id in active:
+        if settings["nurture.auto_repromote"]:
+            auto_promote(lead_id, settings=settings, now=now, note="Re-engaged during nurture.")
+            continue
+        with transaction():
+            if not Lead.update(re_engaged_at=now).where(Lead.id == lead_id).execute():
+                continue
+            for address in _marketers(lead_id, settings):
+                outbox.queue_email("lead_reengaged", to_address=address, lead_id=lead_id,
+                                   now=now)
+        marked.append(lead_id)
+    return marked
+
+
+def _marketers(lead_id: int, settings: dict) -> list[str]:
+    from service.core.models import Handoff
+
+    last = (Handoff.select(Handoff.promoted_by).where(Handoff.lead == lead_id)
+            .order_by(Handoff.id.desc()).first())
+    people = [last.promoted_by] if last and "@" in last.promoted_by else []
+    return sorted(set(people + list(settings["nurture.notify"])))

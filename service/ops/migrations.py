@@ -1,0 +1,316 @@
+"""Versioned schema migrations, applied in order by `leadbridge init-db` (and `up`).
+Add a new function to MIGRATIONS for every schema change; never edit an applied one.
+Table creation uses the current models, so a step that adds a column must tolerate a
+column that a fresh database already has (add_missing_columns does)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+
+from peewee import PostgresqlDatabase, SqliteDatabase, fn
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as run_operations
+
+from service.core.db import RANDOM_TEXT, AutoIncrementField, db, transaction
+from service.core.models import (
+    TABLES_V1,
+    TABLES_V2,
+    TABLES_V3,
+    TABLES_V5,
+    TABLES_V6,
+    TABLES_V8,
+    TABLES_V11,
+    TABLES_V15,
+    Activity,
+    Handoff,
+    InboundEvent,
+    IntegrationKey,
+    Lead,
+    LeadMerge,
+    OutboxEmail,
+    Rep,
+    SchemaVersion,
+    StageChange,
+    Team,
+    User,
+    new_session_token,
+)
+from service.reports.rollups import mark_all_dirty
+
+
+def add_missing_columns(model, *fields) -> None:
+    table = model._meta.table_name
+    present = {column.name for column in db.get_columns(table)}
+    migrator = SchemaMigrator.from_database(db.obj)
+    run_operations(*[migrator.add_column(table, field.column_name, field)
+                     for field in fields if field.column_name not in present])
+    create_indexes(model, over={field.column_name for field in fields})
+
+
+def create_indexes(model, over: set[str] | None = None) -> None:
+    """The model's indexes (those over these columns, if named) whose every column exists:
+    the models are today's, and a later migration may add the rest. Compared by name:
+    Field == Field builds an expression."""
+    present = {column.name for column in db.get_columns(model._meta.table_name)}
+    for index in model._meta.fields_to_index():
+        columns = {getattr(part, "column_name", None) for part in index._expressions}
+        if (over is None or over & columns) and columns <= present:
+            db.execute(index.safe(True))
+
+
+def _initial() -> None:
+    db.create_tables(TABLES_V1)
+
+
+def _intake() -> None:
+    db.create_tables(TABLES_V2)
+    add_missing_columns(Lead, Lead.score_log)
+
+
+def _handoffs() -> None:
+    db.create_tables(TABLES_V3)
+    add_missing_columns(Team, Team.fallback_email)
+    add_missing_columns(Rep, Rep.away_from, Rep.away_until)
+    add_missing_columns(Handoff, Handoff.origin, Handoff.outcome)
+
+
+def _sla() -> None:
+    add_missing_columns(Handoff, Handoff.remind_due_at, Handoff.escalate_due_at,
+                        Handoff.reassign_due_at, Handoff.sla_next_at)
+    db.execute_sql("DROP INDEX IF EXISTS handoff_status_due_at")
+
+
+def _nurture() -> None:
+    db.create_tables(TABLES_V5)
+    add_missing_columns(Lead, Lead.time_zone, Lead.re_engaged_at)
+    add_missing_columns(OutboxEmail, OutboxEmail.to_prospect, OutboxEmail.enrollment,
+                        OutboxEmail.step, OutboxEmail.skipped_at, OutboxEmail.skip_reason)
+
+
+def _reports() -> None:
+    db.create_tables(TABLES_V6)
+    add_missing_columns(Lead, Lead.last_activity_at)
+    add_missing_columns(StageChange, StageChange.day)
+    add_missing_columns(Handoff, Handoff.promoted_day, Handoff.decided_day,
+                        Handoff.decision_minutes)
+    db.execute_sql("DROP INDEX IF EXISTS stage_change_to_stage_at")
+    StageChange.update(day=fn.DATE(StageChange.at)).where(StageChange.day.is_null()).execute()
+    Handoff.update(promoted_day=fn.DATE(Handoff.promoted_at)).where(
+        Handoff.promoted_day.is_null()).execute()
+    Handoff.update(decided_day=fn.DATE(Handoff.decided_at)).where(
+        Handoff.decided_at.is_null(False), Handoff.decided_day.is_null()).execute()
+    latest = (Activity.select(fn.MAX(Activity.occurred_at)).where(Activity.lead == Lead.id))
+    Lead.update(last_activity_at=latest).where(Lead.last_activity_at.is_null()).execute()
+
+
+def _report_indexes() -> None:
+    for name in ("handoff_promoted_day", "handoff_decided_day",
+                 "stage_change_day_from_stage_to_stage"):
+        db.execute_sql(f"DROP INDEX IF EXISTS {name}")
+    add_missing_columns(Handoff, Handoff.lead_source, Handoff.lead_age_minutes)
+    rows = (Handoff.select(Handoff.id, Handoff.promoted_at, Lead.source, Lead.created_at)
+            .join(Lead).where(Handoff.lead_age_minutes.is_null()).tuples())
+    for handoff_id, promoted_at, source, created_at in rows:
+        Handoff.update(lead_source=source,
+                       lead_age_minutes=int((promoted_at - created_at).total_seconds() // 60)
+                       ).where(Handoff.id == handoff_id).execute()
+    create_indexes(Handoff)
+    create_indexes(StageChange)
+
+
+def _rollups() -> None:
+    db.create_tables(TABLES_V8)
+    mark_all_dirty()
+
+
+def _send_retries() -> None:
+    add_missing_columns(OutboxEmail, OutboxEmail.retry_at, OutboxEmail.failed_at)
+
+
+def _score_index() -> None:
+    if isinstance(db.obj, PostgresqlDatabase):
+        db.execute_sql('ALTER TABLE "lead" ALTER COLUMN "score_log" TYPE double precision')
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "lead_score_log" ON "lead" ("score_log")')
+
+
+def _inbound() -> None:
+    db.create_tables(TABLES_V11)
+
+
+def _inbound_delivery() -> None:
+    add_missing_columns(InboundEvent, InboundEvent.delivery_id)
+
+
+def _episodes() -> None:
+    """Reports count MQL episodes: every step of a reassignment chain takes the episode's
+    promotion time and first deadline; lapsed steps are stamped; decided episodes get SLA
+    met and time to decision from the promotion; every figure is recounted."""
+    add_missing_columns(IntegrationKey, IntegrationKey.owner)
+    for index in db.get_indexes("handoff"):  # the reports' index of version 7, by replaces
+        if {"promoted_day", Handoff.replaces.column_name} <= set(index.columns):
+            db.execute_sql(f'DROP INDEX IF EXISTS "{index.name}"')
+    add_missing_columns(Handoff, Handoff.first_due_at, Handoff.lapsed_at)
+    Handoff.update(first_due_at=Handoff.due_at).where(Handoff.first_due_at.is_null()).execute()
+    closed = fn.COALESCE(Handoff.reassigned_at, Handoff.decided_at)
+    Handoff.update(lapsed_at=Handoff.due_at).where(
+        Handoff.origin == "inbound", Handoff.lapsed_at.is_null(), closed > Handoff.due_at
+    ).execute()
+    chained = Handoff.select().where(Handoff.replaces.is_null(False)).order_by(Handoff.id)
+    for step in chained:
+        first = step
+        while first.replaces_id is not None:
+            first = Handoff.get_by_id(first.replaces_id)
+        values = {"promoted_at": first.promoted_at, "promoted_day": first.promoted_day,
+                  "first_due_at": first.due_at}
+        if step.status in ("accepted", "rejected"):
+            values["sla_met"] = step.decided_at <= first.due_at
+            values["decision_minutes"] = int(
+                (step.decided_at - first.promoted_at).total_seconds() // 60)
+        Handoff.update(**values).where(Handoff.id == step.id).execute()
+    # the sweep stamps pending steps when their deadline passes
+    Handoff.update(sla_next_at=Handoff.due_at).where(
+        Handoff.status == "pending", Handoff.lapsed_at.is_null(),
+        Handoff.sla_next_at.is_null() | (Handoff.sla_next_at > Handoff.due_at)).execute()
+    mark_all_dirty()
+
+
+def _lasting_ids() -> None:
+    """Ids of deleted rows never come back (SQLite reused the highest one), and every lead
+    gets a random public id that its links carry."""
+    _add_public_ids()
+    add_missing_columns(LeadMerge, LeadMerge.merged_public_id)
+    if isinstance(db.obj, SqliteDatabase):
+        broken = set(_foreign_key_problems())
+        for model in TABLES_V1 + TABLES_V2 + TABLES_V3 + TABLES_V5 + TABLES_V6 + TABLES_V8 \
+                + TABLES_V11:
+            if isinstance(model._meta.primary_key, AutoIncrementField):
+                _rebuild_with_autoincrement(model)
+        if set(_foreign_key_problems()) - broken:
+            raise RuntimeError("rebuilding the tables broke foreign keys; nothing was changed")
+
+
+def _accounts() -> None:
+    """Every user its own session token (which ends the sessions made before: their user
+    ids carry none), and the rate-limit counts used while Redis is away."""
+    add_missing_columns(User, User.session_token)
+    for user_id in [row.id for row in User.select(User.id)]:
+        User.update(session_token=new_session_token()).where(User.id == user_id).execute()
+    db.create_tables(TABLES_V15)
+
+
+def _add_public_ids() -> None:
+    """Made by the database, each lead its own: PostgreSQL fills a column added with a
+    volatile default row by row. SQLite adds no column with such a default: it is filled
+    here, and the table rebuilt from the model gets the default and NOT NULL."""
+    if "public_id" not in {column.name for column in db.get_columns("lead")}:
+        migrator = SchemaMigrator.from_database(db.obj)
+        if isinstance(db.obj, PostgresqlDatabase):
+            run_operations(migrator.alter_add_column("lead", "public_id", Lead.public_id.clone(),
+                                                     allow_not_null=True))
+        else:
+            db.execute_sql('ALTER TABLE "lead" ADD COLUMN "public_id" VARCHAR(32)')
+            db.execute_sql(f'UPDATE "lead" SET "public_id" = {RANDOM_TEXT["sqlite"]}')
+    add_missing_columns(Lead, Lead.public_id)  # its unique index
+
+
+def _rebuild_with_autoincrement(model) -> None:
+    """SQLite's procedure for changing a table (lang_altertable.html, "other kinds of table
+    schema changes"), foreign keys being off: create the table anew from the model under
+    another name, copy the rows with their ids, drop the old table, give the new one its
+    name, create the old indexes again (partial ones too)."""
+    table = model._meta.table_name
+    found = db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                           (table,)).fetchone()
+    if found is None or "AUTOINCREMENT" in found[0].upper():
+        return  # created by a later version, or already created so
+    indexes = [sql for (sql,) in db.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+        (table,))]
+    create, _ = model._schema._create_table(safe=False).query()
+    db.execute_sql(create.replace(f'CREATE TABLE "{table}"', f'CREATE TABLE "{table}__new"', 1))
+    present = {column.name for column in db.get_columns(table)}
+    fields = model._meta.sorted_fields
+    kept = [f'"{field.column_name}"' for field in fields if field.column_name in present]
+    # A column that a later version adds to the model gets its default, as add_column gives.
+    added = [field for field in fields if field.column_name not in present and not field.null]
+    names = ", ".join(kept + [f'"{field.column_name}"' for field in added])
+    values = ", ".join(kept + ["?"] * len(added))
+    db.execute_sql(f'INSERT INTO "{table}__new" ({names}) SELECT {values} FROM "{table}"',
+                   [field.db_value(_default(field)) for field in added])
+    db.execute_sql(f'DROP TABLE "{table}"')
+    db.execute_sql(f'ALTER TABLE "{table}__new" RENAME TO "{table}"')
+    for sql in indexes:
+        db.execute_sql(sql)
+
+
+def _default(field):
+    if field.default is None:
+        raise ValueError(f"{field.model.__name__}.{field.name} is not null and has no default")
+    return field.default() if callable(field.default) else field.default
+
+
+def _foreign_key_problems() -> list[tuple]:
+    return [tuple(row) for row in db.execute_sql("PRAGMA foreign_key_check").fetchall()]
+
+
+@contextmanager
+def _foreign_keys_off() -> Iterator[None]:
+    """For rebuilding SQLite tables: with foreign keys on, DROP TABLE would first delete every
+    row and run the ON DELETE actions (cascading into activities, handoffs…). The pragma is
+    a no-op inside a transaction, so it is set around the migration's one."""
+    if not isinstance(db.obj, SqliteDatabase):
+        yield
+        return
+    enabled = db.execute_sql("PRAGMA foreign_keys").fetchone()[0]
+    db.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        if db.execute_sql("PRAGMA foreign_keys").fetchone()[0]:
+            raise RuntimeError("migrations must run outside a transaction")
+        yield
+    finally:
+        db.execute_sql(f"PRAGMA foreign_keys = {int(enabled)}")
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
+    (1, "initial schema", _initial),
+    (2, "intake: keys, deliveries, identities, merges, scores", _intake),
+    (3, "handoffs: fallback owners, away dates, origin and outcome, audit", _handoffs),
+    (4, "sla: reminder, escalation and reassignment times", _sla),
+    (5, "nurture: enrollments, suppression, email events and clicks", _nurture),
+    (6, "reports: day keys, decision times, last activity, digest log", _reports),
+    (7, "reports: covering indexes on handoffs", _report_indexes),
+    (8, "reports: daily and monthly rollups", _rollups),
+    (9, "outbox: retry times and permanent failures", _send_retries),
+    (10, "leads: score as a double, indexed for the list sorted by score", _score_index),
+    (11, "intake: tracking messages accepted and waiting to be recorded", _inbound),
+    (12, "intake: message ids claimed when recorded, not when accepted", _inbound_delivery),
+    (13, "reports count MQL episodes across reassignments; API keys name their owner",
+     _episodes),
+    (14, "links: ids never reused, and a public id for every lead", _lasting_ids),
+    (15, "accounts: sessions revocable per user; login limits without Redis", _accounts),
+]
+REBUILDS_TABLES = {14}  # run with foreign keys off
+
+
+def migrate() -> list[str]:
+    """Apply pending migrations; return the names of those applied."""
+    db.create_tables([SchemaVersion])
+    done = {row.version for row in SchemaVersion.select(SchemaVersion.version)}
+    applied = []
+    for version, name, step in MIGRATIONS:
+        if version in done:
+            continue
+        with _foreign_keys_off() if version in REBUILDS_TABLES else nullcontext():
+            with transaction():
+                step()
+                SchemaVersion.create(version=version, name=name)
+        applied.append(f"{version:04d} {name}")
+    return applied
+
+
+def current_version() -> int:
+    if not db.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
+    return row.version if row else 0

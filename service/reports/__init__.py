@@ -1,0 +1,1 @@
+"""Report figures: daily and monthly rollups, the reports read from them, the weekly digest."""
