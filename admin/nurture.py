@@ -12,13 +12,14 @@ from peewee import fn
 from wtforms import EmailField, SelectField
 from wtforms.validators import DataRequired
 
+from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError
 from service.core.models import EmailClick, Enrollment, Lead, OutboxEmail
-from service.intake.activity import normalise_email
+from service.lifecycle.enrollments import stop_enrollments
 from service.mail import transport as mail
 from service.nurture import sequences as nurture
-from service.nurture.suppression import stop_enrollments, suppress
+from service.nurture.suppression import suppress
 
 from .auth import MARKETING, SecuredMixin, SecuredModelView
 from .preview import sandboxed

@@ -15,12 +15,13 @@ from wtforms import EmailField, SelectChoice, SelectField, StringField, TextArea
 from wtforms.validators import DataRequired, Length
 
 from service import lifecycle
+from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError
 from service.core.models import Definition, Handoff, Rep
 from service.handoffs.actions import reassign
 from service.handoffs.labels import LABELS
-from service.intake.activity import lead_fields, normalise_email
+from service.intake.event import lead_fields
 from service.leads.definitions import add_definition
 
 from .auth import MANAGERS, SecuredMixin, SecuredModelView

@@ -15,6 +15,7 @@ from wtforms import SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from service import lifecycle
+from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError, InvalidInput
 from service.core.models import (
@@ -31,7 +32,6 @@ from service.core.text import one_line
 from service.handoffs.actions import hand_over, promote_lead, recycle_lead
 from service.handoffs.assignment import NoReps
 from service.intake import keys
-from service.intake.activity import normalise_email
 from service.leads import scoring
 from service.leads.gdpr import erase_lead, export_lead
 from service.leads.merge import merge_leads

@@ -8,7 +8,8 @@ from datetime import timedelta
 from service.accounts.users import create_user
 from service.core.db import utcnow
 from service.core.models import Activity, IntegrationKey, Lead, LeadMerge
-from service.intake.activity import Event, ingest
+from service.intake.activity import ingest
+from service.intake.event import Event
 
 from .conftest import PASSWORD, csrf_token, log_in
 from .test_webhooks import event, signed

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import time_machine
 
+from service.core.addresses import normalise_email
 from service.core.models import Lead, OutboxEmail, Rep, Team, User
 from service.core.runtime import runtime
-from service.intake.activity import normalise_email
 from service.ops.demo import load_demo
 from service.ops.up import prepare_database
 

@@ -19,7 +19,8 @@ from service.core.db import utcnow
 from service.core.models import Activity, Lead, OutboxEmail, Rep, Team
 from service.core.runtime import runtime
 from service.handoffs.actions import promote_lead
-from service.intake.activity import lead_fields, record_activity
+from service.intake.activity import record_activity
+from service.intake.event import lead_fields
 from service.intake.keys import create_key
 
 from .conftest import PASSWORD, csrf_token, log_in, run_worker

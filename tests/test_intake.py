@@ -7,8 +7,8 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.core.addresses import normalise_email
 from service.core.errors import InvalidInput
-from service.intake.activity import normalise_email
 
 
 def reference(raw: str) -> str | None:

@@ -17,7 +17,8 @@ from service.core.db import utcnow
 from service.core.models import Activity, Enrollment, Lead, OutboxEmail, Suppression
 from service.core.runtime import runtime
 from service.handoffs.actions import promote_lead, reject_handoff
-from service.intake.activity import Event, ingest, record_activity
+from service.intake.activity import ingest, record_activity
+from service.intake.event import Event
 from service.leads.gdpr import erase_lead
 from service.nurture import sequences as nurture
 from service.nurture.suppression import is_suppressed, suppress

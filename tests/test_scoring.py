@@ -10,7 +10,8 @@ import time_machine
 
 from service.core.db import utcnow
 from service.core.models import Activity, Handoff, Lead, StageChange
-from service.intake.activity import Event, ingest, record_events
+from service.intake.activity import ingest, record_events
+from service.intake.event import Event
 from service.leads import scoring
 
 POINTS = {"pricing_page_view": 10, "contact_sales": 40, "page_view": 1}

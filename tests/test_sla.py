@@ -8,11 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from service.core.calendar import DAYS, Calendar
 from service.handoffs import sla
 from service.nurture import sequences as nurture
 
-LONDON = sla.Calendar(always_open=False, zone="Europe/London", country="GB", subdivision="ENG")
-NEW_YORK = sla.Calendar(always_open=False, zone="America/New_York", country="US")
+LONDON = Calendar(always_open=False, zone="Europe/London", country="GB", subdivision="ENG")
+NEW_YORK = Calendar(always_open=False, zone="America/New_York", country="US")
 
 
 def at(text: str, zone: str = "UTC") -> datetime:
@@ -36,7 +37,7 @@ def test_london_business_hours(start, hours, expected):
 
 
 def test_extra_closed_dates():
-    calendar = sla.Calendar(always_open=False, closed=(date(2026, 11, 24),))
+    calendar = Calendar(always_open=False, closed=(date(2026, 11, 24),))
     assert calendar.add(at("2026-11-23 16:00"), 2) == at("2026-11-25 10:00")
 
 
@@ -49,7 +50,7 @@ def test_dst_changes_over_a_weekend(start, hours, expected_utc):
 
 
 def test_dst_inside_working_hours():
-    night = sla.Calendar(always_open=False, zone="Europe/London", days=sla.DAYS,
+    night = Calendar(always_open=False, zone="Europe/London", days=DAYS,
                          opens=time(0, 30), closes=time(3, 30))
     # 29 March 2026: clocks jump 01:00 → 02:00, the window is two real hours long.
     spring = at("2026-03-29 00:30", "Europe/London")
@@ -60,7 +61,7 @@ def test_dst_inside_working_hours():
     assert night.add(autumn, 3.5) == at("2026-10-25 03:00", "Europe/London")
 
 
-NIGHT = sla.Calendar(always_open=False, zone="Europe/London", opens=time(22), closes=time(6))
+NIGHT = Calendar(always_open=False, zone="Europe/London", opens=time(22), closes=time(6))
 
 
 @pytest.mark.parametrize("moment, expected", [
@@ -84,13 +85,13 @@ def test_night_shift_open_at(moment, expected):
     ("2026-12-24 23:00", 8, "2026-12-29 23:00"),      # Christmas Eve's shift, then closed days
 ])
 def test_night_shift_business_hours(start, hours, expected):
-    calendar = sla.Calendar(always_open=False, zone="Europe/London", opens=time(22),
+    calendar = Calendar(always_open=False, zone="Europe/London", opens=time(22),
                             closes=time(6), country="GB", subdivision="ENG")
     assert calendar.add(at(start, "Europe/London"), hours) == at(expected, "Europe/London")
 
 
 def test_night_shift_across_dst():
-    nightly = sla.Calendar(always_open=False, zone="Europe/London", days=sla.DAYS,
+    nightly = Calendar(always_open=False, zone="Europe/London", days=DAYS,
                            opens=time(22), closes=time(6))
     # Saturday 28 March 2026 22:00 GMT to Sunday 06:00 BST is seven real hours.
     spring = at("2026-03-28 22:00", "Europe/London")
@@ -106,13 +107,13 @@ def test_night_shift_across_dst():
 
 
 def test_24x7():
-    always = sla.Calendar()
+    always = Calendar()
     assert always.add(at("2026-11-28 23:00"), 1.5) == at("2026-11-29 00:30")
 
 
 def test_schedule_fractions_and_due_actions():
     policy = sla.Policy(decision_hours=8, remind_at=0.5, escalate_at=1.0, reassign_at=1.5,
-                        calendar=sla.Calendar(always_open=False))
+                        calendar=Calendar(always_open=False))
     plan = sla.schedule(at("2026-11-23 09:00"), policy)
     assert (plan.remind_at, plan.due_at, plan.escalate_at, plan.reassign_at) == (
         at("2026-11-23 13:00"), at("2026-11-23 17:00"), at("2026-11-23 17:00"),
@@ -124,7 +125,7 @@ def test_schedule_fractions_and_due_actions():
         "escalate", "reassign"]
     assert plan.next_action_at({"remind"}) == at("2026-11-23 17:00")
     assert plan.next_action_at(set(sla.ACTIONS)) is None
-    off = sla.schedule(at("2026-11-23 09:00"), sla.Policy(8, 0, 1.0, 0, sla.Calendar()))
+    off = sla.schedule(at("2026-11-23 09:00"), sla.Policy(8, 0, 1.0, 0, Calendar()))
     assert off.remind_at is None and off.reassign_at is None
 
 

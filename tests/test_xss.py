@@ -10,7 +10,8 @@ from service.accounts.users import create_user
 from service.core.db import utcnow
 from service.core.models import Lead, OutboxEmail
 from service.handoffs.actions import promote_lead
-from service.intake.activity import Event, ingest
+from service.intake.activity import ingest
+from service.intake.event import Event
 from service.nurture import sequences as nurture
 
 from .conftest import PASSWORD, log_in

@@ -11,11 +11,11 @@ import peewee
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from service.core.addresses import normalise_email
 from service.core.db import transaction
 from service.core.errors import InvalidInput
 from service.core.models import User, new_session_token
 from service.core.outbox import queue_email
-from service.intake.activity import normalise_email
 
 MIN_PASSWORD = 10
 RESET_SALT = "leadbridge.password-reset"

@@ -286,7 +286,7 @@ def _check_references(values: dict) -> None:
 
 def _check_mail_addresses(values: dict) -> None:
     """Addresses every email carries: one that cannot be written would fail them all."""
-    from service.mail.transport import mailbox
+    from service.core.addresses import mailbox
 
     for name in ("mail.from_address", "mail.reply_to"):
         if values[name] or name == "mail.from_address":
@@ -314,6 +314,7 @@ def _check_assignment(rules: list) -> None:
 
 
 def _check_sla(values: dict) -> None:
+    from service.core import calendar
     from service.handoffs import sla
 
     for team, overrides in values["sla.teams"].items():
@@ -329,26 +330,27 @@ def _check_sla(values: dict) -> None:
         except (ValueError, KeyError, TypeError, NotImplementedError,
                 ZoneInfoNotFoundError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        unknown_days = set(policy.calendar.days) - set(sla.DAYS)
+        unknown_days = set(policy.calendar.days) - set(calendar.DAYS)
         if unknown_days or not policy.calendar.days:
-            raise ConfigError(f"{where}.working_days must name days from {', '.join(sla.DAYS)}")
+            days = ', '.join(calendar.DAYS)
+            raise ConfigError(f"{where}.working_days must name days from {days}")
         if policy.decision_hours <= 0:
             raise ConfigError(f"{where}.decision_hours must be above 0")
 
 
 def _check_send_hours(values: dict) -> None:
-    from service.handoffs import sla
+    from service.core import calendar
 
     try:
-        sla.hours_from(values["nurture.send_hours"], "nurture.send_hours")
+        calendar.hours_from(values["nurture.send_hours"], "nurture.send_hours")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     try:
         ZoneInfo(values["nurture.time_zone"])
     except (ValueError, ZoneInfoNotFoundError) as exc:
         raise ConfigError(f"nurture.time_zone: {exc}") from None
-    if not values["nurture.send_days"] or set(values["nurture.send_days"]) - set(sla.DAYS):
-        raise ConfigError(f"nurture.send_days must name days from {', '.join(sla.DAYS)}")
+    if not values["nurture.send_days"] or set(values["nurture.send_days"]) - set(calendar.DAYS):
+        raise ConfigError(f"nurture.send_days must name days from {', '.join(calendar.DAYS)}")
 
 
 def _check_sequences(values: dict) -> None:

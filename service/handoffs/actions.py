@@ -7,7 +7,7 @@ from datetime import datetime
 
 from service import lifecycle
 from service.core.db import transaction
-from service.core.errors import DomainError, NotFound
+from service.core.errors import DomainError, InvalidInput, NotFound
 from service.core.models import Handoff, Lead, Rep
 from service.handoffs import assignment, sla
 from service.nurture import sequences as nurture
@@ -87,7 +87,7 @@ def reject_handoff(handoff_id: int, *, reason: str, notes: str, actor: str, sett
     """Reject with a configured reason; a nurture outcome enrolls the lead in its sequence."""
     choice = settings["handoff.reject_reasons"].get(reason)
     if choice is None:
-        raise lifecycle.InvalidInput(f"unknown reason {reason!r}")
+        raise InvalidInput(f"unknown reason {reason!r}")
     with transaction():
         handoff = lifecycle.reject(handoff_id, reason=reason, outcome=choice["outcome"],
                                    notes=notes, actor=actor, now=now)

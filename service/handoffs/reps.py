@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import peewee
 
+from service.core.addresses import normalise_email
 from service.core.db import transaction
 from service.core.errors import InvalidInput
 from service.core.models import Rep, Team
 from service.core.text import one_line
-from service.intake.activity import normalise_email
 
 REP_TEXT = ("name", "manager_email", "time_zone")
 REP_INTS = ("weight", "capacity")

@@ -5,91 +5,23 @@ scripts use the one-event shortcut record_activity(). Tracking calls are accepte
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import peewee
-from email_validator import EmailNotValidError, validate_email
 
-from service.core import jsontext, metrics
+from service.core import metrics
+from service.core.addresses import normalise_email
 from service.core.db import insert_returning, insert_rows, lock, run_rendered, transaction
-from service.core.errors import InvalidInput
 from service.core.models import Activity, Delivery, InboundEvent, Lead
-from service.core.text import one_line
 from service.handoffs.actions import auto_promote
+from service.intake.event import Event, lead_fields
 from service.intake.recording import Batch, Recorded
 from service.leads.scoring import Policy
 from service.nurture import sequences as nurture
 
-
-@dataclass
-class Event:
-    """One activity in the shape every intake adapter produces."""
-    type: str
-    occurred_at: datetime
-    properties: dict = field(default_factory=dict)
-    raw: Any = None
-    email: str | None = None
-    fields: dict = field(default_factory=dict)
-    anonymous_id: str | None = None
-    user_id: str | None = None
-    identify_only: bool = False
-
-    def to_json(self) -> str:
-        return jsontext.dumps({**vars(self), "occurred_at": self.occurred_at.isoformat()})
-
-    @classmethod
-    def from_json(cls, text: str) -> Event:
-        values = jsontext.loads(text)
-        return cls(**{**values, "occurred_at": datetime.fromisoformat(values["occurred_at"])})
-
-
 log = logging.getLogger(__name__)
 RECORD_LIMIT = 500  # accepted events recorded in one transaction
-
-ATOM_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
-
-
-@lru_cache(maxsize=16384)
-def _checked_domain(domain: str) -> str | None:
-    try:
-        return validate_email(f"x@{domain}", check_deliverability=False).domain
-    except EmailNotValidError:
-        return None
-
-
-def normalise_email(raw: object) -> str:
-    """Trimmed, syntax-checked, lower-cased. Plain ASCII addresses take a fast path that
-    checks each domain once (imports see the same few domains again and again)."""
-    if not isinstance(raw, str) or not raw.strip():
-        raise InvalidInput("email is required")
-    text = raw.strip()
-    local, _, domain = text.rpartition("@")
-    if len(text) <= 254 and len(local) <= 64 and ATOM_LOCAL.match(local):
-        checked = _checked_domain(domain)
-        if checked:
-            return f"{local}@{checked}".lower()
-    try:
-        return validate_email(text, check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        raise InvalidInput(f"email is not valid: {exc}") from None
-
-
-def lead_fields(values: dict) -> dict:
-    """Keep only known lead fields with non-empty text, each one line (no line breaks, tabs,
-    NUL or other control characters: a name reaches email headers), bounded."""
-    texts = {name: one_line(values[name])[:255].rstrip()
-             for name in Lead.EDITABLE if _is_text(values.get(name))}
-    return {name: text for name, text in texts.items() if text}
-
-
-def _is_text(value) -> bool:
-    """A value a lead field can hold: text or a number, not empty, not a flag, an object or
-    a list (whose Python repr would be stored as if someone had typed it)."""
-    return isinstance(value, str | int | float) and not isinstance(value, bool) and value != ""
 
 
 def record_activity(email: str, *, type: str, source: str, occurred_at: datetime,
@@ -238,7 +170,10 @@ def promote_crossed(result: Recorded, settings: dict, now: datetime) -> None:
     """After the commit: re-engaged nurtured leads, then automatic promotion."""
     intent = set(settings["nurture.high_intent_types"])
     keen = sorted(lead_id for lead_id, kinds in result.kinds.items() if kinds & intent)
-    if keen:
+    if keen and settings["nurture.auto_repromote"]:
+        for lead_id in nurture.actively_enrolled(keen):
+            auto_promote(lead_id, settings=settings, now=now, note="Re-engaged during nurture.")
+    elif keen:
         nurture.reengage(keen, settings=settings, now=now)
     if settings["scoring.auto_promote"]:
         for lead_id in sorted(result.crossed):

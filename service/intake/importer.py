@@ -17,10 +17,11 @@ from peewee import Case
 
 from service import lifecycle
 from service.core import csvfile
+from service.core.addresses import normalise_email
 from service.core.db import transaction
 from service.core.errors import InvalidInput
 from service.core.models import Lead
-from service.intake.activity import lead_fields, normalise_email
+from service.intake.event import lead_fields
 
 CHUNK = 1000
 ALIASES = {"e_mail": "email", "email_address": "email", "firstname": "first_name",

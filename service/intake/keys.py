@@ -8,10 +8,10 @@ import hashlib
 import secrets
 from datetime import datetime
 
+from service.core.addresses import normalise_email
 from service.core.db import select_rows, transaction
 from service.core.errors import InvalidInput
 from service.core.models import IntegrationKey
-from service.intake.activity import normalise_email
 
 
 def _hash(key: str) -> str:

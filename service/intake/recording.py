@@ -8,17 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import peewee
 
 from service import lifecycle
 from service.core.db import db, insert_returning, insert_rows, select_rows
 from service.core.models import Activity, AnonymousActivity, Identity, Lead
+from service.intake.event import Event
 from service.leads.scoring import Policy, add_logs
-
-if TYPE_CHECKING:
-    from service.intake.activity import Event
 
 SCORE_TRIES = 100
 LOOKED_UP = ("id", "email", "score_log", *Lead.EDITABLE)

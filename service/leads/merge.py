@@ -23,7 +23,7 @@ from service.core.models import (
 )
 from service.leads.scoring import add_logs
 from service.lifecycle import Stage
-from service.nurture.suppression import stop_enrollments
+from service.lifecycle.enrollments import stop_enrollments
 from service.reports.rollups import mark_dirty, mark_lead_dirty
 
 CAN_TAKE_OVER = (Stage.LEAD, Stage.NURTURE)

@@ -16,12 +16,12 @@ from rq.timeouts import JobTimeoutException
 
 from service.accounts import users
 from service.core import links, metrics, outbox
+from service.core.addresses import normalise_email
 from service.core.config import base_url
 from service.core.db import utcnow
 from service.core.errors import InvalidInput
 from service.core.models import Activity, Enrollment, Handoff, Lead, OutboxEmail, Rep, User
 from service.handoffs.labels import LABELS
-from service.intake.activity import normalise_email
 from service.leads.scoring import Policy
 from service.mail import transport as mail
 from service.nurture.suppression import suppressed_among

@@ -17,10 +17,10 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 import css_inline
-import idna
 import jinja2
 
 import email_templates
+from service.core.addresses import mailbox
 from service.core.text import one_line
 
 TEMPLATES = Path(email_templates.__path__[0])
@@ -59,24 +59,6 @@ def header_text(value: object, limit: int = HEADER_LIMIT) -> str:
     """The one way a value becomes email header text: one line of printable characters (no
     CR, LF or other control character, whatever the value holds), at most limit long."""
     return one_line(value)[:limit].rstrip()
-
-
-_ADDR_SPEC = re.compile(r'[^\s@,;:<>()\[\]"\\]+@[^\s@,;:<>()\[\]"\\]+')
-
-
-def mailbox(email: object) -> str:
-    """email as one sendable addr-spec: `local@domain`, a non-ASCII domain IDNA-encoded.
-    ValueError for anything else (a list, a name, a line break, a second @, …), so a row
-    holding such an address fails alone instead of reaching someone it should not."""
-    if (not isinstance(email, str) or len(email) > 254 or not email.isprintable()
-            or not _ADDR_SPEC.fullmatch(email)):
-        raise ValueError(f"not one email address: {email!r}")
-    local, _, domain = email.partition("@")
-    if not local.isascii():
-        raise ValueError(f"{email!r}: a non-ASCII local part needs SMTPUTF8, not supported")
-    if not domain.isascii():
-        domain = idna.encode(domain).decode("ascii")  # IDNAError is a ValueError
-    return f"{local}@{domain}"
 
 
 def address(name: object, email: object) -> str:

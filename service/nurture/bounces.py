@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from service.core.addresses import normalise_email
 from service.core.db import insert_returning, transaction
 from service.core.errors import DomainError, InvalidInput
 from service.core.models import Delivery as Claim
 from service.core.models import EmailEvent
-from service.intake.activity import normalise_email
 from service.nurture.suppression import suppress
 
 KINDS = ("hard_bounce", "soft_bounce", "complaint", "other")

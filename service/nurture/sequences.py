@@ -8,11 +8,12 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.core import outbox
+from service.core.calendar import Calendar, hours_from
 from service.core.db import transaction
 from service.core.errors import InvalidInput
-from service.core.models import Enrollment, Lead
-from service.handoffs.sla import Calendar, hours_from
-from service.nurture.suppression import is_suppressed, stop_enrollments
+from service.core.models import Enrollment, Handoff, Lead
+from service.lifecycle.enrollments import stop_enrollments
+from service.nurture.suppression import is_suppressed
 
 
 @dataclass(frozen=True)
@@ -100,18 +101,17 @@ def _send_step(enrollment: Enrollment, settings: dict, now: datetime) -> int:
     return 1
 
 
-def reengage(lead_ids: list[int], *, settings: dict, now: datetime) -> list[int]:
-    """Leads in an active sequence that showed intent again: mark them and tell marketing,
-    or (nurture.auto_repromote) promote them at once. Returns the leads marked."""
-    from service.handoffs.actions import auto_promote
-
-    active = [row.lead_id for row in Enrollment.select(Enrollment.lead).where(
+def actively_enrolled(lead_ids: list[int]) -> list[int]:
+    """Those of the leads in an active sequence."""
+    return [row.lead_id for row in Enrollment.select(Enrollment.lead).where(
         Enrollment.lead.in_(lead_ids), Enrollment.status == "active")]
+
+
+def reengage(lead_ids: list[int], *, settings: dict, now: datetime) -> list[int]:
+    """Leads in an active sequence that showed intent again: mark them and tell marketing
+    (with nurture.auto_repromote, intake promotes them instead). Returns the leads marked."""
     marked = []
-    for lead_id in active:
-        if settings["nurture.auto_repromote"]:
-            auto_promote(lead_id, settings=settings, now=now, note="Re-engaged during nurture.")
-            continue
+    for lead_id in actively_enrolled(lead_ids):
         with transaction():
             if not Lead.update(re_engaged_at=now).where(Lead.id == lead_id).execute():
                 continue
@@ -123,8 +123,6 @@ def reengage(lead_ids: list[int], *, settings: dict, now: datetime) -> list[int]
 
 
 def _marketers(lead_id: int, settings: dict) -> list[str]:
-    from service.core.models import Handoff
-
     last = (Handoff.select(Handoff.promoted_by).where(Handoff.lead == lead_id)
             .order_by(Handoff.id.desc()).first())
     people = [last.promoted_by] if last and "@" in last.promoted_by else []

@@ -6,7 +6,8 @@ import hashlib
 from datetime import datetime
 
 from service.core.db import transaction
-from service.core.models import Enrollment, Lead, Suppression
+from service.core.models import Lead, Suppression
+from service.lifecycle.enrollments import stop_enrollments
 
 
 def email_hash(email: str) -> str:
@@ -39,7 +40,3 @@ def suppress(email: str, *, reason: str, source: str, now: datetime,
     return added
 
 
-def stop_enrollments(lead_id: int, *, reason: str, now: datetime) -> int:
-    return (Enrollment.update(status="stopped", stop_reason=reason, next_due_at=None,
-                              updated_at=now)
-            .where(Enrollment.lead == lead_id, Enrollment.status == "active").execute())

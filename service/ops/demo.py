@@ -16,7 +16,8 @@ from service.core.db import transaction, utcnow
 from service.core.errors import InvalidInput
 from service.core.models import Definition, Enrollment, Handoff, Lead, Rep, Team, User
 from service.handoffs import sla
-from service.intake.activity import Event, record_events
+from service.intake.activity import record_events
+from service.intake.event import Event
 from service.leads.definitions import add_definition
 from service.leads.scoring import Policy
 from service.nurture import sequences as nurture

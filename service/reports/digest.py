@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import peewee
 
 from service.core import outbox
+from service.core.calendar import DAYS
 from service.core.db import transaction
 from service.core.models import DigestLog
-from service.handoffs.sla import DAYS
 from service.reports import figures as reports
 
 

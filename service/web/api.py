@@ -6,12 +6,13 @@ from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from service import lifecycle
+from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError, InvalidInput, NotFound
 from service.core.models import Activity, Handoff, Lead, Rep, StageChange, Team
 from service.handoffs import reps
 from service.handoffs.actions import promote_lead
-from service.intake.activity import lead_fields, normalise_email
+from service.intake.event import lead_fields
 from service.intake.keys import api_key
 from service.leads.scoring import Policy
 

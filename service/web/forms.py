@@ -7,11 +7,13 @@ from urllib.parse import parse_qsl, urlsplit
 from flask import Blueprint, current_app, jsonify, make_response, redirect, render_template, request
 
 from service.core import ratelimit
+from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import InvalidInput, NotFound
 from service.core.redirects import redirect_target
 from service.intake import counters as stats
-from service.intake.activity import Event, ingest, lead_fields, normalise_email
+from service.intake.activity import ingest
+from service.intake.event import Event, lead_fields
 
 from . import bodies
 from .responses import error_response, wants_json

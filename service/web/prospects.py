@@ -10,7 +10,8 @@ from service.core.linked import clicked_email, unsubscribing_lead
 from service.core.links import read_click_token, read_unsubscribe_token
 from service.core.models import EmailClick, Lead
 from service.core.redirects import redirect_target
-from service.intake.activity import Event, ingest
+from service.intake.activity import ingest
+from service.intake.event import Event
 from service.nurture.suppression import suppress
 
 from .responses import gone, private

@@ -11,10 +11,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, request
 
+from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import InvalidInput
 from service.intake import keys
-from service.intake.activity import Event, accept_messages, lead_fields, normalise_email
+from service.intake.activity import accept_messages
+from service.intake.event import Event, lead_fields
 
 from . import bodies
 from .responses import error_response

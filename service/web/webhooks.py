@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, jsonify, request
 from standardwebhooks import Webhook
 
+from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import InvalidInput, NotFound
 from service.intake import keys
-from service.intake.activity import Event, ingest, lead_fields, normalise_email
+from service.intake.activity import ingest
+from service.intake.event import Event, lead_fields
 
 from . import bodies
 from .responses import error_response

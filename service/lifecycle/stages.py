@@ -1,0 +1,133 @@
+"""Lead stages (SPEC §2): the transition table, and the transitions that concern the lead
+alone (capture, win, recycle, reopen). Every stage change, here or in a handoff transition,
+is a conditional update through move() that must touch exactly one row, recorded by
+record() as a StageChange row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import peewee
+
+from service.core.db import insert_rows, transaction
+from service.core.errors import IllegalTransition, InvalidInput, NotFound
+from service.core.models import (
+    AuditEvent,
+    Lead,
+    StageChange,
+    new_public_id,
+)
+from service.reports.rollups import mark_dirty
+
+
+class Stage(StrEnum):
+    LEAD = "lead"
+    MQL = "mql"
+    SQL = "sql"
+    NURTURE = "nurture"
+    DISQUALIFIED = "disqualified"
+    CUSTOMER = "customer"
+
+
+TRANSITIONS: dict[str, tuple[frozenset, frozenset]] = {
+    "capture": (frozenset({None}), frozenset({Stage.LEAD})),
+    "promote": (frozenset({Stage.LEAD, Stage.NURTURE}), frozenset({Stage.MQL})),
+    "accept": (frozenset({Stage.MQL}), frozenset({Stage.SQL})),
+    "reject": (frozenset({Stage.MQL}), frozenset({Stage.NURTURE, Stage.DISQUALIFIED})),
+    "withdraw": (frozenset({Stage.MQL}), frozenset({Stage.LEAD, Stage.NURTURE})),
+    "take_over": (frozenset({Stage.LEAD, Stage.NURTURE}), frozenset({Stage.MQL})),
+    "register_outbound": (frozenset({None, Stage.LEAD, Stage.NURTURE}), frozenset({Stage.SQL})),
+    "win": (frozenset({Stage.SQL}), frozenset({Stage.CUSTOMER})),
+    "recycle": (frozenset({Stage.SQL}), frozenset({Stage.NURTURE})),
+    "reopen": (frozenset({Stage.DISQUALIFIED}), frozenset({Stage.LEAD})),
+}
+
+
+class LeadExists(InvalidInput):
+    code = "lead_exists"
+
+
+def capture(email: str, *, fields: dict, source: str, actor: str, now: datetime) -> Lead:
+    """(none) → lead. Raises LeadExists when the email is known (the unique index decides)."""
+    try:
+        with transaction():
+            lead = Lead.create(email=email, stage=Stage.LEAD, stage_changed_at=now,
+                               created_at=now, updated_at=now, source=source, **fields)
+            record(lead.id, None, Stage.LEAD, now, actor, f"captured from {source}")
+    except peewee.IntegrityError:
+        raise LeadExists(f"a lead with email {email} exists") from None
+    return lead
+
+
+def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -> dict:
+    """(none) → lead for a batch of new emails; return {email: id} for those created here.
+    An email that exists already is left alone (the unique index decides)."""
+    if not leads:
+        return {}
+    blank = dict.fromkeys(Lead.EDITABLE, "")
+    with transaction():
+        insert_rows(Lead, [{**blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now,
+                            "created_at": now, "updated_at": now, "source": source,
+                            "public_id": new_public_id()}
+                           for fields in leads], ignore_conflicts=True)
+        # Look up by email only (the unique index): all leads of one import share created_at,
+        # and filtering on it in SQL lets the planner scan every one of them.
+        found = Lead.select(Lead.email, Lead.id, Lead.created_at, Lead.source).where(
+            Lead.email.in_([fields["email"] for fields in leads])).tuples()
+        created = {email: lead_id for email, lead_id, at, origin in found
+                   if at == now and origin == source}
+        insert_rows(StageChange, [
+            {"lead": lead_id, "from_stage": None, "to_stage": Stage.LEAD, "at": now,
+             "day": now.date(), "actor": actor, "reason": f"captured from {source}"}
+            for lead_id in created.values()])
+        mark_dirty(now.date())
+    return created
+
+
+def win(lead_id: int, *, actor: str, now: datetime) -> Lead:
+    return _admin_move(lead_id, "win", actor, "won", now)
+
+
+def recycle(lead_id: int, *, actor: str, reason: str, now: datetime) -> Lead:
+    return _admin_move(lead_id, "recycle", actor, f"recycled: {reason}".strip(), now)
+
+
+def reopen(lead_id: int, *, actor: str, now: datetime) -> Lead:
+    return _admin_move(lead_id, "reopen", actor, "reopened", now)
+
+
+def _admin_move(lead_id: int, transition: str, actor: str, reason: str, now: datetime) -> Lead:
+    to_stage = next(iter(TRANSITIONS[transition][1]))
+    with transaction():
+        from_stage = move(lead_id, transition, now)
+        record(lead_id, from_stage, to_stage, now, actor, reason)
+        audit(actor, transition, f"lead:{lead_id}", {"reason": reason}, now)
+    return Lead.get_by_id(lead_id)
+
+
+def audit(actor: str, action: str, subject: str, details: dict, now: datetime) -> None:
+    AuditEvent.create(at=now, actor=actor, action=action, subject=subject, details=details)
+
+
+def move(lead_id: int, transition: str, now: datetime, to_stage: Stage | None = None) -> str:
+    """Conditionally move the lead along a transition; return the stage it left."""
+    sources, targets = TRANSITIONS[transition]
+    to_stage = to_stage or next(iter(targets))
+    lead = Lead.get_or_none(Lead.id == lead_id)
+    if lead is None:
+        raise NotFound(f"lead {lead_id} not found")
+    moved = (Lead.update(stage=to_stage, stage_changed_at=now, updated_at=now)
+             .where(Lead.id == lead_id, Lead.stage == lead.stage,
+                    Lead.stage.in_([s.value for s in sources if s]))
+             .execute())
+    if moved != 1:
+        verb = transition.replace("_", " ")
+        raise IllegalTransition(f"cannot {verb} a lead in stage {lead.stage}")
+    return lead.stage
+
+
+def record(lead_id: int, from_stage, to_stage, now: datetime, actor: str, reason: str) -> None:
+    StageChange.create(lead=lead_id, from_stage=from_stage, to_stage=to_stage, at=now,
+                       day=now.date(), actor=actor, reason=reason)
+    mark_dirty(now.date())
