@@ -6,12 +6,8 @@ from datetime import timedelta
 
 from peewee import SqliteDatabase
 
-from service.core import models
 from service.core.db import AutoIncrementField, db
 from service.core.models import (
-    TABLES_V2,
-    TABLES_V3,
-    TABLES_V8,
     Activity,
     Handoff,
     Lead,
@@ -24,10 +20,18 @@ from service.handoffs.actions import promote_lead
 from service.intake.activity import record_activity
 from service.leads.gdpr import erase_lead
 from service.leads.merge import merge_leads
-from service.ops.migrations import MIGRATIONS, current_version, migrate
+from service.ops import migrations
+from service.ops.migrations import (
+    MIGRATIONS,
+    TABLES_V2,
+    TABLES_V3,
+    TABLES_V8,
+    current_version,
+    migrate,
+)
 
-WITH_IDS = [model for name in dir(models) if name.startswith("TABLES_V")
-            for model in getattr(models, name)
+WITH_IDS = [model for name in dir(migrations) if name.startswith("TABLES_V")
+            for model in getattr(migrations, name)
             if isinstance(model._meta.primary_key, AutoIncrementField)]
 
 

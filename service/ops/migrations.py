@@ -5,8 +5,8 @@ column that a fresh database already has (add_missing_columns does)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 
 from peewee import PostgresqlDatabase, SqliteDatabase, fn
 from playhouse.migrate import SchemaMigrator
@@ -14,49 +14,54 @@ from playhouse.migrate import migrate as run_operations
 
 from service.core.db import RANDOM_TEXT, AutoIncrementField, db, transaction
 from service.core.models import (
-    TABLES_V1,
-    TABLES_V2,
-    TABLES_V3,
-    TABLES_V5,
-    TABLES_V6,
-    TABLES_V8,
-    TABLES_V11,
-    TABLES_V15,
     Activity,
+    AnonymousActivity,
+    AssignmentCursor,
+    AuditEvent,
+    Definition,
+    Delivery,
+    DigestLog,
+    DirtyDay,
+    EmailClick,
+    EmailEvent,
+    Enrollment,
     Handoff,
+    Identity,
     InboundEvent,
+    IntakeStat,
     IntegrationKey,
     Lead,
     LeadMerge,
     OutboxEmail,
+    RateCount,
     Rep,
+    Rollup,
     SchemaVersion,
     StageChange,
+    Suppression,
     Team,
     User,
     new_session_token,
 )
+from service.ops.schema import (
+    add_missing_columns,
+    create_indexes,
+    foreign_key_problems,
+    foreign_keys_off,
+    rebuild_with_autoincrement,
+)
 from service.reports.rollups import mark_all_dirty
 
-
-def add_missing_columns(model, *fields) -> None:
-    table = model._meta.table_name
-    present = {column.name for column in db.get_columns(table)}
-    migrator = SchemaMigrator.from_database(db.obj)
-    run_operations(*[migrator.add_column(table, field.column_name, field)
-                     for field in fields if field.column_name not in present])
-    create_indexes(model, over={field.column_name for field in fields})
-
-
-def create_indexes(model, over: set[str] | None = None) -> None:
-    """The model's indexes (those over these columns, if named) whose every column exists:
-    the models are today's, and a later migration may add the rest. Compared by name:
-    Field == Field builds an expression."""
-    present = {column.name for column in db.get_columns(model._meta.table_name)}
-    for index in model._meta.fields_to_index():
-        columns = {getattr(part, "column_name", None) for part in index._expressions}
-        if (over is None or over & columns) and columns <= present:
-            db.execute(index.safe(True))
+# The tables each version created, as the models define them now.
+TABLES_V1 = [Lead, Activity, Team, Rep, User, Definition, Handoff, StageChange, OutboxEmail]
+TABLES_V2 = [IntegrationKey, Delivery, Identity, AnonymousActivity, LeadMerge, IntakeStat,
+             AssignmentCursor]
+TABLES_V3 = [AuditEvent]
+TABLES_V5 = [Enrollment, Suppression, EmailEvent, EmailClick]
+TABLES_V6 = [DigestLog]
+TABLES_V8 = [Rollup, DirtyDay]
+TABLES_V11 = [InboundEvent]
+TABLES_V15 = [RateCount]
 
 
 def _initial() -> None:
@@ -181,12 +186,12 @@ def _lasting_ids() -> None:
     _add_public_ids()
     add_missing_columns(LeadMerge, LeadMerge.merged_public_id)
     if isinstance(db.obj, SqliteDatabase):
-        broken = set(_foreign_key_problems())
+        broken = set(foreign_key_problems())
         for model in TABLES_V1 + TABLES_V2 + TABLES_V3 + TABLES_V5 + TABLES_V6 + TABLES_V8 \
                 + TABLES_V11:
             if isinstance(model._meta.primary_key, AutoIncrementField):
-                _rebuild_with_autoincrement(model)
-        if set(_foreign_key_problems()) - broken:
+                rebuild_with_autoincrement(model)
+        if set(foreign_key_problems()) - broken:
             raise RuntimeError("rebuilding the tables broke foreign keys; nothing was changed")
 
 
@@ -212,64 +217,6 @@ def _add_public_ids() -> None:
             db.execute_sql('ALTER TABLE "lead" ADD COLUMN "public_id" VARCHAR(32)')
             db.execute_sql(f'UPDATE "lead" SET "public_id" = {RANDOM_TEXT["sqlite"]}')
     add_missing_columns(Lead, Lead.public_id)  # its unique index
-
-
-def _rebuild_with_autoincrement(model) -> None:
-    """SQLite's procedure for changing a table (lang_altertable.html, "other kinds of table
-    schema changes"), foreign keys being off: create the table anew from the model under
-    another name, copy the rows with their ids, drop the old table, give the new one its
-    name, create the old indexes again (partial ones too)."""
-    table = model._meta.table_name
-    found = db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
-                           (table,)).fetchone()
-    if found is None or "AUTOINCREMENT" in found[0].upper():
-        return  # created by a later version, or already created so
-    indexes = [sql for (sql,) in db.execute_sql(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
-        (table,))]
-    create, _ = model._schema._create_table(safe=False).query()
-    db.execute_sql(create.replace(f'CREATE TABLE "{table}"', f'CREATE TABLE "{table}__new"', 1))
-    present = {column.name for column in db.get_columns(table)}
-    fields = model._meta.sorted_fields
-    kept = [f'"{field.column_name}"' for field in fields if field.column_name in present]
-    # A column that a later version adds to the model gets its default, as add_column gives.
-    added = [field for field in fields if field.column_name not in present and not field.null]
-    names = ", ".join(kept + [f'"{field.column_name}"' for field in added])
-    values = ", ".join(kept + ["?"] * len(added))
-    db.execute_sql(f'INSERT INTO "{table}__new" ({names}) SELECT {values} FROM "{table}"',
-                   [field.db_value(_default(field)) for field in added])
-    db.execute_sql(f'DROP TABLE "{table}"')
-    db.execute_sql(f'ALTER TABLE "{table}__new" RENAME TO "{table}"')
-    for sql in indexes:
-        db.execute_sql(sql)
-
-
-def _default(field):
-    if field.default is None:
-        raise ValueError(f"{field.model.__name__}.{field.name} is not null and has no default")
-    return field.default() if callable(field.default) else field.default
-
-
-def _foreign_key_problems() -> list[tuple]:
-    return [tuple(row) for row in db.execute_sql("PRAGMA foreign_key_check").fetchall()]
-
-
-@contextmanager
-def _foreign_keys_off() -> Iterator[None]:
-    """For rebuilding SQLite tables: with foreign keys on, DROP TABLE would first delete every
-    row and run the ON DELETE actions (cascading into activities, handoffs…). The pragma is
-    a no-op inside a transaction, so it is set around the migration's one."""
-    if not isinstance(db.obj, SqliteDatabase):
-        yield
-        return
-    enabled = db.execute_sql("PRAGMA foreign_keys").fetchone()[0]
-    db.execute_sql("PRAGMA foreign_keys = OFF")
-    try:
-        if db.execute_sql("PRAGMA foreign_keys").fetchone()[0]:
-            raise RuntimeError("migrations must run outside a transaction")
-        yield
-    finally:
-        db.execute_sql(f"PRAGMA foreign_keys = {int(enabled)}")
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
@@ -301,7 +248,7 @@ def migrate() -> list[str]:
     for version, name, step in MIGRATIONS:
         if version in done:
             continue
-        with _foreign_keys_off() if version in REBUILDS_TABLES else nullcontext():
+        with foreign_keys_off() if version in REBUILDS_TABLES else nullcontext():
             with transaction():
                 step()
                 SchemaVersion.create(version=version, name=name)

@@ -1,0 +1,37 @@
+"""Tables, one module per part of the domain; import them from here. States change only
+through service.lifecycle."""
+
+from service.core.models.fields import JSONField, new_public_id, new_session_token
+from service.core.models.handoffs import AssignmentCursor, Handoff, Rep, Team
+from service.core.models.intake import (
+    AnonymousActivity,
+    Delivery,
+    Identity,
+    InboundEvent,
+    IntakeStat,
+    IntegrationKey,
+)
+from service.core.models.leads import Activity, Definition, Lead, LeadMerge, StageChange
+from service.core.models.mail import (
+    DigestLog,
+    EmailClick,
+    EmailEvent,
+    Enrollment,
+    OutboxEmail,
+    Suppression,
+)
+from service.core.models.system import (
+    AuditEvent,
+    DirtyDay,
+    RateCount,
+    Rollup,
+    SchemaVersion,
+    User,
+)
+
+__all__ = ["Activity", "AnonymousActivity", "AssignmentCursor", "AuditEvent", "Definition",
+           "Delivery", "DigestLog", "DirtyDay", "EmailClick", "EmailEvent", "Enrollment",
+           "Handoff", "Identity", "InboundEvent", "IntakeStat", "IntegrationKey",
+           "JSONField", "Lead", "LeadMerge", "OutboxEmail", "RateCount", "Rep", "Rollup",
+           "SchemaVersion", "StageChange", "Suppression", "Team", "User", "new_public_id",
+           "new_session_token"]
