@@ -9,6 +9,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 from jinja2 import ChoiceLoader, FileSystemLoader
 
+from service.core import csp
 from service.core.models import (
     AuditEvent,
     Definition,
@@ -22,7 +23,6 @@ from service.core.models import (
     User,
 )
 from service.reports import figures as reports
-from service.web import csp
 
 from . import auth, guard
 from .nurture import EnrollmentView, ReengagedView, SequencesView, SuppressionView

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask
+from flask import Flask, request
 from flask_wtf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.core import config as config_module
-from service.core import db, logs
-from service.web import csp
+from service.core import csp, db, logs, metrics
+from service.core.runtime import runtime
 
 csrf = CSRFProtect()
 
@@ -36,29 +37,21 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
     app.after_request(logs.tag_response)
     app.teardown_request(lambda exc: db.release())
 
+    # The adapters load when an app is made: workers and the CLI import this package (it
+    # holds every module) without needing the HTTP routes or the panel.
+    import admin
     from service import web
-    from service.web import api, email_events, forms, prospects, tracking, webhooks
 
-    for machine_facing in (forms.bp, webhooks.bp, tracking.bp, api.bp, prospects.bp,
-                           email_events.bp):
-        csrf.exempt(machine_facing)
-    web.init_app(app)  # its door reads the body before CSRF parses a form from it
+    web.init_app(app, csrf)  # its door reads the body before CSRF parses a form from it
     csrf.init_app(app)
     if settings["intake.trust_proxy"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
-
-    import admin
-
     admin.init_app(app)
     return app
 
 
 def security_headers(response):
     """Defaults for every response; a view that set its own (the sandboxed previews) keeps it."""
-    from flask import request
-
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -71,9 +64,6 @@ def security_headers(response):
 def init_backends(settings: dict, secret: str) -> None:
     """Bind the database and the queue for this process (counts for the Redis bound before
     go there first)."""
-    from service.core import metrics
-    from service.core.runtime import runtime
-
     metrics.flush()
     database = db.open_database(settings["database.url"], config_module.data_dir(settings))
     db.bind(database)

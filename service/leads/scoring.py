@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from service.core.db import transaction
+from service.core.models import Activity, Lead
+
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
 
@@ -66,8 +69,6 @@ def breakdown(activities, policy: Policy, now: datetime) -> list[dict]:
 
 def suggested(policy: Policy, now: datetime):
     """Leads at or over the threshold that marketing could promote: an indexed range scan."""
-    from service.core.models import Lead
-
     return (Lead.select().where(Lead.stage.in_(("lead", "nurture")),
                                 Lead.score_log >= policy.threshold_log(now))
             .order_by(Lead.score_log.desc()))
@@ -75,9 +76,6 @@ def suggested(policy: Policy, now: datetime):
 
 def rescore_all(policy: Policy, *, now: datetime, chunk: int = 1000) -> int:
     """Recompute score_log for every lead from its activities, a chunk of leads at a time."""
-    from service.core.db import transaction
-    from service.core.models import Activity, Lead
-
     done, last_id = 0, 0
     while True:
         ids = [row.id for row in Lead.select(Lead.id).where(Lead.id > last_id)

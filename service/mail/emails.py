@@ -25,6 +25,7 @@ from service.handoffs.labels import LABELS
 from service.leads.scoring import Policy
 from service.mail import transport as mail
 from service.nurture.suppression import suppressed_among
+from service.reports import digest
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,7 @@ def lead_reengaged(row: OutboxEmail, settings: dict, secret: str) -> dict:
 
 
 def weekly_digest(row: OutboxEmail, settings: dict, secret: str) -> dict:
-    from service.reports.digest import context
-
-    return {**context(row.context["start"], row.context["end"], settings),
+    return {**digest.context(row.context["start"], row.context["end"], settings),
             "dashboard_url": f"{base_url(settings)}/admin/?period=week"}
 
 

@@ -21,6 +21,7 @@ import jinja2
 
 import email_templates
 from service.core.addresses import mailbox
+from service.core.config import write_private
 from service.core.text import one_line
 
 TEMPLATES = Path(email_templates.__path__[0])
@@ -121,7 +122,6 @@ class CaptureTransport:
         self.folder = folder
 
     def send(self, messages: list[tuple[int, Message]], report: Report) -> None:
-        from service.core.config import write_private
 
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         for outbox_id, message in messages:

@@ -8,9 +8,21 @@ from pathlib import Path
 
 import click
 
+from service import init_backends
+from service.accounts.users import create_user as create
+from service.accounts.users import set_password as set_it
 from service.core import config as config_module
 from service.core.config import ConfigError
-from service.core.errors import DomainError
+from service.core.db import utcnow
+from service.core.errors import DomainError, InvalidInput
+from service.intake.importer import fields_to_overwrite, import_csv
+from service.intake.keys import create_key
+from service.leads.scoring import Policy, rescore_all
+from service.ops.demo import load_demo
+from service.ops.migrations import current_version, migrate
+from service.ops.server import serve
+from service.ops.up import run
+from workers.runner import make_scheduler, make_worker, sweeps_named
 
 
 def clear_errors(command):
@@ -32,7 +44,6 @@ def settings_from(ctx: click.Context, **overrides) -> dict:
 
 def backends(ctx: click.Context, **overrides) -> dict:
     """Load settings and bind the database and queue for this process."""
-    from service import init_backends
 
     settings = settings_from(ctx, **overrides)
     init_backends(settings, config_module.secret_key(settings))
@@ -53,7 +64,6 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @clear_errors
 def init_db(ctx: click.Context) -> None:
     """Create the schema or apply pending migrations."""
-    from service.ops.migrations import current_version, migrate
 
     backends(ctx)
     applied = migrate()
@@ -70,8 +80,6 @@ def init_db(ctx: click.Context) -> None:
 @clear_errors
 def create_user(ctx: click.Context, email: str, role: str, password_stdin: bool) -> None:
     """Create a panel user (password from a prompt or --password-stdin)."""
-    from service.accounts.users import create_user as create
-    from service.core.db import utcnow
 
     backends(ctx)
     if password_stdin:
@@ -89,7 +97,6 @@ def create_user(ctx: click.Context, email: str, role: str, password_stdin: bool)
 def set_password(ctx: click.Context, email: str) -> None:
     """Set a panel user's password, read from standard input (a prompt on a terminal);
     ends every session of the user."""
-    from service.accounts.users import set_password as set_it
 
     backends(ctx)
     if sys.stdin.isatty():
@@ -105,7 +112,6 @@ def set_password(ctx: click.Context, email: str) -> None:
 @clear_errors
 def web(ctx: click.Context) -> None:
     """Run the web server (gunicorn)."""
-    from service.ops.server import serve
 
     settings = settings_from(ctx)
     config_module.secret_key(settings)  # refused here in one line, not in each worker
@@ -118,7 +124,6 @@ def web(ctx: click.Context) -> None:
 @clear_errors
 def worker(ctx: click.Context, burst: bool) -> None:
     """Run an RQ worker."""
-    from workers.runner import make_worker
 
     require_redis(backends(ctx))
     make_worker().work(burst=burst, with_scheduler=True)
@@ -129,7 +134,6 @@ def worker(ctx: click.Context, burst: bool) -> None:
 @clear_errors
 def cron(ctx: click.Context) -> None:
     """Run RQ's cron scheduler with the periodic sweeps."""
-    from workers.runner import make_scheduler
 
     require_redis(backends(ctx))
     make_scheduler().start()
@@ -142,7 +146,6 @@ def cron(ctx: click.Context) -> None:
 def sweep(ctx: click.Context, only: str | None) -> None:
     """Run the periodic sweeps once now (unsent mail, SLA actions, nurture steps, report
     rollups, the weekly digest), one line each; cron runs them on its own."""
-    from workers.runner import sweeps_named
 
     chosen = sweeps_named(only)
     backends(ctx)
@@ -157,7 +160,6 @@ def sweep(ctx: click.Context, only: str | None) -> None:
 @clear_errors
 def up(ctx: click.Context, port: int | None, demo: bool) -> None:
     """Run everything: web, worker, cron and, without redis.url, an embedded Valkey."""
-    from service.ops.up import run
 
     sys.exit(run(ctx.obj["config"], port, demo=demo))
 
@@ -169,8 +171,6 @@ def up(ctx: click.Context, port: int | None, demo: bool) -> None:
 @clear_errors
 def demo(ctx: click.Context, days: int) -> None:
     """Load realistic demo data (a year by default) into an empty database."""
-    from service.ops.demo import load_demo
-    from service.ops.migrations import migrate
 
     settings = backends(ctx)
     migrate()
@@ -195,9 +195,6 @@ def import_leads(ctx: click.Context, file: Path, maps: tuple[str, ...],
     their values: the file fills their empty fields, and overwrites only --update fields."""
     from tqdm import tqdm
 
-    from service.core.db import utcnow
-    from service.core.errors import InvalidInput
-    from service.intake.importer import fields_to_overwrite, import_csv
 
     if not file.exists():
         raise InvalidInput(f"no such file: {file}")
@@ -225,8 +222,6 @@ def import_leads(ctx: click.Context, file: Path, maps: tuple[str, ...],
 @clear_errors
 def create_integration_key(ctx: click.Context, kind: str, source: str) -> None:
     """Create a webhook signing secret or a tracking write key (printed once)."""
-    from service.core.db import utcnow
-    from service.intake.keys import create_key
 
     settings = backends(ctx)
     sources = (list(settings["webhooks.sources"]) if kind == "webhook"
@@ -244,8 +239,6 @@ def create_integration_key(ctx: click.Context, kind: str, source: str) -> None:
 @clear_errors
 def create_api_key(ctx: click.Context, name: str, owner: str) -> None:
     """Create a key for the JSON API (printed once); send it as Authorization: Bearer KEY."""
-    from service.core.db import utcnow
-    from service.intake.keys import create_key
 
     backends(ctx)
     _, secret = create_key("api", name, sources=[name], actor="cli", now=utcnow(),
@@ -258,8 +251,6 @@ def create_api_key(ctx: click.Context, name: str, owner: str) -> None:
 @clear_errors
 def rescore(ctx: click.Context) -> None:
     """Recompute every lead's score (after changing [scoring] points or half-life)."""
-    from service.core.db import utcnow
-    from service.leads.scoring import Policy, rescore_all
 
     settings = backends(ctx)
     click.echo(f"rescored {rescore_all(Policy.from_settings(settings), now=utcnow())} leads")

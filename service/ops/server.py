@@ -7,6 +7,7 @@ from __future__ import annotations
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
+from service import create_app
 from service.core import logs
 
 
@@ -32,8 +33,6 @@ class Server(BaseApplication):
             self.cfg.set(name, value)
 
     def load(self):
-        from service import create_app
-
         return create_app(self.config_path)
 
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 
 import peewee
 from flask import Flask, request
-from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from service.core.db import db
 from service.core.errors import DomainError
@@ -21,9 +21,16 @@ RETRY_AFTER_SECONDS = 5
 SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
 
 
-def init_app(app: Flask) -> None:
-    for blueprint in (forms.bp, email_events.bp, webhooks.bp, tracking.bp, decisions.bp,
-                      health.bp, api.bp, prospects.bp):
+# Machines post to these (forms from other sites, webhooks, SDKs, API clients, one-click
+# unsubscribe): no CSRF token. People's pages (decisions, health) keep CSRF.
+MACHINE_FACING = (forms.bp, email_events.bp, webhooks.bp, tracking.bp, api.bp, prospects.bp)
+PEOPLE_FACING = (decisions.bp, health.bp)
+
+
+def init_app(app: Flask, csrf: CSRFProtect) -> None:
+    for blueprint in MACHINE_FACING:
+        csrf.exempt(blueprint)
+    for blueprint in MACHINE_FACING + PEOPLE_FACING:
         app.register_blueprint(blueprint)
     app.before_request(refuse_unreadable_requests)
     app.register_error_handler(DomainError, domain_error)
