@@ -27,6 +27,7 @@ run: $(RUNTIME)
 test: $(TESTING)
 	bash .ci/debian-packages
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 bench: $(TESTING)
