@@ -13,7 +13,6 @@ import time_machine
 
 from service import nurture
 from service.db import utcnow
-from service.handoffs import promote_lead
 from service.intake import record_activity
 from service.models import (
     Activity,
@@ -31,6 +30,7 @@ from service.suppression import suppress
 from service.users import create_user
 
 from .conftest import PASSWORD, log_in, run_worker
+from .factories import promoted
 from .test_admin_sales import run_action
 from .test_nurture import SETTINGS, rejected_lead
 
@@ -113,8 +113,7 @@ def test_erase_leaves_only_the_hashed_suppression(admin_client, rep):
     captured = Path(app.config["SETTINGS"]["data_dir"]) / "mail"
     assert any(captured.glob("*.eml"))
     Handoff.update(promoted_by="mia@example.com").execute()
-    second = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                          settings=app.config["SETTINGS"], now=utcnow())
+    second = promoted(app, rep, lead, at=utcnow())
     assert f"send-email-{second.emails[0].id}" in runtime.queue.job_ids
     run_action(client, "lead", "erase", [lead.id])
     for model in (Lead, Activity, StageChange, Handoff, Enrollment, EmailEvent):

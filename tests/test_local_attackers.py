@@ -26,11 +26,10 @@ from rq.serializers import JSONSerializer
 
 from service import config, logs, up
 from service.db import utcnow
-from service.handoffs import promote_lead
-from service.intake import record_activity
 from service.runtime import runtime
 
 from .conftest import run_cli, run_worker
+from .factories import promoted
 
 # ---- #6: the embedded Valkey has a password; the worker runs only our jobs ------------------
 
@@ -130,9 +129,7 @@ def test_what_leadbridge_writes_in_its_data_folder_is_private(make_app, rep):
     up.prepare_database(settings)  # first-admin.txt, as `leadbridge up` writes it
     config.secret_key({**settings, "web.secret_key": ""})
     now = utcnow()
-    lead = record_activity("ada@example.com", type="form_submit", source="t", occurred_at=now,
-                           now=now).lead
-    promote_lead(lead.id, rep_id=rep.id, note="", actor="m", settings=settings, now=now)
+    promoted(app, rep, at=now, actor="m")
     run_worker()
     assert list((data / "mail").glob("*.eml")), "a captured email with live decision links"
     assert (data / "first-admin.txt").exists() and (data / "secret_key").exists()

@@ -17,11 +17,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
-from service import nurture, outbox
+from service import outbox
 from service.db import transaction, utcnow
-from service.handoffs import promote_lead
 from service.importer import import_csv
-from service.intake import record_activity
 from service.keys import create_key
 from service.mail import HEADER_LIMIT, NAME_LIMIT, address, build_message, header_text
 from service.models import Handoff, Lead, OutboxEmail, Rep, Team
@@ -29,6 +27,7 @@ from service.runtime import runtime
 from service.users import create_user
 
 from .conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
+from .factories import enrolled, new_lead, promoted, rep_in_team
 from .test_escalation import SLA, START, promote, sweep_job
 from .test_nurture import FRIDAY_EVENING, SETTINGS, nurture_mail, sweep
 
@@ -40,8 +39,7 @@ TO_ADA = '"Ada Bcc: thief@example.com" <ada@example.com>'
 
 def first_nurture_email(app, smtp, clock):
     """Enroll ada@example.com and return her first nurture email, as received."""
-    lead = Lead.get(Lead.email == "ada@example.com")
-    nurture.enroll(lead.id, "default", settings=app.config["SETTINGS"], now=FRIDAY_EVENING)
+    enrolled(app, Lead.get(Lead.email == "ada@example.com"), at=FRIDAY_EVENING)
     clock.move_to(FIRST_STEP)
     sweep()
     [step] = nurture_mail(smtp)
@@ -99,11 +97,7 @@ def test_a_first_name_with_a_line_break_from_a_csv_import(make_app, smtp, tmp_pa
 
 def handoff_email(app, smtp, rep: Rep):
     """Promote a new lead to rep; the handoff email the rep receives."""
-    now = utcnow()
-    lead = record_activity("ada@example.com", type="form_submit", source="t", occurred_at=now,
-                           now=now, fields={"first_name": "Ada"}).lead
-    promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                 settings=app.config["SETTINGS"], now=now)
+    promoted(app, rep, at=utcnow(), fields={"first_name": "Ada"})
     run_worker()
     return next(m for m in smtp.messages if m["To"].endswith(f"<{rep.email}>"))
 
@@ -134,8 +128,7 @@ def test_a_rep_name_with_a_line_break_from_the_panel_is_cleaned(app, now):
 
 
 def test_a_lead_name_with_a_line_break_from_the_panel_is_cleaned(app, marketer, now):
-    lead = record_activity("ada@example.com", type="form_submit", source="t", occurred_at=now,
-                           now=now).lead
+    lead = new_lead(at=now)
     client = app.test_client()
     log_in(client, "mia@example.com")
     form = client.get(f"/admin/lead/edit/?id={lead.id}")
@@ -394,8 +387,8 @@ def test_a_manager_address_written_with_a_line_break_fails_alone_and_reaches_nob
     """A row written straight into the database: the escalation to it fails with its reason;
     the rest go; the server is never given the address hidden after the line break."""
     app = make_app(**SLA)
-    team = Team.create(name="EMEA", manager_email="boss@x.io\r\nBcc: thief@evil.io")
-    riley = Rep.create(email="riley@example.com", name="Riley", team=team)
+    riley = rep_in_team("riley@example.com", name="Riley",
+                        manager_email="boss@x.io\r\nBcc: thief@evil.io")
     with time_machine.travel(START, tick=False) as clock:
         handoff = promote(app)
         run_worker()
@@ -421,11 +414,7 @@ def test_a_rep_at_an_internationalised_domain_gets_the_handoff_email(app, smtp):
         "email": "ada@sub.tëst.io", "name": "Ada"}, headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 201, response.text
     rep = Rep.get(Rep.email == "ada@sub.tëst.io")
-    now = utcnow()
-    lead = record_activity("lee@example.com", type="form_submit", source="t", occurred_at=now,
-                           now=now).lead
-    promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                 settings=app.config["SETTINGS"], now=now)
+    promoted(app, rep, "lee@example.com", at=utcnow())
     run_worker()
     [received] = smtp.messages
     assert received["To"] == "Ada <ada@sub.xn--tst-jma.io>"

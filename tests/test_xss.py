@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from service import lifecycle, nurture
+from service import lifecycle
 from service.db import utcnow
-from service.handoffs import promote_lead
 from service.intake import Event, ingest
 from service.models import Lead, OutboxEmail
 from service.users import create_user
 
 from .conftest import PASSWORD, log_in
+from .factories import enrolled, promoted
 
 SCRIPT = "<script>alert('xss')</script>"
 IMG = '<img src=x onerror="alert(1)">'
@@ -27,11 +27,10 @@ def test_lead_input_is_text_everywhere(app, rep):
             Event(type="contact_sales", occurred_at=now, email="evil@example.com")],
            source=f"form:{SCRIPT}", settings=app.config["SETTINGS"], now=now)
     lead = Lead.get()
-    handoff = promote_lead(lead.id, rep_id=rep.id, note=SCRIPT, actor="mia@example.com",
-                           settings=app.config["SETTINGS"], now=now - timedelta(hours=30))
+    handoff = promoted(app, rep, lead, at=now - timedelta(hours=30), note=SCRIPT)
     lifecycle.reject(handoff.id, reason="not_ready", outcome="nurture:default", notes=IMG,
                      actor="r", now=now)
-    nurture.enroll(lead.id, "default", settings=app.config["SETTINGS"], now=now)
+    enrolled(app, lead, at=now)
     Lead.update(re_engaged_at=now).execute()
     create_user("root@example.com", role="admin", password=PASSWORD, now=now)
     client = app.test_client()
