@@ -24,7 +24,7 @@ def settings_of(app) -> dict:
 
 
 def new_lead(email: str = "ada@example.com", *, at: datetime, fields: dict | None = None,
-         source: str = "t", activity: str | None = "form_submit") -> Lead:
+             source: str = "t", activity: str | None = "form_submit") -> Lead:
     """A new lead first seen at `at`: through intake with one activity of that kind, or with
     activity=None through the lifecycle's capture alone (no activity, no score)."""
     if activity is None:
