@@ -26,6 +26,8 @@ from service.core.models import Rep, User
 from service.core.runtime import runtime
 from service.ops.migrations import migrate
 
+from .factories import at_once
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 
@@ -183,23 +185,16 @@ def run_worker() -> None:
 def post_at_once(url: str, data: bytes, headers: dict, times: int) -> list[int]:
     """POST the same request from `times` threads released together; the statuses (error
     answers included)."""
-    statuses, barrier = [], threading.Barrier(times)
 
-    def send():
+    def send(_: int) -> int:
         request = urllib.request.Request(url, data=data, headers=headers)
-        barrier.wait()
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                statuses.append(response.status)
+                return response.status
         except urllib.error.HTTPError as answer:
-            statuses.append(answer.code)
+            return answer.code
 
-    threads = [threading.Thread(target=send) for _ in range(times)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
+    return at_once(send, times)
 
 
 def csrf_token(html: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from service.handoffs.actions import promote_lead
 from service.intake.activity import record_activity
 
 from .conftest import csrf_token, log_in, run_worker
+from .factories import promoted
 
 
 def test_login_required(app, marketer):
@@ -56,10 +56,8 @@ def test_action_without_csrf_changes_nothing(app, marketer, rep, now):
 
 def test_outbox_shows_rendered_mail(make_app, marketer, rep, now):
     app = make_app(**{"mail.transport": "capture"})
-    lead = record_activity("alan@dynabook.example.com", type="pricing_page_view", source="t",
-                           occurred_at=now, now=now, fields={"first_name": "Alan"}).lead
-    handoff = promote_lead(lead.id, rep_id=rep.id, note="<script>x</script>",
-                           actor="mia@example.com", settings=app.config["SETTINGS"], now=now)
+    handoff = promoted(app, rep, "alan@dynabook.example.com", at=now, note="<script>x</script>",
+                       activity="pricing_page_view", fields={"first_name": "Alan"})
     client = app.test_client()
     log_in(client, "mia@example.com")
     unsent = client.get(f"/admin/outbox/preview/{handoff.emails[0].id}")

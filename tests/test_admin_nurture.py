@@ -25,12 +25,12 @@ from service.core.models import (
     Suppression,
 )
 from service.core.runtime import runtime
-from service.handoffs.actions import promote_lead
 from service.intake.activity import record_activity
 from service.nurture import sequences as nurture
 from service.nurture.suppression import suppress
 
 from .conftest import PASSWORD, log_in, run_worker
+from .factories import promoted
 from .test_admin_sales import run_action
 from .test_nurture import SETTINGS, rejected_lead
 
@@ -113,8 +113,7 @@ def test_erase_leaves_only_the_hashed_suppression(admin_client, rep):
     captured = Path(app.config["SETTINGS"]["data_dir"]) / "mail"
     assert any(captured.glob("*.eml"))
     Handoff.update(promoted_by="mia@example.com").execute()
-    second = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                          settings=app.config["SETTINGS"], now=utcnow())
+    second = promoted(app, rep, lead, at=utcnow())
     assert f"send-email-{second.emails[0].id}" in runtime.queue.job_ids
     run_action(client, "lead", "erase", [lead.id])
     for model in (Lead, Activity, StageChange, Handoff, Enrollment, EmailEvent):

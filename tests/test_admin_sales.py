@@ -8,11 +8,10 @@ import pytest
 
 from service import lifecycle
 from service.accounts.users import create_user
-from service.core.models import AuditEvent, Definition, Handoff, Lead, OutboxEmail, Rep, Team
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
+from service.core.models import AuditEvent, Definition, Handoff, Lead, OutboxEmail, Rep
 
 from .conftest import PASSWORD, csrf_token, log_in
+from .factories import new_lead, promoted, rep_in_team
 
 
 @pytest.fixture
@@ -21,16 +20,6 @@ def manager(app, now):
     client = app.test_client()
     assert log_in(client, "sam@example.com").status_code == 302
     return client
-
-
-def make_lead(now, email="ada@example.com"):
-    return record_activity(email, type="form_submit", source="t", occurred_at=now, now=now).lead
-
-
-def pending(app, rep, now, email="ada@example.com", at=None):
-    lead = make_lead(now, email)
-    return promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                        settings=app.config["SETTINGS"], now=at or now)
 
 
 def run_action(client, view: str, action: str, ids, form: dict | None = None):
@@ -46,7 +35,7 @@ def run_action(client, view: str, action: str, ids, form: dict | None = None):
 
 
 def test_reassign(app, rep, manager, now):
-    handoff = pending(app, rep, now)
+    handoff = promoted(app, rep, at=now)
     jordan = Rep.create(email="jordan@example.com", name="Jordan Rep")
     done = run_action(manager, "pending", "reassign", [handoff.id],
                       {"ids": str(handoff.id), "rep": str(jordan.id)})
@@ -61,7 +50,7 @@ def test_reassign(app, rep, manager, now):
 
 
 def test_withdraw(app, rep, manager, now):
-    handoff = pending(app, rep, now)
+    handoff = promoted(app, rep, at=now)
     run_action(manager, "pending", "withdraw", [handoff.id],
                {"ids": str(handoff.id), "reason": "Promoted by mistake"})
     assert Handoff.get_by_id(handoff.id).status == "withdrawn"
@@ -85,13 +74,13 @@ def test_outbound_sql(app, rep, manager):
 
 
 def test_win_recycle_reopen(app, rep, manager, now):
-    won = pending(app, rep, now, "won@example.com")
+    won = promoted(app, rep, "won@example.com", at=now)
     lifecycle.accept(won.id, bant={"need": "clear"}, notes="", actor="r", now=now,
                      requires=[])
-    lost = pending(app, rep, now, "lost@example.com")
+    lost = promoted(app, rep, "lost@example.com", at=now)
     lifecycle.accept(lost.id, bant={"need": "clear"}, notes="", actor="r", now=now,
                      requires=[])
-    gone = pending(app, rep, now, "gone@example.com")
+    gone = promoted(app, rep, "gone@example.com", at=now)
     lifecycle.reject(gone.id, reason="not_a_fit", outcome="disqualify", notes="", actor="r",
                      now=now)
     run_action(manager, "lead", "win", [won.lead_id])
@@ -107,7 +96,7 @@ def test_win_recycle_reopen(app, rep, manager, now):
 
 
 def test_marketer_cannot_use_manager_actions(app, rep, marketer, now):
-    handoff = pending(app, rep, now)
+    handoff = promoted(app, rep, at=now)
     client = app.test_client()
     log_in(client, "mia@example.com")
     run_action(client, "pending", "withdraw", [handoff.id])
@@ -119,8 +108,9 @@ def test_marketer_cannot_use_manager_actions(app, rep, marketer, now):
 def test_handoff_lists_show_the_clock(app, rep, manager, now):
     from service.core.db import utcnow
 
-    late = pending(app, rep, now, "late@example.com", at=utcnow() - timedelta(hours=30))
-    fresh = pending(app, rep, now, "fresh@example.com", at=utcnow())
+    late = promoted(app, rep, new_lead("late@example.com", at=now),
+                    at=utcnow() - timedelta(hours=30))
+    fresh = promoted(app, rep, new_lead("fresh@example.com", at=now), at=utcnow())
     overdue = manager.get("/admin/overdue/").text
     assert "late@example.com" in overdue and "fresh@example.com" not in overdue
     assert "overdue by 6 h" in overdue
@@ -137,14 +127,14 @@ def test_definitions_are_versioned(app, rep, manager, marketer, now):
             "agreed_by_sales": "Sam", "csrf_token": csrf_token(page.text)})
     assert [(d.version, d.text) for d in Definition.select().order_by(Definition.version)] == [
         (1, "Asked for a demo."), (2, "Asked for a demo, company over 50 people.")]
-    handoff = pending(app, rep, now)
+    handoff = promoted(app, rep, at=now)
     assert handoff.definition.version == 2
     listing = manager.get("/admin/definition/").text
     assert "company over 50 people" in listing and "/admin/definition/edit" not in listing
 
 
 def test_promote_by_rules_from_the_panel(app, rep, marketer, now):
-    lead = make_lead(now)
+    lead = new_lead(at=now)
     client = app.test_client()
     log_in(client, "mia@example.com")
     form = client.get(f"/admin/lead/promote/?ids={lead.id}")
@@ -166,7 +156,7 @@ def promote_by_rules(client, lead):
 
 
 def test_promoting_with_no_reps_says_how_to_add_one(app, marketer, now):
-    lead = make_lead(now)
+    lead = new_lead(at=now)
     marketing = app.test_client()
     log_in(marketing, "mia@example.com")
     page = promote_by_rules(marketing, lead)
@@ -182,7 +172,7 @@ def test_promoting_with_no_reps_says_how_to_add_one(app, marketer, now):
 
 def test_promoting_when_every_rep_is_away_keeps_its_message(app, rep, marketer, now):
     Rep.update(out_of_office=True).execute()
-    lead = make_lead(now)
+    lead = new_lead(at=now)
     client = app.test_client()
     log_in(client, "mia@example.com")
     page = promote_by_rules(client, lead)
@@ -191,11 +181,10 @@ def test_promoting_when_every_rep_is_away_keeps_its_message(app, rep, marketer, 
 
 
 def test_rep_away_hands_over_pending_handoffs(app, rep, manager, now):
-    team = Team.create(name="EMEA")
-    Rep.update(team=team).execute()
-    jordan = Rep.create(email="jordan@example.com", team=team)
-    first = pending(app, rep, now, "a@example.com")
-    second = pending(app, rep, now, "b@example.com")
+    jordan = rep_in_team("jordan@example.com")
+    Rep.update(team=jordan.team).execute()
+    first = promoted(app, rep, "a@example.com", at=now)
+    second = promoted(app, rep, "b@example.com", at=now)
     Rep.update(out_of_office=True).where(Rep.id == rep.id).execute()
     run_action(manager, "rep", "hand_over", [rep.id])
     for handoff in (first, second):

@@ -3,17 +3,15 @@ weighted split under concurrent promotions."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 
-from service.core import db
 from service.core.models import Handoff, Lead, Rep, Team
-from service.handoffs.actions import promote_lead
 from service.handoffs.assignment import NoEligibleRep, NoReps, Rules, choose_rep, weighted_ring
-from service.lifecycle import capture
+
+from .factories import at_once, new_lead, promoted, rep_in_team
 
 RULES = Rules(rules=[
     {"team": "EMEA", "country": ["GB", "DE"]},
@@ -46,20 +44,18 @@ def test_weighted_ring(weights, ring):
     assert [names[r] for r in weighted_ring(reps)] == ring
 
 
-def team_with(*reps, name="EMEA", fallback=""):
-    team = Team.create(name=name, fallback_email=fallback)
-    made = [Rep.create(email=f"{n}@example.com", name=n, team=team, **kw) for n, kw in reps]
-    return team, made
+GB = {"fields": {"country": "GB"}, "activity": None}
 
 
-def lead(now, i=0, **fields):
-    return capture(f"lead{i}@example.com", fields={"country": "GB", **fields}, source="t",
-                   actor="t", now=now)
+def team_with(*reps):
+    """Reps in team EMEA: (name, fields) each, at name@example.com."""
+    return [rep_in_team(f"{n}@example.com", name=n, **fields) for n, fields in reps]
 
 
 def picks(n, now, start=0):
     rules = Rules(rules=[{"team": "EMEA", "country": "GB"}], default_team="")
-    return [Rep.get_by_id(choose_rep(lead(now, i), rules, now.date())).name
+    return [Rep.get_by_id(choose_rep(new_lead(f"lead{i}@example.com", at=now, **GB), rules,
+                                      now.date())).name
             for i in range(start, start + n)]
 
 
@@ -70,8 +66,8 @@ def test_round_robin_skips_away_inactive_and_full(app, now):
               ("eve", {"away_from": today + timedelta(days=1)}),
               ("fay", {"capacity": 1}))
     assert picks(4, now) == ["ann", "eve", "fay", "ann"]
-    Handoff.create(lead=lead(now, 99), rep=Rep.get(Rep.name == "fay"), promoted_by="m",
-                   promoted_at=now, due_at=now)
+    Handoff.create(lead=new_lead("lead99@example.com", at=now, **GB),
+                   rep=Rep.get(Rep.name == "fay"), promoted_by="m", promoted_at=now, due_at=now)
     assert picks(3, now, start=10) == ["ann", "eve", "ann"]
 
 
@@ -95,38 +91,23 @@ def test_a_team_without_reps_says_so(app, now):
 def test_explicit_rep_wins_and_missing_team_is_clear(make_app, now):
     app = make_app(**{"assignment.rules": [{"team": "Nowhere", "country": "GB"}]})
     away = Rep.create(email="away@example.com", out_of_office=True)
-    first = lead(now, 1)
-    handoff = promote_lead(first.id, rep_id=away.id, note="", actor="m",
-                           settings=app.config["SETTINGS"], now=now)
+    handoff = promoted(app, away, "lead1@example.com", at=now, actor="m", **GB)
     assert handoff.rep.id == away.id
     with pytest.raises(NoEligibleRep, match="team 'Nowhere', which does not exist"):
-        promote_lead(lead(now, 2).id, rep_id=None, note="", actor="m",
-                     settings=app.config["SETTINGS"], now=now)
+        promoted(app, None, "lead2@example.com", at=now, actor="m", **GB)
     assert Lead.get(Lead.email == "lead2@example.com").stage == "lead"
 
 
 def test_two_hundred_concurrent_promotions_split_exactly(make_app, now):
     app = make_app(**{"assignment.rules": [{"team": "EMEA", "country": "GB"}]})
-    _, reps = team_with(("ann", {"weight": 3}), ("bob", {"weight": 2}), ("cat", {"weight": 1}))
-    leads = [lead(now, i).id for i in range(200)]
-    errors = []
+    reps = team_with(("ann", {"weight": 3}), ("bob", {"weight": 2}), ("cat", {"weight": 1}))
+    leads = [new_lead(f"lead{i}@example.com", at=now, **GB) for i in range(200)]
 
-    def promote(chunk):
-        db.connect()
-        try:
-            for lead_id in chunk:
-                promote_lead(lead_id, rep_id=None, note="", actor="m",
-                             settings=app.config["SETTINGS"], now=now)
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            db.db.close()
+    def promote(i):
+        for lead in leads[i::4]:
+            promoted(app, None, lead, at=now, actor="m")
 
-    threads = [threading.Thread(target=promote, args=(leads[i::4],)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = [exc for exc in at_once(promote, 4, database=True) if exc is not None]
     assert errors == []
     ring = weighted_ring(reps)
     expected = Counter(ring * (200 // len(ring)) + ring[:200 % len(ring)])

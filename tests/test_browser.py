@@ -12,9 +12,9 @@ from playwright.sync_api import expect, sync_playwright
 
 from service.accounts.users import create_user
 from service.core.models import Handoff, Lead, Rep
-from service.handoffs.actions import promote_lead
 from service.intake.activity import record_activity
 
+from . import factories
 from .conftest import PASSWORD, ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -54,10 +54,7 @@ def test_marketer_day_in_the_panel(app, rep, now, live_server, browser_page):
         record_activity(f"{first.lower()}@{company.lower()}.example.com", type="page_view",
                         source="t", occurred_at=now, now=now,
                         fields={"first_name": first, "company": company})
-    older = record_activity("old@example.com", type="page_view", source="t", occurred_at=now,
-                            now=now).lead
-    promote_lead(older.id, rep_id=rep.id, note="", actor="m", settings=app.config["SETTINGS"],
-                 now=now)
+    factories.promoted(app, rep, "old@example.com", at=now, actor="m", activity="page_view")
     create_user("mia@example.com", role="marketer", password=PASSWORD, now=now)
     page = browser_page
 

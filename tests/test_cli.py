@@ -11,11 +11,9 @@ import pytest
 
 from service.core.db import utcnow
 from service.core.models import Handoff, OutboxEmail
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
-from service.nurture import sequences as nurture
 
 from .conftest import ROOT, run_cli, run_worker
+from .factories import enrolled, promoted
 
 
 @pytest.fixture
@@ -137,10 +135,7 @@ def test_an_api_key_needs_its_owners_email(cli):
 
 def due_nurture_step(app, email="ada@example.com"):
     """A lead whose first nurture step fell due a while ago."""
-    long_ago = utcnow() - timedelta(days=30)
-    lead = record_activity(email, type="form_submit", source="t", occurred_at=long_ago,
-                           now=long_ago, fields={"first_name": "Ada"}).lead
-    nurture.enroll(lead.id, "default", settings=app.config["SETTINGS"], now=long_ago)
+    enrolled(app, email, at=utcnow() - timedelta(days=30), fields={"first_name": "Ada"})
 
 
 def test_sweep_runs_every_periodic_sweep(app, settings_overrides, smtp):
@@ -157,10 +152,7 @@ def test_sweep_runs_every_periodic_sweep(app, settings_overrides, smtp):
 def test_sweep_only_one(app, settings_overrides, rep):
     due_nurture_step(app)
     two_days_ago = utcnow() - timedelta(days=2)
-    lead = record_activity("bo@example.com", type="form_submit", source="t",
-                           occurred_at=two_days_ago, now=two_days_ago).lead
-    handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                           settings=app.config["SETTINGS"], now=two_days_ago)
+    handoff = promoted(app, rep, "bo@example.com", at=two_days_ago)
     result = run_cli(app, settings_overrides, "sweep", "--only", "nurture")
     assert (result.returncode, result.stdout) == (0, "nurture: 1 step(s) queued\n")
     assert Handoff.get_by_id(handoff.id).reminded_at is None, "the SLA sweep did not run"

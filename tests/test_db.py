@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from service.core.models import OutboxEmail
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 from service.leads.gdpr import erase_lead
 
-
-def promoted(app, rep, email, now):
-    lead = record_activity(email, type="form_submit", source="test", occurred_at=now,
-                           now=now).lead
-    return promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                        settings=app.config["SETTINGS"], now=now)
+from .factories import promoted
 
 
 def test_ids_of_an_erased_lead_never_come_back(app, rep, now, tmp_path):
-    erased = promoted(app, rep, "ada@example.com", now)
+    erased = promoted(app, rep, "ada@example.com", at=now)
     erased_email = OutboxEmail.get(OutboxEmail.handoff == erased.id)
     erase_lead(erased.lead_id, actor="dpo@example.com", data_dir=tmp_path, now=now)
-    after = promoted(app, rep, "bob@example.com", now)
+    after = promoted(app, rep, "bob@example.com", at=now)
     assert after.lead_id > erased.lead_id
     assert after.id > erased.id
     assert OutboxEmail.get(OutboxEmail.handoff == after.id).id > erased_email.id

@@ -5,58 +5,49 @@ from __future__ import annotations
 
 import http.cookiejar
 import re
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from service.core import links
 from service.core.models import Handoff, OutboxEmail, StageChange
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 
 from .conftest import csrf_token, log_in, run_worker
+from .factories import at_once, promoted
 from .test_end_to_end import BANT, link_from
 
 EVIL = "<script>alert('x')</script>"
-
-
-def promoted(app, rep, now, first_name="Ada"):
-    lead = record_activity("ada@example.com", type="pricing_page_view", source="t",
-                           occurred_at=now, now=now,
-                           fields={"first_name": first_name, "company": "Engines & Co"}).lead
-    return promote_lead(lead.id, rep_id=rep.id, note="Hot <b>lead</b>",
-                        actor="mia@example.com", settings=app.config["SETTINGS"], now=now)
+ADA = {"first_name": "Ada", "company": "Engines & Co"}
+HOT = {"activity": "pricing_page_view", "note": "Hot <b>lead</b>"}
 
 
 def test_twenty_concurrent_decisions_one_wins(app, rep, marketer, now, live_server, smtp):
-    handoff = promoted(app, rep, now)
+    handoff = promoted(app, rep, at=now, fields=ADA, **HOT)
     accept = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept",
                                  handoff.lead.public_id)
     reject = links.handoff_token(app.secret_key, handoff.id, rep.id, "reject",
                                  handoff.lead.public_id)
-    barrier, results = threading.Barrier(20), []
 
-    def decide(i):
+    def ready(i):
         token = accept if i % 2 else reject
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         page = opener.open(f"{live_server}/h/{token}", timeout=30).read().decode()
         form = {"csrf_token": csrf_token(page), "notes": f"try {i}",
                 **(BANT if i % 2 else {"reason": "not_a_fit"})}
-        barrier.wait()
-        try:
-            with opener.open(f"{live_server}/h/{token}",
-                             data=urllib.parse.urlencode(form).encode(), timeout=30) as answer:
-                results.append((answer.status, answer.read().decode()))
-        except urllib.error.HTTPError as exc:
-            results.append((exc.code, exc.read().decode()))
+        return opener, f"{live_server}/h/{token}", urllib.parse.urlencode(form).encode()
 
-    threads = [threading.Thread(target=decide, args=(i,)) for i in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    posts = [ready(i) for i in range(20)]
+
+    def decide(i):
+        opener, url, data = posts[i]
+        try:
+            with opener.open(url, data=data, timeout=30) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    results = at_once(decide, 20)
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] + [409] * 19
     assert all("already decided" in text for status, text in results if status == 409)
@@ -68,7 +59,7 @@ def test_twenty_concurrent_decisions_one_wins(app, rep, marketer, now, live_serv
 
 
 def test_feedback_reaches_the_marketer(app, rep, marketer, now, smtp):
-    handoff = promoted(app, rep, now)
+    handoff = promoted(app, rep, at=now, fields=ADA, **HOT)
     run_worker()
     client = app.test_client()
     path = link_from(smtp.text(0), "reject")
@@ -86,7 +77,7 @@ def test_feedback_reaches_the_marketer(app, rep, marketer, now, smtp):
 
 
 def test_lead_input_stays_text(app, rep, marketer, now, smtp):
-    handoff = promoted(app, rep, now, first_name=EVIL)
+    handoff = promoted(app, rep, at=now, fields={**ADA, "first_name": EVIL}, **HOT)
     run_worker()
     message = smtp.messages[0]
     html = message.get_body(("html",)).get_content()
@@ -105,7 +96,7 @@ def test_lead_input_stays_text(app, rep, marketer, now, smtp):
 
 
 def test_a_refused_answer_is_said_once(app, rep, marketer, now, smtp):
-    promoted(app, rep, now)
+    promoted(app, rep, at=now, fields=ADA, **HOT)
     run_worker()
     client = app.test_client()
     path = link_from(smtp.text(0), "accept")

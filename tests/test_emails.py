@@ -9,10 +9,8 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from service.intake.activity import record_activity
-from service.nurture import sequences as nurture
-
 from .conftest import run_worker
+from .factories import enrolled
 from .test_nurture import FRIDAY_EVENING, SETTINGS, nurture_mail, rejected_lead, sweep
 
 FIRST_STEP = FRIDAY_EVENING + timedelta(days=5, hours=-9)  # Wednesday 09:00 London
@@ -49,9 +47,7 @@ def test_nurture_email_replies_reach_the_leads_owner(make_app, rep, smtp):
 def test_a_lead_without_an_owner_replies_to_mail_reply_to(make_app, smtp, reply_to):
     app = make_app(**SETTINGS, **{"mail.reply_to": reply_to})
     with time_machine.travel(FRIDAY_EVENING, tick=False) as clock:
-        lead = record_activity("ada@example.com", type="form_submit", source="t",
-                               occurred_at=FRIDAY_EVENING, now=FRIDAY_EVENING).lead
-        nurture.enroll(lead.id, "default", settings=app.config["SETTINGS"], now=FRIDAY_EVENING)
+        enrolled(app, at=FRIDAY_EVENING)
         clock.move_to(FIRST_STEP)
         sweep()
     [step] = nurture_mail(smtp)

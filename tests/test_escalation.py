@@ -15,12 +15,11 @@ import time_machine
 
 from service import lifecycle
 from service.core.db import utcnow
-from service.core.models import Handoff, OutboxEmail, Rep, Team
+from service.core.models import Handoff, OutboxEmail, Rep
 from service.core.runtime import runtime
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 
 from .conftest import ROOT, run_worker
+from .factories import promoted, rep_in_team
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SLA = {"sla.calendar": "24x7", "sla.decision_hours": 2.0, "sla.remind_at": 0.5,
@@ -34,9 +33,8 @@ NIGHT_SHIFT = {**SLA, "sla.calendar": "business", "sla.time_zone": "Europe/Londo
 
 def team_app(make_app, settings):
     app = make_app(**settings)
-    team = Team.create(name="EMEA", manager_email="sam@example.com")
-    Rep.create(email="riley@example.com", name="Riley", team=team)
-    Rep.create(email="jordan@example.com", name="Jordan", team=team)
+    rep_in_team("riley@example.com", name="Riley", manager_email="sam@example.com")
+    rep_in_team("jordan@example.com", name="Jordan")
     return app
 
 
@@ -46,14 +44,8 @@ def sla_app(make_app):
 
 
 def promote(app, email="ada@example.com", at=START):
-    lead = record_activity(email, type="form_submit", source="t", occurred_at=at, now=at).lead
-    riley = Rep.get(Rep.email == "riley@example.com")
-    return promote_lead(lead.id, rep_id=riley.id, note="", actor="mia@example.com",
-                        settings=lead_settings(app), now=at)
-
-
-def lead_settings(app):
-    return app.config["SETTINGS"]
+    """A lead promoted to Riley."""
+    return promoted(app, Rep.get(Rep.email == "riley@example.com"), email, at=at)
 
 
 def sweep_job():
@@ -196,7 +188,7 @@ def test_an_mql_never_goes_back_to_a_rep_who_let_it_lapse(sla_app, smtp):
 
 
 def test_reassignments_stop_after_the_limit(sla_app, smtp):
-    Rep.create(email="sasha@example.com", name="Sasha", team=Team.get())
+    rep_in_team("sasha@example.com", name="Sasha")
     with time_machine.travel(START, tick=False) as clock:
         promote(sla_app)
         run_worker()

@@ -18,12 +18,11 @@ from service.core import links, logs
 from service.core.db import utcnow
 from service.core.models import Activity, Lead, OutboxEmail, Rep, Team
 from service.core.runtime import runtime
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 from service.intake.event import lead_fields
 from service.intake.keys import create_key
 
 from .conftest import PASSWORD, csrf_token, log_in, run_worker
+from .factories import promoted
 from .test_tracking import basic
 from .test_webhooks import event, signed
 
@@ -150,9 +149,8 @@ def test_secrets_and_personal_data_stay_out_of_logs_and_job_arguments(make_app, 
         log_in(client, "nobody@example.com", "hunter2-password")
         rep = Rep.create(email="riley.rep@example.com", name="Riley Rep")
         smtp.refuse["riley.rep@example.com"] = "550 5.1.1 <riley.rep@example.com>: no such user"
-        lead = Lead.get(Lead.email == "ada@lovelace.example.com")
-        promote_lead(lead.id, rep_id=rep.id, note="", actor="m",
-                     settings=app.config["SETTINGS"], now=utcnow())
+        promoted(app, rep, Lead.get(Lead.email == "ada@lovelace.example.com"), at=utcnow(),
+                 actor="m")
         jobs = [runtime.queue.fetch_job(job_id) for job_id in runtime.queue.job_ids]
         assert jobs and all(_only_ids([*job.args, *job.kwargs.values()]) for job in jobs)
         run_worker()
@@ -177,10 +175,8 @@ def _only_ids(values) -> bool:
 def test_access_log_has_no_write_key_or_link_token(app, rep, live_server, tmp_path):
     secrets = keys()
     now = utcnow()
-    lead = record_activity("ada@example.com", type="form_submit", source="t", occurred_at=now,
-                           now=now).lead
-    handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="m",
-                           settings=app.config["SETTINGS"], now=now)
+    handoff = promoted(app, rep, at=now, actor="m")
+    lead = handoff.lead
     token = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept",
                                 lead.public_id)
     urllib.request.urlopen(f"{live_server}/h/{token}").close()

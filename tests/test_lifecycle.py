@@ -3,45 +3,34 @@ simultaneous decisions exactly one wins."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
 
 from service import lifecycle
-from service.core import db
 from service.core.errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
 from service.core.models import Handoff, Lead, OutboxEmail, StageChange
 from service.handoffs.sla import Schedule
 
+from .factories import at_once, new_lead, promoted
 
-def day_window(now):
-    return Schedule(due_at=now + timedelta(hours=24), remind_at=None, escalate_at=None,
-                    reassign_at=None)
-
-
-def new_lead(now, email="barbara@liskov.example.com"):
-    return lifecycle.capture(email, fields={"company": "Liskov"}, source="test", actor="test",
-                             now=now)
-
-
-def promote(lead, rep, now):
-    return lifecycle.promote(lead.id, rep_id=rep.id, actor="mia@example.com", note="",
-                             now=now, schedule=day_window(now))
+BARBARA = "barbara@liskov.example.com"
+CAPTURED = {"fields": {"company": "Liskov"}, "activity": None}
+DAY = timedelta(hours=24)
 
 
 def test_capture_is_unique_by_email(app, now):
-    lead = new_lead(now)
+    lead = new_lead(BARBARA, at=now, **CAPTURED)
     assert lead.stage == "lead"
     with pytest.raises(lifecycle.LeadExists):
-        new_lead(now)
+        new_lead(BARBARA, at=now, **CAPTURED)
     assert Lead.select().count() == 1
     assert StageChange.select().count() == 1
 
 
 def test_promote_writes_handoff_history_and_outbox(app, rep, now):
-    lead = new_lead(now)
-    handoff = promote(lead, rep, now)
+    lead = new_lead(BARBARA, at=now, **CAPTURED)
+    handoff = promoted(app, rep, lead, at=now, window=DAY)
     assert (handoff.status, handoff.rep.id, handoff.due_at) == (
         "pending", rep.id, now + timedelta(hours=24))
     assert Lead.get_by_id(lead.id).stage == "mql"
@@ -49,10 +38,10 @@ def test_promote_writes_handoff_history_and_outbox(app, rep, now):
 
 
 def test_promote_twice_is_illegal_and_changes_nothing(app, rep, now):
-    lead = new_lead(now)
-    promote(lead, rep, now)
+    lead = new_lead(BARBARA, at=now, **CAPTURED)
+    promoted(app, rep, lead, at=now, window=DAY)
     with pytest.raises(IllegalTransition, match="cannot promote a lead in stage mql"):
-        promote(lead, rep, now)
+        promoted(app, rep, lead, at=now, window=DAY)
     assert Handoff.select().count() == 1
     assert OutboxEmail.select().count() == 1
 
@@ -60,15 +49,15 @@ def test_promote_twice_is_illegal_and_changes_nothing(app, rep, now):
 def test_unknown_lead_and_inactive_rep(app, rep, now):
     with pytest.raises(NotFound):
         lifecycle.promote(999, rep_id=rep.id, actor="m", note="", now=now,
-                          schedule=day_window(now))
+                          schedule=Schedule(now + DAY, None, None, None))
     rep.active = False
     rep.save()
     with pytest.raises(InvalidInput, match="not active"):
-        promote(new_lead(now), rep, now)
+        promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
 
 
 def test_accept_requires_configured_bant(app, rep, now):
-    handoff = promote(new_lead(now), rep, now)
+    handoff = promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
     with pytest.raises(InvalidInput, match="need is required"):
         lifecycle.accept(handoff.id, bant={"budget": "likely"}, notes="", actor="r", now=now,
                          requires=["need"])
@@ -79,24 +68,24 @@ def test_accept_requires_configured_bant(app, rep, now):
 
 
 def test_late_decision_misses_sla(app, rep, now):
-    handoff = promote(new_lead(now), rep, now)
+    handoff = promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
     decided = lifecycle.reject(handoff.id, reason="not_ready", outcome="nurture:default",
                                notes="", actor="r", now=now + timedelta(hours=25))
     assert decided.sla_met is False and decided.lead.stage == "nurture"
 
 
 def test_nurtured_lead_can_be_promoted_again(app, rep, now):
-    lead = new_lead(now)
-    first = promote(lead, rep, now)
+    lead = new_lead(BARBARA, at=now, **CAPTURED)
+    first = promoted(app, rep, lead, at=now, window=DAY)
     lifecycle.reject(first.id, reason="not_ready", outcome="nurture:default", notes="",
                      actor="r", now=now)
-    second = promote(lead, rep, now + timedelta(days=30))
+    second = promoted(app, rep, lead, at=now + timedelta(days=30), window=DAY)
     assert second.status == "pending" and Lead.get_by_id(lead.id).stage == "mql"
 
 
 def test_take_over_moves_a_pending_handoff_to_a_duplicate(app, rep, now):
-    handoff = promote(new_lead(now), rep, now)
-    duplicate = new_lead(now, email="b.liskov@liskov.example.com")
+    handoff = promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
+    duplicate = new_lead("b.liskov@liskov.example.com", at=now, **CAPTURED)
     lifecycle.take_over(handoff.id, lead_id=duplicate.id, actor="mia@example.com", now=now)
     assert Lead.get_by_id(duplicate.id).stage == "mql"
     assert Handoff.get_by_id(handoff.id).lead_id == duplicate.id
@@ -108,10 +97,10 @@ def test_take_over_moves_a_pending_handoff_to_a_duplicate(app, rep, now):
 
 @pytest.mark.parametrize("taker", ["mql", "decided"])
 def test_take_over_only_a_pending_handoff_by_a_lead_without_one(app, rep, now, taker):
-    handoff = promote(new_lead(now), rep, now)
-    duplicate = new_lead(now, email="b.liskov@liskov.example.com")
+    handoff = promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
+    duplicate = new_lead("b.liskov@liskov.example.com", at=now, **CAPTURED)
     if taker == "mql":
-        promote(duplicate, rep, now)
+        promoted(app, rep, duplicate, at=now, window=DAY)
     else:
         lifecycle.accept(handoff.id, bant={}, notes="", actor="r", now=now, requires=[])
     changes = StageChange.select().count()
@@ -123,30 +112,20 @@ def test_take_over_only_a_pending_handoff_by_a_lead_without_one(app, rep, now, t
 
 
 def test_simultaneous_decisions_exactly_one_wins(app, rep, now):
-    handoff = promote(new_lead(now), rep, now)
-    barrier, results = threading.Barrier(2), []
+    handoff = promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
+    actions = ("accept", "reject")
 
-    def decide(action):
-        db.connect()
-        barrier.wait()
-        try:
-            if action == "accept":
-                lifecycle.accept(handoff.id, bant={"need": "clear"}, notes="", actor="a",
-                                 now=now, requires=["need"])
-            else:
-                lifecycle.reject(handoff.id, reason="not_a_fit", outcome="disqualify",
-                                 notes="", actor="b", now=now)
-            results.append(action)
-        except AlreadyDecided:
-            results.append("already decided")
-        finally:
-            db.db.close()
+    def decide(i):
+        if actions[i] == "accept":
+            lifecycle.accept(handoff.id, bant={"need": "clear"}, notes="", actor="a",
+                             now=now, requires=["need"])
+        else:
+            lifecycle.reject(handoff.id, reason="not_a_fit", outcome="disqualify",
+                             notes="", actor="b", now=now)
+        return actions[i]
 
-    threads = [threading.Thread(target=decide, args=(a,)) for a in ("accept", "reject")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = ["already decided" if isinstance(result, AlreadyDecided) else result
+               for result in at_once(decide, 2, database=True)]
     assert len(results) == 2
     assert results.count("already decided") == 1
     final = Handoff.get_by_id(handoff.id)

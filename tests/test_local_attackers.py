@@ -27,11 +27,10 @@ from rq.serializers import JSONSerializer
 from service.core import config, logs
 from service.core.db import utcnow
 from service.core.runtime import runtime
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 from service.ops import up
 
 from .conftest import run_cli, run_worker
+from .factories import promoted
 
 # ---- #6: the embedded Valkey has a password; the worker runs only our jobs ------------------
 
@@ -131,9 +130,7 @@ def test_what_leadbridge_writes_in_its_data_folder_is_private(make_app, rep):
     up.prepare_database(settings)  # first-admin.txt, as `leadbridge up` writes it
     config.secret_key({**settings, "web.secret_key": ""})
     now = utcnow()
-    lead = record_activity("ada@example.com", type="form_submit", source="t", occurred_at=now,
-                           now=now).lead
-    promote_lead(lead.id, rep_id=rep.id, note="", actor="m", settings=settings, now=now)
+    promoted(app, rep, at=now, actor="m")
     run_worker()
     assert list((data / "mail").glob("*.eml")), "a captured email with live decision links"
     assert (data / "first-admin.txt").exists() and (data / "secret_key").exists()

@@ -22,14 +22,12 @@ from service.core import outbox
 from service.core.db import transaction, utcnow
 from service.core.models import Handoff, Lead, OutboxEmail, Rep, Team
 from service.core.runtime import runtime
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 from service.intake.importer import import_csv
 from service.intake.keys import create_key
 from service.mail.transport import HEADER_LIMIT, NAME_LIMIT, address, build_message, header_text
-from service.nurture import sequences as nurture
 
 from .conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
+from .factories import enrolled, new_lead, promoted, rep_in_team
 from .test_escalation import SLA, START, promote, sweep_job
 from .test_nurture import FRIDAY_EVENING, SETTINGS, nurture_mail, sweep
 
@@ -41,8 +39,7 @@ TO_ADA = '"Ada Bcc: thief@example.com" <ada@example.com>'
 
 def first_nurture_email(app, smtp, clock):
     """Enroll ada@example.com and return her first nurture email, as received."""
-    lead = Lead.get(Lead.email == "ada@example.com")
-    nurture.enroll(lead.id, "default", settings=app.config["SETTINGS"], now=FRIDAY_EVENING)
+    enrolled(app, Lead.get(Lead.email == "ada@example.com"), at=FRIDAY_EVENING)
     clock.move_to(FIRST_STEP)
     sweep()
     [step] = nurture_mail(smtp)
@@ -100,11 +97,7 @@ def test_a_first_name_with_a_line_break_from_a_csv_import(make_app, smtp, tmp_pa
 
 def handoff_email(app, smtp, rep: Rep):
     """Promote a new lead to rep; the handoff email the rep receives."""
-    now = utcnow()
-    lead = record_activity("ada@example.com", type="form_submit", source="t", occurred_at=now,
-                           now=now, fields={"first_name": "Ada"}).lead
-    promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                 settings=app.config["SETTINGS"], now=now)
+    promoted(app, rep, at=utcnow(), fields={"first_name": "Ada"})
     run_worker()
     return next(m for m in smtp.messages if m["To"].endswith(f"<{rep.email}>"))
 
@@ -135,8 +128,7 @@ def test_a_rep_name_with_a_line_break_from_the_panel_is_cleaned(app, now):
 
 
 def test_a_lead_name_with_a_line_break_from_the_panel_is_cleaned(app, marketer, now):
-    lead = record_activity("ada@example.com", type="form_submit", source="t", occurred_at=now,
-                           now=now).lead
+    lead = new_lead(at=now)
     client = app.test_client()
     log_in(client, "mia@example.com")
     form = client.get(f"/admin/lead/edit/?id={lead.id}")
@@ -395,8 +387,8 @@ def test_a_manager_address_written_with_a_line_break_fails_alone_and_reaches_nob
     """A row written straight into the database: the escalation to it fails with its reason;
     the rest go; the server is never given the address hidden after the line break."""
     app = make_app(**SLA)
-    team = Team.create(name="EMEA", manager_email="boss@x.io\r\nBcc: thief@evil.io")
-    riley = Rep.create(email="riley@example.com", name="Riley", team=team)
+    riley = rep_in_team("riley@example.com", name="Riley",
+                        manager_email="boss@x.io\r\nBcc: thief@evil.io")
     with time_machine.travel(START, tick=False) as clock:
         handoff = promote(app)
         run_worker()
@@ -422,11 +414,7 @@ def test_a_rep_at_an_internationalised_domain_gets_the_handoff_email(app, smtp):
         "email": "ada@sub.tëst.io", "name": "Ada"}, headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 201, response.text
     rep = Rep.get(Rep.email == "ada@sub.tëst.io")
-    now = utcnow()
-    lead = record_activity("lee@example.com", type="form_submit", source="t", occurred_at=now,
-                           now=now).lead
-    promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                 settings=app.config["SETTINGS"], now=now)
+    promoted(app, rep, "lee@example.com", at=utcnow())
     run_worker()
     [received] = smtp.messages
     assert received["To"] == "Ada <ada@sub.xn--tst-jma.io>"

@@ -13,29 +13,18 @@ from service import lifecycle
 from service.core.db import utcnow
 from service.core.models import AuditEvent, Enrollment, Handoff, Lead, OutboxEmail, Rep, StageChange
 from service.handoffs import escalation
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 from service.leads.merge import merge_leads
 from service.reports import rollups
 
 from .conftest import csrf_token, log_in, run_worker
+from .factories import new_lead, promoted
 from .test_end_to_end import BANT, link_from
 from .test_escalation import SLA
 from .test_nurture import FRIDAY_EVENING, nurture_mail, rejected_lead, sweep
 from .test_nurture import SETTINGS as NURTURE
 
 KEPT, DUPLICATE = "grace@navy.example.com", "g.hopper@navy.example.com"
-
-
-def captured(email, now):
-    return record_activity(email, type="contact_sales", source="t", occurred_at=now,
-                           now=now).lead
-
-
-def promoted(app, email, rep, now):
-    lead = captured(email, now)
-    return promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                        settings=app.config["SETTINGS"], now=now)
+CONTACT = {"activity": "contact_sales"}
 
 
 def outbound_sql(email, rep, now):
@@ -70,8 +59,8 @@ def merge_audit() -> dict:
 
 def test_handoff_carried_over_to_a_survivor_at_lead(app, rep, marketer, smtp):
     now = utcnow()
-    survivor = captured(KEPT, now)
-    handoff = promoted(app, DUPLICATE, rep, now)
+    survivor = new_lead(KEPT, at=now, **CONTACT)
+    handoff = promoted(app, rep, DUPLICATE, at=now, **CONTACT)
     run_worker()
     accept = link_from(rep_mail_about(smtp, DUPLICATE), "accept")
 
@@ -108,8 +97,8 @@ def test_handoff_withdrawn_when_the_survivor_cannot_take_it(make_app, rep, smtp,
         survivor = outbound_sql(KEPT, rep, now)
     else:
         jordan = Rep.create(email="jordan@example.com", name="Jordan")
-        survivor = promoted(app, KEPT, jordan, now).lead
-    handoff = promoted(app, DUPLICATE, rep, now)
+        survivor = promoted(app, jordan, KEPT, at=now, **CONTACT).lead
+    handoff = promoted(app, rep, DUPLICATE, at=now, **CONTACT)
     run_worker()
     accept = link_from(rep_mail_about(smtp, DUPLICATE), "accept")
     before = history(survivor.id)
@@ -179,7 +168,7 @@ def test_no_nurture_after_merging_into_an_sql(make_app, rep, smtp):
 
 
 def test_earlier_merges_move_with_the_merged_lead(app, now):
-    first, second, third = (captured(email, now) for email in (KEPT, DUPLICATE,
+    first, second, third = (new_lead(email, at=now, **CONTACT) for email in (KEPT, DUPLICATE,
                                                               "hopper@navy.example.com"))
     merge_leads(second.id, third.id, actor="mia@example.com", now=now)
     merge_leads(first.id, second.id, actor="mia@example.com", now=now)

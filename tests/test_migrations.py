@@ -16,8 +16,6 @@ from service.core.models import (
     Rep,
     SchemaVersion,
 )
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 from service.leads.gdpr import erase_lead
 from service.leads.merge import merge_leads
 from service.ops import migrations
@@ -29,6 +27,8 @@ from service.ops.migrations import (
     current_version,
     migrate,
 )
+
+from .factories import new_lead, promoted
 
 WITH_IDS = [model for name in dir(migrations) if name.startswith("TABLES_V")
             for model in getattr(migrations, name)
@@ -90,10 +90,7 @@ def test_upgrade_counts_earlier_reassignments_by_episode(app, rep):
     from service.reports import figures as reports
 
     start = datetime(2026, 9, 10, 10, tzinfo=UTC)
-    lead = lifecycle.capture("ada@example.com", fields={}, source="t", actor="t", now=start)
-    window = Schedule(start + timedelta(hours=24), None, None, None)
-    first = lifecycle.promote(lead.id, rep_id=rep.id, actor="mia@example.com", note="",
-                              now=start, schedule=window)
+    first = promoted(app, rep, at=start, window=timedelta(hours=24), activity=None)
     moved = start + timedelta(hours=36)
     jordan = Rep.create(email="jordan@example.com")
     second = lifecycle.reassign(first.id, rep_id=jordan.id, actor="sla", now=moved,
@@ -143,22 +140,16 @@ def drop_public_ids() -> None:
     SchemaVersion.delete().where(SchemaVersion.version == 14).execute()
 
 
-def capture(email: str, now) -> Lead:
-    return record_activity(email, type="form_submit", source="t", occurred_at=now,
-                           now=now).lead
-
-
 def test_upgrade_keeps_ids_and_never_reuses_them(app, now, tmp_path):
     ids_before_version_14()
     rep = Rep.create(email="riley.rep@example.com")
-    ada, bob, cy = (capture(f"{name}@example.com", now) for name in ("ada", "bob", "cy"))
-    handoff = promote_lead(bob.id, rep_id=rep.id, note="", actor="mia@example.com",
-                           settings=app.config["SETTINGS"], now=now)
+    ada, bob, cy = (new_lead(f"{name}@example.com", at=now) for name in ("ada", "bob", "cy"))
+    handoff = promoted(app, rep, bob, at=now)
     erase_lead(cy.id, actor="dpo@example.com", data_dir=tmp_path, now=now)
-    dee = capture("dee@example.com", now)
+    dee = new_lead("dee@example.com", at=now)
     sqlite = isinstance(db.obj, SqliteDatabase)
     assert (dee.id == cy.id) is sqlite, "SQLite gave the erased lead's id to the next one"
-    eve = capture("eve@example.com", now)
+    eve = new_lead("eve@example.com", at=now)
     merge_leads(dee.id, eve.id, actor="mia@example.com", now=now)
     before = {model: sorted(model.select(model.id).tuples()) for model in WITH_IDS}
     activities = Activity.select().where(Activity.lead == dee.id).count()
@@ -184,7 +175,7 @@ def test_upgrade_keeps_ids_and_never_reuses_them(app, now, tmp_path):
     erase_lead(dee.id, actor="dpo@example.com", data_dir=tmp_path, now=now)
     assert Activity.select().where(Activity.lead == dee.id).count() == 0 < activities
     later = now + timedelta(minutes=1)
-    assert capture("fay@example.com", later).id > dee.id
+    assert new_lead("fay@example.com", at=later).id > dee.id
     assert Lead.get(Lead.email == "fay@example.com").public_id not in public_ids
     assert OutboxEmail.select().count() == 1, "the rep's email about bob"
     # a process still running the previous version writes leads without a public id

@@ -16,14 +16,15 @@ from service import lifecycle
 from service.core.db import utcnow
 from service.core.models import Activity, Enrollment, Lead, OutboxEmail, Suppression
 from service.core.runtime import runtime
-from service.handoffs.actions import promote_lead, reject_handoff
-from service.intake.activity import ingest, record_activity
+from service.handoffs.actions import reject_handoff
+from service.intake.activity import ingest
 from service.intake.event import Event
 from service.leads.gdpr import erase_lead
 from service.nurture import sequences as nurture
 from service.nurture.suppression import is_suppressed, suppress
 
 from .conftest import run_worker
+from .factories import promoted, settings_of
 
 FRIDAY_EVENING = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 TRIO = {"steps": [
@@ -44,13 +45,10 @@ def nurture_app(make_app, rep):
 
 
 def rejected_lead(app, rep, at=FRIDAY_EVENING, email="ada@example.com"):
-    lead = record_activity(email, type="form_submit", source="t", occurred_at=at, now=at,
-                           fields={"first_name": "Ada"}).lead
-    handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                           settings=app.config["SETTINGS"], now=at)
+    handoff = promoted(app, rep, email, at=at, fields={"first_name": "Ada"})
     reject_handoff(handoff.id, reason="later", notes="", actor=rep.email,
-                   settings=app.config["SETTINGS"], now=at)
-    return Lead.get_by_id(lead.id)
+                   settings=settings_of(app), now=at)
+    return Lead.get_by_id(handoff.lead_id)
 
 
 def sweep():
@@ -143,8 +141,7 @@ def test_stop_rules(nurture_app, rep, smtp, stop, reason):
         if stop in ("unsubscribe", "hard_bounce", "complaint"):
             suppress(lead.email, reason=stop, source="test", now=now)
         elif stop == "promotion":
-            promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                         settings=nurture_app.config["SETTINGS"], now=now)
+            promoted(nurture_app, rep, lead, at=now)
         else:  # an outbound SQL straight from nurture
             lifecycle.register_outbound(lead.email, fields={}, rep_id=rep.id, notes="",
                                         bant={"budget": "likely", "authority": "influencer",

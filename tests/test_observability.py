@@ -14,10 +14,10 @@ from service.core import logs, metrics
 from service.core.db import utcnow
 from service.core.models import Lead, Rep
 from service.core.runtime import runtime
-from service.handoffs.actions import promote_lead
 from service.intake.keys import create_key
 
 from .conftest import free_port, run_worker
+from .factories import promoted
 from .test_outbox import promote_many
 from .test_tracking import basic
 
@@ -63,9 +63,8 @@ def test_counters_for_intake_sends_failures_and_sweeps(make_app, smtp):
     smtp.refuse["gone.rep@example.com"] = "550 5.1.1 No such user"
     for email, rep in (("lead1@example.com", "jordan.rep@example.com"),
                        ("lead2@example.com", "gone.rep@example.com")):
-        promote_lead(Lead.get(Lead.email == email).id, note="", actor="mia@example.com",
-                     rep_id=Rep.create(email=rep, name=rep).id,
-                     settings=app.config["SETTINGS"], now=utcnow())
+        promoted(app, Rep.create(email=rep, name=rep), Lead.get(Lead.email == email),
+                 at=utcnow())
     run_worker()
     runtime.queue.enqueue("workers.jobs.sweep_outbox")
     run_worker()

@@ -15,19 +15,14 @@ from service.core.db import transaction, utcnow
 from service.core.models import OutboxEmail, Rep
 from service.core.outbox import reserved_for_demo
 from service.core.runtime import runtime
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 
 from .conftest import PASSWORD, log_in, run_worker
+from .factories import promoted
 
 
 def promote_one(app, email="linus@kernel.example.com"):
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
-    now = utcnow()
-    lead = record_activity(email, type="form_submit", source="test", occurred_at=now,
-                           now=now).lead
-    return promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                        settings=app.config["SETTINGS"], now=now)
+    return promoted(app, rep, email, at=utcnow())
 
 
 def sweep_now():
@@ -77,14 +72,8 @@ def test_duplicate_send_jobs_send_once(app, smtp):
 def promote_many(app, count: int) -> list[OutboxEmail]:
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
     now = utcnow()
-    rows = []
-    for i in range(count):
-        lead = record_activity(f"lead{i}@example.com", type="form_submit", source="test",
-                               occurred_at=now, now=now).lead
-        handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                               settings=app.config["SETTINGS"], now=now)
-        rows.append(OutboxEmail.get(OutboxEmail.handoff == handoff.id))
-    return rows
+    handoffs = [promoted(app, rep, f"lead{i}@example.com", at=now) for i in range(count)]
+    return [OutboxEmail.get(OutboxEmail.handoff == handoff.id) for handoff in handoffs]
 
 
 def test_smtp_refusing_then_451_then_accepting_sends_each_email_once(make_app, smtp):
@@ -127,12 +116,8 @@ def test_a_permanent_refusal_fails_that_email_only(make_app, smtp):
     other = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
     smtp.refuse["gone.rep@example.com"] = "550 5.1.1 No such user"
     now = utcnow()
-    handoffs = []
-    for i, to in enumerate((rep, other)):
-        lead = record_activity(f"lead{i}@example.com", type="form_submit", source="test",
-                               occurred_at=now, now=now).lead
-        handoffs.append(promote_lead(lead.id, rep_id=to.id, note="", actor="mia@example.com",
-                                     settings=app.config["SETTINGS"], now=now))
+    handoffs = [promoted(app, to, f"lead{i}@example.com", at=now)
+                for i, to in enumerate((rep, other))]
     run_worker()
     refused, sent = (OutboxEmail.get(OutboxEmail.handoff == h.id) for h in handoffs)
     assert refused.failed_at is not None and refused.last_error.startswith("550 5.1.1")

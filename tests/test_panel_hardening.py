@@ -19,11 +19,11 @@ from service.core.csvfile import csv_cell, csv_text
 from service.core.links import BadLink, read_click_token, read_handoff_token, read_unsubscribe_token
 from service.core.models import Handoff, Suppression
 from service.core.redirects import redirect_target
-from service.handoffs.actions import promote_lead
 from service.intake.activity import record_activity
 from service.intake.importer import import_csv
 
 from .conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
+from .factories import promoted
 
 ROLES = ("admin", "marketer", "sales_manager")
 HOSTILE_TARGETS = [
@@ -151,11 +151,8 @@ def assert_no_formula(text: str, expected: int) -> None:
 def test_panel_exports_and_chart_csvs_neutralise_formulas(app, rep, now):
     users(now)
     for i, text in enumerate(FORMULAS):
-        lead = record_activity(f"lead{i}@example.com", type="page_view", source=text,
-                               occurred_at=now, now=now,
-                               fields={"first_name": text, "company": text}).lead
-        promote_lead(lead.id, rep_id=rep.id, note="", actor=text,
-                     settings=app.config["SETTINGS"], now=now)
+        promoted(app, rep, f"lead{i}@example.com", at=now, actor=text, activity="page_view",
+                 source=text, fields={"first_name": text, "company": text})
     client = logged_in(app, "admin")
     export = client.get("/admin/lead/export/csv/")
     assert export.status_code == 200
@@ -219,12 +216,11 @@ def follow_links(app, text: str) -> None:
 
 def link_world(app, rep, now) -> dict:
     """A rep's handoff email and a prospect's nurture email, each once sent and once not."""
-    settings, ids = app.config["SETTINGS"], {}
+    ids = {}
     for n, when in (("sent", now), ("unsent", None)):
-        lead = record_activity(f"{n}@example.com", type="page_view", source="t",
-                               occurred_at=now, now=now, fields={"first_name": n}).lead
-        handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="m", settings=settings,
-                               now=now)
+        handoff = promoted(app, rep, f"{n}@example.com", at=now, actor="m",
+                           activity="page_view", fields={"first_name": n})
+        lead = handoff.lead
         prospect = outbox.queue_email("nurture/checkin", to_address=lead.email, to_name=n,
                                       lead_id=lead.id, now=now, to_prospect=True,
                                       context={"subject": "Hello"})

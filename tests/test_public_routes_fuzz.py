@@ -34,12 +34,11 @@ from service.core.models import (
     Team,
 )
 from service.core.outbox import queue_email
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 from service.intake.keys import create_key
 from service.nurture.suppression import is_suppressed
 from workers import recorder
 
+from .factories import new_lead, promoted
 from .test_email_events import (  # noqa: F401 (events_app, sendgrid_key, sns_key: fixtures)
     MAILGUN_KEY,
     TOPIC,
@@ -140,10 +139,8 @@ def world(events_app, sns_key, sendgrid_key, now):  # noqa: F811
                              owner="mia@example.com")[1]
             for kind in ("webhook", "write_key", "api")}
     rep = Rep.create(email="riley.rep@example.com", name="Riley Rep", time_zone="UTC")
-    lead = record_activity("ada@example.com", type="form_submit", source="t", occurred_at=now,
-                           now=now).lead
-    handoff = promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                           settings=events_app.config["SETTINGS"], now=utcnow())
+    lead = new_lead(at=now)
+    handoff = promoted(events_app, rep, lead, at=utcnow())
     row = queue_email("nurture/guide", to_address=lead.email, lead_id=lead.id, now=utcnow(),
                       to_prospect=True)
     secret = events_app.secret_key

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 from rq import Worker
@@ -19,6 +18,7 @@ from service.intake.activity import record_inbound
 from service.intake.keys import create_key
 
 from .conftest import ROOT, leadbridge_env, run_worker
+from .factories import at_once
 from .test_tracking import basic
 
 
@@ -75,23 +75,13 @@ def test_two_recorders_at_once_record_each_event_once_and_in_order(app):
     client = app.test_client()
     for person in range(30):
         visit(client, key, person)
-    settings, errors = app.config["SETTINGS"], []
+    settings = app.config["SETTINGS"]
 
-    def recorder() -> None:
-        from service.core import db
+    def recorder(_: int) -> None:
+        while record_inbound(settings=settings, now=utcnow(), limit=7):
+            pass
 
-        db.connect()
-        try:
-            while record_inbound(settings=settings, now=utcnow(), limit=7):
-                pass
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=recorder) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = [exc for exc in at_once(recorder, 2, database=True) if exc is not None]
     assert errors == []
     assert_recorded(range(30))
     assert Activity.select().count() == 90

@@ -13,6 +13,8 @@ from service.handoffs.sla import Schedule
 from service.leads.definitions import add_definition
 from service.reports import figures as reports
 
+from . import factories
+
 BANT = {"budget": "likely", "authority": "influencer", "need": "clear", "timeline": "lt_3m"}
 
 
@@ -21,19 +23,18 @@ def at(day: str, hour: int = 10) -> datetime:
 
 
 class World:
-    def __init__(self, rep):
-        self.rep, self.n = rep, 0
+    def __init__(self, app, rep):
+        self.app, self.rep, self.n = app, rep, 0
 
     def mql(self, day: str, source="form:contact", hours_to_decide=None, outcome=None,
             rep=None):
         """A lead captured a week earlier, promoted on `day`, maybe decided later."""
         self.n += 1
         promoted = at(day)
-        lead = lifecycle.capture(f"lead{self.n}@example.com", fields={}, source=source,
-                                 actor="t", now=promoted - timedelta(days=7))
-        handoff = lifecycle.promote(
-            lead.id, rep_id=(rep or self.rep).id, actor="mia@example.com", note="",
-            now=promoted, schedule=Schedule(promoted + timedelta(hours=24), None, None, None))
+        lead = factories.new_lead(f"lead{self.n}@example.com", at=promoted - timedelta(days=7),
+                                  source=source, activity=None)
+        handoff = factories.promoted(self.app, rep or self.rep, lead, at=promoted,
+                                     window=timedelta(hours=24))
         if outcome:
             decided = promoted + timedelta(hours=hours_to_decide)
             if outcome == "accept":
@@ -47,7 +48,7 @@ class World:
 
 @pytest.fixture
 def world(app, rep):
-    return World(rep)
+    return World(app, rep)
 
 
 def test_mql_volume_and_benchmark(world):
@@ -154,10 +155,10 @@ def test_weekly_digest_once_on_its_day(make_app, rep, smtp):
 
     from .conftest import run_worker
 
-    make_app(**{"reports.time_zone": "Europe/Berlin", "reports.digest_day": "mon",
-               "reports.digest_time": "08:00",
-               "reports.digest_recipients": ["ceo@example.com", "mia@example.com"]})
-    world = World(rep)
+    world = World(make_app(**{
+        "reports.time_zone": "Europe/Berlin", "reports.digest_day": "mon",
+        "reports.digest_time": "08:00",
+        "reports.digest_recipients": ["ceo@example.com", "mia@example.com"]}), rep)
     with time_machine.travel(at("2026-11-18", 9), tick=False) as clock:
         world.mql("2026-11-17", hours_to_decide=2, outcome="accept")
         world.mql("2026-11-18", hours_to_decide=3, outcome="not_a_fit")

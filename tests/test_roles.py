@@ -11,10 +11,9 @@ import pytest
 
 from service.accounts.users import create_user
 from service.core.models import Handoff, Team, User
-from service.handoffs.actions import promote_lead
-from service.intake.activity import record_activity
 
 from .conftest import PASSWORD, csrf_token, log_in
+from .factories import new_lead, promoted
 from .test_panel_hardening import follow_links, link_world, working_links
 
 ALL = {"admin", "marketer", "sales_manager"}
@@ -49,12 +48,9 @@ ACTIONS = [
 @pytest.fixture
 def world(app, rep, now):
     Team.create(name="EMEA")
-    lead = record_activity("a@example.com", type="page_view", source="t", occurred_at=now,
-                           now=now).lead
-    lead2 = record_activity("b@example.com", type="page_view", source="t", occurred_at=now,
-                            now=now).lead
-    handoff = promote_lead(lead2.id, rep_id=rep.id, note="", actor="m",
-                           settings=app.config["SETTINGS"], now=now)
+    lead = new_lead("a@example.com", at=now, activity="page_view")
+    handoff = promoted(app, rep, "b@example.com", at=now, actor="m", activity="page_view")
+    lead2 = handoff.lead
     for role in ALL:
         create_user(f"{role}@example.com", role=role, password=PASSWORD, now=now)
     return {"lead": lead.id, "lead2": lead2.id, "handoff": handoff.id,

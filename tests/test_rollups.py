@@ -21,7 +21,7 @@ from tests.test_reports import World
 
 @pytest.fixture
 def world(app, rep):
-    return World(rep)
+    return World(app, rep)
 
 
 def test_durations_keep_three_significant_figures():

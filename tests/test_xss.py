@@ -9,12 +9,11 @@ from service import lifecycle
 from service.accounts.users import create_user
 from service.core.db import utcnow
 from service.core.models import Lead, OutboxEmail
-from service.handoffs.actions import promote_lead
 from service.intake.activity import ingest
 from service.intake.event import Event
-from service.nurture import sequences as nurture
 
 from .conftest import PASSWORD, log_in
+from .factories import enrolled, promoted
 
 SCRIPT = "<script>alert('xss')</script>"
 IMG = '<img src=x onerror="alert(1)">'
@@ -29,11 +28,10 @@ def test_lead_input_is_text_everywhere(app, rep):
             Event(type="contact_sales", occurred_at=now, email="evil@example.com")],
            source=f"form:{SCRIPT}", settings=app.config["SETTINGS"], now=now)
     lead = Lead.get()
-    handoff = promote_lead(lead.id, rep_id=rep.id, note=SCRIPT, actor="mia@example.com",
-                           settings=app.config["SETTINGS"], now=now - timedelta(hours=30))
+    handoff = promoted(app, rep, lead, at=now - timedelta(hours=30), note=SCRIPT)
     lifecycle.reject(handoff.id, reason="not_ready", outcome="nurture:default", notes=IMG,
                      actor="r", now=now)
-    nurture.enroll(lead.id, "default", settings=app.config["SETTINGS"], now=now)
+    enrolled(app, lead, at=now)
     Lead.update(re_engaged_at=now).execute()
     create_user("root@example.com", role="admin", password=PASSWORD, now=now)
     client = app.test_client()

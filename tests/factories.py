@@ -1,0 +1,94 @@
+"""Shared test factories (a lead, a promoted handoff, a rep in a team, an enrolled lead) and
+one way to run calls at the same moment. Each factory goes through the real domain
+functions, so a factory-made row is one the service itself could have made."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from service import lifecycle
+from service.core import db
+from service.core.models import Enrollment, Handoff, Lead, Rep, Team
+from service.handoffs.actions import promote_lead
+from service.handoffs.sla import Schedule
+from service.intake.activity import record_activity
+from service.nurture import sequences as nurture
+
+PROMOTER = "mia@example.com"
+
+
+def settings_of(app) -> dict:
+    """The settings the app was made with, as every domain call here is given them."""
+    return app.config["SETTINGS"]
+
+
+def new_lead(email: str = "ada@example.com", *, at: datetime, fields: dict | None = None,
+             source: str = "t", activity: str | None = "form_submit") -> Lead:
+    """A new lead first seen at `at`: through intake with one activity of that kind, or with
+    activity=None through the lifecycle's capture alone (no activity, no score)."""
+    if activity is None:
+        return lifecycle.capture(email, fields=fields or {}, source=source, actor="t", now=at)
+    return record_activity(email, type=activity, source=source, occurred_at=at, now=at,
+                           fields=fields).lead
+
+
+def promoted(app, rep: Rep | None, who: str | Lead = "ada@example.com", *, at: datetime,
+             note: str = "", actor: str = PROMOTER, window: timedelta | None = None,
+             **lead_options: Any) -> Handoff:
+    """A pending handoff to rep (None: the assignment rules choose) of `who`, an existing
+    lead or the email of a new one (made by new_lead() with lead_options). The SLA schedule
+    comes from the settings, as promotion in the service does; with a window, straight
+    through the lifecycle with a plain deadline `window` after `at` and no other timers."""
+    if not isinstance(who, Lead):
+        who = new_lead(who, at=at, **lead_options)
+    if window is not None:
+        return lifecycle.promote(who.id, rep_id=rep.id, actor=actor, note=note, now=at,
+                                 schedule=Schedule(at + window, None, None, None))
+    return promote_lead(who.id, rep_id=rep and rep.id, note=note, actor=actor,
+                        settings=settings_of(app), now=at)
+
+
+def rep_in_team(email: str, *, team: str = "EMEA", manager_email: str = "",
+                fallback_email: str = "", **fields: Any) -> Rep:
+    """A rep in the named team, made with the given addresses on first use."""
+    crew, _ = Team.get_or_create(name=team, defaults={
+        "manager_email": manager_email, "fallback_email": fallback_email})
+    return Rep.create(email=email, team=crew, **fields)
+
+
+def enrolled(app, who: str | Lead = "ada@example.com", *, at: datetime,
+             sequence: str = "default", **lead_options: Any) -> Enrollment:
+    """`who` (an existing lead or the email of a new one) enrolled at `at`."""
+    if not isinstance(who, Lead):
+        who = new_lead(who, at=at, **lead_options)
+    return nurture.enroll(who.id, sequence, settings=settings_of(app), now=at)
+
+
+def at_once(act: Callable[[int], Any], times: int, *, database: bool = False) -> list:
+    """act(0) … act(times - 1), each in its own thread, released together by a barrier;
+    each call's result or the exception it raised, in order. With database, each thread
+    opens its own connection before the barrier and closes it after."""
+    results: list = [None] * times
+    barrier = threading.Barrier(times)
+
+    def run(i: int) -> None:
+        if database:
+            db.connect()
+        barrier.wait()
+        try:
+            results[i] = act(i)
+        except Exception as exc:  # noqa: BLE001 - handed back to the test to assert on
+            results[i] = exc
+        finally:
+            if database:
+                db.db.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
