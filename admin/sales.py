@@ -7,7 +7,6 @@ from datetime import datetime
 
 from flask import current_app, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
-from flask_admin.actions import action
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
@@ -23,6 +22,7 @@ from service.intake import lead_fields, normalise_email
 from service.labels import LABELS
 from service.models import Definition, Handoff, Rep
 
+from .actions import action
 from .auth import MANAGERS, SecuredMixin, SecuredModelView
 
 

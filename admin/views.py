@@ -7,7 +7,6 @@ from pathlib import Path
 
 from flask import current_app, flash, make_response, redirect, request, url_for
 from flask_admin import BaseView, expose
-from flask_admin.actions import action
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
@@ -34,6 +33,7 @@ from service.models import (
 )
 from service.text import one_line
 
+from .actions import action
 from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView, role_in
 from .preview import SANDBOX, sandboxed
 from .sales import rep_choices
