@@ -5,10 +5,11 @@ column that a fresh database already has (add_missing_columns does)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
-from peewee import PostgresqlDatabase, SqliteDatabase, fn
+from peewee import Context, PostgresqlDatabase, SqliteDatabase, fn
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
@@ -54,9 +55,17 @@ def create_indexes(model, over: set[str] | None = None) -> None:
     Field == Field builds an expression."""
     present = {column.name for column in db.get_columns(model._meta.table_name)}
     for index in model._meta.fields_to_index():
-        columns = {getattr(part, "column_name", None) for part in index._expressions}
+        columns = index_columns(index, model._meta.table_name)
         if (over is None or over & columns) and columns <= present:
             db.execute(index.safe(True))
+
+
+def index_columns(index, table: str) -> set[str]:
+    """The columns an index covers (not those of its WHERE), read from its CREATE INDEX:
+    peewee has no public attribute for them."""
+    sql, _ = Context().sql(index).query()
+    covered = sql.partition(f'ON "{table}" (')[2].partition(") WHERE ")[0]
+    return set(re.findall(r'"([^"]+)"', covered))
 
 
 def _initial() -> None:
@@ -227,8 +236,11 @@ def _rebuild_with_autoincrement(model) -> None:
     indexes = [sql for (sql,) in db.execute_sql(
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
         (table,))]
-    create, _ = model._schema._create_table(safe=False).query()
-    db.execute_sql(create.replace(f'CREATE TABLE "{table}"', f'CREATE TABLE "{table}__new"', 1))
+    model._meta.set_table_name(f"{table}__new")  # peewee's public way to create it elsewhere
+    try:
+        model._schema.create_table(safe=False)
+    finally:
+        model._meta.set_table_name(table)
     present = {column.name for column in db.get_columns(table)}
     fields = model._meta.sorted_fields
     kept = [f'"{field.column_name}"' for field in fields if field.column_name in present]
