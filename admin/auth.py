@@ -187,16 +187,22 @@ class SecuredModelView(SecuredMixin, CsvExport, ModelView):
         return role_in(self.action_roles.get(name, self.edit_roles)) and super(
         ).is_action_allowed(name)
 
-    def _handle_view(self, name, **kwargs):
-        refused = super()._handle_view(name, **kwargs)
-        if refused is not None:
-            return refused
+    def create_blueprint(self, admin):
+        blueprint = super().create_blueprint(admin)
+        blueprint.before_request(self.refuse_edits)
+        return blueprint
+
+    def refuse_edits(self) -> None:
+        """403 for an edit page, or a posted action, the role may not use. Whoever may not
+        open the view at all is left to the view's own check (anonymous: the login page)."""
+        if not self.is_accessible():
+            return
+        name = request.endpoint.rpartition(".")[2]
         if name in EDIT_ENDPOINTS and not role_in(self.edit_roles):
             abort(403)
         if name == "action_view" and request.method == "POST" and not self.is_action_allowed(
                 request.form.get("action", "")):
             abort(403)
-        return None
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: utc_minutes}
     column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: utc_minutes}
     page_size = 50
@@ -248,10 +254,13 @@ def guessed_right(bucket: str) -> None:
 class HomeView(SecuredMixin, AdminIndexView):
     OPEN = ("login", "logout", "reset_password")
 
-    def _handle_view(self, name, **kwargs):
-        if name in self.OPEN:
-            return None
-        return super()._handle_view(name, **kwargs)
+    def is_accessible(self) -> bool:
+        """Anyone may open the login, logout and password reset pages."""
+        return (request.endpoint in [f"{self.endpoint}.{name}" for name in self.OPEN]
+                or super().is_accessible())
+
+    def is_visible(self) -> bool:  # in the menu only for whoever may open the dashboard
+        return super().is_accessible()
 
     @expose("/")
     def index(self):

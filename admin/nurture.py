@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, url_for
 from flask_admin import BaseView, expose
-from flask_admin.actions import action
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from peewee import fn
@@ -21,6 +20,7 @@ from service.mail import transport as mail
 from service.nurture import sequences as nurture
 from service.nurture.suppression import suppress
 
+from .actions import action
 from .auth import MARKETING, SecuredMixin, SecuredModelView
 from .preview import sandboxed
 

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from flask import current_app, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
-from flask_admin.actions import action
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
@@ -24,6 +23,7 @@ from service.handoffs.labels import LABELS
 from service.intake.event import lead_fields
 from service.leads.definitions import add_definition
 
+from .actions import action
 from .auth import MANAGERS, SecuredMixin, SecuredModelView
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from flask import flash
 from flask_admin import expose
-from flask_admin.actions import action
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectChoice, SelectField
 from wtforms.validators import DataRequired
@@ -15,6 +14,7 @@ from service.core.db import utcnow
 from service.core.errors import DomainError
 from service.core.models import User, new_session_token
 
+from .actions import action
 from .auth import SecuredModelView
 
 

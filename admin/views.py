@@ -7,7 +7,6 @@ from pathlib import Path
 
 from flask import current_app, flash, make_response, redirect, request, url_for
 from flask_admin import BaseView, expose
-from flask_admin.actions import action
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
@@ -37,6 +36,7 @@ from service.leads.gdpr import erase_lead, export_lead
 from service.leads.merge import merge_leads
 from service.mail import emails
 
+from .actions import action
 from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView, role_in
 from .preview import SANDBOX, sandboxed
 from .sales import rep_choices

