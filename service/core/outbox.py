@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from redis.exceptions import RedisError
 from rq import Retry
 
-from service.core.db import collect, update_row
+from service.core.db import collect
+from service.core.fastsql import update_row
 from service.core.models import OutboxEmail
 from service.core.runtime import runtime
 

@@ -12,7 +12,8 @@ import peewee
 
 from service.core import metrics
 from service.core.addresses import normalise_email
-from service.core.db import insert_returning, insert_rows, lock, run_rendered, transaction
+from service.core.db import lock, transaction
+from service.core.fastsql import insert_returning, insert_rows, run_rendered
 from service.core.models import Activity, Delivery, InboundEvent, Lead
 from service.handoffs.actions import auto_promote
 from service.intake.event import Event, lead_fields

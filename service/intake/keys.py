@@ -9,8 +9,9 @@ import secrets
 from datetime import datetime
 
 from service.core.addresses import normalise_email
-from service.core.db import select_rows, transaction
+from service.core.db import transaction
 from service.core.errors import InvalidInput
+from service.core.fastsql import select_rows
 from service.core.models import IntegrationKey
 
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
-
-import peewee
 
 from service import lifecycle
-from service.core.db import db, insert_returning, insert_rows, select_rows
+from service.core.db import db
+from service.core.fastsql import insert_returning, insert_rows, score_update_sql, select_rows
 from service.core.models import Activity, AnonymousActivity, Identity, Lead
 from service.intake.event import Event
 from service.leads.scoring import Policy, add_logs
@@ -169,7 +167,7 @@ class Batch:
             after = before
             for term in terms:
                 after = add_logs(after, term)
-            if db.execute_sql(_settle_statement(type(db.obj)),
+            if db.execute_sql(score_update_sql(type(db.obj)),
                               (stored, stored, after, lead_id, before)
                               ).rowcount == 1:
                 break
@@ -180,17 +178,6 @@ class Batch:
             threshold = self.policy.threshold_log(self.now)
             if (before is None or before < threshold) and after >= threshold:
                 self.result.crossed.add(lead_id)
-
-
-@lru_cache(maxsize=4)
-def _settle_statement(dialect: type) -> str:
-    """Written out once rather than built per lead: peewee renders a query on each
-    execute, which made this update most of a batch's time."""
-    param = db.obj.param
-    same = "IS" if isinstance(db.obj, peewee.SqliteDatabase) else "IS NOT DISTINCT FROM"
-    return (f'UPDATE "lead" SET "last_activity_at" = CASE WHEN "last_activity_at" IS NULL '
-            f'OR "last_activity_at" < {param} THEN {param} ELSE "last_activity_at" END, '
-            f'"score_log" = {param} WHERE "id" = {param} AND "score_log" {same} {param}')
 
 
 def _identities(values: list[str]):

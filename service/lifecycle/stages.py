@@ -10,8 +10,9 @@ from enum import StrEnum
 
 import peewee
 
-from service.core.db import insert_rows, transaction
+from service.core.db import transaction
 from service.core.errors import IllegalTransition, InvalidInput, NotFound
+from service.core.fastsql import insert_rows
 from service.core.models import (
     AuditEvent,
     Lead,

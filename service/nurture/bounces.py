@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from service.core.addresses import normalise_email
-from service.core.db import insert_returning, transaction
+from service.core.db import transaction
 from service.core.errors import DomainError, InvalidInput
+from service.core.fastsql import insert_returning
 from service.core.models import Delivery as Claim
 from service.core.models import EmailEvent
 from service.nurture.suppression import suppress

@@ -14,7 +14,8 @@ from datetime import date, datetime, timedelta
 
 from peewee import SQL, Expression, Field, fn
 
-from service.core.db import insert_rows, lock, transaction
+from service.core.db import lock, transaction
+from service.core.fastsql import insert_rows
 from service.core.models import DirtyDay, Handoff, Lead, Rollup, StageChange
 
 DECIDED = ("accepted", "rejected")
