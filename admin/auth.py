@@ -31,6 +31,7 @@ from service.db import utcnow
 from service.errors import DomainError
 from service.models import User
 from service.redirects import redirect_target
+from service.runtime import runtime
 
 from .exports import CsvExport
 
@@ -254,7 +255,7 @@ class HomeView(SecuredMixin, AdminIndexView):
     @expose("/")
     def index(self):
         span = report_range(request.args)
-        data = reports.dashboard(current_app.config["SETTINGS"], span)
+        data = reports.dashboard(runtime.settings, span)
         stages = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
         return self.render(
             "admin/home.html", data=data, periods=reports.PERIODS, minutes=minutes,
@@ -267,7 +268,7 @@ class HomeView(SecuredMixin, AdminIndexView):
         chart = request.args.get("chart", "")
         if chart not in reports.CHARTS:
             return "No such chart.", 404
-        rows = reports.chart_csv(current_app.config["SETTINGS"], report_range(request.args),
+        rows = reports.chart_csv(runtime.settings, report_range(request.args),
                                  chart)
         response = make_response(csv_text(rows))
         response.headers["Content-Type"] = "text/csv; charset=utf-8"

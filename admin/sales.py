@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_admin.actions import action
 from flask_login import current_user
@@ -22,6 +22,7 @@ from service.handoffs import reassign
 from service.intake import lead_fields, normalise_email
 from service.labels import LABELS
 from service.models import Definition, Handoff, Rep
+from service.runtime import runtime
 
 from .auth import MANAGERS, SecuredMixin, SecuredModelView
 
@@ -103,7 +104,7 @@ class HandoffView(SecuredModelView):
         form.rep.choices = rep_choices()
         return self._bulk(form, "Reassign", lambda handoff_id, now: reassign(
             handoff_id, rep_id=int(form.rep.data), actor=current_user.email, now=now,
-            settings=current_app.config["SETTINGS"]))
+            settings=runtime.settings))
 
     @expose("/withdraw/", methods=("GET", "POST"))
     def withdraw_view(self):

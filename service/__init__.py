@@ -9,6 +9,7 @@ from flask_wtf import CSRFProtect
 
 from . import config as config_module
 from . import csp, db, logs
+from .settings_schema import Settings
 
 csrf = CSRFProtect()
 
@@ -27,7 +28,7 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
         REMEMBER_COOKIE_HTTPONLY=True,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
-    logs.configure(settings["logging.level"], settings["logging.format"])
+    logs.configure(settings.logging.level, settings.logging.format)
     init_backends(settings, app.config["SECRET_KEY"])
     app.before_request(logs.start_request)
     app.before_request(db.connect)
@@ -43,7 +44,7 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
         csrf.exempt(machine_facing)
     web.init_app(app)  # its door reads the body before CSRF parses a form from it
     csrf.init_app(app)
-    if settings["intake.trust_proxy"]:
+    if settings.intake.trust_proxy:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
@@ -67,13 +68,13 @@ def security_headers(response):
     return response
 
 
-def init_backends(settings: dict, secret: str) -> None:
+def init_backends(settings: Settings, secret: str) -> None:
     """Bind the database and the queue for this process (counts for the Redis bound before
     go there first)."""
     from . import metrics
     from .runtime import runtime
 
     metrics.flush()
-    database = db.open_database(settings["database.url"], config_module.data_dir(settings))
+    database = db.open_database(settings.database.url, config_module.data_dir(settings))
     db.bind(database)
-    runtime.bind(settings, secret, settings["redis.url"])
+    runtime.bind(settings, secret, settings.redis.url)

@@ -11,6 +11,7 @@ import click
 from . import config as config_module
 from .config import ConfigError
 from .errors import DomainError
+from .settings_schema import Settings
 
 
 def clear_errors(command):
@@ -229,8 +230,8 @@ def create_integration_key(ctx: click.Context, kind: str, source: str) -> None:
     from .keys import create_key
 
     settings = backends(ctx)
-    sources = (list(settings["webhooks.sources"]) if kind == "webhook"
-               else settings["tracking.sources"])
+    sources = (list(settings.webhooks.sources) if kind == "webhook"
+               else settings.tracking.sources)
     _, secret = create_key(kind, source, sources=sources, actor="cli", now=utcnow())
     click.echo(secret)
 
@@ -265,8 +266,8 @@ def rescore(ctx: click.Context) -> None:
     click.echo(f"rescored {rescore_all(Policy.from_settings(settings), now=utcnow())} leads")
 
 
-def require_redis(settings: dict) -> None:
-    if not settings["redis.url"]:
+def require_redis(settings: Settings) -> None:
+    if not settings.redis.url:
         raise ConfigError("redis.url is empty: set it, or use `leadbridge up`, which starts "
                           "an embedded Valkey")
 

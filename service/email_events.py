@@ -17,6 +17,7 @@ from .errors import DomainError, InvalidInput
 from .intake import normalise_email
 from .models import Delivery as Claim
 from .models import EmailEvent
+from .settings_schema import Settings
 from .suppression import suppress
 
 KINDS = ("hard_bounce", "soft_bounce", "complaint", "other")
@@ -42,12 +43,12 @@ class Delivery:
     detail: str = ""
 
 
-def apply(events: list[Delivery], *, provider: str, raw, settings: dict, now: datetime,
+def apply(events: list[Delivery], *, provider: str, raw, settings: Settings, now: datetime,
           signed: Signed | None = None) -> dict | None:
     """Record every event with the raw payload; suppress as the events say. None when the
     signed delivery was recorded before."""
     counts = dict.fromkeys(KINDS, 0)
-    window = now - timedelta(days=settings["email_events.soft_bounce_days"])
+    window = now - timedelta(days=settings.email_events.soft_bounce_days)
     with transaction():
         if signed is not None and not _first_use(provider, signed, now):
             return None
@@ -65,7 +66,7 @@ def apply(events: list[Delivery], *, provider: str, raw, settings: dict, now: da
                 recent = EmailEvent.select().where(
                     EmailEvent.email == email, EmailEvent.kind == "soft_bounce",
                     EmailEvent.at >= window).count()
-                if recent >= settings["email_events.soft_bounce_limit"]:
+                if recent >= settings.email_events.soft_bounce_limit:
                     suppress(email, reason="soft_bounces", source=provider, now=now)
     return counts
 

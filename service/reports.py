@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from . import rollups
 from .db import utcnow
 from .models import Definition, Rep
+from .settings_schema import Settings
 
 PERIODS = ("day", "week", "month", "quarter", "year")
 
@@ -236,15 +237,15 @@ def warnings(volume: dict, conv: dict, tolerance: float, period: str) -> list[st
     return found
 
 
-def dashboard(settings: dict, span: Range) -> dict:
-    volume = mql_volume(span, settings["reports.benchmark_months"])
-    conv = conversion(span, settings["reports.conversion_low"],
-                      settings["reports.conversion_high"])
+def dashboard(settings: Settings, span: Range) -> dict:
+    volume = mql_volume(span, settings.reports.benchmark_months)
+    conv = conversion(span, settings.reports.conversion_low,
+                      settings.reports.conversion_high)
     return {"span": span, "volume": volume, "conversion": conv, "sla": sla(span),
-            "reasons": rejection_reasons(span, settings["handoff.reject_reasons"]),
+            "reasons": rejection_reasons(span, settings.handoff.reject_reasons),
             "sources": by_source(span), "definitions": by_definition(span),
             "origins": inbound_outbound(span), "funnel": funnel(span),
-            "warnings": warnings(volume, conv, settings["reports.volume_tolerance"],
+            "warnings": warnings(volume, conv, settings.reports.volume_tolerance,
                                  span.period)}
 
 
@@ -261,7 +262,7 @@ CHARTS = {
 }
 
 
-def chart_csv(settings: dict, span: Range, chart: str) -> list[list]:
+def chart_csv(settings: Settings, span: Range, chart: str) -> list[list]:
     """One chart's CSV, computing only that chart's figures."""
     key, compute = CHARTS[chart]
     return csv_rows({"span": span, key: compute(settings, span)}, chart)

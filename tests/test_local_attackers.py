@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from redis import AuthenticationError, Redis
 from rq import Callback, Queue
 from rq.job import JobStatus
@@ -126,9 +127,10 @@ def open_to_others(folder: Path) -> list[str]:
 def test_what_leadbridge_writes_in_its_data_folder_is_private(make_app, rep):
     app = make_app(**{"mail.transport": "capture"})
     settings = app.config["SETTINGS"]
-    data = Path(settings["data_dir"])
+    data = Path(settings.data_dir)
     up.prepare_database(settings)  # first-admin.txt, as `leadbridge up` writes it
-    config.secret_key({**settings, "web.secret_key": ""})
+    no_secret = settings.web.model_copy(update={"secret_key": SecretStr("")})
+    config.secret_key(settings.model_copy(update={"web": no_secret}))
     now = utcnow()
     lead = record_activity("ada@example.com", type="form_submit", source="t", occurred_at=now,
                            now=now).lead

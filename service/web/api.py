@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .. import lifecycle, reps
@@ -12,6 +12,7 @@ from ..handoffs import promote_lead
 from ..intake import lead_fields, normalise_email
 from ..keys import api_key
 from ..models import Activity, Handoff, Lead, Rep, StageChange, Team
+from ..runtime import runtime
 from ..scoring import Policy
 from . import bodies
 from .openapi import document
@@ -73,7 +74,7 @@ def page() -> tuple[int, int]:
 
 
 def lead_json(lead: Lead, *, detail: bool = False) -> dict:
-    policy = Policy.from_settings(current_app.config["SETTINGS"])
+    policy = Policy.from_settings(runtime.settings)
     data = {"id": lead.id, "email": lead.email, "stage": lead.stage,
             "score": round(policy.score(lead.score_log, utcnow()), 2),
             "created_at": lead.created_at.isoformat(),
@@ -153,7 +154,7 @@ def promote(lead_id: int):
     if not isinstance(note, str):
         raise InvalidInput("note must be text")
     handoff = promote_lead(lead_id, rep_id=rep_id, note=note[:5000], actor=g.api_actor,
-                           promoter=g.api_owner, settings=current_app.config["SETTINGS"],
+                           promoter=g.api_owner, settings=runtime.settings,
                            now=utcnow())
     return jsonify(handoff_json(handoff)), 201
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import Blueprint, current_app, jsonify, make_response, redirect, render_template, request
+from flask import Blueprint, jsonify, make_response, redirect, render_template, request
 
 from .. import ratelimit, stats
 from ..db import utcnow
 from ..errors import InvalidInput, NotFound
 from ..intake import Event, ingest, lead_fields, normalise_email
 from ..redirects import redirect_target
+from ..runtime import runtime
 from . import bodies
 from .responses import error_response, wants_json
 
@@ -19,7 +20,7 @@ UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 
 def _form(slug: str) -> dict:
-    form = current_app.config["SETTINGS"]["forms"].get(slug)
+    form = runtime.settings["forms"].get(slug)
     if form is None:
         raise NotFound(f"no form named {slug!r}")
     return form
@@ -28,7 +29,7 @@ def _form(slug: str) -> dict:
 @bp.after_request
 def cors(response):
     origin = request.headers.get("Origin")
-    form = current_app.config["SETTINGS"]["forms"].get((request.view_args or {}).get("slug"))
+    form = runtime.settings["forms"].get((request.view_args or {}).get("slug"))
     if origin and form and origin in form.get("cors_origins", []):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
@@ -47,7 +48,7 @@ def preflight(slug: str):
 @bp.post("/f/<slug>")
 def submit(slug: str):
     form, now = _form(slug), utcnow()
-    limit = current_app.config["SETTINGS"]["intake.form_rate_per_minute"]
+    limit = runtime.settings["intake.form_rate_per_minute"]
     if not ratelimit.allow(f"form:{request.remote_addr}", limit=limit):
         stats.count(f"form:{slug}", "rate_limited", now=now)
         response = error_response(429, "rate_limited", "Too many submissions; try in a minute.")
@@ -61,7 +62,7 @@ def submit(slug: str):
         stats.count(f"form:{slug}", "honeypot", now=now)
     else:
         ingest([_event(form, data, honeypot, now)], source=f"form:{slug}",
-               settings=current_app.config["SETTINGS"], now=now)
+               settings=runtime.settings, now=now)
     return _done(form, data)
 
 

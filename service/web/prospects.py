@@ -11,6 +11,7 @@ from ..linked import clicked_email, unsubscribing_lead
 from ..links import read_click_token, read_unsubscribe_token
 from ..models import EmailClick, Lead
 from ..redirects import redirect_target
+from ..runtime import runtime
 from ..suppression import suppress
 from .responses import gone, private
 
@@ -72,5 +73,5 @@ def click(token: str):
         ingest([Event(type="email_click", occurred_at=now, email=lead.email,
                       properties={"url": link.url, "template": row.template,
                                   "step": row.step})],
-               source="email", settings=current_app.config["SETTINGS"], now=now)
+               source="email", settings=runtime.settings, now=now)
     return redirect(target, code=302)

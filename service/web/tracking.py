@@ -9,12 +9,14 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from .. import keys
 from ..db import utcnow
 from ..errors import InvalidInput
 from ..intake import Event, accept_messages, lead_fields, normalise_email
+from ..runtime import runtime
+from ..settings_schema import Settings
 from . import bodies
 from .responses import error_response
 from .webhooks import parse_time
@@ -48,8 +50,8 @@ def receive(kind: str):
     if kind not in ("identify", "track", "page", "batch", *IGNORED):
         return error_response(404, "not_found", f"no tracking call named {kind!r}")
     payload = read_json()
-    settings = current_app.config["SETTINGS"]
-    source = authenticate(payload, settings["tracking.sources"])
+    settings = runtime.settings
+    source = authenticate(payload, settings.tracking.sources)
     if source is None:
         return error_response(401, "unauthorized", "a valid write key is required")
     now = utcnow()
@@ -75,7 +77,7 @@ def authenticate(payload: dict, sources: list[str]) -> str | None:
     return source if source in sources else None
 
 
-def parse_message(message, index: int, payload: dict, settings: dict,
+def parse_message(message, index: int, payload: dict, settings: Settings,
                   now: datetime) -> tuple[Event, str] | None:
     where = f"message {index}"
     if not isinstance(message, dict):
@@ -117,7 +119,7 @@ def _track(message, context, where, occurred, settings) -> Event | None:
     name = message.get("event")
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"{where}: track needs an event name")
-    kind = settings["tracking.events"].get(name) or settings["tracking.track_default"]
+    kind = settings.tracking.events.get(name) or settings.tracking.track_default
     if not kind:
         return None
     properties = {**_object(message, "properties", where), "event": name}
@@ -130,8 +132,8 @@ def _page(message, context, where, occurred, settings) -> Event | None:
     page = context.get("page") if isinstance(context.get("page"), dict) else {}
     url = str(properties.get("url") or page.get("url") or "")
     path = str(properties.get("path") or page.get("path") or urlsplit(url).path or "/")
-    kind = next((t for pattern, t in settings["tracking.pages"].items()
-                 if fnmatchcase(path, pattern)), settings["tracking.page_default"])
+    kind = next((t for pattern, t in settings.tracking.pages.items()
+                 if fnmatchcase(path, pattern)), settings.tracking.page_default)
     if not kind:
         return None
     details = {"url": url, "path": path, "title": properties.get("title") or page.get("title"),

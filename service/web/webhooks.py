@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from standardwebhooks import Webhook
 
 from .. import keys
 from ..db import utcnow
 from ..errors import InvalidInput, NotFound
 from ..intake import Event, ingest, lead_fields, normalise_email
+from ..runtime import runtime
 from . import bodies
 from .responses import error_response
 
@@ -21,16 +22,16 @@ bp = Blueprint("webhooks", __name__)
 
 @bp.post("/webhooks/<source>")
 def receive(source: str):
-    settings = current_app.config["SETTINGS"]
-    if source not in settings["webhooks.sources"]:
+    settings = runtime.settings
+    if source not in settings.webhooks.sources:
         raise NotFound(f"no webhook source named {source!r}")
-    body = bodies.read(settings["intake.max_body_kib"] * 1024)
+    body = bodies.read(settings.intake.max_body_kib * 1024)
     signature = signed_headers(request.headers)
     if not verified(body, signature, keys.webhook_secrets(source)):
         return error_response(401, "bad_signature",
                               "missing, stale or invalid webhook signature")
     now = utcnow()
-    events = parse_events(body, settings["intake.activity_types"], now)
+    events = parse_events(body, settings.intake.activity_types, now)
     result = ingest(events, source=f"webhook:{source}", settings=settings, now=now,
                     delivery_id=signature["webhook-id"])
     if result.duplicates:
