@@ -92,8 +92,9 @@ def main() -> None:
                                        "mail.smtp_port": port, "mail.smtp_security": "none"})
             from service import db, emails, nurture
             from service.models import Enrollment, OutboxEmail
+            from service.runtime import runtime
 
-            settings = app.config["SETTINGS"]
+            settings = runtime.settings
             started = time.perf_counter()
             fill(Path(folder) / "leadbridge.db", args.enrollments, args.due)
             print(f"data: {args.enrollments:,} active enrollments ({args.due:,} due) written in "

@@ -98,9 +98,10 @@ def promote_and_time(app, inbox: Inbox, count: int) -> list[float]:
     from service.db import utcnow
     from service.handoffs import promote_lead
     from service.models import Lead, OutboxEmail, Rep
+    from service.runtime import runtime
 
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
-    settings = app.config["SETTINGS"]
+    settings = runtime.settings
     latencies = []
     for i in range(count):
         now = utcnow()

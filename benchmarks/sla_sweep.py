@@ -76,10 +76,11 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
-        app = bench_app(folder, **{"sla.calendar": "24x7", "sla.reassign_at": 0.0})
+        bench_app(folder, **{"sla.calendar": "24x7", "sla.reassign_at": 0.0})
         from service import db
         from service.escalation import due, sweep
         from service.models import Handoff
+        from service.runtime import runtime
 
         started = time.perf_counter()
         fill(Path(folder) / "leadbridge.db", args.handoffs, args.due)
@@ -97,7 +98,7 @@ def main() -> None:
         scanned = len(db.db.execute_sql(scan_sql, params).fetchall())
         baseline = time.perf_counter() - started
         started = time.perf_counter()
-        done = sweep(settings=app.config["SETTINGS"], now=NOW)
+        done = sweep(settings=runtime.settings, now=NOW)
         elapsed = time.perf_counter() - started
         db.db.close()
     print(f"due lookup through the index: {lookup * 1000:.1f} ms for {found} rows")

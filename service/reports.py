@@ -250,11 +250,11 @@ def dashboard(settings: Settings, span: Range) -> dict:
 
 
 CHARTS = {
-    "mqls": ("volume", lambda s, span: mql_volume(span, s["reports.benchmark_months"])),
+    "mqls": ("volume", lambda s, span: mql_volume(span, s.reports.benchmark_months)),
     "conversion": ("conversion", lambda s, span: conversion(
-        span, s["reports.conversion_low"], s["reports.conversion_high"])),
+        span, s.reports.conversion_low, s.reports.conversion_high)),
     "sla": ("sla", lambda s, span: sla(span)),
-    "reasons": ("reasons", lambda s, span: rejection_reasons(span, s["handoff.reject_reasons"])),
+    "reasons": ("reasons", lambda s, span: rejection_reasons(span, s.handoff.reject_reasons)),
     "sources": ("sources", lambda s, span: by_source(span)),
     "definitions": ("definitions", lambda s, span: by_definition(span)),
     "origins": ("origins", lambda s, span: inbound_outbound(span)),

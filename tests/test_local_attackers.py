@@ -31,7 +31,7 @@ from service.handoffs import promote_lead
 from service.intake import record_activity
 from service.runtime import runtime
 
-from .conftest import run_cli, run_worker
+from .conftest import ROOT, run_cli, run_worker
 
 # ---- #6: the embedded Valkey has a password; the worker runs only our jobs ------------------
 
@@ -49,8 +49,9 @@ def test_the_embedded_valkey_refuses_a_client_without_its_password(tmp_path):
         password = (tmp_path / "valkey_password").read_text()
         assert len(password) >= 32 and password in server.connection_url
         assert stat.S_IMODE((tmp_path / "valkey_password").stat().st_mode) == 0o600
-        shown = up.banner({"web.base_url": "", "web.host": "127.0.0.1", "web.port": 1,
-                           "mail.transport": "capture"}, "someone", server)
+        shown = up.banner(config.load(ROOT / "config.toml", {
+            "web.base_url": "", "web.host": "127.0.0.1", "web.port": 1,
+            "mail.transport": "capture"}, environ={}), "someone", server)
         assert password not in shown and f"127.0.0.1:{server.port}" in shown
     finally:
         server.stop()
@@ -62,9 +63,9 @@ def test_the_embedded_valkey_refuses_a_client_without_its_password(tmp_path):
 
 
 def test_the_banner_hides_the_password_of_a_configured_redis():
-    shown = up.banner({"web.base_url": "", "web.host": "127.0.0.1", "web.port": 1,
-                       "mail.transport": "capture",
-                       "redis.url": "redis://:hunter2-secret@redis.internal:6379/0"}, "x", None)
+    shown = up.banner(config.load(ROOT / "config.toml", {
+        "web.base_url": "", "web.host": "127.0.0.1", "web.port": 1, "mail.transport": "capture",
+        "redis.url": "redis://:hunter2-secret@redis.internal:6379/0"}, environ={}), "x", None)
     assert "hunter2-secret" not in shown and "redis://redis.internal:6379/0" in shown
 
 

@@ -20,7 +20,7 @@ UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 
 def _form(slug: str) -> dict:
-    form = runtime.settings["forms"].get(slug)
+    form = runtime.settings.forms.get(slug)
     if form is None:
         raise NotFound(f"no form named {slug!r}")
     return form
@@ -29,7 +29,7 @@ def _form(slug: str) -> dict:
 @bp.after_request
 def cors(response):
     origin = request.headers.get("Origin")
-    form = runtime.settings["forms"].get((request.view_args or {}).get("slug"))
+    form = runtime.settings.forms.get((request.view_args or {}).get("slug"))
     if origin and form and origin in form.get("cors_origins", []):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
@@ -48,7 +48,7 @@ def preflight(slug: str):
 @bp.post("/f/<slug>")
 def submit(slug: str):
     form, now = _form(slug), utcnow()
-    limit = runtime.settings["intake.form_rate_per_minute"]
+    limit = runtime.settings.intake.form_rate_per_minute
     if not ratelimit.allow(f"form:{request.remote_addr}", limit=limit):
         stats.count(f"form:{slug}", "rate_limited", now=now)
         response = error_response(429, "rate_limited", "Too many submissions; try in a minute.")
