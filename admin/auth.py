@@ -32,6 +32,7 @@ from service.core.db import utcnow
 from service.core.errors import DomainError
 from service.core.models import User
 from service.core.redirects import redirect_target
+from service.core.runtime import runtime
 from service.reports import figures as reports
 
 from .exports import CsvExport
@@ -265,7 +266,7 @@ class HomeView(SecuredMixin, AdminIndexView):
     @expose("/")
     def index(self):
         span = report_range(request.args)
-        data = reports.dashboard(current_app.config["SETTINGS"], span)
+        data = reports.dashboard(runtime.settings, span)
         stages = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
         return self.render(
             "admin/home.html", data=data, periods=reports.PERIODS, minutes=minutes,
@@ -278,7 +279,7 @@ class HomeView(SecuredMixin, AdminIndexView):
         chart = request.args.get("chart", "")
         if chart not in reports.CHARTS:
             return "No such chart.", 404
-        rows = reports.chart_csv(current_app.config["SETTINGS"], report_range(request.args),
+        rows = reports.chart_csv(runtime.settings, report_range(request.args),
                                  chart)
         response = make_response(csv_text(rows))
         response.headers["Content-Type"] = "text/csv; charset=utf-8"

@@ -3,7 +3,7 @@ enrollments, re-engaged leads, the suppression list."""
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, url_for
+from flask import flash, redirect, url_for
 from flask_admin import BaseView, expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -15,6 +15,7 @@ from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError
 from service.core.models import EmailClick, Enrollment, Lead, OutboxEmail
+from service.core.runtime import runtime
 from service.lifecycle.enrollments import stop_enrollments
 from service.mail import transport as mail
 from service.nurture import sequences as nurture
@@ -51,9 +52,9 @@ def step_counts(sequence: str) -> dict[int, dict[str, int]]:
 class SequencesView(SecuredMixin, BaseView):
     @expose("/")
     def index(self):
-        settings = current_app.config["SETTINGS"]
+        settings = runtime.settings
         sequences = {name: (nurture.steps(settings, name), step_counts(name))
-                     for name in settings["nurture.sequences"]}
+                     for name in settings.nurture.sequences}
         active = dict(Enrollment.select(Enrollment.sequence, fn.COUNT(Enrollment.id))
                       .where(Enrollment.status == "active")
                       .group_by(Enrollment.sequence).tuples())
@@ -61,13 +62,13 @@ class SequencesView(SecuredMixin, BaseView):
 
     @expose("/preview/<sequence>/<int:index>")
     def preview(self, sequence: str, index: int):
-        settings = current_app.config["SETTINGS"]
+        settings = runtime.settings
         try:
             step = nurture.steps(settings, sequence)[index]
         except (DomainError, IndexError):
             return "No such step.", 404
-        context = {"lead": SAMPLE, "sender": settings["mail.from_name"], "track": str,
-                   "postal_address": settings["mail.postal_address"],
+        context = {"lead": SAMPLE, "sender": settings.mail.from_name, "track": str,
+                   "postal_address": settings.mail.postal_address,
                    "unsubscribe_url": "#unsubscribe", "subject": step.subject}
         return sandboxed(mail.render(f"nurture/{step.template}", context)[2])
 
@@ -95,9 +96,9 @@ class EnrollmentView(SecuredModelView):
 
 def enroll_view(view, ids: list[int]):
     """Shared by the leads list: enroll the selected leads in a sequence."""
-    settings = current_app.config["SETTINGS"]
+    settings = runtime.settings
     form = EnrollForm()
-    form.sequence.choices = list(settings["nurture.sequences"])
+    form.sequence.choices = list(settings.nurture.sequences)
     if form.validate_on_submit():
         done, now = 0, utcnow()
         for lead_id in ids:

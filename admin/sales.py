@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -18,6 +18,7 @@ from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError
 from service.core.models import Definition, Handoff, Rep
+from service.core.runtime import runtime
 from service.handoffs.actions import reassign
 from service.handoffs.labels import LABELS
 from service.intake.event import lead_fields
@@ -104,7 +105,7 @@ class HandoffView(SecuredModelView):
         form.rep.choices = rep_choices()
         return self._bulk(form, "Reassign", lambda handoff_id, now: reassign(
             handoff_id, rep_id=int(form.rep.data), actor=current_user.email, now=now,
-            settings=current_app.config["SETTINGS"]))
+            settings=runtime.settings))
 
     @expose("/withdraw/", methods=("GET", "POST"))
     def withdraw_view(self):

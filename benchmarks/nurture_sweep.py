@@ -92,10 +92,11 @@ def main() -> None:
                                        "mail.smtp_port": port, "mail.smtp_security": "none"})
             from service.core import db
             from service.core.models import Enrollment, OutboxEmail
+            from service.core.runtime import runtime
             from service.mail import emails
             from service.nurture import sequences as nurture
 
-            settings = app.config["SETTINGS"]
+            settings = runtime.settings
             started = time.perf_counter()
             fill(Path(folder) / "leadbridge.db", args.enrollments, args.due)
             print(f"data: {args.enrollments:,} active enrollments ({args.due:,} due) written in "

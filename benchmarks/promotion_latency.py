@@ -97,10 +97,11 @@ def main() -> None:
 def promote_and_time(app, inbox: Inbox, count: int) -> list[float]:
     from service.core.db import utcnow
     from service.core.models import Lead, OutboxEmail, Rep
+    from service.core.runtime import runtime
     from service.handoffs.actions import promote_lead
 
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
-    settings = app.config["SETTINGS"]
+    settings = runtime.settings
     latencies = []
     for i in range(count):
         now = utcnow()

@@ -76,9 +76,10 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
-        app = bench_app(folder, **{"sla.calendar": "24x7", "sla.reassign_at": 0.0})
+        bench_app(folder, **{"sla.calendar": "24x7", "sla.reassign_at": 0.0})
         from service.core import db
         from service.core.models import Handoff
+        from service.core.runtime import runtime
         from service.handoffs.escalation import due, sweep
 
         started = time.perf_counter()
@@ -97,7 +98,7 @@ def main() -> None:
         scanned = len(db.db.execute_sql(scan_sql, params).fetchall())
         baseline = time.perf_counter() - started
         started = time.perf_counter()
-        done = sweep(settings=app.config["SETTINGS"], now=NOW)
+        done = sweep(settings=runtime.settings, now=NOW)
         elapsed = time.perf_counter() - started
         db.db.close()
     print(f"due lookup through the index: {lookup * 1000:.1f} ms for {found} rows")

@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from service.core import config as config_module
 from service.core import csp, db, logs, metrics
 from service.core.runtime import runtime
+from service.core.settings import Settings
 
 csrf = CSRFProtect()
 
@@ -29,7 +30,7 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
         REMEMBER_COOKIE_HTTPONLY=True,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
-    logs.configure(settings["logging.level"], settings["logging.format"])
+    logs.configure(settings.logging.level, settings.logging.format)
     init_backends(settings, app.config["SECRET_KEY"])
     app.before_request(logs.start_request)
     app.before_request(db.connect)
@@ -44,7 +45,7 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
 
     web.init_app(app, csrf)  # its door reads the body before CSRF parses a form from it
     csrf.init_app(app)
-    if settings["intake.trust_proxy"]:
+    if settings.intake.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
     admin.init_app(app)
     return app
@@ -61,10 +62,10 @@ def security_headers(response):
     return response
 
 
-def init_backends(settings: dict, secret: str) -> None:
+def init_backends(settings: Settings, secret: str) -> None:
     """Bind the database and the queue for this process (counts for the Redis bound before
     go there first)."""
     metrics.flush()
-    database = db.open_database(settings["database.url"], config_module.data_dir(settings))
+    database = db.open_database(settings.database.url, config_module.data_dir(settings))
     db.bind(database)
-    runtime.bind(settings, secret, settings["redis.url"])
+    runtime.bind(settings, secret, settings.redis.url)

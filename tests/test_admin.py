@@ -69,7 +69,7 @@ def test_outbox_shows_rendered_mail(make_app, marketer, rep, now):
     assert preview.headers["Content-Security-Policy"].startswith("sandbox")
     assert "&lt;script&gt;x&lt;/script&gt;" in preview.text and "<script>" not in preview.text
     assert "pricing_page_view" in preview.text
-    captured = list((Path(app.config["SETTINGS"]["data_dir"]) / "mail").glob("*.eml"))
+    captured = list((Path(app.config["SETTINGS"].data_dir) / "mail").glob("*.eml"))
     assert len(captured) == 1 and b"Alan" in captured[0].read_bytes()
 
 

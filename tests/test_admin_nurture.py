@@ -110,7 +110,7 @@ def test_erase_leaves_only_the_hashed_suppression(admin_client, rep):
     queued = [row.id for row in OutboxEmail.select()]
     assert all(f"send-email-{i}" in runtime.queue.job_ids for i in queued[:1])
     run_worker()
-    captured = Path(app.config["SETTINGS"]["data_dir"]) / "mail"
+    captured = Path(app.config["SETTINGS"].data_dir) / "mail"
     assert any(captured.glob("*.eml"))
     Handoff.update(promoted_by="mia@example.com").execute()
     second = promoted(app, rep, lead, at=utcnow())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from operator import attrgetter
+
 import pytest
 
 from service.core import config
@@ -16,22 +20,64 @@ def load(env=None, overrides=None, path=SHIPPED):
     return config.load(path, overrides, environ=env or {})
 
 
-def test_shipped_config_lists_every_key():
-    import tomllib
+HEADER = re.compile(r"^#? ?\[([^\]]+)\]$")  # [section], or # [section] for one left out
+DEFAULT = re.compile(r"^# ([a-z_]+) = (.+)$")  # a default quoted: one space after the #
+NAMED = re.compile(r"^# ([a-z_]+): ")  # a key named at the start of a comment
+MENTION = re.compile(r"\b([a-z_]+\.[a-z_]+)\b|\b(LEADBRIDGE_[A-Z_]+)\b")
 
-    data = tomllib.loads(SHIPPED.read_text())
-    listed = {name for name, _ in config._flatten(data)}
-    secrets = {name for name, key in config.SCHEMA.items() if key.secret}
-    assert listed == set(config.SCHEMA) - secrets
+
+def quoted_defaults(lines: list[str]):
+    """(key, value) for each `# key = value` line, a value running on over the following
+    comment lines until it is one TOML value; then the mentioned keys, each as (key, None)."""
+    section, rest = "", iter(lines)
+    for line in rest:
+        header = HEADER.match(line)
+        if header:
+            section = header.group(1) + "."
+        elif match := DEFAULT.match(line):
+            text = match.group(2)
+            while (value := toml_value(text)) is None:
+                text += next(rest).lstrip("#")
+            yield section + match.group(1), value
+        elif match := NAMED.match(line):
+            yield section + match.group(1), None
+        if line.startswith("#"):
+            for dotted, variable in MENTION.findall(line):
+                if dotted.split(".")[0] in config.SECTIONS:
+                    yield dotted, None
+                elif variable not in ("", "LEADBRIDGE_CONFIG", "LEADBRIDGE_SECTION__KEY"):
+                    yield variable.removeprefix("LEADBRIDGE_").lower().replace("__", "."), None
+
+
+def toml_value(text: str):
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return None
+
+
+def test_shipped_config_sets_and_quotes_only_model_keys_and_defaults():
+    listed = [name for name, _ in config._flatten(tomllib.loads(SHIPPED.read_text()))]
+    assert set(listed) <= set(config.KEYS), "config.toml sets a key the model lacks"
+    quoted = list(quoted_defaults(SHIPPED.read_text().splitlines()))
+    assert len(quoted) > 60, "the defaults are quoted as `# key = value`"
+    for name, value in quoted:
+        assert name in config.KEYS, f"config.toml mentions {name}, which the model lacks"
+        default = config.KEYS[name].default
+        if value is not None:
+            assert type(value) is type(default) and value == default, (
+                f"config.toml quotes {name} = {value!r}; the model's default is {default!r}")
+    assert set(config.KEYS) <= set(listed) | {name for name, _ in quoted}, (
+        "config.toml leaves a key unmentioned")
 
 
 def test_environment_overrides_file():
     settings = load({"LEADBRIDGE_MAIL__SMTP_PORT": "2525", "LEADBRIDGE_DATA_DIR": "/tmp/x",
                      "LEADBRIDGE_HANDOFF__ACCEPT_REQUIRES": "need,budget"})
-    assert settings["mail.smtp_port"] == 2525
-    assert settings["data_dir"] == "/tmp/x"
-    assert settings["handoff.accept_requires"] == ["need", "budget"]
-    assert settings["forms"]["contact"]["honeypot"] == "website"
+    assert settings.mail.smtp_port == 2525
+    assert settings.data_dir == "/tmp/x"
+    assert settings.handoff.accept_requires == ["need", "budget"]
+    assert settings.forms["contact"]["honeypot"] == "website"
 
 
 @pytest.mark.parametrize("env, message", [
@@ -77,7 +123,7 @@ def test_automatic_promotion_names_who_it_acts_for(switch):
     with pytest.raises(ConfigError, match="handoff.auto_promoter must be an email"):
         load(overrides={switch: True})
     settings = load(overrides={switch: True, "handoff.auto_promoter": "mia@example.com"})
-    assert settings["handoff.auto_promoter"] == "mia@example.com"
+    assert settings.handoff.auto_promoter == "mia@example.com"
 
 
 @pytest.mark.parametrize("name, value", [
@@ -86,4 +132,4 @@ def test_automatic_promotion_names_who_it_acts_for(switch):
 def test_addresses_every_email_carries_are_one_address_each(name, value):
     with pytest.raises(ConfigError, match=f"{name}: not one email address"):
         load(overrides={name: value})
-    assert load(overrides={name: "sales@example.com"})[name] == "sales@example.com"
+    assert attrgetter(name)(load(overrides={name: "sales@example.com"})) == "sales@example.com"

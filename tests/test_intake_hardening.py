@@ -48,8 +48,9 @@ SOFT = {"notificationType": "Bounce", "bounce": {
 
 
 @pytest.fixture
-def providers(events_app):  # noqa: F811
-    """The app with every email provider configured (test_email_events)."""
+def providers(app, events_app):  # noqa: F811
+    """The app with every email provider configured (test_email_events), made after `app`
+    (which `secrets` uses) so that its settings are the ones the process binds."""
     return events_app
 
 

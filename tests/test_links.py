@@ -69,7 +69,7 @@ def test_expired_link_page_is_410(app, rep):
         handoff = promoted(app, rep, GRACE, at=utcnow())
         link, client = url(app, handoff), app.test_client()
         assert client.get(link).status_code == 200
-        ttl = app.config["SETTINGS"]["handoff.link_ttl_hours"]
+        ttl = app.config["SETTINGS"].handoff.link_ttl_hours
         traveller.shift(timedelta(hours=ttl, minutes=1))
         response = client.get(link)
     assert response.status_code == 410 and "expired" in response.text

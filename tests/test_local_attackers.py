@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from redis import AuthenticationError, Redis
 from rq import Callback, Queue
 from rq.job import JobStatus
@@ -29,7 +30,7 @@ from service.core.db import utcnow
 from service.core.runtime import runtime
 from service.ops import up
 
-from .conftest import run_cli, run_worker
+from .conftest import ROOT, run_cli, run_worker
 from .factories import promoted
 
 # ---- #6: the embedded Valkey has a password; the worker runs only our jobs ------------------
@@ -48,8 +49,9 @@ def test_the_embedded_valkey_refuses_a_client_without_its_password(tmp_path):
         password = (tmp_path / "valkey_password").read_text()
         assert len(password) >= 32 and password in server.connection_url
         assert stat.S_IMODE((tmp_path / "valkey_password").stat().st_mode) == 0o600
-        shown = up.banner({"web.base_url": "", "web.host": "127.0.0.1", "web.port": 1,
-                           "mail.transport": "capture"}, "someone", server)
+        shown = up.banner(config.load(ROOT / "config.toml", {
+            "web.base_url": "", "web.host": "127.0.0.1", "web.port": 1,
+            "mail.transport": "capture"}, environ={}), "someone", server)
         assert password not in shown and f"127.0.0.1:{server.port}" in shown
     finally:
         server.stop()
@@ -61,9 +63,9 @@ def test_the_embedded_valkey_refuses_a_client_without_its_password(tmp_path):
 
 
 def test_the_banner_hides_the_password_of_a_configured_redis():
-    shown = up.banner({"web.base_url": "", "web.host": "127.0.0.1", "web.port": 1,
-                       "mail.transport": "capture",
-                       "redis.url": "redis://:hunter2-secret@redis.internal:6379/0"}, "x", None)
+    shown = up.banner(config.load(ROOT / "config.toml", {
+        "web.base_url": "", "web.host": "127.0.0.1", "web.port": 1, "mail.transport": "capture",
+        "redis.url": "redis://:hunter2-secret@redis.internal:6379/0"}, environ={}), "x", None)
     assert "hunter2-secret" not in shown and "redis://redis.internal:6379/0" in shown
 
 
@@ -126,9 +128,10 @@ def open_to_others(folder: Path) -> list[str]:
 def test_what_leadbridge_writes_in_its_data_folder_is_private(make_app, rep):
     app = make_app(**{"mail.transport": "capture"})
     settings = app.config["SETTINGS"]
-    data = Path(settings["data_dir"])
+    data = Path(settings.data_dir)
     up.prepare_database(settings)  # first-admin.txt, as `leadbridge up` writes it
-    config.secret_key({**settings, "web.secret_key": ""})
+    no_secret = settings.web.model_copy(update={"secret_key": SecretStr("")})
+    config.secret_key(settings.model_copy(update={"web": no_secret}))
     now = utcnow()
     promoted(app, rep, at=now, actor="m")
     run_worker()

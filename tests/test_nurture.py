@@ -184,7 +184,7 @@ def test_links_of_an_erased_lead_name_nobody_after_it(nurture_app, rep, smtp):
         unsubscribe = re.search(r"<([^>]+)>", mail["List-Unsubscribe"]).group(1)
         click = re.search(rf"{root}(/c/\S+)", mail.get_body(("plain",)).get_content()).group(1)
         erase_lead(ada.id, actor="dpo@example.com", now=utcnow(),
-                   data_dir=Path(nurture_app.config["SETTINGS"]["data_dir"]))
+                   data_dir=Path(nurture_app.config["SETTINGS"].data_dir))
         bob = rejected_lead(nurture_app, rep, at=utcnow(), email="bob@example.com")
         clock.move_to(datetime(2026, 12, 4, 9, 0, tzinfo=UTC))
         sweep()

@@ -1,5 +1,6 @@
-"""The README's configuration table agrees with the config schema and the shipped
-config.toml: every key has a row, every default is the schema's, written as a TOML literal."""
+"""The README's configuration table agrees with the settings model and the shipped
+config.toml: every key has a row, every default is the model's, written as a TOML literal of
+the key's type."""
 
 from __future__ import annotations
 
@@ -60,27 +61,28 @@ def same(value, default) -> bool:
 def test_table_has_a_row_for_every_key_but_the_secrets():
     documented = [key for keys, _, _ in table() for key in keys]
     assert len(documented) == len(set(documented)), "a key has two rows"
-    secrets = {name for name, key in config.SCHEMA.items() if key.secret}
-    assert set(documented) - set(config.SCHEMA) == set(), "rows for keys the schema lacks"
-    assert set(config.SCHEMA) - secrets - set(documented) == set(), "keys without a row"
+    secrets = {name for name, key in config.KEYS.items() if key.secret}
+    assert set(documented) - set(config.KEYS) == set(), "rows for keys the model lacks"
+    assert set(config.KEYS) - secrets - set(documented) == set(), "keys without a row"
     assert secrets & set(documented) == set(), "secrets belong in the paragraph below"
 
 
-def test_table_defaults_are_the_schema_defaults():
+def test_table_defaults_are_the_model_defaults():
     for keys, defaults, _ in table():
         assert len(keys) == len(defaults), f"{keys}: one default per key, in the same order"
         for key, default in zip(keys, defaults, strict=True):
-            expected = config.SCHEMA[key].default
+            expected = config.KEYS[key].default
             if expected is config.REQUIRED:
                 assert default is config.REQUIRED, f"{key} is required: write —"
             else:
                 assert default is not config.REQUIRED, f"{key} has a default: {expected!r}"
-                assert same(default, expected), f"{key}: README {default!r}, schema {expected!r}"
+                assert isinstance(default, config.KEYS[key].kind), f"{key}: not of its type"
+                assert same(default, expected), f"{key}: README {default!r}, model {expected!r}"
 
 
 def test_secrets_are_named_below_the_table():
     below = paragraph_below_table()
-    for name, key in config.SCHEMA.items():
+    for name, key in config.KEYS.items():
         if key.secret:
             assert config.ENV_PREFIX + name.upper().replace(".", "__") in below, name
 
@@ -96,7 +98,7 @@ def test_shipped_config_differs_from_defaults_only_where_the_table_says():
         elif set(keys) & config.TABLES and any(shipped.get(key) for key in keys):
             assert "shipped config.toml" in meaning, f"{keys}: say what config.toml defines"
     for name, value in shipped.items():
-        default = config.SCHEMA[name].default
+        default = config.KEYS[name].default
         if name in notes:
             assert same(notes[name], value), f"{name}: README says shipped {notes[name]!r}"
         elif name not in config.TABLES and default is not config.REQUIRED:

@@ -8,12 +8,14 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from service import lifecycle
+from service.core.config import load
 from service.core.models import Rep
 from service.handoffs.sla import Schedule
 from service.leads.definitions import add_definition
 from service.reports import figures as reports
 
 from . import factories
+from .conftest import ROOT
 
 BANT = {"budget": "likely", "authority": "influencer", "need": "clear", "timeline": "lt_3m"}
 
@@ -134,16 +136,18 @@ def test_early_warnings(world):
     for i in range(4):
         world.mql(f"2026-09-{10 + i}", hours_to_decide=1, outcome="not_a_fit")
     span = reports.Range(date(2026, 9, 1), date(2026, 9, 30), "month")
-    data = reports.dashboard({"reports.benchmark_months": 6, "reports.conversion_low": 0.2,
-                              "reports.conversion_high": 0.6, "reports.volume_tolerance": 0.3,
-                              "handoff.reject_reasons": {}}, span)
+    data = reports.dashboard(load(ROOT / "config.toml", {
+        "reports.benchmark_months": 6, "reports.conversion_low": 0.2,
+        "reports.conversion_high": 0.6, "reports.volume_tolerance": 0.3,
+        "handoff.reject_reasons": {}}, environ={}), span)
     assert data["warnings"] == [
         "MQLs in Sep 2026: 4, 300% above the benchmark of 1.0 per month.",
         "MQL→SQL conversion 0%. " + reports.band(0.0, 0.2, 0.6)[1]]
     csv = reports.csv_rows(data, "conversion")
     assert csv[0] == ["cohort", "promoted", "accepted", "rejected", "pending", "rate"]
     assert csv[1] == ["Sep 2026", 4, 0, 4, 0, 0.0]
-    settings = {"reports.conversion_low": 0.2, "reports.conversion_high": 0.6}
+    settings = load(ROOT / "config.toml", {"reports.conversion_low": 0.2,
+                                           "reports.conversion_high": 0.6}, environ={})
     assert reports.chart_csv(settings, span, "conversion") == csv
 
 

@@ -130,8 +130,10 @@ def test_schedule_fractions_and_due_actions():
 
 
 def test_team_overrides(app):
-    settings = {**app.config["SETTINGS"], "sla.calendar": "business",
-                "sla.teams": {"US": {"time_zone": "America/New_York", "decision_hours": 4}}}
+    shipped = app.config["SETTINGS"]
+    settings = shipped.model_copy(update={"sla": shipped.sla.model_copy(update={
+        "calendar": "business",
+        "teams": {"US": {"time_zone": "America/New_York", "decision_hours": 4}}})})
     us, default = sla.policy_for(settings, "US"), sla.policy_for(settings, "EMEA")
     assert (us.decision_hours, us.calendar.zone) == (4, "America/New_York")
     assert (default.decision_hours, default.calendar.zone) == (24.0, "UTC")

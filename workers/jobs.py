@@ -27,8 +27,8 @@ def sweep_outbox() -> int:
     settings = runtime.settings
     with metrics.timed("outbox"):
         ids = outbox.unsent_ids(now=utcnow(),
-                                older_than_seconds=settings["outbox.requeue_after_seconds"],
-                                claim_seconds=settings["outbox.claim_seconds"])
+                                older_than_seconds=settings.outbox.requeue_after_seconds,
+                                claim_seconds=settings.outbox.claim_seconds)
         return outbox.enqueue_sends(ids)
 
 

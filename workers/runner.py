@@ -116,7 +116,7 @@ def make_worker() -> Worker:
 def _log_like_the_web() -> None:
     """Our log handler on the root logger (RQ then adds none of its own): every line with its
     job id, in the configured format, scrubbed."""
-    logs.configure(runtime.settings["logging.level"], runtime.settings["logging.format"])
+    logs.configure(runtime.settings.logging.level, runtime.settings.logging.format)
 
 
 class SweepScheduler:

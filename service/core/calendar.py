@@ -8,9 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import holidays
+
+if TYPE_CHECKING:  # the settings' checks use this module
+    pass
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -111,3 +115,14 @@ def hours_from(text: str, key: str) -> tuple[time, time]:
     except ValueError:
         raise ValueError(f"{key} must be hours like 09:00-17:00 or 22:00-06:00, "
                          f"got {text!r}") from None
+
+
+def calendar_from(values: dict) -> Calendar:
+    """The calendar [sla]-shaped values describe (a team's overrides merged in)."""
+    opens, closes = hours_from(values["working_hours"], "sla.working_hours")
+    return Calendar(
+        always_open=values["calendar"] == "24x7", zone=values["time_zone"],
+        days=tuple(values["working_days"]), opens=opens, closes=closes,
+        country=values["holidays_country"], subdivision=values["holidays_subdivision"],
+        closed=tuple(d if isinstance(d, date) else date.fromisoformat(str(d))
+                     for d in values["closed_dates"]))

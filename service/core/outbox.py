@@ -36,7 +36,8 @@ def queue_email(template: str, *, to_address: str, now: datetime, to_name: str =
     """Write the email's row in the current transaction; its send job is queued after the
     commit. Prospect mail (to_prospect) is checked against suppression when it is sent. A
     demo address is skipped at once (and again when sent, for rows written before)."""
-    domain = runtime.settings.get("mail.from_address", "@localhost").rpartition("@")[2]
+    sender = runtime.settings.mail.from_address if runtime.settings else "@localhost"
+    domain = sender.rpartition("@")[2]
     demo = reserved_for_demo(to_address)
     row = OutboxEmail.create(
         template=template, to_address=to_address, to_name=to_name, context=context or {},
@@ -60,12 +61,12 @@ def enqueue_sends(outbox_ids: list[int]) -> int:
         log.warning("redis.url is empty: %d email(s) wait for a worker", len(outbox_ids))
         return 0
     settings = runtime.settings
-    backoff = settings["outbox.retry_seconds"]
+    backoff = settings.outbox.retry_seconds
     batches = [outbox_ids[i:i + BATCH] for i in range(0, len(outbox_ids), BATCH)]
     jobs = [queue.prepare_data(SEND_JOB, args=(ids,), job_id=job_id(ids), result_ttl=3600,
                                failure_ttl=7 * 86400, retry=Retry(max=len(backoff),
                                                                   interval=backoff),
-                               timeout=settings["outbox.claim_seconds"] * 2 // 3)
+                               timeout=settings.outbox.claim_seconds * 2 // 3)
             for ids in batches]
     try:
         queue.enqueue_many(jobs)

@@ -3,29 +3,30 @@ jobs and the outbox read it. Domain functions take their inputs as arguments ins
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from service.core.settings import Settings
+
 
 @dataclass
 class Runtime:
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: Settings | None = None
     secret_key: str = ""
     redis: Redis | None = None
     queue: Queue | None = None
 
-    def bind(self, settings: dict[str, Any], secret_key: str, redis_url: str) -> None:
+    def bind(self, settings: Settings, secret_key: str, redis_url: str) -> None:
         self.settings = settings
         self.secret_key = secret_key
         if not redis_url:
             self.redis = self.queue = None
             return
         self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
-        self.queue = Queue(settings["redis.queue"], connection=self.redis,
+        self.queue = Queue(settings.redis.queue, connection=self.redis,
                            serializer=JSONSerializer)
 
 

@@ -9,6 +9,7 @@ from service import lifecycle
 from service.core.db import transaction
 from service.core.errors import DomainError, InvalidInput, NotFound
 from service.core.models import Handoff, Lead, Rep
+from service.core.settings import Settings
 from service.handoffs import assignment, sla
 from service.nurture import sequences as nurture
 
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 AUTO_ACTOR = "auto-promotion"
 
 
-def promote_lead(lead_id: int, *, rep_id: int | None, note: str, actor: str, settings: dict,
+def promote_lead(lead_id: int, *, rep_id: int | None, note: str, actor: str, settings: Settings,
                  now: datetime, promoter: str = "") -> Handoff:
     """Promote to MQL: an explicit rep always wins, else the assignment rules choose. The
     SLA schedule follows the rep's team's policy. The promoter (default: the actor) hears
@@ -33,20 +34,20 @@ def promote_lead(lead_id: int, *, rep_id: int | None, note: str, actor: str, set
                                  promoter=promoter)
 
 
-def schedule_for(rep_id: int, settings: dict, now: datetime) -> sla.Schedule:
+def schedule_for(rep_id: int, settings: Settings, now: datetime) -> sla.Schedule:
     rep = Rep.get_or_none(Rep.id == rep_id)
     team = rep.team.name if rep is not None and rep.team_id else None
     return sla.schedule(now, sla.policy_for(settings, team))
 
 
-def reassign(handoff_id: int, *, rep_id: int, actor: str, settings: dict,
+def reassign(handoff_id: int, *, rep_id: int, actor: str, settings: Settings,
              now: datetime) -> Handoff:
     """Move a pending handoff to another rep, with a fresh SLA window."""
     return lifecycle.reassign(handoff_id, rep_id=rep_id, actor=actor, now=now,
                               schedule=schedule_for(rep_id, settings, now))
 
 
-def auto_promote(lead_id: int, *, settings: dict, now: datetime,
+def auto_promote(lead_id: int, *, settings: Settings, now: datetime,
                  note: str = "Score crossed the MQL threshold.") -> Handoff | None:
     """Promote a lead whose score crossed the threshold, through the normal path, on behalf
     of handoff.auto_promoter. Leads that moved on (already MQL, SQL, …) or finding no rep are
@@ -57,13 +58,13 @@ def auto_promote(lead_id: int, *, settings: dict, now: datetime,
     try:
         return promote_lead(lead_id, rep_id=None, actor=AUTO_ACTOR, note=note,
                             settings=settings, now=now,
-                            promoter=settings["handoff.auto_promoter"])
+                            promoter=settings.handoff.auto_promoter)
     except DomainError as exc:
         log.info("lead %s not auto-promoted: %s", lead_id, exc.message)
         return None
 
 
-def hand_over(rep_ids: list[int], *, actor: str, settings: dict,
+def hand_over(rep_ids: list[int], *, actor: str, settings: Settings,
               now: datetime) -> tuple[int, list[str]]:
     """Reassign every pending handoff of these reps (say, gone on leave) to the next eligible
     rep of their team. Returns how many moved and a message for each that could not."""
@@ -82,10 +83,10 @@ def hand_over(rep_ids: list[int], *, actor: str, settings: dict,
     return moved, stuck
 
 
-def reject_handoff(handoff_id: int, *, reason: str, notes: str, actor: str, settings: dict,
+def reject_handoff(handoff_id: int, *, reason: str, notes: str, actor: str, settings: Settings,
                    now: datetime) -> Handoff:
     """Reject with a configured reason; a nurture outcome enrolls the lead in its sequence."""
-    choice = settings["handoff.reject_reasons"].get(reason)
+    choice = settings.handoff.reject_reasons.get(reason)
     if choice is None:
         raise InvalidInput(f"unknown reason {reason!r}")
     with transaction():
@@ -97,11 +98,11 @@ def reject_handoff(handoff_id: int, *, reason: str, notes: str, actor: str, sett
     return handoff
 
 
-def recycle_lead(lead_id: int, *, actor: str, reason: str, settings: dict, now: datetime):
+def recycle_lead(lead_id: int, *, actor: str, reason: str, settings: Settings, now: datetime):
     """sql → nurture, back into the default sequence."""
     with transaction():
         lead = lifecycle.recycle(lead_id, actor=actor, reason=reason, now=now)
-        if settings["nurture.sequences"]:
-            nurture.enroll(lead_id, settings["nurture.default_sequence"], settings=settings,
+        if settings.nurture.sequences:
+            nurture.enroll(lead_id, settings.nurture.default_sequence, settings=settings,
                            now=now)
     return lead

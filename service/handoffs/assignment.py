@@ -13,6 +13,7 @@ import peewee
 from service.core.db import transaction
 from service.core.errors import InvalidInput
 from service.core.models import AssignmentCursor, Handoff, Lead, Rep, Team
+from service.core.settings import Settings
 
 FIELDS = (*Lead.EDITABLE, "source")
 
@@ -32,8 +33,8 @@ class Rules:
     default_team: str
 
     @classmethod
-    def from_settings(cls, settings: dict) -> Rules:
-        return cls(settings["assignment.rules"], settings["assignment.default_team"])
+    def from_settings(cls, settings: Settings) -> Rules:
+        return cls(settings.assignment.rules, settings.assignment.default_team)
 
     def team_name(self, lead: Lead) -> str:
         """The first rule whose every condition matches the lead; else the default team."""
@@ -89,7 +90,7 @@ def choose_rep(lead: Lead, rules: Rules, today: date) -> int:
                         "capacity. Choose a rep, or set the team's fallback owner.")
 
 
-def next_other_rep(handoff: Handoff, settings: dict, today: date) -> int | None:
+def next_other_rep(handoff: Handoff, settings: Settings, today: date) -> int | None:
     """The rep a handoff moves to when its holder does not answer: the next eligible rep of
     the holder's team (or of everyone), never the holder nor a rep who already let this MQL
     lapse; None when there is nobody."""

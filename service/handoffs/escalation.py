@@ -15,6 +15,7 @@ from service.core import outbox
 from service.core.db import transaction
 from service.core.errors import DomainError
 from service.core.models import AuditEvent, Handoff, Rep, Team
+from service.core.settings import Settings
 from service.handoffs import actions as handoffs
 from service.handoffs import assignment
 from service.handoffs.sla import Schedule, due_actions
@@ -31,7 +32,7 @@ SCHEDULE = (Handoff.due_at, Handoff.remind_due_at, Handoff.escalate_due_at,
             Handoff.reassign_due_at)
 
 
-def sweep(*, settings: dict, now: datetime, max_rounds: int = 100) -> Counter:
+def sweep(*, settings: Settings, now: datetime, max_rounds: int = 100) -> Counter:
     """Carry out every SLA action due at `now`; return how many of each this call did."""
     done: Counter = Counter()
     for _ in range(max_rounds):
@@ -80,7 +81,7 @@ def _claim(action: str, ids: list[int], now: datetime) -> set[int]:
     return {row.id for row in claimed}
 
 
-def _remind_and_escalate(rows: list[dict], settings: dict, now: datetime, done) -> None:
+def _remind_and_escalate(rows: list[dict], settings: Settings, now: datetime, done) -> None:
     wanted = {action: [r["id"] for r in rows if action in due_actions(r["schedule"], r["done"],
                                                                         now)]
               for action in ("remind", "lapse", "escalate")}
@@ -98,7 +99,7 @@ def _remind_and_escalate(rows: list[dict], settings: dict, now: datetime, done) 
         done[action] += len(ids)
 
 
-def _reassign(row: dict, settings: dict, now: datetime) -> int:
+def _reassign(row: dict, settings: Settings, now: datetime) -> int:
     """Hand the lead to the next eligible rep of the team; 1 if this call did it. After
     sla.max_reassignments, or with nobody left who has not let it lapse, the manager is
     told once that nobody has decided it."""
@@ -106,7 +107,7 @@ def _reassign(row: dict, settings: dict, now: datetime) -> int:
     try:
         with transaction():
             steps, rep_id = handoff.episode(), None
-            if _passed_on(steps) < settings["sla.max_reassignments"]:
+            if _passed_on(steps) < settings.sla.max_reassignments:
                 rep_id = assignment.next_other_rep(handoff, settings, now.date())
             if rep_id is None:
                 _give_up(row, steps, now)

@@ -5,9 +5,10 @@ reassignment. Pure functions of their arguments; time in and out is aware UTC.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
-from service.core.calendar import Calendar, hours_from
+from service.core.calendar import Calendar, calendar_from
+from service.core.settings import Settings
 
 # "lapse" stamps the moment a handoff's own deadline passes undecided: a breach of its rep.
 ACTIONS = ("remind", "lapse", "escalate", "reassign")
@@ -58,26 +59,11 @@ def due_actions(sched: Schedule, done: set[str], now: datetime) -> list[str]:
 
 def policy_from(values: dict) -> Policy:
     """Build a policy from [sla] values (already merged with a team's overrides)."""
-    always = values["calendar"] == "24x7"
-    opens, closes = hours_from(values["working_hours"], "sla.working_hours")
-    calendar = Calendar(
-        always_open=always, zone=values["time_zone"], days=tuple(values["working_days"]),
-        opens=opens, closes=closes,
-        country=values["holidays_country"], subdivision=values["holidays_subdivision"],
-        closed=tuple(d if isinstance(d, date) else date.fromisoformat(str(d))
-                     for d in values["closed_dates"]))
     return Policy(decision_hours=values["decision_hours"], remind_at=values["remind_at"],
                   escalate_at=values["escalate_at"], reassign_at=values["reassign_at"],
-                  calendar=calendar)
+                  calendar=calendar_from(values))
 
 
-KEYS = ("decision_hours", "remind_at", "escalate_at", "reassign_at", "calendar", "time_zone",
-        "working_days", "working_hours", "holidays_country", "holidays_subdivision",
-        "closed_dates")
-
-
-def policy_for(settings: dict, team_name: str | None) -> Policy:
+def policy_for(settings: Settings, team_name: str | None) -> Policy:
     """The [sla] policy, with the team's overrides from [sla.teams.<name>] when present."""
-    values = {key: settings[f"sla.{key}"] for key in KEYS}
-    values.update(settings["sla.teams"].get(team_name or "", {}))
-    return policy_from(values)
+    return policy_from(settings.sla.for_team(team_name))

@@ -15,6 +15,7 @@ from service.core.addresses import normalise_email
 from service.core.db import lock, transaction
 from service.core.fastsql import insert_returning, insert_rows, run_rendered
 from service.core.models import Activity, Delivery, InboundEvent, Lead
+from service.core.settings import Settings
 from service.handoffs.actions import auto_promote
 from service.intake.event import Event, lead_fields
 from service.intake.recording import Batch, Recorded
@@ -48,7 +49,7 @@ def record_events(events: list[Event], *, source: str, now: datetime,
     return result
 
 
-def ingest(events: list[Event], *, source: str, settings: dict, now: datetime,
+def ingest(events: list[Event], *, source: str, settings: Settings, now: datetime,
            delivery_id: str | None = None) -> Recorded:
     """Record events with the configured scoring, then auto-promote leads that crossed the
     threshold when that is switched on."""
@@ -71,7 +72,7 @@ def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: date
     metrics.add("leadbridge_intake_accepted_total", len(rows), source=source)
 
 
-def record_inbound(*, settings: dict, now: datetime, limit: int = RECORD_LIMIT) -> int:
+def record_inbound(*, settings: Settings, now: datetime, limit: int = RECORD_LIMIT) -> int:
     """Record the oldest accepted events in order, in one transaction, and return how many
     were taken. If that fails for a reason other than the database (a bad stored event),
     each is recorded on its own and one that still fails is set aside as failed."""
@@ -89,7 +90,7 @@ def record_inbound(*, settings: dict, now: datetime, limit: int = RECORD_LIMIT) 
     return taken
 
 
-def _record(settings: dict, now: datetime, limit: int,
+def _record(settings: Settings, now: datetime, limit: int,
             only: int | None = None) -> tuple[int, list[tuple[str, Recorded]]]:
     policy, results = Policy.from_settings(settings), []
     with transaction():
@@ -104,7 +105,7 @@ def _record(settings: dict, now: datetime, limit: int,
     return len(rows), results
 
 
-def _record_one_at_a_time(settings: dict, now: datetime,
+def _record_one_at_a_time(settings: Settings, now: datetime,
                           limit: int) -> tuple[int, list[tuple[str, Recorded]]]:
     taken, results = 0, []
     for row_id, *_ in _oldest(limit):
@@ -167,16 +168,16 @@ def _count(result: Recorded, source: str) -> None:
     metrics.add("leadbridge_intake_duplicates_total", result.duplicates, source=source)
 
 
-def promote_crossed(result: Recorded, settings: dict, now: datetime) -> None:
+def promote_crossed(result: Recorded, settings: Settings, now: datetime) -> None:
     """After the commit: re-engaged nurtured leads, then automatic promotion."""
-    intent = set(settings["nurture.high_intent_types"])
+    intent = set(settings.nurture.high_intent_types)
     keen = sorted(lead_id for lead_id, kinds in result.kinds.items() if kinds & intent)
-    if keen and settings["nurture.auto_repromote"]:
+    if keen and settings.nurture.auto_repromote:
         for lead_id in nurture.actively_enrolled(keen):
             auto_promote(lead_id, settings=settings, now=now, note="Re-engaged during nurture.")
     elif keen:
         nurture.reengage(keen, settings=settings, now=now)
-    if settings["scoring.auto_promote"]:
+    if settings.scoring.auto_promote:
         for lead_id in sorted(result.crossed):
             auto_promote(lead_id, settings=settings, now=now)
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a pure module: the model is only its argument's type
+    from service.core.settings import Settings
 
 from service.core.db import transaction
 from service.core.models import Activity, Lead
@@ -26,11 +30,11 @@ class Policy:
     auto_promote: bool
 
     @classmethod
-    def from_settings(cls, settings: dict) -> Policy:
-        return cls(points=settings["scoring.points"],
-                   half_life_days=settings["scoring.half_life_days"],
-                   threshold=settings["scoring.suggest_threshold"],
-                   auto_promote=settings["scoring.auto_promote"])
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(points=settings.scoring.points,
+                   half_life_days=settings.scoring.half_life_days,
+                   threshold=settings.scoring.suggest_threshold,
+                   auto_promote=settings.scoring.auto_promote)
 
     def half_lives(self, at: datetime) -> float:
         return (at - EPOCH).total_seconds() / 86400 / self.half_life_days

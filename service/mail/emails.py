@@ -21,6 +21,7 @@ from service.core.config import base_url
 from service.core.db import utcnow
 from service.core.errors import InvalidInput
 from service.core.models import Activity, Enrollment, Handoff, Lead, OutboxEmail, Rep, User
+from service.core.settings import Settings
 from service.handoffs.labels import LABELS
 from service.leads.scoring import Policy
 from service.mail import transport as mail
@@ -30,7 +31,7 @@ from service.reports import digest
 log = logging.getLogger(__name__)
 
 
-def rep_handoff(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def rep_handoff(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     handoff = Handoff.get_by_id(row.handoff_id)
     lead, rep = handoff.lead, handoff.rep
     activities = (Activity.select().where(Activity.lead == lead.id)
@@ -47,15 +48,15 @@ def rep_handoff(row: OutboxEmail, settings: dict, secret: str) -> dict:
     }
 
 
-def decision_url(settings: dict, secret: str, handoff: Handoff, action: str) -> str:
+def decision_url(settings: Settings, secret: str, handoff: Handoff, action: str) -> str:
     token = links.handoff_token(secret, handoff.id, handoff.rep_id, action,
                                 handoff.lead.public_id)
     return f"{base_url(settings)}/h/{token}"
 
 
-def decision_feedback(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def decision_feedback(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     handoff = Handoff.get_by_id(row.handoff_id)
-    reason = settings["handoff.reject_reasons"].get(handoff.reason, {})
+    reason = settings.handoff.reject_reasons.get(handoff.reason, {})
     outcome = handoff.outcome or ""
     return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep, "labels": LABELS,
             "reason_label": reason.get("label", handoff.reason),
@@ -63,7 +64,7 @@ def decision_feedback(row: OutboxEmail, settings: dict, secret: str) -> dict:
             else f"nurture sequence {outcome.partition(':')[2]}"}
 
 
-def handoff_moved(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def handoff_moved(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     old = Handoff.get_by_id(row.handoff_id)
     new = old.replaced_by.order_by(Handoff.id.desc()).first()
     return {"lead": old.lead, "rep": old.rep, "new_rep": new.rep if new else old.rep}
@@ -77,7 +78,7 @@ def span(delta: timedelta) -> str:
     return " ".join(parts[:2])
 
 
-def sla_reminder(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def sla_reminder(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     handoff = Handoff.get_by_id(row.handoff_id)
     left = handoff.due_at - utcnow()
     return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep,
@@ -87,7 +88,7 @@ def sla_reminder(row: OutboxEmail, settings: dict, secret: str) -> dict:
             "reject_url": decision_url(settings, secret, handoff, "reject")}
 
 
-def sla_escalation(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def sla_escalation(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     handoff = Handoff.get_by_id(row.handoff_id)
     late = utcnow() - handoff.due_at
     root = base_url(settings)
@@ -97,7 +98,7 @@ def sla_escalation(row: OutboxEmail, settings: dict, secret: str) -> dict:
             "reassign_url": f"{root}/admin/pending/reassign/?ids={handoff.id}"}
 
 
-def mql_undecided(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def mql_undecided(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     handoff = Handoff.get_by_id(row.handoff_id)
     root = base_url(settings)
     return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep,
@@ -106,7 +107,7 @@ def mql_undecided(row: OutboxEmail, settings: dict, secret: str) -> dict:
             "reassign_url": f"{root}/admin/pending/reassign/?ids={handoff.id}"}
 
 
-def lead_reengaged(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def lead_reengaged(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     lead = Lead.get_by_id(row.lead_id)
     recent = (Activity.select().where(Activity.lead == lead.id)
               .order_by(Activity.occurred_at.desc()).limit(5))
@@ -114,12 +115,12 @@ def lead_reengaged(row: OutboxEmail, settings: dict, secret: str) -> dict:
             "lead_url": f"{base_url(settings)}/admin/lead/details/?id={lead.id}"}
 
 
-def weekly_digest(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def weekly_digest(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     return {**digest.context(row.context["start"], row.context["end"], settings),
             "dashboard_url": f"{base_url(settings)}/admin/?period=week"}
 
 
-def password_reset(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def password_reset(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     """The link is signed only while a sender holds the row: a preview of the waiting email
     in the panel shows none, and the outbox keeps no copy of the sent one (UNKEPT)."""
     user = User.get_by_id(row.context["user_id"])
@@ -129,7 +130,7 @@ def password_reset(row: OutboxEmail, settings: dict, secret: str) -> dict:
     return {"user": user, "hours": users.RESET_HOURS, "reset_url": url}
 
 
-def prospect(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def prospect(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     """Context of every email to a prospect: personalisation, unsubscribe, tracked links."""
     root = base_url(settings)
     lead = row.lead or Lead(email=row.to_address)  # joined in deliver(); gone if erased
@@ -137,8 +138,8 @@ def prospect(row: OutboxEmail, settings: dict, secret: str) -> dict:
     def track(url: str) -> str:
         return f"{root}/c/{links.click_token(secret, row.id, url, lead.public_id)}"
 
-    return {"lead": lead, "sender": settings["mail.from_name"], "track": track,
-            "postal_address": settings["mail.postal_address"],
+    return {"lead": lead, "sender": settings.mail.from_name, "track": track,
+            "postal_address": settings.mail.postal_address,
             "unsubscribe_url": f"{root}/u/{unsubscribe_token(row, secret)}"}
 
 
@@ -147,11 +148,11 @@ def unsubscribe_token(row: OutboxEmail, secret: str) -> str:
     return links.unsubscribe_token(secret, lead.id, lead.public_id)
 
 
-def unsubscribe_headers(row: OutboxEmail, settings: dict, secret: str) -> dict:
+def unsubscribe_headers(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     """RFC 2369 and RFC 8058 one-click unsubscribe."""
     token = unsubscribe_token(row, secret)
-    mailbox = (settings["mail.unsubscribe_mailto"]
-               or "unsubscribe@" + settings["mail.from_address"].rpartition("@")[2])
+    mailbox = (settings.mail.unsubscribe_mailto
+               or "unsubscribe@" + settings.mail.from_address.rpartition("@")[2])
     return {"List-Unsubscribe": f"<{base_url(settings)}/u/{token}>, "
                                 f"<mailto:{mailbox}?subject=unsubscribe%20{token}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
@@ -169,7 +170,7 @@ TO_REP = ("rep_handoff", "sla_reminder", "handoff_moved")
 ABOUT_REP = ("decision_feedback", "sla_escalation", "mql_undecided")
 
 
-def reply_to(row: OutboxEmail, settings: dict) -> tuple[str, str] | None:
+def reply_to(row: OutboxEmail, settings: Settings) -> tuple[str, str] | None:
     """Where a reply reaches a person, as (name, email): a rep's email goes back to the
     promoter, an email about a rep's handoff to that rep, a prospect's to the lead's owner
     (the rep of its latest handoff); otherwise mail.reply_to (empty: no Reply-To)."""
@@ -185,7 +186,7 @@ def reply_to(row: OutboxEmail, settings: dict) -> tuple[str, str] | None:
             return "", promoter
     if person is not None:
         return person.name, person.email
-    return parseaddr(settings["mail.reply_to"]) if settings["mail.reply_to"] else None
+    return parseaddr(settings.mail.reply_to) if settings.mail.reply_to else None
 
 
 def _address(text: str) -> str:
@@ -204,7 +205,7 @@ def local_time(moment: datetime, zone: str) -> str:
     return moment.astimezone(tz).strftime(f"%a %d %b %Y, %H:%M ({tz.key})")
 
 
-def compose(row: OutboxEmail, settings: dict, secret: str):
+def compose(row: OutboxEmail, settings: Settings, secret: str):
     build = prospect if row.to_prospect else CONTEXTS[row.template]
     context = {**row.context, **build(row, settings, secret)}
     subject, text, html = mail.render(row.template, context)
@@ -212,13 +213,13 @@ def compose(row: OutboxEmail, settings: dict, secret: str):
     if answer_to := reply_to(row, settings):
         headers["Reply-To"] = mail.address(*answer_to)
     message = mail.build_message(
-        sender=settings["mail.from_address"], sender_name=settings["mail.from_name"],
+        sender=settings.mail.from_address, sender_name=settings.mail.from_name,
         to_address=row.to_address, to_name=row.to_name, message_id=row.message_id,
         subject=subject, text=text, html=html, headers=headers)
     return message, subject, text, html
 
 
-def preview_html(row: OutboxEmail, settings: dict, secret: str) -> str:
+def preview_html(row: OutboxEmail, settings: Settings, secret: str) -> str:
     """What the panel shows of an email: the copy sent, else the email as it would go now; a
     row that cannot be composed shows why instead."""
     if row.sent_at:
@@ -260,7 +261,7 @@ def prospect_skips(prospects: list[OutboxEmail]) -> dict[int, str]:
 TRANSIENT = (peewee.DatabaseError, peewee.InterfaceError, OSError, JobTimeoutException)
 
 
-def compose_or_why(row: OutboxEmail, settings: dict, secret: str):
+def compose_or_why(row: OutboxEmail, settings: Settings, secret: str):
     """compose(), or why the row can never be composed as it stands (a str); an error of the
     moment (TRANSIENT) raises, so the row is tried again."""
     try:
@@ -271,7 +272,7 @@ def compose_or_why(row: OutboxEmail, settings: dict, secret: str):
         return f"cannot be composed: {type(exc).__name__}: {exc}"
 
 
-def composed(row: OutboxEmail, settings: dict, secret: str, now: datetime):
+def composed(row: OutboxEmail, settings: Settings, secret: str, now: datetime):
     """compose() for a row of a batch; a row that cannot be composed fails for good (its
     reason shown in the panel's outbox) and None is returned, so the rest of the batch goes."""
     parts = compose_or_why(row, settings, secret)
@@ -282,9 +283,9 @@ def composed(row: OutboxEmail, settings: dict, secret: str, now: datetime):
     return parts
 
 
-def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime) -> int:
+def deliver(outbox_ids: list[int], *, settings: Settings, secret: str, now: datetime) -> int:
     """Send the rows this call can claim; return how many were sent."""
-    claimed = outbox.claim(outbox_ids, now=now, claim_seconds=settings["outbox.claim_seconds"])
+    claimed = outbox.claim(outbox_ids, now=now, claim_seconds=settings.outbox.claim_seconds)
     rows = list(OutboxEmail.select(OutboxEmail, Lead).join(Lead, JOIN.LEFT_OUTER)
                 .where(OutboxEmail.id.in_(claimed)).order_by(OutboxEmail.id))
     skips, batch = skip_reasons(rows), []
@@ -304,7 +305,7 @@ def deliver(outbox_ids: list[int], *, settings: dict, secret: str, now: datetime
             metrics.add(f"leadbridge_emails_{outcome}_total", count, template=template)
 
 
-def _send(batch: list, templates: dict[int, str], outcomes: Counter, *, settings: dict,
+def _send(batch: list, templates: dict[int, str], outcomes: Counter, *, settings: Settings,
           now: datetime) -> int:
     if not batch:
         return 0
@@ -330,7 +331,7 @@ def _send(batch: list, templates: dict[int, str], outcomes: Counter, *, settings
     except mail.TransientError as exc:
         unanswered = [i for i, _ in batch if i not in answered]
         failed = outbox.release(unanswered, error=str(exc), now=now,
-                                backoff=settings["outbox.retry_seconds"])
+                                backoff=settings.outbox.retry_seconds)
         for outbox_id in unanswered:
             outcomes["failed" if outbox_id in failed else "retried", templates[outbox_id]] += 1
         raise

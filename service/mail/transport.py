@@ -15,6 +15,7 @@ from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import css_inline
 import jinja2
@@ -23,6 +24,9 @@ import email_templates
 from service.core.addresses import mailbox
 from service.core.config import write_private
 from service.core.text import one_line
+
+if TYPE_CHECKING:  # the settings' checks use this module
+    from service.core.settings import Settings
 
 TEMPLATES = Path(email_templates.__path__[0])
 _env = jinja2.Environment(
@@ -199,10 +203,11 @@ class SMTPTransport:
         raise TransientError(f"{code} {text}")
 
 
-def transport(settings: dict):
-    if settings["mail.transport"] == "smtp":
+def transport(settings: Settings):
+    mail = settings.mail
+    if mail.transport == "smtp":
         return SMTPTransport(
-            host=settings["mail.smtp_host"], port=settings["mail.smtp_port"],
-            security=settings["mail.smtp_security"], username=settings["mail.smtp_username"],
-            password=settings["mail.smtp_password"], timeout=settings["mail.smtp_timeout"])
-    return CaptureTransport(Path(settings["data_dir"]) / "mail")
+            host=mail.smtp_host, port=mail.smtp_port, security=mail.smtp_security,
+            username=mail.smtp_username, password=mail.smtp_password.get_secret_value(),
+            timeout=mail.smtp_timeout)
+    return CaptureTransport(Path(settings.data_dir) / "mail")

@@ -18,6 +18,7 @@ from service.core.errors import DomainError, InvalidInput
 from service.core.fastsql import insert_returning
 from service.core.models import Delivery as Claim
 from service.core.models import EmailEvent
+from service.core.settings import Settings
 from service.nurture.suppression import suppress
 
 KINDS = ("hard_bounce", "soft_bounce", "complaint", "other")
@@ -43,12 +44,12 @@ class Delivery:
     detail: str = ""
 
 
-def apply(events: list[Delivery], *, provider: str, raw, settings: dict, now: datetime,
+def apply(events: list[Delivery], *, provider: str, raw, settings: Settings, now: datetime,
           signed: Signed | None = None) -> dict | None:
     """Record every event with the raw payload; suppress as the events say. None when the
     signed delivery was recorded before."""
     counts = dict.fromkeys(KINDS, 0)
-    window = now - timedelta(days=settings["email_events.soft_bounce_days"])
+    window = now - timedelta(days=settings.email_events.soft_bounce_days)
     with transaction():
         if signed is not None and not _first_use(provider, signed, now):
             return None
@@ -66,7 +67,7 @@ def apply(events: list[Delivery], *, provider: str, raw, settings: dict, now: da
                 recent = EmailEvent.select().where(
                     EmailEvent.email == email, EmailEvent.kind == "soft_bounce",
                     EmailEvent.at >= window).count()
-                if recent >= settings["email_events.soft_bounce_limit"]:
+                if recent >= settings.email_events.soft_bounce_limit:
                     suppress(email, reason="soft_bounces", source=provider, now=now)
     return counts
 

@@ -12,6 +12,7 @@ from service.core.calendar import Calendar, hours_from
 from service.core.db import transaction
 from service.core.errors import InvalidInput
 from service.core.models import Enrollment, Handoff, Lead
+from service.core.settings import Settings
 from service.lifecycle.enrollments import stop_enrollments
 from service.nurture.suppression import is_suppressed
 
@@ -24,23 +25,23 @@ class Step:
     subject: str
 
 
-def steps(settings: dict, sequence: str) -> list[Step]:
-    config = settings["nurture.sequences"].get(sequence)
+def steps(settings: Settings, sequence: str) -> list[Step]:
+    config = settings.nurture.sequences.get(sequence)
     if config is None:
         raise InvalidInput(f"no nurture sequence named {sequence!r}")
     return [Step(s["delay_days"], bool(s.get("business_days")), s["template"], s["subject"])
             for s in config["steps"]]
 
 
-def send_calendar(settings: dict, zone: str = "") -> Calendar:
+def send_calendar(settings: Settings, zone: str = "") -> Calendar:
     """Send hours in the lead's time zone when it is known and valid, else the default."""
-    opens, closes = hours_from(settings["nurture.send_hours"], "nurture.send_hours")
+    opens, closes = hours_from(settings.nurture.send_hours, "nurture.send_hours")
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         zone = ""
-    return Calendar(always_open=False, zone=zone or settings["nurture.time_zone"],
-                    days=tuple(settings["nurture.send_days"]),
+    return Calendar(always_open=False, zone=zone or settings.nurture.time_zone,
+                    days=tuple(settings.nurture.send_days),
                     opens=opens, closes=closes)
 
 
@@ -50,7 +51,7 @@ def due_time(after: datetime, step: Step, calendar: Calendar) -> datetime:
                                               business=step.business_days))
 
 
-def enroll(lead_id: int, sequence: str, *, settings: dict, now: datetime) -> Enrollment:
+def enroll(lead_id: int, sequence: str, *, settings: Settings, now: datetime) -> Enrollment:
     """Start the sequence (a lead is in at most one at a time)."""
     plan = steps(settings, sequence)
     lead = Lead.get_or_none(Lead.id == lead_id)
@@ -63,7 +64,7 @@ def enroll(lead_id: int, sequence: str, *, settings: dict, now: datetime) -> Enr
             next_due_at=due_time(now, plan[0], send_calendar(settings, lead.time_zone)))
 
 
-def sweep(*, settings: dict, now: datetime, chunk: int = 1000) -> int:
+def sweep(*, settings: Settings, now: datetime, chunk: int = 1000) -> int:
     """Send every step due at `now`; return how many this call queued."""
     sent = 0
     while True:
@@ -78,7 +79,7 @@ def sweep(*, settings: dict, now: datetime, chunk: int = 1000) -> int:
             sent += sum(_send_step(enrollment, settings, now) for enrollment in due)
 
 
-def _send_step(enrollment: Enrollment, settings: dict, now: datetime) -> int:
+def _send_step(enrollment: Enrollment, settings: Settings, now: datetime) -> int:
     plan = steps(settings, enrollment.sequence)
     index, lead = enrollment.step, enrollment.lead
     following = index + 1 < len(plan)
@@ -107,7 +108,7 @@ def actively_enrolled(lead_ids: list[int]) -> list[int]:
         Enrollment.lead.in_(lead_ids), Enrollment.status == "active")]
 
 
-def reengage(lead_ids: list[int], *, settings: dict, now: datetime) -> list[int]:
+def reengage(lead_ids: list[int], *, settings: Settings, now: datetime) -> list[int]:
     """Leads in an active sequence that showed intent again: mark them and tell marketing
     (with nurture.auto_repromote, intake promotes them instead). Returns the leads marked."""
     marked = []
@@ -122,8 +123,8 @@ def reengage(lead_ids: list[int], *, settings: dict, now: datetime) -> list[int]
     return marked
 
 
-def _marketers(lead_id: int, settings: dict) -> list[str]:
+def _marketers(lead_id: int, settings: Settings) -> list[str]:
     last = (Handoff.select(Handoff.promoted_by).where(Handoff.lead == lead_id)
             .order_by(Handoff.id.desc()).first())
     people = [last.promoted_by] if last and "@" in last.promoted_by else []
-    return sorted(set(people + list(settings["nurture.notify"])))
+    return sorted(set(people + list(settings.nurture.notify)))

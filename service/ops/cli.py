@@ -15,6 +15,7 @@ from service.core import config as config_module
 from service.core.config import ConfigError
 from service.core.db import utcnow
 from service.core.errors import DomainError, InvalidInput
+from service.core.settings import Settings
 from service.intake.importer import fields_to_overwrite, import_csv
 from service.intake.keys import create_key
 from service.leads.scoring import Policy, rescore_all
@@ -224,8 +225,8 @@ def create_integration_key(ctx: click.Context, kind: str, source: str) -> None:
     """Create a webhook signing secret or a tracking write key (printed once)."""
 
     settings = backends(ctx)
-    sources = (list(settings["webhooks.sources"]) if kind == "webhook"
-               else settings["tracking.sources"])
+    sources = (list(settings.webhooks.sources) if kind == "webhook"
+               else settings.tracking.sources)
     _, secret = create_key(kind, source, sources=sources, actor="cli", now=utcnow())
     click.echo(secret)
 
@@ -256,8 +257,8 @@ def rescore(ctx: click.Context) -> None:
     click.echo(f"rescored {rescore_all(Policy.from_settings(settings), now=utcnow())} leads")
 
 
-def require_redis(settings: dict) -> None:
-    if not settings["redis.url"]:
+def require_redis(settings: Settings) -> None:
+    if not settings.redis.url:
         raise ConfigError("redis.url is empty: set it, or use `leadbridge up`, which starts "
                           "an embedded Valkey")
 

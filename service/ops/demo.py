@@ -15,6 +15,7 @@ from service.accounts.users import create_user
 from service.core.db import transaction, utcnow
 from service.core.errors import InvalidInput
 from service.core.models import Definition, Enrollment, Handoff, Lead, Rep, Team, User
+from service.core.settings import Settings
 from service.handoffs import sla
 from service.intake.activity import record_events
 from service.intake.event import Event
@@ -50,7 +51,7 @@ MANAGERS = {"EMEA": f"sam@{DEMO_DOMAIN}", "Americas": f"alex@{DEMO_DOMAIN}"}
 MARKETERS = [f"mia@{DEMO_DOMAIN}", f"noah@{DEMO_DOMAIN}"]
 
 
-def load_demo(settings: dict, *, seed: int = 7, days: int = 365, per_day: float = 9.0) -> str:
+def load_demo(settings: Settings, *, seed: int = 7, days: int = 365, per_day: float = 9.0) -> str:
     """Fill an empty database with a year of activity; refuses a database that has leads.
     Every person it makes up has an address under .example, which the outbox never mails,
     and the marketers and managers get panel logins, returned once with the summary."""
@@ -181,8 +182,8 @@ def _handoff(rng, settings, lead: Lead, reps, created: datetime, now: datetime) 
         if rng.random() < 0.3 and won < now:
             lifecycle.win(lead.id, actor=MANAGERS[rep.team.name], now=won)
         return
-    reason = rng.choice(list(settings["handoff.reject_reasons"]))
-    outcome = settings["handoff.reject_reasons"][reason]["outcome"]
+    reason = rng.choice(list(settings.handoff.reject_reasons))
+    outcome = settings.handoff.reject_reasons[reason]["outcome"]
     lifecycle.reject(handoff.id, reason=reason, outcome=outcome, notes="", actor=rep.email,
                      now=decided)
     if outcome.startswith("nurture:"):

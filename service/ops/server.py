@@ -9,6 +9,7 @@ from gunicorn.glogging import Logger
 
 from service import create_app
 from service.core import logs
+from service.core.settings import Settings
 
 
 class AccessLog(Logger):
@@ -36,13 +37,13 @@ class Server(BaseApplication):
         return create_app(self.config_path)
 
 
-def serve(config_path: str | None, settings: dict) -> None:
+def serve(config_path: str | None, settings: Settings) -> None:
     logs.scrub_every_record()  # gunicorn's own lines too, in the arbiter and its workers
     Server(config_path, {
-        "bind": f"{settings['web.host']}:{settings['web.port']}",
-        "workers": settings["web.workers"],
-        "worker_class": "gthread" if settings["web.threads"] > 1 else "sync",
-        "threads": settings["web.threads"],
+        "bind": f"{settings.web.host}:{settings.web.port}",
+        "workers": settings.web.workers,
+        "worker_class": "gthread" if settings.web.threads > 1 else "sync",
+        "threads": settings.web.threads,
         "timeout": 30,
         "graceful_timeout": 5,
         "accesslog": "-",

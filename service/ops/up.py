@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from service.core import config as config_module
 from service.core.errors import DomainError
+from service.core.settings import Settings
 from service.ops.embedded_valkey import EmbeddedValkey
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -46,7 +47,7 @@ def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
         except DomainError as exc:
             print(f"Demo data not loaded: {exc.message}", flush=True)
     valkey = None
-    if not settings["redis.url"]:
+    if not settings.redis.url:
         valkey = start_valkey(config_module.data_dir(settings))
         env["LEADBRIDGE_REDIS__URL"] = valkey.connection_url
     stopping = []
@@ -92,7 +93,7 @@ def end_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def prepare_database(settings: dict) -> str:
+def prepare_database(settings: Settings) -> str:
     """Migrate, and create a first admin when there is none (the demo's marketers and
     managers are no admins); return how to log in."""
     from service import init_backends
@@ -161,16 +162,16 @@ def restart_valkey(valkey: EmbeddedValkey, env: dict, children: list[Child]) -> 
     return valkey.process
 
 
-def banner(settings: dict, login: str, valkey: EmbeddedValkey | None) -> str:
+def banner(settings: Settings, login: str, valkey: EmbeddedValkey | None) -> str:
     url = config_module.base_url(settings)
     if valkey:
         redis = f"embedded Valkey at {valkey.shown_url}"
     else:
-        given = urlsplit(settings["redis.url"])
+        given = urlsplit(settings.redis.url)
         redis = given._replace(netloc=given.netloc.rpartition("@")[2]).geturl()
     mail = ("captured: read it in the panel under Email outbox"
-            if settings["mail.transport"] == "capture" else
-            f"SMTP via {settings['mail.smtp_host']}:{settings['mail.smtp_port']}")
+            if settings.mail.transport == "capture" else
+            f"SMTP via {settings.mail.smtp_host}:{settings.mail.smtp_port}")
     return (f"\nLeadbridge is up.\n  Panel:  {url}/admin\n  Login:  {login}\n"
             f"  Redis:  {redis}\n  Mail:   {mail}\nPress Ctrl-C to stop.\n")
 

@@ -12,14 +12,15 @@ from service.core import outbox
 from service.core.calendar import DAYS
 from service.core.db import transaction
 from service.core.models import DigestLog
+from service.core.settings import Settings
 from service.reports import figures as reports
 
 
-def due_week(now: datetime, settings: dict) -> str | None:
+def due_week(now: datetime, settings: Settings) -> str | None:
     """The ISO week to report on, when the digest's day and time have come this week."""
-    local = now.astimezone(ZoneInfo(settings["reports.time_zone"]))
-    send_day = DAYS.index(settings["reports.digest_day"])
-    send_time = time.fromisoformat(settings["reports.digest_time"])
+    local = now.astimezone(ZoneInfo(settings.reports.time_zone))
+    send_day = DAYS.index(settings.reports.digest_day)
+    send_time = time.fromisoformat(settings.reports.digest_time)
     if local.weekday() < send_day or (local.weekday() == send_day
                                       and local.time() < send_time):
         return None
@@ -27,15 +28,15 @@ def due_week(now: datetime, settings: dict) -> str | None:
     return f"{year}-W{week:02d}"
 
 
-def last_week(now: datetime, settings: dict) -> reports.Range:
-    today = now.astimezone(ZoneInfo(settings["reports.time_zone"])).date()
+def last_week(now: datetime, settings: Settings) -> reports.Range:
+    today = now.astimezone(ZoneInfo(settings.reports.time_zone)).date()
     monday = today - timedelta(days=today.weekday())
     return reports.Range(monday - timedelta(days=7), monday - timedelta(days=1), "week")
 
 
-def send_if_due(*, settings: dict, now: datetime) -> bool:
+def send_if_due(*, settings: Settings, now: datetime) -> bool:
     """Queue this week's digest unless it went out already; True when this call did."""
-    recipients = settings["reports.digest_recipients"]
+    recipients = settings.reports.digest_recipients
     week = due_week(now, settings)
     if week is None or not recipients:
         return False
@@ -52,7 +53,7 @@ def send_if_due(*, settings: dict, now: datetime) -> bool:
     return True
 
 
-def context(start: str, end: str, settings: dict) -> dict:
+def context(start: str, end: str, settings: Settings) -> dict:
     span = reports.Range(date.fromisoformat(start), date.fromisoformat(end), "week")
     data = reports.dashboard(settings, span)
     mqls = sum(n for _, n in data["volume"]["rows"])

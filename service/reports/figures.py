@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 from service.core.db import utcnow
 from service.core.models import Definition, Rep
+from service.core.settings import Settings
 from service.reports import rollups
 
 PERIODS = ("day", "week", "month", "quarter", "year")
@@ -236,24 +237,24 @@ def warnings(volume: dict, conv: dict, tolerance: float, period: str) -> list[st
     return found
 
 
-def dashboard(settings: dict, span: Range) -> dict:
-    volume = mql_volume(span, settings["reports.benchmark_months"])
-    conv = conversion(span, settings["reports.conversion_low"],
-                      settings["reports.conversion_high"])
+def dashboard(settings: Settings, span: Range) -> dict:
+    volume = mql_volume(span, settings.reports.benchmark_months)
+    conv = conversion(span, settings.reports.conversion_low,
+                      settings.reports.conversion_high)
     return {"span": span, "volume": volume, "conversion": conv, "sla": sla(span),
-            "reasons": rejection_reasons(span, settings["handoff.reject_reasons"]),
+            "reasons": rejection_reasons(span, settings.handoff.reject_reasons),
             "sources": by_source(span), "definitions": by_definition(span),
             "origins": inbound_outbound(span), "funnel": funnel(span),
-            "warnings": warnings(volume, conv, settings["reports.volume_tolerance"],
+            "warnings": warnings(volume, conv, settings.reports.volume_tolerance,
                                  span.period)}
 
 
 CHARTS = {
-    "mqls": ("volume", lambda s, span: mql_volume(span, s["reports.benchmark_months"])),
+    "mqls": ("volume", lambda s, span: mql_volume(span, s.reports.benchmark_months)),
     "conversion": ("conversion", lambda s, span: conversion(
-        span, s["reports.conversion_low"], s["reports.conversion_high"])),
+        span, s.reports.conversion_low, s.reports.conversion_high)),
     "sla": ("sla", lambda s, span: sla(span)),
-    "reasons": ("reasons", lambda s, span: rejection_reasons(span, s["handoff.reject_reasons"])),
+    "reasons": ("reasons", lambda s, span: rejection_reasons(span, s.handoff.reject_reasons)),
     "sources": ("sources", lambda s, span: by_source(span)),
     "definitions": ("definitions", lambda s, span: by_definition(span)),
     "origins": ("origins", lambda s, span: inbound_outbound(span)),
@@ -261,7 +262,7 @@ CHARTS = {
 }
 
 
-def chart_csv(settings: dict, span: Range, chart: str) -> list[list]:
+def chart_csv(settings: Settings, span: Range, chart: str) -> list[list]:
     """One chart's CSV, computing only that chart's figures."""
     key, compute = CHARTS[chart]
     return csv_rows({"span": span, key: compute(settings, span)}, chart)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from service import lifecycle
@@ -10,6 +10,7 @@ from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError, InvalidInput, NotFound
 from service.core.models import Activity, Handoff, Lead, Rep, StageChange, Team
+from service.core.runtime import runtime
 from service.handoffs import reps
 from service.handoffs.actions import promote_lead
 from service.intake.event import lead_fields
@@ -76,7 +77,7 @@ def page() -> tuple[int, int]:
 
 
 def lead_json(lead: Lead, *, detail: bool = False) -> dict:
-    policy = Policy.from_settings(current_app.config["SETTINGS"])
+    policy = Policy.from_settings(runtime.settings)
     data = {"id": lead.id, "email": lead.email, "stage": lead.stage,
             "score": round(policy.score(lead.score_log, utcnow()), 2),
             "created_at": lead.created_at.isoformat(),
@@ -156,7 +157,7 @@ def promote(lead_id: int):
     if not isinstance(note, str):
         raise InvalidInput("note must be text")
     handoff = promote_lead(lead_id, rep_id=rep_id, note=note[:5000], actor=g.api_actor,
-                           promoter=g.api_owner, settings=current_app.config["SETTINGS"],
+                           promoter=g.api_owner, settings=runtime.settings,
                            now=utcnow())
     return jsonify(handoff_json(handoff)), 201
 

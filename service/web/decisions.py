@@ -13,6 +13,8 @@ from service.core.errors import AlreadyDecided, InvalidInput
 from service.core.linked import decided_handoff
 from service.core.links import BadLink, read_handoff_token
 from service.core.models import Handoff
+from service.core.runtime import runtime
+from service.core.settings import Settings
 from service.handoffs.actions import reject_handoff
 from service.handoffs.labels import LABELS
 
@@ -44,10 +46,10 @@ bp.after_request(private)
 
 @bp.route("/h/<token>", methods=["GET", "POST"])
 def decide(token: str):
-    settings = current_app.config["SETTINGS"]
+    settings = runtime.settings
     try:
         link = read_handoff_token(current_app.secret_key, token,
-                                  max_age_hours=settings["handoff.link_ttl_hours"])
+                                  max_age_hours=settings.handoff.link_ttl_hours)
     except BadLink as exc:
         return render_template("message.html", title="Link not usable",
                                message=str(exc)), exc.status
@@ -78,21 +80,21 @@ def decide(token: str):
                            settings=settings), status
 
 
-def _form(action: str, settings: dict) -> FlaskForm:
+def _form(action: str, settings: Settings) -> FlaskForm:
     if action == "accept":
         return AcceptForm()
     form = RejectForm()
     form.reason.choices = [SelectChoice("", "Choose a reason…")] + [
         SelectChoice(code, reason["label"])
-        for code, reason in settings["handoff.reject_reasons"].items()]
+        for code, reason in settings.handoff.reject_reasons.items()]
     return form
 
 
-def _apply(action: str, handoff: Handoff, form: FlaskForm, settings: dict) -> Handoff:
+def _apply(action: str, handoff: Handoff, form: FlaskForm, settings: Settings) -> Handoff:
     actor = handoff.rep.email
     if action == "accept":
         bant = {field: getattr(form, field).data for field in lifecycle.BANT}
         return lifecycle.accept(handoff.id, bant=bant, notes=form.notes.data or "", actor=actor,
-                                now=utcnow(), requires=settings["handoff.accept_requires"])
+                                now=utcnow(), requires=settings.handoff.accept_requires)
     return reject_handoff(handoff.id, reason=form.reason.data, notes=form.notes.data or "",
                           actor=actor, settings=settings, now=utcnow())

@@ -18,10 +18,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from service.core.db import utcnow
 from service.core.errors import InvalidInput, NotFound
+from service.core.runtime import runtime
+from service.core.settings import Settings
 from service.nurture.bounces import KINDS, Delivery, Signed, apply
 
 from . import bodies
@@ -42,7 +44,7 @@ def receive(provider: str):
     adapter = ADAPTERS.get(provider)
     if adapter is None:
         raise NotFound(f"no email provider named {provider!r} (ses, postmark, mailgun, sendgrid)")
-    settings = current_app.config["SETTINGS"]
+    settings = runtime.settings
     body = bodies.read()
     try:
         events, raw, signed = adapter(body, settings)
@@ -85,13 +87,13 @@ SNS_FIELDS = {"Notification": ("Message", "MessageId", "Subject", "Timestamp", "
                                            "Token", "TopicArn", "Type")}
 
 
-def ses(body: bytes, settings: dict):
+def ses(body: bytes, settings: Settings):
     envelope = _json(body)
     if not isinstance(envelope, dict) or envelope.get("Type") not in SNS_FIELDS:
         raise InvalidInput("not an SNS notification")
-    if envelope.get("TopicArn") not in settings["email_events.ses_topic_arns"]:
+    if envelope.get("TopicArn") not in settings.email_events.ses_topic_arns:
         raise Refused("SNS topic not allowed (email_events.ses_topic_arns)")
-    text = _verify_sns(envelope, settings["email_events.ses_certificate_file"])
+    text = _verify_sns(envelope, settings.email_events.ses_certificate_file)
     _fresh(_sns_time(envelope.get("Timestamp")), SNS_TOLERANCE, "the SNS Timestamp")
     signed = Signed(str(envelope.get("MessageId")), _digest(text))
     if envelope["Type"] == "SubscriptionConfirmation":
@@ -171,8 +173,8 @@ POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated", "SpamNo
 POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "AutoResponder", "Blocked"}
 
 
-def postmark(body: bytes, settings: dict):
-    token = settings["email_events.postmark_token"]
+def postmark(body: bytes, settings: Settings):
+    token = settings.email_events.postmark_token.get_secret_value()
     auth = request.authorization
     given = auth.password if auth and auth.type == "basic" else ""
     if not token or not hmac.compare_digest(given or "", token):
@@ -194,13 +196,13 @@ def postmark(body: bytes, settings: dict):
 
 # Mailgun ----------------------------------------------------------------------------------
 
-def mailgun(body: bytes, settings: dict):
+def mailgun(body: bytes, settings: Settings):
     """Signed: timestamp and token, not the event data; so each token is used once."""
     payload = _json(body)
     if not isinstance(payload, dict):
         raise InvalidInput("expected a Mailgun webhook object")
     signature = payload.get("signature") or {}
-    key = settings["email_events.mailgun_signing_key"]
+    key = settings.email_events.mailgun_signing_key.get_secret_value()
     try:
         stamp, token = str(signature["timestamp"]), str(signature["token"])
         given = str(signature["signature"])
@@ -228,11 +230,11 @@ def mailgun(body: bytes, settings: dict):
 
 # SendGrid ---------------------------------------------------------------------------------
 
-def sendgrid(body: bytes, settings: dict):
+def sendgrid(body: bytes, settings: Settings):
     signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
     stamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
     try:
-        key = _sendgrid_key(settings["email_events.sendgrid_public_key"])
+        key = _sendgrid_key(settings.email_events.sendgrid_public_key)
         key.verify(base64.b64decode(signature, validate=True), stamp.encode() + body,
                    ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError, TypeError) as exc:

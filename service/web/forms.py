@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import Blueprint, current_app, jsonify, make_response, redirect, render_template, request
+from flask import Blueprint, jsonify, make_response, redirect, render_template, request
 
 from service.core import ratelimit
 from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import InvalidInput, NotFound
 from service.core.redirects import redirect_target
+from service.core.runtime import runtime
 from service.intake import counters as stats
 from service.intake.activity import ingest
 from service.intake.event import Event, lead_fields
@@ -23,7 +24,7 @@ UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 
 def _form(slug: str) -> dict:
-    form = current_app.config["SETTINGS"]["forms"].get(slug)
+    form = runtime.settings.forms.get(slug)
     if form is None:
         raise NotFound(f"no form named {slug!r}")
     return form
@@ -32,7 +33,7 @@ def _form(slug: str) -> dict:
 @bp.after_request
 def cors(response):
     origin = request.headers.get("Origin")
-    form = current_app.config["SETTINGS"]["forms"].get((request.view_args or {}).get("slug"))
+    form = runtime.settings.forms.get((request.view_args or {}).get("slug"))
     if origin and form and origin in form.get("cors_origins", []):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
@@ -51,7 +52,7 @@ def preflight(slug: str):
 @bp.post("/f/<slug>")
 def submit(slug: str):
     form, now = _form(slug), utcnow()
-    limit = current_app.config["SETTINGS"]["intake.form_rate_per_minute"]
+    limit = runtime.settings.intake.form_rate_per_minute
     if not ratelimit.allow(f"form:{request.remote_addr}", limit=limit):
         stats.count(f"form:{slug}", "rate_limited", now=now)
         response = error_response(429, "rate_limited", "Too many submissions; try in a minute.")
@@ -65,7 +66,7 @@ def submit(slug: str):
         stats.count(f"form:{slug}", "honeypot", now=now)
     else:
         ingest([_event(form, data, honeypot, now)], source=f"form:{slug}",
-               settings=current_app.config["SETTINGS"], now=now)
+               settings=runtime.settings, now=now)
     return _done(form, data)
 
 

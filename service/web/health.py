@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from peewee import fn
 from redis.exceptions import RedisError
 
@@ -49,7 +49,7 @@ def readyz():
 @bp.get("/metrics")
 def prometheus():
     """Counters and gauges in Prometheus' text format, for the bearer of metrics.key."""
-    key = current_app.config["SETTINGS"]["metrics.key"]
+    key = runtime.settings.metrics.key.get_secret_value()
     if not key:
         return error_response(404, "http_error", "There is nothing here.")
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()

@@ -10,6 +10,7 @@ from service.core.linked import clicked_email, unsubscribing_lead
 from service.core.links import read_click_token, read_unsubscribe_token
 from service.core.models import EmailClick, Lead
 from service.core.redirects import redirect_target
+from service.core.runtime import runtime
 from service.intake.activity import ingest
 from service.intake.event import Event
 from service.nurture.suppression import suppress
@@ -74,5 +75,5 @@ def click(token: str):
         ingest([Event(type="email_click", occurred_at=now, email=lead.email,
                       properties={"url": link.url, "template": row.template,
                                   "step": row.step})],
-               source="email", settings=current_app.config["SETTINGS"], now=now)
+               source="email", settings=runtime.settings, now=now)
     return redirect(target, code=302)

@@ -9,11 +9,13 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import InvalidInput
+from service.core.runtime import runtime
+from service.core.settings import Settings
 from service.intake import keys
 from service.intake.activity import accept_messages
 from service.intake.event import Event, lead_fields
@@ -51,8 +53,8 @@ def receive(kind: str):
     if kind not in ("identify", "track", "page", "batch", *IGNORED):
         return error_response(404, "not_found", f"no tracking call named {kind!r}")
     payload = read_json()
-    settings = current_app.config["SETTINGS"]
-    source = authenticate(payload, settings["tracking.sources"])
+    settings = runtime.settings
+    source = authenticate(payload, settings.tracking.sources)
     if source is None:
         return error_response(401, "unauthorized", "a valid write key is required")
     now = utcnow()
@@ -78,7 +80,7 @@ def authenticate(payload: dict, sources: list[str]) -> str | None:
     return source if source in sources else None
 
 
-def parse_message(message, index: int, payload: dict, settings: dict,
+def parse_message(message, index: int, payload: dict, settings: Settings,
                   now: datetime) -> tuple[Event, str] | None:
     where = f"message {index}"
     if not isinstance(message, dict):
@@ -120,7 +122,7 @@ def _track(message, context, where, occurred, settings) -> Event | None:
     name = message.get("event")
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"{where}: track needs an event name")
-    kind = settings["tracking.events"].get(name) or settings["tracking.track_default"]
+    kind = settings.tracking.events.get(name) or settings.tracking.track_default
     if not kind:
         return None
     properties = {**_object(message, "properties", where), "event": name}
@@ -133,8 +135,8 @@ def _page(message, context, where, occurred, settings) -> Event | None:
     page = context.get("page") if isinstance(context.get("page"), dict) else {}
     url = str(properties.get("url") or page.get("url") or "")
     path = str(properties.get("path") or page.get("path") or urlsplit(url).path or "/")
-    kind = next((t for pattern, t in settings["tracking.pages"].items()
-                 if fnmatchcase(path, pattern)), settings["tracking.page_default"])
+    kind = next((t for pattern, t in settings.tracking.pages.items()
+                 if fnmatchcase(path, pattern)), settings.tracking.page_default)
     if not kind:
         return None
     details = {"url": url, "path": path, "title": properties.get("title") or page.get("title"),

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from standardwebhooks import Webhook
 
 from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import InvalidInput, NotFound
+from service.core.runtime import runtime
 from service.intake import keys
 from service.intake.activity import ingest
 from service.intake.event import Event, lead_fields
@@ -24,16 +25,16 @@ bp = Blueprint("webhooks", __name__)
 
 @bp.post("/webhooks/<source>")
 def receive(source: str):
-    settings = current_app.config["SETTINGS"]
-    if source not in settings["webhooks.sources"]:
+    settings = runtime.settings
+    if source not in settings.webhooks.sources:
         raise NotFound(f"no webhook source named {source!r}")
-    body = bodies.read(settings["intake.max_body_kib"] * 1024)
+    body = bodies.read(settings.intake.max_body_kib * 1024)
     signature = signed_headers(request.headers)
     if not verified(body, signature, keys.webhook_secrets(source)):
         return error_response(401, "bad_signature",
                               "missing, stale or invalid webhook signature")
     now = utcnow()
-    events = parse_events(body, settings["intake.activity_types"], now)
+    events = parse_events(body, settings.intake.activity_types, now)
     result = ingest(events, source=f"webhook:{source}", settings=settings, now=now,
                     delivery_id=signature["webhook-id"])
     if result.duplicates:
