@@ -10,8 +10,8 @@ from service.core.db import utcnow
 from service.core.models import Activity, IntegrationKey, Lead, LeadMerge
 from service.intake.activity import Event, ingest
 
-from .conftest import PASSWORD, csrf_token, log_in
-from .test_webhooks import event, signed
+from ..conftest import PASSWORD, csrf_token, log_in
+from ..test_webhooks import event, signed
 
 
 def add(app, email, kind, now, **properties):

@@ -8,7 +8,7 @@ from pathlib import Path
 from service.handoffs.actions import promote_lead
 from service.intake.activity import record_activity
 
-from .conftest import csrf_token, log_in, run_worker
+from ..conftest import csrf_token, log_in, run_worker
 
 
 def test_login_required(app, marketer):

@@ -14,8 +14,8 @@ from service.core.models import Handoff, Team, User
 from service.handoffs.actions import promote_lead
 from service.intake.activity import record_activity
 
-from .conftest import PASSWORD, csrf_token, log_in
-from .test_panel_hardening import follow_links, link_world, working_links
+from ..conftest import PASSWORD, csrf_token, log_in
+from .test_hardening import follow_links, link_world, working_links
 
 ALL = {"admin", "marketer", "sales_manager"}
 MANAGERS = {"admin", "sales_manager"}

@@ -30,9 +30,9 @@ from service.intake.activity import record_activity
 from service.nurture import sequences as nurture
 from service.nurture.suppression import suppress
 
-from .conftest import PASSWORD, log_in, run_worker
-from .test_admin_sales import run_action
-from .test_nurture import SETTINGS, rejected_lead
+from ..conftest import PASSWORD, log_in, run_worker
+from ..test_nurture import SETTINGS, rejected_lead
+from .test_sales import run_action
 
 
 @pytest.fixture

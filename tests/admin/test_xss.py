@@ -13,7 +13,7 @@ from service.handoffs.actions import promote_lead
 from service.intake.activity import Event, ingest
 from service.nurture import sequences as nurture
 
-from .conftest import PASSWORD, log_in
+from ..conftest import PASSWORD, log_in
 
 SCRIPT = "<script>alert('xss')</script>"
 IMG = '<img src=x onerror="alert(1)">'

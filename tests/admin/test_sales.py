@@ -12,7 +12,7 @@ from service.core.models import AuditEvent, Definition, Handoff, Lead, OutboxEma
 from service.handoffs.actions import promote_lead
 from service.intake.activity import record_activity
 
-from .conftest import PASSWORD, csrf_token, log_in
+from ..conftest import PASSWORD, csrf_token, log_in
 
 
 @pytest.fixture

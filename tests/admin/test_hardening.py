@@ -23,7 +23,7 @@ from service.handoffs.actions import promote_lead
 from service.intake.activity import record_activity
 from service.intake.importer import import_csv
 
-from .conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
+from ..conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
 
 ROLES = ("admin", "marketer", "sales_manager")
 HOSTILE_TARGETS = [

@@ -15,7 +15,7 @@ from service.core.models import Handoff, Lead, Rep
 from service.handoffs.actions import promote_lead
 from service.intake.activity import record_activity
 
-from .conftest import PASSWORD, ROOT
+from ..conftest import PASSWORD, ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 # The panel theme's stylesheet imports a Google web font; the CSP blocks that on purpose
