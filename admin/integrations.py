@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired
 from service.core.config import base_url
 from service.core.db import utcnow
 from service.core.errors import DomainError
-from service.intake import keys
+from service.intake import counters, keys
 
 from .auth import MARKETING, SecuredMixin, SecuredModelView
 
@@ -60,6 +60,9 @@ class FormsView(SecuredMixin, BaseView):
 
     @expose("/")
     def index(self):
+        """The snippets, and per form what intake dropped (honeypot hits, rate-limited posts)."""
         settings = current_app.config["SETTINGS"]
+        sources = [f"form:{slug}" for slug in settings["forms"]]
         return self.render("admin/forms.html", forms=settings["forms"],
-                           root=base_url(settings))
+                           root=base_url(settings), dropped=counters.recent(utcnow(), sources),
+                           rate=settings["intake.form_rate_per_minute"])
