@@ -25,7 +25,12 @@ from service.core.models import (
 from service.reports import figures as reports
 
 from . import auth, guard
+from .dashboard import HomeView
+from .integrations import FormsView, IntegrationKeyView
+from .leads import LeadView, SuggestedView
 from .nurture import EnrollmentView, ReengagedView, SequencesView, SuppressionView
+from .outbox import OutboxView
+from .reps import RepView, TeamView
 from .sales import (
     AuditView,
     DefinitionView,
@@ -35,15 +40,6 @@ from .sales import (
     PendingHandoffView,
 )
 from .users import UserView
-from .views import (
-    FormsView,
-    IntegrationKeyView,
-    LeadView,
-    OutboxView,
-    RepView,
-    SuggestedView,
-    TeamView,
-)
 
 
 def init_app(app: Flask) -> None:
@@ -54,7 +50,7 @@ def init_app(app: Flask) -> None:
         reports.label(row[0], period), row[1])
     app.jinja_env.filters["pick"] = lambda row, *idx: tuple(row[i] for i in idx)
     before = set(app.blueprints)
-    panel = Admin(app, name="Leadbridge", index_view=auth.HomeView(url="/admin"),
+    panel = Admin(app, name="Leadbridge", index_view=HomeView(url="/admin"),
                   theme=Bootstrap4Theme(swatch="flatly"), csp_nonce_generator=csp.nonce)
     panel.add_view(LeadView(name="All leads", endpoint="lead", category="Leads"))
     panel.add_view(SuggestedView(name="Suggested MQLs", endpoint="suggested", category="Leads"))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from flask import (
     abort,
     current_app,
     flash,
     has_request_context,
-    make_response,
     redirect,
     request,
     session,
@@ -27,13 +26,9 @@ from wtforms.validators import DataRequired, EqualTo
 
 from service.accounts import users
 from service.core import ratelimit
-from service.core.csvfile import csv_text
-from service.core.db import utcnow
 from service.core.errors import DomainError
 from service.core.models import User
 from service.core.redirects import redirect_target
-from service.core.runtime import runtime
-from service.reports import figures as reports
 
 from .exports import CsvExport
 
@@ -210,34 +205,6 @@ class SecuredModelView(SecuredMixin, CsvExport, ModelView):
     can_view_details = True
 
 
-REPORT_DAYS = (date(1970, 1, 1), date(2999, 12, 31))  # a range's dates stay within these
-
-
-def report_range(args) -> reports.Range:
-    """The dashboard's range from the query string; bad values (unreadable, reversed, longer
-    than three years, outside REPORT_DAYS) fall back to the default (the last six months by
-    month)."""
-    today = utcnow().date()
-    period = args.get("period") if args.get("period") in reports.PERIODS else "month"
-    try:
-        end = date.fromisoformat(args.get("end", "")) if args.get("end") else today
-        start = (date.fromisoformat(args["start"]) if args.get("start")
-                 else reports.months_before(today, 5))
-    except ValueError:
-        start, end = reports.months_before(today, 5), today
-    if (start > end or (end - start).days > 3 * 366 or start < REPORT_DAYS[0]
-            or end > REPORT_DAYS[1]):
-        start, end = reports.months_before(today, 5), today
-    return reports.Range(start, end, period)
-
-
-def minutes(value) -> str:
-    if value is None:
-        return "—"
-    hours, rest = divmod(int(value), 60)
-    return f"{hours} h {rest:02d} min" if hours else f"{rest} min"
-
-
 GUESSES = {"limit": 10, "window_seconds": 900, "strict": True}  # wrong passwords a bucket
 
 
@@ -252,7 +219,11 @@ def guessed_right(bucket: str) -> None:
     ratelimit.give_back(bucket, window_seconds=GUESSES["window_seconds"], strict=True)
 
 
-class HomeView(SecuredMixin, AdminIndexView):
+class AccountView(SecuredMixin, AdminIndexView):
+    """The panel's index view with the account pages: log in and out, change a password,
+    set one from a reset link. The dashboard (admin/dashboard.py) extends it with the home
+    page."""
+
     OPEN = ("login", "logout", "reset_password")
 
     def is_accessible(self) -> bool:
@@ -262,30 +233,6 @@ class HomeView(SecuredMixin, AdminIndexView):
 
     def is_visible(self) -> bool:  # in the menu only for whoever may open the dashboard
         return super().is_accessible()
-
-    @expose("/")
-    def index(self):
-        span = report_range(request.args)
-        data = reports.dashboard(runtime.settings, span)
-        stages = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
-        return self.render(
-            "admin/home.html", data=data, periods=reports.PERIODS, minutes=minutes,
-            conversion_rows=[(reports.label(k, span.period), r or 0)
-                             for k, _, r in data["conversion"]["rows"]],
-            funnel_rows=[(s, data["funnel"]["stages"].get(s, 0)) for s in stages])
-
-    @expose("/report.csv")
-    def report_csv(self):
-        chart = request.args.get("chart", "")
-        if chart not in reports.CHARTS:
-            return "No such chart.", 404
-        rows = reports.chart_csv(runtime.settings, report_range(request.args),
-                                 chart)
-        response = make_response(csv_text(rows))
-        response.headers["Content-Type"] = "text/csv; charset=utf-8"
-        response.headers["Content-Disposition"] = (
-            f"attachment; filename={request.args.get('chart')}.csv")
-        return response
 
     @expose("/login", methods=["GET", "POST"])
     def login(self):

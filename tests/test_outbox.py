@@ -15,6 +15,7 @@ from service.core.db import transaction, utcnow
 from service.core.models import OutboxEmail, Rep
 from service.core.outbox import reserved_for_demo
 from service.core.runtime import runtime
+from workers import runner
 
 from .conftest import PASSWORD, log_in, run_worker
 from .factories import promoted
@@ -62,12 +63,18 @@ def test_redis_down_at_promotion_then_sweep_sends_once(make_app, smtp):
 def test_duplicate_send_jobs_send_once(app, smtp):
     handoff = promote_one(app)
     row = OutboxEmail.get(OutboxEmail.handoff == handoff.id)
-    runtime.queue.enqueue("workers.jobs.send_email", row.id)
-    runtime.queue.enqueue("workers.jobs.send_email", row.id)
+    runtime.queue.enqueue(outbox.SEND_JOB, [row.id])
+    runtime.queue.enqueue(outbox.SEND_JOB, [row.id])
     run_worker()
     assert len(smtp.messages) == 1
     assert OutboxEmail.get_by_id(row.id).attempts == 1
 
+
+
+def test_the_worker_allows_exactly_the_jobs_production_queues():
+    queued = {outbox.SEND_JOB} | {f"workers.jobs.{sweep.run.__name__}"
+                                  for sweep in runner.SWEEPS}
+    assert runner.JOBS == queued
 
 def promote_many(app, count: int) -> list[OutboxEmail]:
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")

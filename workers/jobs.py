@@ -18,10 +18,6 @@ def send_emails(outbox_ids: list[int]) -> int:
                           secret=runtime.secret_key, now=utcnow())
 
 
-def send_email(outbox_id: int) -> int:
-    return send_emails([outbox_id])
-
-
 def sweep_outbox() -> int:
     """Re-queue rows left unsent (Redis was down, or a send job died)."""
     settings = runtime.settings

@@ -1,18 +1,24 @@
-"""Panel pages for intake: timeline, merge, suggested MQLs, integration keys, form snippets."""
+"""Panel pages for intake: timeline, merge, suggested MQLs, integration keys, form snippets
+and the posts dropped from each form."""
 
 from __future__ import annotations
 
 import re
+import urllib.error
+import urllib.parse
+import urllib.request
 from datetime import timedelta
+
+import pytest
 
 from service.accounts.users import create_user
 from service.core.db import utcnow
 from service.core.models import Activity, IntegrationKey, Lead, LeadMerge
+from service.intake import counters
 from service.intake.activity import ingest
 from service.intake.event import Event
-
-from .conftest import PASSWORD, csrf_token, log_in
-from .test_webhooks import event, signed
+from tests.conftest import PASSWORD, csrf_token, log_in
+from tests.test_webhooks import event, signed
 
 
 def add(app, email, kind, now, **properties):
@@ -101,3 +107,47 @@ def test_form_snippets(app, marketer):
     log_in(client, "mia@example.com")
     page = client.get("/admin/form_snippets/").text
     assert "http://localhost/f/contact" in page and '&lt;input name="first_name"' in page
+
+
+def post_form(url: str, fields: dict) -> int:
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as answer:
+        return answer.code
+
+
+def dropped_row(page: str, source: str) -> list[int]:
+    row = re.search(rf'<tr data-source="{source}">(.*?)</tr>', page, re.S)
+    assert row, f"no row for {source}"
+    return [int(n) for n in re.findall(r'<td class="text-right">(\d+)</td>', row.group(1))]
+
+
+class TestDroppedPosts:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides):
+        return {**settings_overrides, "intake.form_rate_per_minute": 3}
+
+    def test_honeypot_hits_and_rate_limited_posts_on_the_forms_page(self, app, live_server,
+                                                                    now):
+        earlier = utcnow()
+        counters.count("form:contact", "honeypot", now=earlier - timedelta(days=3))
+        counters.count("form:contact", "rate_limited", now=earlier - timedelta(days=20))
+        counters.count("form:contact", "honeypot", now=earlier - timedelta(days=40))
+        url = f"{live_server}/f/contact"
+        statuses = [post_form(url, {"email": "bot@example.com", "website": "http://spam"}),
+                    post_form(url, {"email": "bot@example.com", "website": "http://spam"}),
+                    post_form(url, {"email": "ada@example.com"}),
+                    post_form(url, {"email": "ada@example.com"}),
+                    post_form(url, {"email": "bot@example.com", "website": "http://spam"})]
+        assert statuses == [200, 200, 200, 429, 429]
+        assert [lead.email for lead in Lead.select()] == ["ada@example.com"]
+        create_user("ada.admin@example.com", role="admin", password=PASSWORD, now=now)
+        client = app.test_client()
+        log_in(client, "ada.admin@example.com")
+        page = client.get("/admin/form_snippets/")
+        assert page.status_code == 200 and "Dropped posts" in page.text
+        # honeypot today, 7 days, 30 days; then rate-limited today, 7 days, 30 days
+        assert dropped_row(page.text, "form:contact") == [2, 3, 3, 2, 2, 3]
+

@@ -1,22 +1,23 @@
-"""Panel views. Stages are never form fields: they change only through lifecycle actions."""
+"""Panel views of leads: the list with its lifecycle actions (promote, win, recycle, reopen,
+merge, enroll, GDPR export and erase), the timeline, and the suggested MQLs. Stages are never
+form fields: they change only through lifecycle actions."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from flask import current_app, flash, make_response, redirect, request, url_for
+from flask import flash, make_response, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from wtforms import SelectChoice, SelectField, TextAreaField
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, Length
 
 from service import lifecycle
-from service.core.addresses import normalise_email
 from service.core.db import utcnow
-from service.core.errors import DomainError, InvalidInput
+from service.core.errors import DomainError
 from service.core.models import (
     Activity,
     Definition,
@@ -29,17 +30,15 @@ from service.core.models import (
 )
 from service.core.runtime import runtime
 from service.core.text import one_line
-from service.handoffs.actions import hand_over, promote_lead, recycle_lead
+from service.handoffs.actions import promote_lead, recycle_lead
 from service.handoffs.assignment import NoReps
-from service.intake import keys
 from service.leads import scoring
 from service.leads.gdpr import erase_lead, export_lead
 from service.leads.merge import merge_leads
-from service.mail import emails
 
 from .actions import action
 from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView, role_in
-from .preview import SANDBOX, sandboxed
+from .nurture import enroll_view
 from .sales import rep_choices
 
 
@@ -134,8 +133,6 @@ class LeadView(SecuredModelView):
 
     @expose("/enroll/", methods=("GET", "POST"))
     def enroll_view(self):
-        from .nurture import enroll_view
-
         self.require(MARKETING)
         return enroll_view(self, selected_ids())
 
@@ -244,131 +241,3 @@ class SuggestedView(SecuredMixin, BaseView):
         rules = policy()
         leads = list(scoring.suggested(rules, utcnow()).limit(500))
         return self.render("admin/suggested.html", leads=leads, policy=rules, now=utcnow())
-
-
-class KeyForm(FlaskForm):
-    kind = SelectField("Kind", choices=[SelectChoice("webhook", "Webhook signing secret"),
-                                        SelectChoice("write_key", "Tracking write key")])
-    source = SelectField("Source", validators=[DataRequired()])
-
-
-class IntegrationKeyView(SecuredModelView):
-    roles = ("admin",)
-    creatable = editable = deletable = can_view_details = False
-    column_list = ("kind", "source", "hint", "active", "created_by", "created_at")
-    column_default_sort = ("created_at", True)
-    list_template = "admin/keys_list.html"
-
-    @action("deactivate", "Deactivate", "Requests signed with these keys will be refused.")
-    def action_deactivate(self, ids):
-        flash(f"Deactivated {keys.deactivate([int(i) for i in ids])} key(s).", "success")
-
-    @expose("/create/", methods=("GET", "POST"))
-    def new_view(self):
-        settings = runtime.settings
-        form = KeyForm()
-        sources = sorted(set(settings.webhooks.sources) | set(settings.tracking.sources))
-        form.source.choices = [SelectChoice(name, name) for name in sources]
-        if form.validate_on_submit():
-            allowed = (list(settings.webhooks.sources) if form.kind.data == "webhook"
-                       else settings.tracking.sources)
-            try:
-                row, secret = keys.create_key(form.kind.data, form.source.data, sources=allowed,
-                                              actor=current_user.email, now=utcnow())
-            except DomainError as exc:
-                form.source.errors = [exc.message]
-            else:
-                return self.render("admin/key_created.html", key=row, secret=secret)
-        return self.render("admin/key_new.html", form=form)
-
-
-class FormsView(SecuredMixin, BaseView):
-    roles = MARKETING
-
-    @expose("/")
-    def index(self):
-        from service.core.config import base_url
-
-        settings = runtime.settings
-        return self.render("admin/forms.html", forms=settings.forms,
-                           root=base_url(settings))
-
-
-def email_address(*, required: bool):
-    """A form validator: the field holds one email address, checked and normalised as the
-    API does (an address reaches email headers and the envelope), or a form error."""
-    def check(form, field) -> None:
-        if not required and not (field.data or "").strip():
-            field.data = ""
-            return
-        try:
-            field.data = normalise_email(field.data)
-        except InvalidInput as exc:
-            raise ValidationError(str(exc)) from None
-    return check
-
-
-class RepView(SecuredModelView):
-    edit_roles = MANAGERS
-    column_list = ("email", "name", "team", "manager_email", "time_zone", "weight", "capacity",
-                   "active", "out_of_office", "away_from", "away_until")
-    column_searchable_list = ("email", "name")
-    form_columns = column_list
-    form_args = {"name": {"filters": [one_line]},  # a name reaches email headers
-                 "email": {"validators": [email_address(required=True)]},
-                 "manager_email": {"validators": [email_address(required=False)]}}
-
-    @action("hand_over", "Reassign their pending handoffs",
-            "Give every pending handoff of the selected reps to the next rep of their team?")
-    def action_hand_over(self, ids):
-        moved, stuck = hand_over([int(i) for i in ids], actor=current_user.email,
-                                 settings=runtime.settings, now=utcnow())
-        flash(f"{moved} handoff(s) reassigned.", "success")
-        for message in stuck:
-            flash(message, "error")
-
-
-class TeamView(SecuredModelView):
-    edit_roles = MANAGERS
-    column_list = form_columns = ("name", "manager_email")
-    form_args = {"name": {"filters": [one_line]},  # a name reaches email headers
-                 "manager_email": {"validators": [email_address(required=False)]}}
-
-
-def email_status(row: OutboxEmail) -> str:
-    if row.sent_at:
-        return f"sent {row.sent_at:%Y-%m-%d %H:%M}"
-    if row.failed_at:
-        return f"failed {row.failed_at:%Y-%m-%d %H:%M}"
-    if row.skipped_at:
-        return f"skipped: {row.skip_reason}"
-    if row.retry_at:
-        return f"retrying at {row.retry_at:%Y-%m-%d %H:%M}"
-    return "waiting"
-
-
-class OutboxView(SecuredModelView):
-    creatable = editable = deletable = False
-    column_list = ("created_at", "template", "to_address", "subject", "status", "attempts",
-                   "last_error")
-    column_filters = ("template", "to_address", "sent_at", "failed_at", "retry_at")
-    column_default_sort = ("created_at", True)
-    column_details_list = ("subject", "to_address", "to_name", "status", "preview", "body_text",
-                           "template", "message_id", "created_at", "sent_at", "attempts",
-                           "retry_at", "failed_at", "last_error")
-    column_formatters = {"status": lambda v, c, m, p: email_status(m)}
-    column_formatters_detail = {
-        "status": lambda v, c, m, p: email_status(m),
-        "body_text": lambda v, c, m, p: Markup("<pre>{}</pre>").format(m.body_text),
-        "preview": lambda v, c, m, p: Markup(
-            '<iframe sandbox="{}" src="{}" style="width:100%;height:600px;border:1px solid #ddd">'
-            "</iframe>").format(SANDBOX, url_for(".preview_view", outbox_id=m.id)),
-    }
-
-    @expose("/preview/<int:outbox_id>")
-    def preview_view(self, outbox_id: int):
-        row = OutboxEmail.get_or_none(OutboxEmail.id == outbox_id)
-        if row is None:
-            return "No such email.", 404
-        return sandboxed(emails.preview_html(row, runtime.settings,
-                                             current_app.secret_key))

@@ -13,9 +13,8 @@ from playwright.sync_api import expect, sync_playwright
 from service.accounts.users import create_user
 from service.core.models import Handoff, Lead, Rep
 from service.intake.activity import record_activity
-
-from . import factories
-from .conftest import PASSWORD, ROOT
+from tests import factories
+from tests.conftest import PASSWORD, ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 # The panel theme's stylesheet imports a Google web font; the CSP blocks that on purpose

@@ -21,9 +21,8 @@ from service.core.models import Handoff, Suppression
 from service.core.redirects import redirect_target
 from service.intake.activity import record_activity
 from service.intake.importer import import_csv
-
-from .conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
-from .factories import promoted
+from tests.conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
+from tests.factories import promoted
 
 ROLES = ("admin", "marketer", "sales_manager")
 HOSTILE_TARGETS = [

@@ -11,9 +11,8 @@ from service.core.db import utcnow
 from service.core.models import Lead, OutboxEmail
 from service.intake.activity import ingest
 from service.intake.event import Event
-
-from .conftest import PASSWORD, log_in
-from .factories import enrolled, promoted
+from tests.conftest import PASSWORD, log_in
+from tests.factories import enrolled, promoted
 
 SCRIPT = "<script>alert('xss')</script>"
 IMG = '<img src=x onerror="alert(1)">'

@@ -28,11 +28,10 @@ from service.core.runtime import runtime
 from service.intake.activity import record_activity
 from service.nurture import sequences as nurture
 from service.nurture.suppression import suppress
-
-from .conftest import PASSWORD, log_in, run_worker
-from .factories import promoted
-from .test_admin_sales import run_action
-from .test_nurture import SETTINGS, rejected_lead
+from tests.admin.test_sales import run_action
+from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
+from tests.factories import promoted
+from tests.test_nurture import SETTINGS, rejected_lead
 
 
 @pytest.fixture
@@ -50,8 +49,6 @@ def test_enroll_from_the_lead_list(admin_client, now):
                            now=now).lead
     page = client.get(run_action(client, "lead", "enroll", [lead.id]).headers["Location"])
     assert "Enroll in a nurture sequence" in page.text
-    from .conftest import csrf_token
-
     client.post("/admin/lead/enroll/", data={"ids": str(lead.id), "sequence": "default",
                                              "csrf_token": csrf_token(page.text)})
     enrollment = Enrollment.get()
@@ -81,8 +78,6 @@ def test_reengaged_and_suppression_lists(admin_client, rep):
     lead = rejected_lead(app, rep, at=utcnow())
     Lead.update(re_engaged_at=utcnow()).where(Lead.id == lead.id).execute()
     assert lead.email in client.get("/admin/reengaged/").text
-    from .conftest import csrf_token
-
     form = client.get("/admin/suppression/add/")
     client.post("/admin/suppression/add/", data={"email": "Nope@Example.com",
                                                   "csrf_token": csrf_token(form.text)})

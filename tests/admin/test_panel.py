@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from service.accounts.users import create_user
+from service.core.models import User
 from service.intake.activity import record_activity
-
-from .conftest import csrf_token, log_in, run_worker
-from .factories import promoted
+from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
+from tests.factories import promoted
 
 
 def test_login_required(app, marketer):
@@ -74,11 +75,6 @@ def test_outbox_shows_rendered_mail(make_app, marketer, rep, now):
 
 
 def test_invite_form_shows_domain_errors_and_keeps_what_exists(app, now):
-    from service.accounts.users import create_user
-    from service.core.models import User
-
-    from .conftest import PASSWORD
-
     create_user("root@example.com", role="admin", password=PASSWORD, now=now)
     client = app.test_client()
     log_in(client, "root@example.com")

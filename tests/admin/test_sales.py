@@ -9,9 +9,8 @@ import pytest
 from service import lifecycle
 from service.accounts.users import create_user
 from service.core.models import AuditEvent, Definition, Handoff, Lead, OutboxEmail, Rep
-
-from .conftest import PASSWORD, csrf_token, log_in
-from .factories import new_lead, promoted, rep_in_team
+from tests.conftest import PASSWORD, csrf_token, log_in
+from tests.factories import new_lead, promoted, rep_in_team
 
 
 @pytest.fixture

@@ -1,0 +1,59 @@
+"""Panel views of the sales organisation: reps (with handing over their pending handoffs)
+and teams."""
+
+from __future__ import annotations
+
+from flask import flash
+from flask_login import current_user
+from wtforms.validators import ValidationError
+
+from service.core.db import utcnow
+from service.core.errors import InvalidInput
+from service.core.runtime import runtime
+from service.core.text import one_line
+from service.handoffs.actions import hand_over
+from service.intake.activity import normalise_email
+
+from .actions import action
+from .auth import MANAGERS, SecuredModelView
+
+
+def email_address(*, required: bool):
+    """A form validator: the field holds one email address, checked and normalised as the
+    API does (an address reaches email headers and the envelope), or a form error."""
+    def check(form, field) -> None:
+        if not required and not (field.data or "").strip():
+            field.data = ""
+            return
+        try:
+            field.data = normalise_email(field.data)
+        except InvalidInput as exc:
+            raise ValidationError(str(exc)) from None
+    return check
+
+
+class RepView(SecuredModelView):
+    edit_roles = MANAGERS
+    column_list = ("email", "name", "team", "manager_email", "time_zone", "weight", "capacity",
+                   "active", "out_of_office", "away_from", "away_until")
+    column_searchable_list = ("email", "name")
+    form_columns = column_list
+    form_args = {"name": {"filters": [one_line]},  # a name reaches email headers
+                 "email": {"validators": [email_address(required=True)]},
+                 "manager_email": {"validators": [email_address(required=False)]}}
+
+    @action("hand_over", "Reassign their pending handoffs",
+            "Give every pending handoff of the selected reps to the next rep of their team?")
+    def action_hand_over(self, ids):
+        moved, stuck = hand_over([int(i) for i in ids], actor=current_user.email,
+                                 settings=runtime.settings, now=utcnow())
+        flash(f"{moved} handoff(s) reassigned.", "success")
+        for message in stuck:
+            flash(message, "error")
+
+
+class TeamView(SecuredModelView):
+    edit_roles = MANAGERS
+    column_list = form_columns = ("name", "manager_email")
+    form_args = {"name": {"filters": [one_line]},  # a name reaches email headers
+                 "manager_email": {"validators": [email_address(required=False)]}}
