@@ -1,4 +1,4 @@
-"""Tables. Stages change only through service.lifecycle."""
+"""Tables. Stages and statuses change only through service.lifecycle."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import peewee as pw
 
 from service.core import jsontext
 from service.core.db import BaseModel, RandomTextField, UTCDateTimeField, utcnow
+from service.core.statuses import EnrollmentStatus, HandoffStatus
 
 
 class JSONField(pw.TextField):
@@ -151,7 +152,7 @@ class Definition(BaseModel):
 
 
 class Handoff(BaseModel):
-    STATUSES = ("pending", "accepted", "rejected", "withdrawn")
+    STATUSES = tuple(HandoffStatus)
     lead = pw.ForeignKeyField(Lead, backref="handoffs", on_delete="CASCADE")
     rep = pw.ForeignKeyField(Rep, backref="handoffs")
     promoted_by = pw.CharField()
@@ -159,7 +160,7 @@ class Handoff(BaseModel):
     note = pw.TextField(default="")
     definition = pw.ForeignKeyField(Definition, null=True)
     due_at = UTCDateTimeField()
-    status = pw.CharField(max_length=16, default="pending")
+    status = pw.CharField(max_length=16, default=HandoffStatus.PENDING)
     decided_at = UTCDateTimeField(null=True)
     decided_by = pw.CharField(default="")
     budget = pw.CharField(max_length=16, default="")
@@ -210,7 +211,7 @@ class Handoff(BaseModel):
         return steps[::-1]
 
 
-Handoff.add_index(Handoff.lead, unique=True, where=(Handoff.status == "pending"),
+Handoff.add_index(Handoff.lead, unique=True, where=(Handoff.status == HandoffStatus.PENDING),
                   name="handoff_one_pending_per_lead")
 
 
@@ -359,7 +360,7 @@ class Enrollment(BaseModel):
     sequence = pw.CharField(max_length=64)
     step = pw.IntegerField(default=0)
     next_due_at = UTCDateTimeField(null=True)
-    status = pw.CharField(max_length=16, default="active")
+    status = pw.CharField(max_length=16, default=EnrollmentStatus.ACTIVE)
     stop_reason = pw.CharField(max_length=32, default="")
     started_at = UTCDateTimeField()
     updated_at = UTCDateTimeField()

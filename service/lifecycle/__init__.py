@@ -3,9 +3,17 @@ handoff statuses (handoffs.py), nurture enrollments (enrollments.py). Each trans
 one function, one transaction, a conditional update that must touch exactly one row, and a
 history or audit row. Callers use the names below: `lifecycle.promote(…)`."""
 
-from service.lifecycle.enrollments import stop_enrollments
+from service.core.statuses import EnrollmentStatus, HandoffStatus
+from service.lifecycle.enrollments import (
+    ENROLLMENT_TRANSITIONS,
+    claim_step,
+    start_enrollment,
+    stop_enrollments,
+    stop_merged_duplicates,
+)
 from service.lifecycle.handoffs import (
     BANT,
+    HANDOFF_TRANSITIONS,
     accept,
     already_decided_message,
     check_bant,
@@ -28,7 +36,9 @@ from service.lifecycle.stages import (
     win,
 )
 
-__all__ = ["BANT", "TRANSITIONS", "LeadExists", "Stage", "accept", "already_decided_message",
-           "audit", "capture", "capture_many", "check_bant", "promote", "reassign",
-           "recycle", "register_outbound", "reject", "reopen", "stop_enrollments",
+__all__ = ["BANT", "ENROLLMENT_TRANSITIONS", "HANDOFF_TRANSITIONS", "TRANSITIONS",
+           "EnrollmentStatus", "HandoffStatus", "LeadExists", "Stage", "accept",
+           "already_decided_message", "audit", "capture", "capture_many", "check_bant",
+           "claim_step", "promote", "reassign", "recycle", "register_outbound", "reject",
+           "reopen", "start_enrollment", "stop_enrollments", "stop_merged_duplicates",
            "take_over", "win", "withdraw"]
