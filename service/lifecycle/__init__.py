@@ -1,7 +1,11 @@
 """Every state machine, and the only code that changes a state: lead stages (stages.py),
-handoff statuses (handoffs.py), nurture enrollments (enrollments.py). Each transition is
-one function, one transaction, a conditional update that must touch exactly one row, and a
-history or audit row. Callers use the names below: `lifecycle.promote(…)`."""
+handoff statuses (handoffs.py), nurture enrollments (enrollments.py), each with its table
+of allowed transitions. Each transition is one function, one transaction, a conditional
+update on the state the table starts it from (for a lead or a handoff it must touch exactly
+one row), and a history or audit row (an enrollment keeps its stop reason and time). The
+status words are defined in service.core.statuses, where the tables and the reports can
+name them too. Callers use the names below: `lifecycle.promote(…)`,
+`lifecycle.HandoffStatus.PENDING`."""
 
 from service.core.statuses import EnrollmentStatus, HandoffStatus
 from service.lifecycle.enrollments import (
