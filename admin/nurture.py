@@ -11,12 +11,13 @@ from peewee import fn
 from wtforms import EmailField, SelectField
 from wtforms.validators import DataRequired
 
+from service import lifecycle
 from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError
 from service.core.models import EmailClick, Enrollment, Lead, OutboxEmail
 from service.core.runtime import runtime
-from service.lifecycle.enrollments import stop_enrollments
+from service.lifecycle import EnrollmentStatus
 from service.mail import transport as mail
 from service.nurture import sequences as nurture
 from service.nurture.suppression import suppress
@@ -56,7 +57,7 @@ class SequencesView(SecuredMixin, BaseView):
         sequences = {name: (nurture.steps(settings, name), step_counts(name))
                      for name in settings.nurture.sequences}
         active = dict(Enrollment.select(Enrollment.sequence, fn.COUNT(Enrollment.id))
-                      .where(Enrollment.status == "active")
+                      .where(Enrollment.status == EnrollmentStatus.ACTIVE)
                       .group_by(Enrollment.sequence).tuples())
         return self.render("admin/sequences.html", sequences=sequences, active=active)
 
@@ -89,7 +90,8 @@ class EnrollmentView(SecuredModelView):
     def action_stop(self, ids):
         now = utcnow()
         leads = [e.lead_id for e in Enrollment.select().where(Enrollment.id.in_(ids))]
-        stopped = sum(stop_enrollments(lead_id, reason="stopped by hand", now=now)
+        stopped = sum(lifecycle.stop_enrollments(lead_id, reason="stopped by hand", now=now,
+                                                 actor=current_user.email)
                       for lead_id in leads)
         flash(f"{stopped} enrollment(s) stopped.", "success")
 
@@ -103,7 +105,8 @@ def enroll_view(view, ids: list[int]):
         done, now = 0, utcnow()
         for lead_id in ids:
             try:
-                nurture.enroll(lead_id, form.sequence.data, settings=settings, now=now)
+                nurture.enroll(lead_id, form.sequence.data, settings=settings, now=now,
+                               actor=current_user.email)
                 done += 1
             except DomainError as exc:
                 flash(f"Lead {lead_id}: {exc.message}", "error")

@@ -7,12 +7,12 @@ from flask import flash
 from flask_login import current_user
 from wtforms.validators import ValidationError
 
+from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import InvalidInput
 from service.core.runtime import runtime
 from service.core.text import one_line
 from service.handoffs.actions import hand_over
-from service.intake.activity import normalise_email
 
 from .actions import action
 from .auth import MANAGERS, SecuredModelView

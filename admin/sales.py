@@ -46,7 +46,7 @@ def time_left(due_at: datetime, now: datetime) -> str:
 
 
 def sla_cell(view, context, handoff, name):
-    if handoff.status != "pending":
+    if handoff.status != lifecycle.HandoffStatus.PENDING:
         met = {True: "met", False: "missed", None: "—"}[handoff.sla_met]
         return f"{handoff.status} · SLA {met}"
     text = time_left(handoff.due_at, utcnow())
@@ -86,9 +86,10 @@ class HandoffView(SecuredModelView):
 
     def _scoped(self, query):
         if self.only == "pending":
-            query = query.where(Handoff.status == "pending")
+            query = query.where(Handoff.status == lifecycle.HandoffStatus.PENDING)
         elif self.only == "overdue":
-            query = query.where(Handoff.status == "pending", Handoff.due_at < utcnow())
+            query = query.where(Handoff.status == lifecycle.HandoffStatus.PENDING,
+                                Handoff.due_at < utcnow())
         return query
 
     @action("reassign", "Reassign to another rep")

@@ -69,7 +69,8 @@ def hand_over(rep_ids: list[int], *, actor: str, settings: Settings,
     """Reassign every pending handoff of these reps (say, gone on leave) to the next eligible
     rep of their team. Returns how many moved and a message for each that could not."""
     moved, stuck = 0, []
-    pending = Handoff.select().where(Handoff.rep.in_(rep_ids), Handoff.status == "pending")
+    pending = Handoff.select().where(Handoff.rep.in_(rep_ids),
+                                     Handoff.status == lifecycle.HandoffStatus.PENDING)
     for handoff in pending.order_by(Handoff.due_at):
         try:
             with transaction():

@@ -14,6 +14,7 @@ from service.core.db import transaction
 from service.core.errors import InvalidInput
 from service.core.models import AssignmentCursor, Handoff, Lead, Rep, Team
 from service.core.settings import Settings
+from service.lifecycle import HandoffStatus
 
 FIELDS = (*Lead.EDITABLE, "source")
 
@@ -65,7 +66,7 @@ def eligible(team: Team | None, today: date) -> list[Rep]:
     limited = [rep.id for rep in reps if rep.capacity > 0]
     if limited:
         open_counts = dict(Handoff.select(Handoff.rep, peewee.fn.COUNT(Handoff.id))
-                           .where(Handoff.rep.in_(limited), Handoff.status == "pending")
+                           .where(Handoff.rep.in_(limited), Handoff.status == HandoffStatus.PENDING)
                            .group_by(Handoff.rep).tuples())
         reps = [rep for rep in reps
                 if rep.capacity <= 0 or open_counts.get(rep.id, 0) < rep.capacity]

@@ -19,13 +19,14 @@ from service.core.settings import Settings
 from service.handoffs import actions as handoffs
 from service.handoffs import assignment
 from service.handoffs.sla import Schedule, due_actions
-from service.lifecycle import audit
+from service.lifecycle import HandoffStatus, audit
 from service.reports.rollups import mark_dirty
 
 log = logging.getLogger(__name__)
 CHUNK = 500
 RETRY = timedelta(minutes=1)
 SLA_ACTOR = "sla"
+PENDING = HandoffStatus.PENDING
 STAMP = {"remind": Handoff.reminded_at, "lapse": Handoff.lapsed_at,
          "escalate": Handoff.escalated_at, "reassign": Handoff.reassigned_at}
 SCHEDULE = (Handoff.due_at, Handoff.remind_due_at, Handoff.escalate_due_at,
@@ -54,7 +55,7 @@ def due(now: datetime, limit: int) -> list[dict]:
                             *SCHEDULE, *STAMP.values(), Rep.email, Rep.name,
                             Rep.manager_email, Team.manager_email.alias("team_manager"))
              .join(Rep).join(Team, JOIN.LEFT_OUTER)
-             .where(Handoff.status == "pending", Handoff.sla_next_at <= now)
+             .where(Handoff.status == PENDING, Handoff.sla_next_at <= now)
              .order_by(Handoff.sla_next_at).limit(limit).dicts())
     return [_row(values) for values in query]
 
@@ -73,7 +74,7 @@ def _claim(action: str, ids: list[int], now: datetime) -> set[int]:
         return set()
     stamp = STAMP[action]
     query = (Handoff.update({stamp: now})
-             .where(Handoff.id.in_(ids), stamp.is_null(), Handoff.status == "pending")
+             .where(Handoff.id.in_(ids), stamp.is_null(), Handoff.status == PENDING)
              .returning(Handoff.id, Handoff.promoted_day))
     claimed = list(query.execute())
     if action in ("lapse", "escalate"):  # breaches and escalations by rep
@@ -131,7 +132,7 @@ def _give_up(row: dict, steps: list[Handoff], now: datetime) -> None:
     or the promoter when the rep has no manager: once an episode, even if a manager hands
     it on again by hand."""
     if not Handoff.update(reassign_due_at=None).where(
-            Handoff.id == row["id"], Handoff.status == "pending",
+            Handoff.id == row["id"], Handoff.status == PENDING,
             Handoff.reassign_due_at.is_null(False)).execute():
         return
     told = AuditEvent.select().where(
@@ -151,7 +152,7 @@ def _advance(ids: list[int], now: datetime) -> None:
         rows = Handoff.select(Handoff.id, Handoff.status, *SCHEDULE, *STAMP.values()).where(
             Handoff.id.in_(ids)).dicts()
         for values in rows:
-            if values["status"] != "pending":
+            if values["status"] != PENDING:
                 continue
             row = _row({**values, "manager_email": "", "team_manager": ""})
             next_at = row["schedule"].next_action_at(row["done"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from peewee import fn
 from playhouse.shortcuts import model_to_dict
 
 from service import lifecycle
@@ -22,8 +21,7 @@ from service.core.models import (
     StageChange,
 )
 from service.leads.scoring import add_logs
-from service.lifecycle import Stage
-from service.lifecycle.enrollments import stop_enrollments
+from service.lifecycle import HandoffStatus, Stage
 from service.reports.rollups import mark_dirty, mark_lead_dirty
 
 CAN_TAKE_OVER = (Stage.LEAD, Stage.NURTURE)
@@ -75,11 +73,12 @@ def merge_leads(survivor_id: int, merged_id: int, *, actor: str, now: datetime) 
 
 def _settle_handoff(survivor: Lead, merged: Lead, actor: str, now: datetime) -> dict | None:
     """Carry the merged lead's pending handoff over to the survivor, or withdraw it."""
-    pending = Handoff.get_or_none(Handoff.lead == merged.id, Handoff.status == "pending")
+    pending = Handoff.get_or_none(Handoff.lead == merged.id,
+                                  Handoff.status == HandoffStatus.PENDING)
     if pending is None:
         return None
     survivor_busy = Handoff.select().where(Handoff.lead == survivor.id,
-                                           Handoff.status == "pending").exists()
+                                           Handoff.status == HandoffStatus.PENDING).exists()
     if survivor.stage in CAN_TAKE_OVER and not survivor_busy:
         lifecycle.take_over(pending.id, lead_id=survivor.id, actor=actor, now=now)
         return {"id": pending.id, "outcome": "carried over", "rep": pending.rep.email}
@@ -89,14 +88,10 @@ def _settle_handoff(survivor: Lead, merged: Lead, actor: str, now: datetime) -> 
 
 def _move_enrollments(survivor_id: int, merged_id: int, stage: str, now: datetime) -> int:
     """Move the merged lead's enrollments; return how many moved."""
-    survivor_runs = Enrollment.select(Enrollment.id).where(Enrollment.lead == survivor_id,
-                                                           Enrollment.status == "active")
-    (Enrollment.update(status="stopped", stop_reason="merged", next_due_at=None, updated_at=now)
-     .where(Enrollment.lead == merged_id, Enrollment.status == "active",
-            fn.EXISTS(survivor_runs)).execute())
+    lifecycle.stop_merged_duplicates(merged_id, survivor_id=survivor_id, now=now)
     moved = Enrollment.update(lead=survivor_id).where(Enrollment.lead == merged_id).execute()
     if stage in NO_NURTURE:
-        stop_enrollments(survivor_id, reason="merged", now=now)
+        lifecycle.stop_enrollments(survivor_id, reason="merged", now=now)
     return moved
 
 

@@ -1,11 +1,23 @@
 """Every state machine, and the only code that changes a state: lead stages (stages.py),
-handoff statuses (handoffs.py), nurture enrollments (enrollments.py). Each transition is
-one function, one transaction, a conditional update that must touch exactly one row, and a
-history or audit row. Callers use the names below: `lifecycle.promote(…)`."""
+handoff statuses (handoffs.py), nurture enrollments (enrollments.py), each with its table
+of allowed transitions. Each transition is one function, one transaction, a conditional
+update on the state the table starts it from (for a lead or a handoff it must touch exactly
+one row), and a history or audit row (an enrollment keeps its stop reason and time). The
+status words are defined in service.core.statuses, where the tables and the reports can
+name them too. Callers use the names below: `lifecycle.promote(…)`,
+`lifecycle.HandoffStatus.PENDING`."""
 
-from service.lifecycle.enrollments import stop_enrollments
+from service.core.statuses import EnrollmentStatus, HandoffStatus
+from service.lifecycle.enrollments import (
+    ENROLLMENT_TRANSITIONS,
+    claim_step,
+    start_enrollment,
+    stop_enrollments,
+    stop_merged_duplicates,
+)
 from service.lifecycle.handoffs import (
     BANT,
+    HANDOFF_TRANSITIONS,
     accept,
     already_decided_message,
     check_bant,
@@ -28,7 +40,9 @@ from service.lifecycle.stages import (
     win,
 )
 
-__all__ = ["BANT", "TRANSITIONS", "LeadExists", "Stage", "accept", "already_decided_message",
-           "audit", "capture", "capture_many", "check_bant", "promote", "reassign",
-           "recycle", "register_outbound", "reject", "reopen", "stop_enrollments",
+__all__ = ["BANT", "ENROLLMENT_TRANSITIONS", "HANDOFF_TRANSITIONS", "TRANSITIONS",
+           "EnrollmentStatus", "HandoffStatus", "LeadExists", "Stage", "accept",
+           "already_decided_message", "audit", "capture", "capture_many", "check_bant",
+           "claim_step", "promote", "reassign", "recycle", "register_outbound", "reject",
+           "reopen", "start_enrollment", "stop_enrollments", "stop_merged_duplicates",
            "take_over", "win", "withdraw"]

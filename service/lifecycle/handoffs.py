@@ -1,6 +1,7 @@
-"""Handoff transitions: promotion opens a pending handoff; accept, reject, withdraw,
-reassign and a merge's take-over close it, each exactly once (a conditional update on the
-pending status), each moving the lead's stage in the same transaction."""
+"""Handoff transitions: promotion opens a pending handoff; accept, reject, withdraw and
+reassign close it, each exactly once (a conditional update on the status the table allows),
+each moving the lead's stage in the same transaction; a merge's take-over moves it, still
+pending, to another lead. A decided handoff never changes status again."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from service.core import outbox
 from service.core.db import transaction
 from service.core.errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
 from service.core.models import Definition, Handoff, Lead, Rep, StageChange
+from service.core.statuses import HandoffStatus
 from service.lifecycle.enrollments import stop_enrollments
 from service.lifecycle.stages import Stage, audit, move, record
 from service.reports.rollups import mark_dirty
@@ -21,6 +23,18 @@ from service.reports.rollups import mark_dirty
 if TYPE_CHECKING:  # the SLA clock computes schedules; a transition only stores one
     from service.handoffs.sla import Schedule
 
+
+PENDING = HandoffStatus.PENDING
+
+HANDOFF_TRANSITIONS: dict[str, tuple[frozenset, frozenset]] = {
+    "promote": (frozenset({None}), frozenset({PENDING})),
+    "accept": (frozenset({PENDING}), frozenset({HandoffStatus.ACCEPTED})),
+    "reject": (frozenset({PENDING}), frozenset({HandoffStatus.REJECTED})),
+    "withdraw": (frozenset({PENDING}), frozenset({HandoffStatus.WITHDRAWN})),
+    "reassign": (frozenset({PENDING}), frozenset({HandoffStatus.WITHDRAWN})),  # + a new one
+    "take_over": (frozenset({PENDING}), frozenset({PENDING})),
+    "register_outbound": (frozenset({None}), frozenset({HandoffStatus.ACCEPTED})),
+}
 
 BANT = {
     "budget": ("confirmed", "likely", "none", "unknown"),
@@ -45,6 +59,7 @@ def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,
             handoff = Handoff.create(
                 lead=lead_id, rep=rep.id, promoted_by=promoter or actor, promoted_at=now,
                 note=note, promoted_day=now.date(), definition=Definition.current("mql"),
+                status=_target("promote"),
                 first_due_at=schedule.due_at, **lead_facts(lead, now), **sla_fields(schedule))
         except peewee.IntegrityError:
             raise IllegalTransition(f"lead {lead_id} already has a pending handoff") from None
@@ -60,7 +75,7 @@ def accept(handoff_id: int, *, bant: dict, notes: str, actor: str, now: datetime
     """mql → sql: the rep accepts the handoff with BANT answers."""
     answers = check_bant(bant, requires)
     with transaction():
-        lead_id = _decide(handoff_id, "accepted", now, actor, notes=notes, **answers)
+        lead_id = _decide(handoff_id, "accept", now, actor, notes=notes, **answers)
         move(lead_id, "accept", now)
         record(lead_id, Stage.MQL, Stage.SQL, now, actor, "accepted")
         stop_enrollments(lead_id, reason="sql", now=now)
@@ -75,7 +90,7 @@ def reject(handoff_id: int, *, reason: str, outcome: str, notes: str, actor: str
     if not reason:
         raise InvalidInput("choose a reason")
     with transaction():
-        lead_id = _decide(handoff_id, "rejected", now, actor, notes=notes, reason=reason,
+        lead_id = _decide(handoff_id, "reject", now, actor, notes=notes, reason=reason,
                           outcome=outcome)
         move(lead_id, "reject", now, to_stage)
         record(lead_id, Stage.MQL, to_stage, now, actor, f"rejected: {reason}")
@@ -86,7 +101,7 @@ def reject(handoff_id: int, *, reason: str, outcome: str, notes: str, actor: str
 def withdraw(handoff_id: int, *, actor: str, reason: str, now: datetime) -> Handoff:
     """A pending handoff is taken back: the lead returns to the stage it was promoted from."""
     with transaction():
-        lead_id = _decide(handoff_id, "withdrawn", now, actor, notes=reason)
+        lead_id = _decide(handoff_id, "withdraw", now, actor, notes=reason)
         Handoff.update(sla_met=None).where(Handoff.id == handoff_id).execute()
         to_stage = _stage_before_mql(lead_id)
         move(lead_id, "withdraw", now, to_stage)
@@ -104,8 +119,8 @@ def take_over(handoff_id: int, *, lead_id: int, actor: str, now: datetime) -> Ha
             raise NotFound(f"handoff {handoff_id} not found")
         duplicate = handoff.lead.email
         try:
-            moved = (Handoff.update(lead=lead_id)
-                     .where(Handoff.id == handoff_id, Handoff.status == "pending",
+            moved = (Handoff.update(lead=lead_id, status=_target("take_over"))
+                     .where(Handoff.id == handoff_id, _from("take_over"),
                             Handoff.lead == handoff.lead_id).execute())
         except peewee.IntegrityError:
             raise IllegalTransition(f"lead {lead_id} already has a pending handoff") from None
@@ -132,10 +147,11 @@ def reassign(handoff_id: int, *, rep_id: int, actor: str, now: datetime,
             raise NotFound(f"handoff {handoff_id} not found")
         if old.rep_id == rep_id:
             raise InvalidInput(f"the handoff is already with {rep.email}")
-        _decide(handoff_id, "withdrawn", now, actor, reassigned_at=now,
+        _decide(handoff_id, "reassign", now, actor, reassigned_at=now,
                 notes=f"reassigned to {rep.email}")
         Handoff.update(sla_met=None).where(Handoff.id == handoff_id).execute()
         new = Handoff.create(lead=old.lead_id, rep=rep.id, promoted_by=old.promoted_by,
+                             status=PENDING,
                              promoted_at=old.promoted_at, promoted_day=old.promoted_day,
                              first_due_at=old.first_due_at or old.due_at, note=old.note,
                              definition=old.definition_id, replaces=old.id,
@@ -176,7 +192,7 @@ def register_outbound(email: str, *, fields: dict, rep_id: int, bant: dict, note
             lead=lead.id, rep=rep.id, promoted_by=actor, promoted_at=now, due_at=now,
             **lead_facts(lead, now),
             promoted_day=now.date(), decided_day=now.date(), decision_minutes=0,
-            status="accepted", decided_at=now, decided_by=actor, notes=notes,
+            status=_target("register_outbound"), decided_at=now, decided_by=actor, notes=notes,
             origin="outbound", definition=Definition.current("mql"), **answers)
         audit(actor, "register_outbound", f"lead:{lead.id}", {"rep": rep.email}, now)
     return handoff
@@ -223,16 +239,17 @@ def check_bant(bant: dict, requires: list[str]) -> dict:
     return answers
 
 
-def _decide(handoff_id: int, status: str, now: datetime, actor: str, **fields) -> int:
-    """pending → status, exactly once; return the lead id. SLA met means decided by the
-    episode's first deadline; a step closed after its own deadline has lapsed."""
+def _decide(handoff_id: int, transition: str, now: datetime, actor: str, **fields) -> int:
+    """pending → the transition's status, exactly once; return the lead id. SLA met means
+    decided by the episode's first deadline; a step closed after its own deadline has
+    lapsed."""
     at = Handoff.due_at.to_value(now)  # stored as the column stores it
     first_due = fn.COALESCE(Handoff.first_due_at, Handoff.due_at)
     lapsed = Case(None, [(Handoff.lapsed_at.is_null() & (Handoff.due_at < now), at)],
                   Handoff.lapsed_at)
-    decided = (Handoff.update(status=status, decided_at=now, decided_by=actor,
+    decided = (Handoff.update(status=_target(transition), decided_at=now, decided_by=actor,
                               sla_met=(first_due >= at), lapsed_at=lapsed, **fields)
-               .where(Handoff.id == handoff_id, Handoff.status == "pending")
+               .where(Handoff.id == handoff_id, _from(transition))
                .execute())
     handoff = Handoff.get_or_none(Handoff.id == handoff_id)
     if handoff is None:
@@ -249,3 +266,13 @@ def _decide(handoff_id: int, status: str, now: datetime, actor: str, **fields) -
 def already_decided_message(handoff: Handoff) -> str:
     when = handoff.decided_at.strftime("%Y-%m-%d %H:%M UTC") if handoff.decided_at else ""
     return f"already decided: {handoff.status} by {handoff.decided_by or 'someone'} {when}".strip()
+
+
+def _from(transition: str) -> peewee.Expression:
+    """The handoff stands where the transition starts (every one but creation: pending)."""
+    (source,) = HANDOFF_TRANSITIONS[transition][0]
+    return Handoff.status == source
+
+
+def _target(transition: str) -> HandoffStatus:
+    return next(iter(HANDOFF_TRANSITIONS[transition][1]))

@@ -24,6 +24,7 @@ from service.core.models import Activity, Enrollment, Handoff, Lead, OutboxEmail
 from service.core.settings import Settings
 from service.handoffs.labels import LABELS
 from service.leads.scoring import Policy
+from service.lifecycle import EnrollmentStatus
 from service.mail import transport as mail
 from service.nurture.suppression import suppressed_among
 from service.reports import digest
@@ -246,7 +247,7 @@ def prospect_skips(prospects: list[OutboxEmail]) -> dict[int, str]:
     blocked = suppressed_among([row.to_address for row in prospects])
     live = {row.id for row in Enrollment.select(Enrollment.id).where(
         Enrollment.id.in_([r.enrollment for r in prospects if r.enrollment is not None]),
-        Enrollment.status != "stopped")}
+        Enrollment.status != EnrollmentStatus.STOPPED)}
     reasons = {}
     for row in prospects:
         if row.to_address.lower() in blocked:

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from service import lifecycle
 from service.core import outbox
 from service.core.calendar import Calendar, hours_from
 from service.core.db import transaction
 from service.core.errors import InvalidInput
 from service.core.models import Enrollment, Handoff, Lead
 from service.core.settings import Settings
-from service.lifecycle.enrollments import stop_enrollments
+from service.lifecycle import EnrollmentStatus
 from service.nurture.suppression import is_suppressed
 
 
@@ -51,17 +52,16 @@ def due_time(after: datetime, step: Step, calendar: Calendar) -> datetime:
                                               business=step.business_days))
 
 
-def enroll(lead_id: int, sequence: str, *, settings: Settings, now: datetime) -> Enrollment:
-    """Start the sequence (a lead is in at most one at a time)."""
+def enroll(lead_id: int, sequence: str, *, settings: Settings, now: datetime,
+           actor: str = "") -> Enrollment:
+    """Start the sequence (a lead is in at most one at a time); actor: the admin doing it."""
     plan = steps(settings, sequence)
     lead = Lead.get_or_none(Lead.id == lead_id)
     if lead is None:
         raise InvalidInput(f"lead {lead_id} not found")
-    with transaction():
-        stop_enrollments(lead_id, reason="re-enrolled", now=now)
-        return Enrollment.create(
-            lead=lead_id, sequence=sequence, step=0, started_at=now, updated_at=now,
-            next_due_at=due_time(now, plan[0], send_calendar(settings, lead.time_zone)))
+    return lifecycle.start_enrollment(
+        lead_id, sequence, now=now, actor=actor,
+        first_due_at=due_time(now, plan[0], send_calendar(settings, lead.time_zone)))
 
 
 def sweep(*, settings: Settings, now: datetime, chunk: int = 1000) -> int:
@@ -70,7 +70,7 @@ def sweep(*, settings: Settings, now: datetime, chunk: int = 1000) -> int:
     while True:
         due = list(Enrollment.select(Enrollment, Lead.id, Lead.email, Lead.time_zone,
                                      Lead.first_name)
-                   .join(Lead).where(Enrollment.status == "active",
+                   .join(Lead).where(Enrollment.status == EnrollmentStatus.ACTIVE,
                                      Enrollment.next_due_at <= now)
                    .order_by(Enrollment.next_due_at).limit(chunk))
         if not due:
@@ -85,15 +85,10 @@ def _send_step(enrollment: Enrollment, settings: Settings, now: datetime) -> int
     following = index + 1 < len(plan)
     next_at = (due_time(now, plan[index + 1], send_calendar(settings, lead.time_zone))
                if following else None)
-    claimed = (Enrollment.update(step=index + 1, next_due_at=next_at, updated_at=now,
-                                 status="active" if following else "finished",
-                                 stop_reason="" if following else "finished")
-               .where(Enrollment.id == enrollment.id, Enrollment.step == index,
-                      Enrollment.status == "active").execute())
-    if not claimed:
+    if not lifecycle.claim_step(enrollment.id, step=index, next_due_at=next_at, now=now):
         return 0
     if is_suppressed(lead.email):
-        stop_enrollments(lead.id, reason="suppressed", now=now)
+        lifecycle.stop_enrollments(lead.id, reason="suppressed", now=now)
         return 0
     outbox.queue_email(f"nurture/{plan[index].template}", to_address=lead.email,
                        to_name=lead.first_name, lead_id=lead.id, now=now, to_prospect=True,
@@ -105,7 +100,7 @@ def _send_step(enrollment: Enrollment, settings: Settings, now: datetime) -> int
 def actively_enrolled(lead_ids: list[int]) -> list[int]:
     """Those of the leads in an active sequence."""
     return [row.lead_id for row in Enrollment.select(Enrollment.lead).where(
-        Enrollment.lead.in_(lead_ids), Enrollment.status == "active")]
+        Enrollment.lead.in_(lead_ids), Enrollment.status == EnrollmentStatus.ACTIVE)]
 
 
 def reengage(lead_ids: list[int], *, settings: Settings, now: datetime) -> list[int]:

@@ -208,4 +208,5 @@ def _resume_sequences(now: datetime) -> None:
     """Sequences resume from today rather than sending a year of steps at once."""
     with transaction():
         Enrollment.update(next_due_at=now + timedelta(days=1)).where(
-            Enrollment.status == "active", Enrollment.next_due_at < now).execute()
+            Enrollment.status == lifecycle.EnrollmentStatus.ACTIVE,
+            Enrollment.next_due_at < now).execute()

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from service.core.db import utcnow
 from service.core.models import Definition, Rep
 from service.core.settings import Settings
+from service.core.statuses import HandoffStatus
 from service.reports import rollups
 
 PERIODS = ("day", "week", "month", "quarter", "year")
@@ -187,7 +188,7 @@ def _by(figure: str, span: Range) -> list[tuple[str, int, int, float | None]]:
         value, status = key.rsplit("|", 1)
         entry = table.setdefault(value or "—", [0, 0])
         entry[0] += number
-        entry[1] += number if status == "accepted" else 0
+        entry[1] += number if status == HandoffStatus.ACCEPTED else 0
     return sorted(((k, m, s, _rate(s, m)) for k, (m, s) in table.items()),
                   key=lambda row: -row[1])
 

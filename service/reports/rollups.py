@@ -17,8 +17,10 @@ from peewee import SQL, Expression, Field, fn
 from service.core.db import lock, transaction
 from service.core.fastsql import insert_rows
 from service.core.models import DirtyDay, Handoff, Lead, Rollup, StageChange
+from service.core.statuses import HandoffStatus
 
-DECIDED = ("accepted", "rejected")
+ACCEPTED, REJECTED = HandoffStatus.ACCEPTED, HandoffStatus.REJECTED
+DECIDED = (ACCEPTED, REJECTED)
 LAST_CHANGE = "#last_change"
 BATCH_DAYS = 31
 
@@ -58,11 +60,11 @@ FIGURES = {
     "sla": Figure(Handoff.decided_day, _DECIDED, (Handoff.sla_met,)),
     "decision": Figure(Handoff.decided_day, _DECIDED & Handoff.decision_minutes.is_null(False),
                        (Handoff.decision_minutes,), duration=True),
-    "sql_decision": Figure(Handoff.decided_day, _INBOUND & (Handoff.status == "accepted")
+    "sql_decision": Figure(Handoff.decided_day, _INBOUND & (Handoff.status == ACCEPTED)
                            & Handoff.decision_minutes.is_null(False),
                            (Handoff.decision_minutes,), duration=True),
-    "reason": Figure(Handoff.decided_day, Handoff.status == "rejected", (Handoff.reason,)),
-    "sql_origin": Figure(Handoff.decided_day, Handoff.status == "accepted", (Handoff.origin,)),
+    "reason": Figure(Handoff.decided_day, Handoff.status == REJECTED, (Handoff.reason,)),
+    "sql_origin": Figure(Handoff.decided_day, Handoff.status == ACCEPTED, (Handoff.origin,)),
 }
 
 

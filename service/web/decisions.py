@@ -62,7 +62,7 @@ def decide(token: str):
     if link.rep_id != handoff.rep_id:
         return render_template("message.html", title="Not your link",
                                message="This link was sent to another rep."), 403
-    if handoff.status != "pending":
+    if handoff.status != lifecycle.HandoffStatus.PENDING:
         status = 409 if request.method == "POST" else 200
         return render_template("decided.html", handoff=handoff), status
     form = _form(link.action, settings)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from service.lifecycle import BANT, Stage
+from service.lifecycle import BANT, HandoffStatus, Stage
+
+HANDOFF_STATUSES = [status.value for status in HandoffStatus]
 
 
 def _text(nullable: bool = False) -> dict:
@@ -41,7 +43,7 @@ SCHEMAS = {
         "properties": {"code": _text(), "message": _text()}}}},
     "Handoff": {"type": "object", "required": ["id", "lead_id", "rep", "status"], "properties": {
         "id": {"type": "integer"}, "lead_id": {"type": "integer"}, "rep": _text(),
-        "status": {"type": "string", "enum": ["pending", "accepted", "rejected", "withdrawn"]},
+        "status": {"type": "string", "enum": HANDOFF_STATUSES},
         "origin": {"type": "string", "enum": ["inbound", "outbound"]},
         "promoted_by": _text(), "promoted_at": TIME, "note": _text(),
         "definition_version": {"type": "integer", "nullable": True},
@@ -127,7 +129,7 @@ def document() -> dict:
             "/handoffs": _get("Handoffs, optionally by status", _list("handoffs", "Handoff"),
                               400, parameters=[{"name": "status", "in": "query", "schema": {
                                   "type": "string",
-                                  "enum": ["pending", "accepted", "rejected", "withdrawn"]}},
+                                  "enum": HANDOFF_STATUSES}},
                                   *PAGING]),
             "/handoffs/{handoff_id}": _get("A handoff", _json(_ref("Handoff"), "The handoff"),
                                            404, parameters=[handoff_id]),

@@ -6,6 +6,7 @@ import peewee as pw
 
 from service.core.db import BaseModel, UTCDateTimeField
 from service.core.models.leads import Definition, Lead
+from service.core.statuses import HandoffStatus
 
 
 class Team(BaseModel):
@@ -47,7 +48,7 @@ class Rep(BaseModel):
 
 
 class Handoff(BaseModel):
-    STATUSES = ("pending", "accepted", "rejected", "withdrawn")
+    STATUSES = tuple(HandoffStatus)
     lead = pw.ForeignKeyField(Lead, backref="handoffs", on_delete="CASCADE")
     rep = pw.ForeignKeyField(Rep, backref="handoffs")
     promoted_by = pw.CharField()
@@ -55,7 +56,7 @@ class Handoff(BaseModel):
     note = pw.TextField(default="")
     definition = pw.ForeignKeyField(Definition, null=True)
     due_at = UTCDateTimeField()
-    status = pw.CharField(max_length=16, default="pending")
+    status = pw.CharField(max_length=16, default=HandoffStatus.PENDING)
     decided_at = UTCDateTimeField(null=True)
     decided_by = pw.CharField(default="")
     budget = pw.CharField(max_length=16, default="")
@@ -113,5 +114,5 @@ class AssignmentCursor(BaseModel):
     position = pw.IntegerField(default=0)
 
 
-Handoff.add_index(Handoff.lead, unique=True, where=(Handoff.status == "pending"),
+Handoff.add_index(Handoff.lead, unique=True, where=(Handoff.status == HandoffStatus.PENDING),
                   name="handoff_one_pending_per_lead")

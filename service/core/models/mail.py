@@ -9,6 +9,7 @@ from service.core.db import BaseModel, UTCDateTimeField, utcnow
 from service.core.models.fields import JSONField
 from service.core.models.handoffs import Handoff
 from service.core.models.leads import Lead
+from service.core.statuses import EnrollmentStatus
 
 
 class OutboxEmail(BaseModel):
@@ -42,7 +43,7 @@ class Enrollment(BaseModel):
     sequence = pw.CharField(max_length=64)
     step = pw.IntegerField(default=0)
     next_due_at = UTCDateTimeField(null=True)
-    status = pw.CharField(max_length=16, default="active")
+    status = pw.CharField(max_length=16, default=EnrollmentStatus.ACTIVE)
     stop_reason = pw.CharField(max_length=32, default="")
     started_at = UTCDateTimeField()
     updated_at = UTCDateTimeField()

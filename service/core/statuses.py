@@ -1,0 +1,19 @@
+"""The words for where a handoff and an enrollment stand. Their transition tables, and the
+only code that changes them, are in service.lifecycle (handoffs.py, enrollments.py), which
+re-exports these names. They live down here because the tables' defaults and indexes
+(models) and the report rollups, which the lifecycle itself builds on, name them too."""
+
+from enum import StrEnum
+
+
+class HandoffStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+class EnrollmentStatus(StrEnum):
+    ACTIVE = "active"
+    STOPPED = "stopped"
+    FINISHED = "finished"
