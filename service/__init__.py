@@ -20,7 +20,6 @@ def create_app(config: str | None = None, overrides: dict | None = None) -> Flas
     settings = config_module.load(config, overrides)
     app = Flask(__name__)
     app.config.update(
-        SETTINGS=settings,
         SECRET_KEY=config_module.secret_key(settings),
         MAX_CONTENT_LENGTH=1024 * 1024,
         WTF_CSRF_TIME_LIMIT=None,

@@ -11,18 +11,35 @@ from typing import Any
 
 from service import lifecycle
 from service.core import db
-from service.core.models import Enrollment, Handoff, Lead, Rep, Team
+from service.core.addresses import normalise_email
+from service.core.models import Activity, Enrollment, Handoff, Lead, Rep, Team
+from service.core.runtime import runtime
+from service.core.settings import Settings
 from service.handoffs.actions import promote_lead
 from service.handoffs.sla import Schedule
-from service.intake.activity import record_activity
+from service.intake.activity import record_events
+from service.intake.event import Event, lead_fields
 from service.nurture import sequences as nurture
 
 PROMOTER = "mia@example.com"
 
 
-def settings_of(app) -> dict:
-    """The settings the app was made with, as every domain call here is given them."""
-    return app.config["SETTINGS"]
+def record_activity(email: str, *, type: str, source: str, occurred_at: datetime,
+                    now: datetime, policy=None, properties: dict | None = None,
+                    fields: dict | None = None, raw: Any = None) -> Activity:
+    """One activity recorded as any intake source records it (an Event through
+    record_events); the activity."""
+    event = Event(type=type, occurred_at=occurred_at, properties=properties or {}, raw=raw,
+                  email=normalise_email(email), fields=lead_fields(fields or {}))
+    record_events([event], source=source, now=now, policy=policy)
+    return (Activity.select().join(Lead).where(Lead.email == event.email)
+            .order_by(Activity.id.desc()).get())
+
+
+def settings_of(app) -> Settings:
+    """The settings the app was made with (bound for the process, as every domain call
+    here is given them)."""
+    return runtime.settings
 
 
 def new_lead(email: str = "ada@example.com", *, at: datetime, fields: dict | None = None,
@@ -30,7 +47,9 @@ def new_lead(email: str = "ada@example.com", *, at: datetime, fields: dict | Non
     """A new lead first seen at `at`: through intake with one activity of that kind, or with
     activity=None through the lifecycle's capture alone (no activity, no score)."""
     if activity is None:
-        return lifecycle.capture(email, fields=fields or {}, source=source, actor="t", now=at)
+        lifecycle.capture_many([{**lead_fields(fields or {}), "email": email}], source=source,
+                               actor="t", now=at)
+        return Lead.get(Lead.email == email)
     return record_activity(email, type=activity, source=source, occurred_at=at, now=at,
                            fields=fields).lead
 

@@ -8,11 +8,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from service import lifecycle
 from service.core.db import utcnow
 from service.core.models import Handoff, Lead, Rep, Team
-from service.intake.activity import record_activity
 from service.intake.keys import create_key
+from tests.factories import new_lead, record_activity
 
 from .conftest import csrf_token, run_worker
 from .test_end_to_end import BANT, link_from
@@ -148,8 +147,8 @@ def test_api_conforms_to_openapi(app, rep, now):
 
 def test_an_api_promotion_gets_feedback_to_the_keys_owner(app, api, rep, smtp):
     """The key acts for its owner: the rep's decision reaches them, as the page says."""
-    lead = lifecycle.capture("ada@example.com", fields={"first_name": "Ada"}, source="crm",
-                             actor="t", now=utcnow())
+    lead = new_lead("ada@example.com", at=utcnow(), fields={"first_name": "Ada"}, source="crm",
+                    activity=None)
     assert api("POST", f"/leads/{lead.id}/promote", json={"rep": rep.email}).status_code == 201
     run_worker()
     assert smtp.messages[0]["Reply-To"] == "mia@example.com"

@@ -30,7 +30,7 @@ def sweep(*jobs: str) -> None:
 def test_demo_beside_a_running_stack_mails_nobody(app, smtp):
     with time_machine.travel(MONDAY, tick=False) as clock:
         with app.app_context():
-            load_demo(app.config["SETTINGS"], days=30)
+            load_demo(runtime.settings, days=30)
         waiting = OutboxEmail.select().where(OutboxEmail.skipped_at.is_null()).count()
         assert (waiting, runtime.queue.count) == (0, 0), "skipped when written, never queued"
         run_worker()
@@ -49,7 +49,7 @@ def test_demo_beside_a_running_stack_mails_nobody(app, smtp):
 
 def test_demo_addresses_are_valid_and_reserved(app):
     with time_machine.travel(MONDAY, tick=False), app.app_context():
-        load_demo(app.config["SETTINGS"], days=30)
+        load_demo(runtime.settings, days=30)
     addresses = ([lead.email for lead in Lead.select()] + [rep.email for rep in Rep.select()]
                  + [team.manager_email for team in Team.select()]
                  + [user.email for user in User.select()])
@@ -78,7 +78,7 @@ def test_demo_prints_logins_that_work(app, settings_overrides):
 
 def test_up_after_the_demo_still_makes_the_first_admin(app):
     with app.app_context():
-        load_demo(app.config["SETTINGS"], days=1)
-    login = prepare_database(app.config["SETTINGS"])
+        load_demo(runtime.settings, days=1)
+    login = prepare_database(runtime.settings)
     assert login.startswith("admin@example.com / ")
     assert User.get(User.email == "admin@example.com").role == "admin"

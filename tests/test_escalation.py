@@ -209,7 +209,7 @@ def test_the_manager_hears_once_an_episode_even_after_handing_it_on(sla_app, smt
         last = Handoff.get(Handoff.status == "pending")
         riley = Rep.get(Rep.email == "riley@example.com")
         reassign(last.id, rep_id=riley.id, actor="sam@example.com", now=utcnow(),
-                 settings=sla_app.config["SETTINGS"])
+                 settings=runtime.settings)
         sweep_at(clock, 7, 8, 9, 10, 20)
     assert Handoff.select().where(Handoff.lead == handoff.lead_id).count() == 3
     assert len([s for s in subjects(smtp, "sam@") if s.startswith("Nobody")]) == 1

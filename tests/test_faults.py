@@ -55,7 +55,7 @@ def test_redis_stopped_in_the_middle_of_intake_and_promotions(make_app, smtp):
                 recorder.drain()  # needs only the database: works with Redis stopped
                 lead = Lead.get(Lead.email == f"lead{i}@example.com")
                 promote_lead(lead.id, rep_id=rep.id, note="", actor="mia@example.com",
-                             settings=app.config["SETTINGS"], now=utcnow())
+                             settings=runtime.settings, now=utcnow())
         try:
             run_worker()
             clock.shift(timedelta(minutes=2))
@@ -73,7 +73,7 @@ def test_redis_stopped_in_the_middle_of_intake_and_promotions(make_app, smtp):
 def hold_database_lock(app):
     """Another connection takes the write lock (SQLite) or locks the intake tables
     (PostgreSQL); returns the function that lets go."""
-    url = app.config["SETTINGS"].database.url
+    url = runtime.settings.database.url
     if url.startswith("postgres"):
         import psycopg2
 
@@ -81,7 +81,7 @@ def hold_database_lock(app):
         holder.cursor().execute(
             "LOCK TABLE lead, activity, delivery, inbound_event IN ACCESS EXCLUSIVE MODE")
     else:
-        path = Path(app.config["SETTINGS"].data_dir) / "leadbridge.db"
+        path = Path(runtime.settings.data_dir) / "leadbridge.db"
         holder = sqlite3.connect(path, isolation_level=None, timeout=1)
         holder.execute("BEGIN EXCLUSIVE")
 

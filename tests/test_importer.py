@@ -11,8 +11,8 @@ import pytest
 from service import lifecycle
 from service.core.errors import InvalidInput
 from service.core.models import Lead, StageChange
-from service.intake.activity import record_activity
 from service.intake.importer import import_csv
+from tests.factories import record_activity
 
 from .conftest import ROOT, leadbridge_env, run_cli
 

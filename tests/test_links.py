@@ -12,6 +12,7 @@ import time_machine
 from service.core import links
 from service.core.db import utcnow
 from service.core.models import Handoff, Rep, StageChange
+from service.core.runtime import runtime
 from service.handoffs.actions import reassign
 from service.leads.gdpr import erase_lead
 
@@ -69,7 +70,7 @@ def test_expired_link_page_is_410(app, rep):
         handoff = promoted(app, rep, GRACE, at=utcnow())
         link, client = url(app, handoff), app.test_client()
         assert client.get(link).status_code == 200
-        ttl = app.config["SETTINGS"].handoff.link_ttl_hours
+        ttl = runtime.settings.handoff.link_ttl_hours
         traveller.shift(timedelta(hours=ttl, minutes=1))
         response = client.get(link)
     assert response.status_code == 410 and "expired" in response.text
@@ -86,7 +87,7 @@ def test_reassigned_link_names_the_new_rep(app, rep, now):
     handoff = promoted(app, rep, GRACE, at=now)
     jordan = Rep.create(email="jordan@example.com", name="Jordan Rep")
     reassign(handoff.id, rep_id=jordan.id, actor="sam@example.com", now=now,
-             settings=app.config["SETTINGS"])
+             settings=runtime.settings)
     client = app.test_client()
     response = client.get(url(app, handoff))
     assert response.status_code == 410 and "Jordan Rep" in response.text

@@ -127,7 +127,7 @@ def open_to_others(folder: Path) -> list[str]:
 
 def test_what_leadbridge_writes_in_its_data_folder_is_private(make_app, rep):
     app = make_app(**{"mail.transport": "capture"})
-    settings = app.config["SETTINGS"]
+    settings = runtime.settings
     data = Path(settings.data_dir)
     up.prepare_database(settings)  # first-admin.txt, as `leadbridge up` writes it
     no_secret = settings.web.model_copy(update={"secret_key": SecretStr("")})

@@ -12,6 +12,7 @@ import time_machine
 from service import lifecycle
 from service.core.db import utcnow
 from service.core.models import AuditEvent, Enrollment, Handoff, Lead, OutboxEmail, Rep, StageChange
+from service.core.runtime import runtime
 from service.handoffs import escalation
 from service.leads.merge import merge_leads
 from service.reports import rollups
@@ -113,7 +114,7 @@ def test_handoff_withdrawn_when_the_survivor_cannot_take_it(make_app, rep, smtp,
     assert "withdrawn" in page.text and f"merged into {KEPT}" in page.text
     assert "Accept as SQL" not in page.text
 
-    done = escalation.sweep(settings=app.config["SETTINGS"], now=now + timedelta(hours=10))
+    done = escalation.sweep(settings=runtime.settings, now=now + timedelta(hours=10))
     chased = {row.handoff_id for row in OutboxEmail.select().where(
         OutboxEmail.template.in_(["sla_reminder", "sla_escalation"]))}
     assert handoff.id not in chased

@@ -118,7 +118,7 @@ def test_unsubscribe_stops_a_step_already_queued(nurture_app, rep, smtp):
     with time_machine.travel(FRIDAY_EVENING, tick=False) as clock:
         lead = rejected_lead(nurture_app, rep)
         clock.move_to(datetime(2026, 12, 2, 9, 0, tzinfo=UTC))
-        nurture.sweep(settings=nurture_app.config["SETTINGS"], now=utcnow())
+        nurture.sweep(settings=runtime.settings, now=utcnow())
         queued = OutboxEmail.get(OutboxEmail.to_prospect == True)  # noqa: E712
         assert f"send-email-{queued.id}" in runtime.queue.job_ids, "its send job is waiting"
         suppress(lead.email, reason="unsubscribe", source="link", now=utcnow())
@@ -184,7 +184,7 @@ def test_links_of_an_erased_lead_name_nobody_after_it(nurture_app, rep, smtp):
         unsubscribe = re.search(r"<([^>]+)>", mail["List-Unsubscribe"]).group(1)
         click = re.search(rf"{root}(/c/\S+)", mail.get_body(("plain",)).get_content()).group(1)
         erase_lead(ada.id, actor="dpo@example.com", now=utcnow(),
-                   data_dir=Path(nurture_app.config["SETTINGS"].data_dir))
+                   data_dir=Path(runtime.settings.data_dir))
         bob = rejected_lead(nurture_app, rep, at=utcnow(), email="bob@example.com")
         clock.move_to(datetime(2026, 12, 4, 9, 0, tzinfo=UTC))
         sweep()
@@ -213,10 +213,10 @@ def test_reengagement(make_app, rep, smtp, auto):
     lead = rejected_lead(app, rep, at=utcnow())
     now = utcnow()
     ingest([Event(type="page_view", occurred_at=now, email=lead.email)], source="t",
-           settings=app.config["SETTINGS"], now=now)
+           settings=runtime.settings, now=now)
     assert Lead.get_by_id(lead.id).re_engaged_at is None, "a page view is not high intent"
     ingest([Event(type="pricing_page_view", occurred_at=now, email=lead.email)], source="t",
-           settings=app.config["SETTINGS"], now=now)
+           settings=runtime.settings, now=now)
     fresh = Lead.get_by_id(lead.id)
     enrollment = Enrollment.get(Enrollment.lead == lead.id)
     if auto:
@@ -243,7 +243,7 @@ def test_night_send_hours_run_past_midnight(make_app, rep, smtp):
 
 
 def test_send_hours_follow_the_lead_time_zone(nurture_app):
-    settings = nurture_app.config["SETTINGS"]
+    settings = runtime.settings
     step = nurture.Step(delay_days=1, business_days=False, template="guide", subject="x")
     monday_noon_utc = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     in_london = nurture.due_time(monday_noon_utc, step, nurture.send_calendar(settings))

@@ -75,7 +75,7 @@ def test_two_recorders_at_once_record_each_event_once_and_in_order(app):
     client = app.test_client()
     for person in range(30):
         visit(client, key, person)
-    settings = app.config["SETTINGS"]
+    settings = runtime.settings
 
     def recorder(_: int) -> None:
         while record_inbound(settings=settings, now=utcnow(), limit=7):

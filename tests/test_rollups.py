@@ -16,6 +16,7 @@ from service.core.models import DirtyDay, Handoff
 from service.leads.gdpr import erase_lead
 from service.reports import figures as reports
 from service.reports import rollups
+from tests.factories import new_lead
 from tests.test_reports import World
 
 
@@ -94,8 +95,7 @@ def test_leads_per_stage_are_counted_again_a_minute_after_a_change(world):
     with time_machine.travel(datetime(2026, 11, 2, 9, 0, tzinfo=UTC), tick=False) as clock:
         world.mql("2026-09-10")
         assert reports.funnel(span)["stages"] == {"mql": 1}
-        lifecycle.capture("new@example.com", fields={}, source="form:contact", actor="t",
-                          now=utcnow())
+        new_lead("new@example.com", at=utcnow(), source="form:contact", activity=None)
         assert reports.funnel(span)["stages"] == {"mql": 1}  # kept for a minute
         clock.shift(timedelta(seconds=61))
         assert reports.funnel(span)["stages"] == {"mql": 1, "lead": 1}

@@ -10,6 +10,7 @@ import time_machine
 
 from service.core.db import utcnow
 from service.core.models import Activity, Handoff, Lead, StageChange
+from service.core.runtime import runtime
 from service.intake.activity import ingest, record_events
 from service.intake.event import Event
 from service.leads import scoring
@@ -67,9 +68,9 @@ def test_score_order_is_stable_over_years(app, policy, now):
 
 @pytest.mark.parametrize("auto, stage", [(False, "lead"), (True, "mql")])
 def test_auto_promote(make_app, rep, auto, stage):
-    app = make_app(**{"scoring.auto_promote": auto, "scoring.suggest_threshold": 45.0,
-                      "handoff.auto_promoter": "mia@example.com"})
-    settings, now = app.config["SETTINGS"], utcnow()
+    make_app(**{"scoring.auto_promote": auto, "scoring.suggest_threshold": 45.0,
+                "handoff.auto_promoter": "mia@example.com"})
+    settings, now = runtime.settings, utcnow()
     ingest([Event(type="contact_sales", occurred_at=now, email="buyer@example.com")],
            source="t", settings=settings, now=now)
     assert Lead.get().stage == "lead"

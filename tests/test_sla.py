@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from service.core.calendar import DAYS, Calendar
+from service.core.runtime import runtime
 from service.handoffs import sla
 from service.nurture import sequences as nurture
 
@@ -130,7 +131,7 @@ def test_schedule_fractions_and_due_actions():
 
 
 def test_team_overrides(app):
-    shipped = app.config["SETTINGS"]
+    shipped = runtime.settings
     settings = shipped.model_copy(update={"sla": shipped.sla.model_copy(update={
         "calendar": "business",
         "teams": {"US": {"time_zone": "America/New_York", "decision_hours": 4}}})})

@@ -1,39 +1,28 @@
-"""Activity intake: every source normalises to Event and ends in record_events(); forms and
-scripts use the one-event shortcut record_activity(). Tracking calls are accepted first
-(stored as they came, answered at once) and recorded by workers in batches, oldest first."""
+"""Activity intake: every source normalises to Event and ends in record_events(), through
+ingest() with the configured scoring and automatic promotion. Tracking calls are accepted
+first (stored as they came, answered at once) and recorded by workers in batches, oldest
+first."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
 import peewee
 
 from service.core import metrics
-from service.core.addresses import normalise_email
 from service.core.db import lock, transaction
 from service.core.fastsql import insert_returning, insert_rows, run_rendered
-from service.core.models import Activity, Delivery, InboundEvent, Lead
+from service.core.models import Delivery, InboundEvent
 from service.core.settings import Settings
 from service.handoffs.actions import auto_promote
-from service.intake.event import Event, lead_fields
+from service.intake.event import Event
 from service.intake.recording import Batch, Recorded
 from service.leads.scoring import Policy
 from service.nurture import sequences as nurture
 
 log = logging.getLogger(__name__)
 RECORD_LIMIT = 500  # accepted events recorded in one transaction
-
-
-def record_activity(email: str, *, type: str, source: str, occurred_at: datetime,
-                    now: datetime, policy: Policy | None = None, properties: dict | None = None,
-                    fields: dict | None = None, raw: Any = None) -> Activity:
-    event = Event(type=type, occurred_at=occurred_at, properties=properties or {}, raw=raw,
-                  email=normalise_email(email), fields=lead_fields(fields or {}))
-    record_events([event], source=source, now=now, policy=policy)
-    return (Activity.select().join(Lead).where(Lead.email == event.email)
-            .order_by(Activity.id.desc()).get())
 
 
 def record_events(events: list[Event], *, source: str, now: datetime,

@@ -30,10 +30,8 @@ from service.lifecycle.handoffs import (
 )
 from service.lifecycle.stages import (
     TRANSITIONS,
-    LeadExists,
     Stage,
     audit,
-    capture,
     capture_many,
     recycle,
     reopen,
@@ -41,8 +39,8 @@ from service.lifecycle.stages import (
 )
 
 __all__ = ["BANT", "ENROLLMENT_TRANSITIONS", "HANDOFF_TRANSITIONS", "TRANSITIONS",
-           "EnrollmentStatus", "HandoffStatus", "LeadExists", "Stage", "accept",
-           "already_decided_message", "audit", "capture", "capture_many", "check_bant",
+           "EnrollmentStatus", "HandoffStatus", "Stage", "accept",
+           "already_decided_message", "audit", "capture_many", "check_bant",
            "claim_step", "promote", "reassign", "recycle", "register_outbound", "reject",
            "reopen", "start_enrollment", "stop_enrollments", "stop_merged_duplicates",
            "take_over", "win", "withdraw"]

@@ -1,5 +1,5 @@
 """Lead stages (SPEC §2): the transition table, and the transitions that concern the lead
-alone (capture, win, recycle, reopen). Every stage change, here or in a handoff transition,
+alone (capture_many, win, recycle, reopen). Every stage change, here or in a handoff transition,
 is a conditional update through move() that must touch exactly one row, recorded by
 record() as a StageChange row."""
 
@@ -8,10 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-import peewee
-
 from service.core.db import transaction
-from service.core.errors import IllegalTransition, InvalidInput, NotFound
+from service.core.errors import IllegalTransition, NotFound
 from service.core.fastsql import insert_rows
 from service.core.models import (
     AuditEvent,
@@ -43,22 +41,6 @@ TRANSITIONS: dict[str, tuple[frozenset, frozenset]] = {
     "recycle": (frozenset({Stage.SQL}), frozenset({Stage.NURTURE})),
     "reopen": (frozenset({Stage.DISQUALIFIED}), frozenset({Stage.LEAD})),
 }
-
-
-class LeadExists(InvalidInput):
-    code = "lead_exists"
-
-
-def capture(email: str, *, fields: dict, source: str, actor: str, now: datetime) -> Lead:
-    """(none) → lead. Raises LeadExists when the email is known (the unique index decides)."""
-    try:
-        with transaction():
-            lead = Lead.create(email=email, stage=Stage.LEAD, stage_changed_at=now,
-                               created_at=now, updated_at=now, source=source, **fields)
-            record(lead.id, None, Stage.LEAD, now, actor, f"captured from {source}")
-    except peewee.IntegrityError:
-        raise LeadExists(f"a lead with email {email} exists") from None
-    return lead
 
 
 def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -> dict:

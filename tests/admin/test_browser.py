@@ -12,9 +12,9 @@ from playwright.sync_api import expect, sync_playwright
 
 from service.accounts.users import create_user
 from service.core.models import Handoff, Lead, Rep
-from service.intake.activity import record_activity
 from tests import factories
 from tests.conftest import PASSWORD, ROOT
+from tests.factories import record_activity
 
 ARTIFACTS = ROOT / "test-artifacts"
 # The panel theme's stylesheet imports a Google web font; the CSP blocks that on purpose

@@ -19,10 +19,9 @@ from service.core.csvfile import csv_cell, csv_text
 from service.core.links import BadLink, read_click_token, read_handoff_token, read_unsubscribe_token
 from service.core.models import Handoff, Suppression
 from service.core.redirects import redirect_target
-from service.intake.activity import record_activity
 from service.intake.importer import import_csv
 from tests.conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
-from tests.factories import promoted
+from tests.factories import promoted, record_activity
 
 ROLES = ("admin", "marketer", "sales_manager")
 HOSTILE_TARGETS = [

@@ -14,6 +14,7 @@ import pytest
 from service.accounts.users import create_user
 from service.core.db import utcnow
 from service.core.models import Activity, IntegrationKey, Lead, LeadMerge
+from service.core.runtime import runtime
 from service.intake import counters
 from service.intake.activity import ingest
 from service.intake.event import Event
@@ -24,7 +25,7 @@ from tests.test_webhooks import event, signed
 def add(app, email, kind, now, **properties):
     ingest([Event(type=kind, occurred_at=now, email=email, properties=properties,
                   raw={"email": email, **properties})],
-           source="webhook:website", settings=app.config["SETTINGS"], now=now)
+           source="webhook:website", settings=runtime.settings, now=now)
     return Lead.get(Lead.email == email)
 
 

@@ -25,12 +25,11 @@ from service.core.models import (
     Suppression,
 )
 from service.core.runtime import runtime
-from service.intake.activity import record_activity
 from service.nurture import sequences as nurture
 from service.nurture.suppression import suppress
 from tests.admin.test_sales import run_action
 from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
-from tests.factories import promoted
+from tests.factories import promoted, record_activity
 from tests.test_nurture import SETTINGS, rejected_lead
 
 
@@ -61,7 +60,7 @@ def test_sequences_page_counts_and_preview(admin_client, rep):
     with time_machine.travel(datetime(2026, 11, 27, 18, 0, tzinfo=UTC), tick=False) as clock:
         lead = rejected_lead(app, rep)
         clock.move_to(datetime(2026, 12, 2, 9, 0, tzinfo=UTC))
-        nurture.sweep(settings=app.config["SETTINGS"], now=utcnow())
+        nurture.sweep(settings=runtime.settings, now=utcnow())
         run_worker()
     suppress(lead.email, reason="unsubscribe", source="link", now=utcnow())
     page = client.get("/admin/sequences/").text
@@ -105,7 +104,7 @@ def test_erase_leaves_only_the_hashed_suppression(admin_client, rep):
     queued = [row.id for row in OutboxEmail.select()]
     assert all(f"send-email-{i}" in runtime.queue.job_ids for i in queued[:1])
     run_worker()
-    captured = Path(app.config["SETTINGS"].data_dir) / "mail"
+    captured = Path(runtime.settings.data_dir) / "mail"
     assert any(captured.glob("*.eml"))
     Handoff.update(promoted_by="mia@example.com").execute()
     second = promoted(app, rep, lead, at=utcnow())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from service.accounts.users import create_user
 from service.core.models import User
-from service.intake.activity import record_activity
+from service.core.runtime import runtime
 from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
-from tests.factories import promoted
+from tests.factories import promoted, record_activity
 
 
 def test_login_required(app, marketer):
@@ -70,7 +70,7 @@ def test_outbox_shows_rendered_mail(make_app, marketer, rep, now):
     assert preview.headers["Content-Security-Policy"].startswith("sandbox")
     assert "&lt;script&gt;x&lt;/script&gt;" in preview.text and "<script>" not in preview.text
     assert "pricing_page_view" in preview.text
-    captured = list((Path(app.config["SETTINGS"].data_dir) / "mail").glob("*.eml"))
+    captured = list((Path(runtime.settings.data_dir) / "mail").glob("*.eml"))
     assert len(captured) == 1 and b"Alan" in captured[0].read_bytes()
 
 

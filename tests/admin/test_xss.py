@@ -9,6 +9,7 @@ from service import lifecycle
 from service.accounts.users import create_user
 from service.core.db import utcnow
 from service.core.models import Lead, OutboxEmail
+from service.core.runtime import runtime
 from service.intake.activity import ingest
 from service.intake.event import Event
 from tests.conftest import PASSWORD, log_in
@@ -25,7 +26,7 @@ def test_lead_input_is_text_everywhere(app, rep):
     ingest([Event(type="pricing_page_view", occurred_at=now, email="evil@example.com",
                   fields=fields, properties={"note": SCRIPT}, raw={"x": IMG}),
             Event(type="contact_sales", occurred_at=now, email="evil@example.com")],
-           source=f"form:{SCRIPT}", settings=app.config["SETTINGS"], now=now)
+           source=f"form:{SCRIPT}", settings=runtime.settings, now=now)
     lead = Lead.get()
     handoff = promoted(app, rep, lead, at=now - timedelta(hours=30), note=SCRIPT)
     lifecycle.reject(handoff.id, reason="not_ready", outcome="nurture:default", notes=IMG,
