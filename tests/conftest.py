@@ -25,8 +25,7 @@ from service.core import db
 from service.core.models import Rep, User
 from service.core.runtime import runtime
 from service.ops.migrations import migrate
-
-from .factories import at_once
+from tests.factories import at_once
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"

@@ -8,8 +8,7 @@ import re
 import pytest
 
 from service.core.models import Handoff, Lead, StageChange
-
-from .conftest import csrf_token, log_in, run_worker
+from tests.conftest import csrf_token, log_in, run_worker
 
 BANT = {"budget": "likely", "authority": "decision_maker", "need": "clear", "timeline": "3_6m"}
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, free_port
-from .test_up import wait_for
+from tests.conftest import ROOT, free_port
+from tests.ops.test_up import wait_for
 
 TEMPLATE_FOLDERS = ("email_templates", "service/templates", "admin/templates")
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "var", "build", "dist", "*.egg-info",

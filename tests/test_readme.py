@@ -8,8 +8,7 @@ import re
 import tomllib
 
 from service.core import config
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 README = ROOT / "README.md"
 SHIPPED = ROOT / "config.toml"

@@ -19,7 +19,7 @@ from service.intake import counters
 from service.intake.activity import ingest
 from service.intake.event import Event
 from tests.conftest import PASSWORD, csrf_token, log_in
-from tests.test_webhooks import event, signed
+from tests.web.test_webhooks import event, signed
 
 
 def add(app, email, kind, now, **properties):

@@ -30,7 +30,7 @@ from service.nurture.suppression import suppress
 from tests.admin.test_sales import run_action
 from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
 from tests.factories import promoted, record_activity
-from tests.test_nurture import SETTINGS, rejected_lead
+from tests.nurture.test_nurture import SETTINGS, rejected_lead
 
 
 @pytest.fixture
