@@ -8,7 +8,7 @@ from markupsafe import Markup
 
 from service.core.models import OutboxEmail
 from service.core.runtime import runtime
-from service.mail import emails
+from service.mail import delivery
 
 from .auth import SecuredModelView
 from .preview import SANDBOX, sandboxed
@@ -49,5 +49,5 @@ class OutboxView(SecuredModelView):
         row = OutboxEmail.get_or_none(OutboxEmail.id == outbox_id)
         if row is None:
             return "No such email.", 404
-        return sandboxed(emails.preview_html(row, runtime.settings,
+        return sandboxed(delivery.preview_html(row, runtime.settings,
                                              current_app.secret_key))

@@ -93,7 +93,7 @@ def main() -> None:
             from service.core import db
             from service.core.models import Enrollment, OutboxEmail
             from service.core.runtime import runtime
-            from service.mail import emails
+            from service.mail import delivery
             from service.nurture import sequences as nurture
 
             settings = runtime.settings
@@ -109,7 +109,7 @@ def main() -> None:
             sweep_s = time.perf_counter() - started
             ids = [row.id for row in OutboxEmail.select(OutboxEmail.id).order_by(OutboxEmail.id)]
             started = time.perf_counter()
-            sent = sum(emails.deliver(ids[i:i + 50], settings=settings, secret=app.secret_key,
+            sent = sum(delivery.deliver(ids[i:i + 50], settings=settings, secret=app.secret_key,
                                       now=NOW) for i in range(0, len(ids), 50))
             send_rate = sent / (time.perf_counter() - started)
             db.db.close()

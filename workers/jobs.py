@@ -6,7 +6,7 @@ from service.core import metrics, outbox
 from service.core.db import utcnow
 from service.core.runtime import runtime
 from service.handoffs import escalation
-from service.mail import emails
+from service.mail import delivery
 from service.nurture import sequences as nurture
 from service.reports import digest, rollups
 
@@ -14,7 +14,7 @@ from service.reports import digest, rollups
 def send_emails(outbox_ids: list[int]) -> int:
     """Send outbox rows over one connection; rows sent already or held by another sender are
     left alone. Returns how many this job sent."""
-    return emails.deliver(list(outbox_ids), settings=runtime.settings,
+    return delivery.deliver(list(outbox_ids), settings=runtime.settings,
                           secret=runtime.secret_key, now=utcnow())
 
 

@@ -1,32 +1,24 @@
-"""One function per email: it reads the rows it needs and returns the template context.
-deliver() renders claimed outbox rows and sends them over one transport connection."""
+"""One function per email: it reads the rows it needs and returns the template context
+(CONTEXTS names them by template), with the headers that depend on who gets it.
+service/mail/delivery.py composes and sends them."""
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import peewee
-from markupsafe import Markup
-from peewee import JOIN
-from rq.timeouts import JobTimeoutException
-
 from service.accounts import users
-from service.core import links, metrics, outbox
+from service.core import links
 from service.core.addresses import normalise_email
 from service.core.config import base_url
 from service.core.db import utcnow
 from service.core.errors import InvalidInput
-from service.core.models import Activity, Enrollment, Handoff, Lead, OutboxEmail, Rep, User
+from service.core.models import Activity, Handoff, Lead, OutboxEmail, Rep, User
 from service.core.settings import Settings
 from service.handoffs.labels import LABELS
 from service.leads.scoring import Policy
-from service.lifecycle import EnrollmentStatus
-from service.mail import transport as mail
-from service.nurture.suppression import suppressed_among
 from service.reports import digest
 
 log = logging.getLogger(__name__)
@@ -206,134 +198,3 @@ def local_time(moment: datetime, zone: str) -> str:
     return moment.astimezone(tz).strftime(f"%a %d %b %Y, %H:%M ({tz.key})")
 
 
-def compose(row: OutboxEmail, settings: Settings, secret: str):
-    build = prospect if row.to_prospect else CONTEXTS[row.template]
-    context = {**row.context, **build(row, settings, secret)}
-    subject, text, html = mail.render(row.template, context)
-    headers = unsubscribe_headers(row, settings, secret) if row.to_prospect else {}
-    if answer_to := reply_to(row, settings):
-        headers["Reply-To"] = mail.address(*answer_to)
-    message = mail.build_message(
-        sender=settings.mail.from_address, sender_name=settings.mail.from_name,
-        to_address=row.to_address, to_name=row.to_name, message_id=row.message_id,
-        subject=subject, text=text, html=html, headers=headers)
-    return message, subject, text, html
-
-
-def preview_html(row: OutboxEmail, settings: Settings, secret: str) -> str:
-    """What the panel shows of an email: the copy sent, else the email as it would go now; a
-    row that cannot be composed shows why instead."""
-    if row.sent_at:
-        return row.body_html
-    parts = compose_or_why(row, settings, secret)
-    if isinstance(parts, str):
-        return str(Markup("<p>This email cannot be shown: {}</p>").format(
-            row.last_error or parts))
-    return parts[3]
-
-
-def skip_reasons(rows: list[OutboxEmail]) -> dict[int, str]:
-    """Why emails must not go out now, whatever queued them: the address is a demo one; or,
-    for prospect mail, it is suppressed, or the enrollment that queued it was stopped."""
-    reasons = {row.id: outbox.DEMO_SKIP for row in rows
-               if outbox.reserved_for_demo(row.to_address)}
-    prospects = [row for row in rows if row.to_prospect and row.id not in reasons]
-    if prospects:
-        reasons.update(prospect_skips(prospects))
-    return reasons
-
-
-def prospect_skips(prospects: list[OutboxEmail]) -> dict[int, str]:
-    blocked = suppressed_among([row.to_address for row in prospects])
-    live = {row.id for row in Enrollment.select(Enrollment.id).where(
-        Enrollment.id.in_([r.enrollment for r in prospects if r.enrollment is not None]),
-        Enrollment.status != EnrollmentStatus.STOPPED)}
-    reasons = {}
-    for row in prospects:
-        if row.to_address.lower() in blocked:
-            reasons[row.id] = "suppressed"
-        elif row.enrollment is not None and row.enrollment not in live:
-            reasons[row.id] = "enrollment stopped"
-    return reasons
-
-
-# Errors of the moment (the database, the disk, the job's time limit): the row is tried
-# again. Any other error composing a row means it can never be sent as it stands.
-TRANSIENT = (peewee.DatabaseError, peewee.InterfaceError, OSError, JobTimeoutException)
-
-
-def compose_or_why(row: OutboxEmail, settings: Settings, secret: str):
-    """compose(), or why the row can never be composed as it stands (a str); an error of the
-    moment (TRANSIENT) raises, so the row is tried again."""
-    try:
-        return compose(row, settings, secret)
-    except TRANSIENT:
-        raise
-    except Exception as exc:
-        return f"cannot be composed: {type(exc).__name__}: {exc}"
-
-
-def composed(row: OutboxEmail, settings: Settings, secret: str, now: datetime):
-    """compose() for a row of a batch; a row that cannot be composed fails for good (its
-    reason shown in the panel's outbox) and None is returned, so the rest of the batch goes."""
-    parts = compose_or_why(row, settings, secret)
-    if isinstance(parts, str):
-        log.warning("outbox %d %s", row.id, parts)
-        outbox.mark_failed(row.id, error=parts, now=now)
-        return None
-    return parts
-
-
-def deliver(outbox_ids: list[int], *, settings: Settings, secret: str, now: datetime) -> int:
-    """Send the rows this call can claim; return how many were sent."""
-    claimed = outbox.claim(outbox_ids, now=now, claim_seconds=settings.outbox.claim_seconds)
-    rows = list(OutboxEmail.select(OutboxEmail, Lead).join(Lead, JOIN.LEFT_OUTER)
-                .where(OutboxEmail.id.in_(claimed)).order_by(OutboxEmail.id))
-    skips, batch = skip_reasons(rows), []
-    templates, outcomes = {row.id: row.template for row in rows}, Counter()
-    for row in rows:
-        reason = skips.get(row.id)
-        if reason:
-            outbox.mark_skipped(row.id, reason=reason, now=now)
-        elif (parts := composed(row, settings, secret, now)) is not None:
-            batch.append((row.id, parts))
-        else:
-            outcomes["failed", row.template] += 1
-    try:
-        return _send(batch, templates, outcomes, settings=settings, now=now)
-    finally:
-        for (outcome, template), count in outcomes.items():
-            metrics.add(f"leadbridge_emails_{outcome}_total", count, template=template)
-
-
-def _send(batch: list, templates: dict[int, str], outcomes: Counter, *, settings: Settings,
-          now: datetime) -> int:
-    if not batch:
-        return 0
-    parts, answered, sent = dict(batch), set(), []
-
-    def report(outbox_id: int, refusal: str | None) -> None:
-        answered.add(outbox_id)
-        if refusal:
-            log.warning("outbox %d refused for good: %s", outbox_id, refusal)
-            outbox.mark_failed(outbox_id, error=refusal, now=now)
-            outcomes["failed", templates[outbox_id]] += 1
-        else:
-            _, subject, text, html = parts[outbox_id]
-            if templates[outbox_id] in UNKEPT:
-                text = html = "(not kept: it held a one-time link)"
-            outbox.mark_sent(outbox_id, subject=subject, body_text=text, body_html=html,
-                             now=now)
-            outcomes["sent", templates[outbox_id]] += 1
-            sent.append(outbox_id)
-
-    try:
-        mail.transport(settings).send([(i, message[0]) for i, message in batch], report)
-    except mail.TransientError as exc:
-        unanswered = [i for i, _ in batch if i not in answered]
-        failed = outbox.release(unanswered, error=str(exc), now=now,
-                                backoff=settings.outbox.retry_seconds)
-        for outbox_id in unanswered:
-            outcomes["failed" if outbox_id in failed else "retried", templates[outbox_id]] += 1
-        raise
-    return len(sent)

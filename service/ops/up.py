@@ -15,10 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from service import init_backends
+from service.accounts.users import create_user
 from service.core import config as config_module
+from service.core.db import utcnow
 from service.core.errors import DomainError
+from service.core.models import User
 from service.core.settings import Settings
+from service.ops.demo import load_demo
 from service.ops.embedded_valkey import EmbeddedValkey
+from service.ops.migrations import migrate
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ADMIN_EMAIL = "admin@example.com"
@@ -39,8 +45,6 @@ def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
     config_module.secret_key(settings)
     login = prepare_database(settings)
     if demo:
-        from service.ops.demo import load_demo
-
         print("Loading demo data…", flush=True)
         try:
             print(load_demo(settings), flush=True)
@@ -96,12 +100,6 @@ def end_group(process: subprocess.Popen) -> None:
 def prepare_database(settings: Settings) -> str:
     """Migrate, and create a first admin when there is none (the demo's marketers and
     managers are no admins); return how to log in."""
-    from service import init_backends
-    from service.accounts.users import create_user
-    from service.core.db import utcnow
-    from service.core.models import User
-    from service.ops.migrations import migrate
-
     init_backends(settings, config_module.secret_key(settings))
     migrate()
     note = config_module.data_dir(settings) / "first-admin.txt"

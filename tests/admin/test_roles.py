@@ -11,9 +11,9 @@ import pytest
 
 from service.accounts.users import create_user
 from service.core.models import Handoff, Team, User
+from tests.admin.test_hardening import follow_links, link_world, working_links
 from tests.conftest import PASSWORD, csrf_token, log_in
 from tests.factories import new_lead, promoted
-from tests.admin.test_hardening import follow_links, link_world, working_links
 
 ALL = {"admin", "marketer", "sales_manager"}
 MANAGERS = {"admin", "sales_manager"}
