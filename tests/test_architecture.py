@@ -4,6 +4,7 @@ the domain, or a cycle."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -58,3 +59,34 @@ def test_a_back_edge_fails_the_build(copy, module, line, broken):
     result = lint_imports(copy)
     assert result.returncode != 0
     assert broken in result.stdout
+
+
+PROJECT = ("service", "admin", "workers", "email_templates")
+
+
+def late_imports(path: Path) -> list[tuple[int, str]]:
+    """Imports of project modules inside a function, each with the line above its group of
+    imports."""
+    lines = path.read_text().splitlines()
+    found = []
+    for function in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            module = (node.module or "" if isinstance(node, ast.ImportFrom)
+                      else node.names[0].name if isinstance(node, ast.Import) else None)
+            if module is not None and (module.split(".")[0] in PROJECT
+                                       or getattr(node, "level", 0)):
+                above = node.lineno - 2
+                while lines[above].strip().startswith(("import ", "from ")):
+                    above -= 1
+                found.append((node.lineno, lines[above].strip()))
+    return found
+
+
+def test_an_import_inside_a_function_says_why():
+    unexplained = [f"{path.relative_to(ROOT)}:{line}"
+                   for package in ("service", "admin", "workers")
+                   for path in (ROOT / package).rglob("*.py")
+                   for line, above in late_imports(path) if not above.startswith("#")]
+    assert unexplained == []
