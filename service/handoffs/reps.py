@@ -27,25 +27,23 @@ def upsert_team(data: dict) -> tuple[Team, bool]:
     for key in ("manager_email", "fallback_email"):
         if data.get(key) is not None:
             fields[key] = normalise_email(data[key]) if data[key] else ""
-    with transaction():
-        team = Team.get_or_none(Team.name == name)
-        if team is None:
-            return _create(Team, name=name, **fields), True
-        if fields:
-            Team.update(**fields).where(Team.id == team.id).execute()
-    return Team.get_by_id(team.id), False
+    return _upsert(Team.name, name, fields)
 
 
 def upsert_rep(data: dict) -> tuple[Rep, bool]:
-    email = normalise_email(data.get("email"))
-    fields = _rep_fields(data)
+    return _upsert(Rep.email, normalise_email(data.get("email")), _rep_fields(data))
+
+
+def _upsert(key: peewee.Field, value: str, fields: dict):
+    """(row, created): the row whose unique key holds value, created or given the fields."""
+    model = key.model
     with transaction():
-        rep = Rep.get_or_none(Rep.email == email)
-        if rep is None:
-            return _create(Rep, email=email, **fields), True
+        row = model.get_or_none(key == value)
+        if row is None:
+            return _create(model, **{key.name: value}, **fields), True
         if fields:
-            Rep.update(**fields).where(Rep.id == rep.id).execute()
-    return Rep.get_by_id(rep.id), False
+            model.update(**fields).where(model.id == row.id).execute()
+    return model.get_by_id(row.id), False
 
 
 def _create(model, **fields):
