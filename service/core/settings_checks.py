@@ -1,20 +1,18 @@
 """The settings' cross-checks, run as validators of the model in settings.py: each
 refusal is one line naming the key. They borrow the parsers the settings feed (the SLA
-calendar, the mail address writer) so a value is refused at start, not at first use."""
+calendar, the mail address writer) so a value is refused at start, not at first use. Each
+takes the model (or one of its sections) being validated; settings.py, which imports this
+module, defines their types."""
 
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import email_templates
 from service.core.addresses import mailbox
 from service.core.calendar import DAYS, calendar_from, hours_from
-
-if TYPE_CHECKING:
-    from service.core.settings import Mail, Nurture, Settings
 
 
 class ConfigError(Exception):
@@ -25,7 +23,7 @@ ASSIGNABLE = ("first_name", "last_name", "company", "title", "phone", "country",
               "company_size", "industry", "utm_source", "source")
 
 
-def check_references(settings: Settings) -> None:
+def check_references(settings) -> None:
     """The checks across sections: names one section uses must exist in another."""
     sequences = settings.nurture.sequences
     for code, reason in settings.handoff.reject_reasons.items():
@@ -49,7 +47,7 @@ def check_references(settings: Settings) -> None:
         raise ConfigError("outbox.claim_seconds must be more than twice mail.smtp_timeout")
 
 
-def check_activity_types(settings: Settings) -> None:
+def check_activity_types(settings) -> None:
     types = set(settings.intake.activity_types)
     tracking = settings.tracking
     mapped = [("tracking.events", t) for t in tracking.events.values()]
@@ -63,7 +61,7 @@ def check_activity_types(settings: Settings) -> None:
             raise ConfigError(f"{where}: activity type {kind!r} is not in intake.activity_types")
 
 
-def check_mail_addresses(mail: Mail) -> None:
+def check_mail_addresses(mail) -> None:
     """Addresses every email carries: one that cannot be written would fail them all."""
     for name in ("from_address", "reply_to"):
         if getattr(mail, name) or name == "from_address":
@@ -92,7 +90,7 @@ TEAM_KEYS = ("decision_hours", "remind_at", "escalate_at", "reassign_at", "calen
              "holidays_subdivision", "closed_dates")
 
 
-def check_sla(settings: Settings) -> None:
+def check_sla(settings) -> None:
     for team, overrides in settings.sla.teams.items():
         unknown = set(overrides) - set(TEAM_KEYS) if isinstance(overrides, dict) else {"?"}
         if unknown:
@@ -114,7 +112,7 @@ def check_sla(settings: Settings) -> None:
             raise ConfigError(f"{where}.decision_hours must be above 0")
 
 
-def check_send_hours(nurture: Nurture) -> None:
+def check_send_hours(nurture) -> None:
     try:
         hours_from(nurture.send_hours, "nurture.send_hours")
     except ValueError as exc:
@@ -127,7 +125,7 @@ def check_send_hours(nurture: Nurture) -> None:
         raise ConfigError(f"nurture.send_days must name days from {', '.join(DAYS)}")
 
 
-def check_sequences(nurture: Nurture) -> None:
+def check_sequences(nurture) -> None:
     root = Path(email_templates.__path__[0]) / "nurture"
     sequences = nurture.sequences
     if sequences and nurture.default_sequence not in sequences:
