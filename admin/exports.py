@@ -1,4 +1,4 @@
-"""The panel's list exports: Flask-Admin's CSV export, each cell through service.csvfile."""
+"""The panel's list exports: Flask-Admin's CSV export, each cell through service.core.csvfile."""
 
 from __future__ import annotations
 

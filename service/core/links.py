@@ -1,6 +1,6 @@
 """Signed links: one salt per purpose, ids only in the payload, a max age. Each payload
 also holds the lead's public id, which no other lead ever gets: a link whose row was
-deleted, and whose id a newer row took, names nobody (see service.linked)."""
+deleted, and whose id a newer row took, names nobody (see service.core.linked)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The SLA clock: business hours in a time zone, working days, public holidays and extra
-closed dates (or 24x7), and the schedule of a handoff's reminder, deadline, escalation and
-reassignment. Pure functions of their arguments; time in and out is aware UTC."""
+"""The SLA clock: a team's policy (decision hours, when to remind, escalate and reassign)
+and the schedule of a handoff's reminder, deadline, escalation and reassignment, counted
+in working time (core/calendar.py). Pure functions of their arguments; time in and out is
+aware UTC."""
 
 from __future__ import annotations
 

@@ -16,8 +16,7 @@ from service.core.addresses import normalise_email
 from service.core.db import transaction
 from service.core.errors import DomainError, InvalidInput
 from service.core.fastsql import insert_returning
-from service.core.models import Delivery as Claim
-from service.core.models import EmailEvent
+from service.core.models import Delivery, EmailEvent
 from service.core.settings import Settings
 from service.nurture.suppression import suppress
 
@@ -38,13 +37,14 @@ class Signed:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class ProviderEvent:
+    """One address a provider reports on: a hard or soft bounce, or a complaint."""
     email: str
     kind: str
     detail: str = ""
 
 
-def apply(events: list[Delivery], *, provider: str, raw, settings: Settings, now: datetime,
+def apply(events: list[ProviderEvent], *, provider: str, raw, settings: Settings, now: datetime,
           signed: Signed | None = None) -> dict | None:
     """Record every event with the raw payload; suppress as the events say. None when the
     signed delivery was recorded before."""
@@ -76,10 +76,11 @@ def _first_use(provider: str, signed: Signed, now: datetime) -> bool:
     """Claim the key and the digest: True the first time, False for the same delivery again;
     Replayed for a used key with other data (the caller's transaction then stores nothing)."""
     source = f"email:{provider}"
-    Claim.delete().where(Claim.source == source, Claim.received_at < now - CLAIMS_KEPT).execute()
-    key, digest = Claim.stored_id(f"key:{signed.key}"), f"sha256:{signed.digest}"
+    (Delivery.delete()
+     .where(Delivery.source == source, Delivery.received_at < now - CLAIMS_KEPT).execute())
+    key, digest = Delivery.stored_id(f"key:{signed.key}"), f"sha256:{signed.digest}"
     claimed = set(insert_returning(
-        Claim, [{"source": source, "delivery_id": value, "received_at": now}
+        Delivery, [{"source": source, "delivery_id": value, "received_at": now}
                 for value in (key, digest)], "delivery_id", ignore_conflicts=True))
     if key in claimed:
         return True

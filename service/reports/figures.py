@@ -1,4 +1,4 @@
-"""The reports (SPEC §8), read from the rollups (service/rollups.py): counts per day for
+"""The reports (SPEC §8), read from the rollups (service/reports/rollups.py): counts per day for
 the charts drawn per period, per month and edge days for range totals, and histograms for
 medians and percentiles. Days are UTC days."""
 

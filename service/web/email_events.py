@@ -24,7 +24,7 @@ from service.core.db import utcnow
 from service.core.errors import InvalidInput, NotFound
 from service.core.runtime import runtime
 from service.core.settings import Settings
-from service.nurture.bounces import KINDS, Delivery, Signed, apply
+from service.nurture.bounces import KINDS, ProviderEvent, Signed, apply
 
 from . import bodies
 from .responses import error_response
@@ -114,18 +114,19 @@ def _sns_time(value) -> float | None:
     return moment.replace(tzinfo=moment.tzinfo or UTC).timestamp()
 
 
-def _ses_events(message: dict) -> list[Delivery]:
+def _ses_events(message: dict) -> list[ProviderEvent]:
     kind = message.get("notificationType") or message.get("eventType")
     if kind == "Bounce":
         bounce = _object(message.get("bounce"))
         hard = bounce.get("bounceType") == "Permanent"
-        return [Delivery(str(r.get("emailAddress", "")), "hard_bounce" if hard else "soft_bounce",
-                         f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')}")
+        kind = "hard_bounce" if hard else "soft_bounce"
+        return [ProviderEvent(str(r.get("emailAddress", "")), kind,
+                              f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')}")
                 for r in _list(bounce.get("bouncedRecipients")) if isinstance(r, dict)]
     if kind == "Complaint":
         complaint = _object(message.get("complaint"))
-        return [Delivery(str(r.get("emailAddress", "")), "complaint",
-                         str(complaint.get("complaintFeedbackType", "")))
+        return [ProviderEvent(str(r.get("emailAddress", "")), "complaint",
+                              str(complaint.get("complaintFeedbackType", "")))
                 for r in _list(complaint.get("complainedRecipients")) if isinstance(r, dict)]
     return []
 
@@ -184,13 +185,13 @@ def postmark(body: bytes, settings: Settings):
         raise InvalidInput("expected one Postmark webhook record")
     email, kind = str(record.get("Email", "")), record.get("RecordType")
     if kind == "SpamComplaint":
-        return [Delivery(email, "complaint", "spam complaint")], record, None
+        return [ProviderEvent(email, "complaint", "spam complaint")], record, None
     if kind == "Bounce":
         bounce = str(record.get("Type", ""))
         hard = bounce in POSTMARK_HARD
         soft = bounce in POSTMARK_SOFT
         kind = "hard_bounce" if hard else "soft_bounce" if soft else "other"
-        return [Delivery(email, kind, bounce)], record, None
+        return [ProviderEvent(email, kind, bounce)], record, None
     return [], record, None
 
 
@@ -220,11 +221,11 @@ def mailgun(body: bytes, settings: Settings):
         raise InvalidInput("event-data must be a JSON object")
     event, email = data.get("event"), str(data.get("recipient", ""))
     if event == "complained":
-        return [Delivery(email, "complaint", "complained")], payload, signed
+        return [ProviderEvent(email, "complaint", "complained")], payload, signed
     if event == "failed":
         hard = data.get("severity") == "permanent"
-        return [Delivery(email, "hard_bounce" if hard else "soft_bounce",
-                         str(data.get("reason", "")))], payload, signed
+        return [ProviderEvent(email, "hard_bounce" if hard else "soft_bounce",
+                              str(data.get("reason", "")))], payload, signed
     return [], payload, signed
 
 
@@ -250,13 +251,13 @@ def sendgrid(body: bytes, settings: Settings):
             continue
         email, kind = str(event.get("email", "")), event.get("event")
         if kind == "spamreport":
-            found.append(Delivery(email, "complaint", "spam report"))
+            found.append(ProviderEvent(email, "complaint", "spam report"))
         elif kind == "bounce":
             hard = event.get("type", "bounce") == "bounce"
-            found.append(Delivery(email, "hard_bounce" if hard else "soft_bounce",
-                                  str(event.get("reason", ""))))
+            found.append(ProviderEvent(email, "hard_bounce" if hard else "soft_bounce",
+                                       str(event.get("reason", ""))))
         elif kind in ("deferred", "dropped"):
-            found.append(Delivery(email, "other", f"{kind}: {event.get('reason', '')}"))
+            found.append(ProviderEvent(email, "other", f"{kind}: {event.get('reason', '')}"))
     return found, events, Signed(digest, digest)
 
 

@@ -12,7 +12,7 @@ from service.core.db import utcnow
 from service.core.errors import InvalidInput, NotFound
 from service.core.redirects import redirect_target
 from service.core.runtime import runtime
-from service.intake import counters as stats
+from service.intake import counters
 from service.intake.activity import ingest
 from service.intake.event import Event, lead_fields
 
@@ -54,7 +54,7 @@ def submit(slug: str):
     form, now = _form(slug), utcnow()
     limit = runtime.settings.intake.form_rate_per_minute
     if not ratelimit.allow(f"form:{request.remote_addr}", limit=limit):
-        stats.count(f"form:{slug}", "rate_limited", now=now)
+        counters.count(f"form:{slug}", "rate_limited", now=now)
         response = error_response(429, "rate_limited", "Too many submissions; try in a minute.")
         response.headers["Retry-After"] = "60"
         return response
@@ -63,7 +63,7 @@ def submit(slug: str):
         raise InvalidInput("send the form as urlencoded fields or a JSON object")
     honeypot = form.get("honeypot", "")
     if honeypot and data.get(honeypot):
-        stats.count(f"form:{slug}", "honeypot", now=now)
+        counters.count(f"form:{slug}", "honeypot", now=now)
     else:
         ingest([_event(form, data, honeypot, now)], source=f"form:{slug}",
                settings=runtime.settings, now=now)

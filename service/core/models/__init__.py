@@ -1,5 +1,6 @@
 """Tables, one module per part of the domain; import them from here. States change only
-through service.lifecycle (the words for them: core/statuses.py)."""
+through service.lifecycle (the words for handoff and enrollment states are in
+core/statuses.py, lead stages in lifecycle/stages.py)."""
 
 from service.core.models.fields import JSONField, new_public_id, new_session_token
 from service.core.models.handoffs import AssignmentCursor, Handoff, Rep, Team

@@ -58,7 +58,7 @@ class DirtyDay(BaseModel):
 
 
 class RateCount(BaseModel):
-    """Rate-limit counts kept in the database while Redis is away (service.ratelimit)."""
+    """Rate-limit counts kept in the database while Redis is away (service.core.ratelimit)."""
     bucket = pw.CharField(max_length=120)
     window = pw.BigIntegerField()  # its start, in seconds since the epoch
     count = pw.IntegerField(default=0)
