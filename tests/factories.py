@@ -1,6 +1,7 @@
 """Shared test factories (a lead, a promoted handoff, a rep in a team, an enrolled lead) and
 one way to run calls at the same moment. Each factory goes through the real domain
-functions, so a factory-made row is one the service itself could have made."""
+functions, so a factory-made row is one the service itself could have made; those that
+need settings take the app's, bound for the process (runtime.settings)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from service.core import db
 from service.core.addresses import normalise_email
 from service.core.models import Activity, Enrollment, Handoff, Lead, Rep, Team
 from service.core.runtime import runtime
-from service.core.settings import Settings
 from service.handoffs.actions import promote_lead
 from service.handoffs.sla import Schedule
 from service.intake.activity import record_events
@@ -36,12 +36,6 @@ def record_activity(email: str, *, type: str, source: str, occurred_at: datetime
             .order_by(Activity.id.desc()).get())
 
 
-def settings_of(app) -> Settings:
-    """The settings the app was made with (bound for the process, as every domain call
-    here is given them)."""
-    return runtime.settings
-
-
 def new_lead(email: str = "ada@example.com", *, at: datetime, fields: dict | None = None,
              source: str = "t", activity: str | None = "form_submit") -> Lead:
     """A new lead first seen at `at`: through intake with one activity of that kind, or with
@@ -54,7 +48,7 @@ def new_lead(email: str = "ada@example.com", *, at: datetime, fields: dict | Non
                            fields=fields).lead
 
 
-def promoted(app, rep: Rep | None, who: str | Lead = "ada@example.com", *, at: datetime,
+def promoted(rep: Rep | None, who: str | Lead = "ada@example.com", *, at: datetime,
              note: str = "", actor: str = PROMOTER, window: timedelta | None = None,
              **lead_options: Any) -> Handoff:
     """A pending handoff to rep (None: the assignment rules choose) of `who`, an existing
@@ -67,7 +61,7 @@ def promoted(app, rep: Rep | None, who: str | Lead = "ada@example.com", *, at: d
         return lifecycle.promote(who.id, rep_id=rep.id, actor=actor, note=note, now=at,
                                  schedule=Schedule(at + window, None, None, None))
     return promote_lead(who.id, rep_id=rep and rep.id, note=note, actor=actor,
-                        settings=settings_of(app), now=at)
+                        settings=runtime.settings, now=at)
 
 
 def rep_in_team(email: str, *, team: str = "EMEA", manager_email: str = "",
@@ -78,12 +72,12 @@ def rep_in_team(email: str, *, team: str = "EMEA", manager_email: str = "",
     return Rep.create(email=email, team=crew, **fields)
 
 
-def enrolled(app, who: str | Lead = "ada@example.com", *, at: datetime,
+def enrolled(who: str | Lead = "ada@example.com", *, at: datetime,
              sequence: str = "default", **lead_options: Any) -> Enrollment:
     """`who` (an existing lead or the email of a new one) enrolled at `at`."""
     if not isinstance(who, Lead):
         who = new_lead(who, at=at, **lead_options)
-    return nurture.enroll(who.id, sequence, settings=settings_of(app), now=at)
+    return nurture.enroll(who.id, sequence, settings=runtime.settings, now=at)
 
 
 def at_once(act: Callable[[int], Any], times: int, *, database: bool = False) -> list:

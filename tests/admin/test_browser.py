@@ -53,7 +53,7 @@ def test_marketer_day_in_the_panel(app, rep, now, live_server, browser_page):
         record_activity(f"{first.lower()}@{company.lower()}.example.com", type="page_view",
                         source="t", occurred_at=now, now=now,
                         fields={"first_name": first, "company": company})
-    factories.promoted(app, rep, "old@example.com", at=now, actor="m", activity="page_view")
+    factories.promoted(rep, "old@example.com", at=now, actor="m", activity="page_view")
     create_user("mia@example.com", role="marketer", password=PASSWORD, now=now)
     page = browser_page
 

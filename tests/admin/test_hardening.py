@@ -149,7 +149,7 @@ def assert_no_formula(text: str, expected: int) -> None:
 def test_panel_exports_and_chart_csvs_neutralise_formulas(app, rep, now):
     users(now)
     for i, text in enumerate(FORMULAS):
-        promoted(app, rep, f"lead{i}@example.com", at=now, actor=text, activity="page_view",
+        promoted(rep, f"lead{i}@example.com", at=now, actor=text, activity="page_view",
                  source=text, fields={"first_name": text, "company": text})
     client = logged_in(app, "admin")
     export = client.get("/admin/lead/export/csv/")
@@ -216,7 +216,7 @@ def link_world(app, rep, now) -> dict:
     """A rep's handoff email and a prospect's nurture email, each once sent and once not."""
     ids = {}
     for n, when in (("sent", now), ("unsent", None)):
-        handoff = promoted(app, rep, f"{n}@example.com", at=now, actor="m",
+        handoff = promoted(rep, f"{n}@example.com", at=now, actor="m",
                            activity="page_view", fields={"first_name": n})
         lead = handoff.lead
         prospect = outbox.queue_email("nurture/checkin", to_address=lead.email, to_name=n,

@@ -107,7 +107,7 @@ def test_erase_leaves_only_the_hashed_suppression(admin_client, rep):
     captured = Path(runtime.settings.data_dir) / "mail"
     assert any(captured.glob("*.eml"))
     Handoff.update(promoted_by="mia@example.com").execute()
-    second = promoted(app, rep, lead, at=utcnow())
+    second = promoted(rep, lead, at=utcnow())
     assert f"send-email-{second.emails[0].id}" in runtime.queue.job_ids
     run_action(client, "lead", "erase", [lead.id])
     for model in (Lead, Activity, StageChange, Handoff, Enrollment, EmailEvent):

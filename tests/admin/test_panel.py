@@ -57,7 +57,7 @@ def test_action_without_csrf_changes_nothing(app, marketer, rep, now):
 
 def test_outbox_shows_rendered_mail(make_app, marketer, rep, now):
     app = make_app(**{"mail.transport": "capture"})
-    handoff = promoted(app, rep, "alan@dynabook.example.com", at=now, note="<script>x</script>",
+    handoff = promoted(rep, "alan@dynabook.example.com", at=now, note="<script>x</script>",
                        activity="pricing_page_view", fields={"first_name": "Alan"})
     client = app.test_client()
     log_in(client, "mia@example.com")

@@ -48,7 +48,7 @@ ACTIONS = [
 def world(app, rep, now):
     Team.create(name="EMEA")
     lead = new_lead("a@example.com", at=now, activity="page_view")
-    handoff = promoted(app, rep, "b@example.com", at=now, actor="m", activity="page_view")
+    handoff = promoted(rep, "b@example.com", at=now, actor="m", activity="page_view")
     lead2 = handoff.lead
     for role in ALL:
         create_user(f"{role}@example.com", role=role, password=PASSWORD, now=now)

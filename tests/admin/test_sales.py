@@ -34,7 +34,7 @@ def run_action(client, view: str, action: str, ids, form: dict | None = None):
 
 
 def test_reassign(app, rep, manager, now):
-    handoff = promoted(app, rep, at=now)
+    handoff = promoted(rep, at=now)
     jordan = Rep.create(email="jordan@example.com", name="Jordan Rep")
     done = run_action(manager, "pending", "reassign", [handoff.id],
                       {"ids": str(handoff.id), "rep": str(jordan.id)})
@@ -49,7 +49,7 @@ def test_reassign(app, rep, manager, now):
 
 
 def test_withdraw(app, rep, manager, now):
-    handoff = promoted(app, rep, at=now)
+    handoff = promoted(rep, at=now)
     run_action(manager, "pending", "withdraw", [handoff.id],
                {"ids": str(handoff.id), "reason": "Promoted by mistake"})
     assert Handoff.get_by_id(handoff.id).status == "withdrawn"
@@ -73,13 +73,13 @@ def test_outbound_sql(app, rep, manager):
 
 
 def test_win_recycle_reopen(app, rep, manager, now):
-    won = promoted(app, rep, "won@example.com", at=now)
+    won = promoted(rep, "won@example.com", at=now)
     lifecycle.accept(won.id, bant={"need": "clear"}, notes="", actor="r", now=now,
                      requires=[])
-    lost = promoted(app, rep, "lost@example.com", at=now)
+    lost = promoted(rep, "lost@example.com", at=now)
     lifecycle.accept(lost.id, bant={"need": "clear"}, notes="", actor="r", now=now,
                      requires=[])
-    gone = promoted(app, rep, "gone@example.com", at=now)
+    gone = promoted(rep, "gone@example.com", at=now)
     lifecycle.reject(gone.id, reason="not_a_fit", outcome="disqualify", notes="", actor="r",
                      now=now)
     run_action(manager, "lead", "win", [won.lead_id])
@@ -95,7 +95,7 @@ def test_win_recycle_reopen(app, rep, manager, now):
 
 
 def test_marketer_cannot_use_manager_actions(app, rep, marketer, now):
-    handoff = promoted(app, rep, at=now)
+    handoff = promoted(rep, at=now)
     client = app.test_client()
     log_in(client, "mia@example.com")
     run_action(client, "pending", "withdraw", [handoff.id])
@@ -107,9 +107,9 @@ def test_marketer_cannot_use_manager_actions(app, rep, marketer, now):
 def test_handoff_lists_show_the_clock(app, rep, manager, now):
     from service.core.db import utcnow
 
-    late = promoted(app, rep, new_lead("late@example.com", at=now),
+    late = promoted(rep, new_lead("late@example.com", at=now),
                     at=utcnow() - timedelta(hours=30))
-    fresh = promoted(app, rep, new_lead("fresh@example.com", at=now), at=utcnow())
+    fresh = promoted(rep, new_lead("fresh@example.com", at=now), at=utcnow())
     overdue = manager.get("/admin/overdue/").text
     assert "late@example.com" in overdue and "fresh@example.com" not in overdue
     assert "overdue by 6 h" in overdue
@@ -126,7 +126,7 @@ def test_definitions_are_versioned(app, rep, manager, marketer, now):
             "agreed_by_sales": "Sam", "csrf_token": csrf_token(page.text)})
     assert [(d.version, d.text) for d in Definition.select().order_by(Definition.version)] == [
         (1, "Asked for a demo."), (2, "Asked for a demo, company over 50 people.")]
-    handoff = promoted(app, rep, at=now)
+    handoff = promoted(rep, at=now)
     assert handoff.definition.version == 2
     listing = manager.get("/admin/definition/").text
     assert "company over 50 people" in listing and "/admin/definition/edit" not in listing
@@ -182,8 +182,8 @@ def test_promoting_when_every_rep_is_away_keeps_its_message(app, rep, marketer, 
 def test_rep_away_hands_over_pending_handoffs(app, rep, manager, now):
     jordan = rep_in_team("jordan@example.com")
     Rep.update(team=jordan.team).execute()
-    first = promoted(app, rep, "a@example.com", at=now)
-    second = promoted(app, rep, "b@example.com", at=now)
+    first = promoted(rep, "a@example.com", at=now)
+    second = promoted(rep, "b@example.com", at=now)
     Rep.update(out_of_office=True).where(Rep.id == rep.id).execute()
     run_action(manager, "rep", "hand_over", [rep.id])
     for handoff in (first, second):

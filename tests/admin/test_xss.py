@@ -28,10 +28,10 @@ def test_lead_input_is_text_everywhere(app, rep):
             Event(type="contact_sales", occurred_at=now, email="evil@example.com")],
            source=f"form:{SCRIPT}", settings=runtime.settings, now=now)
     lead = Lead.get()
-    handoff = promoted(app, rep, lead, at=now - timedelta(hours=30), note=SCRIPT)
+    handoff = promoted(rep, lead, at=now - timedelta(hours=30), note=SCRIPT)
     lifecycle.reject(handoff.id, reason="not_ready", outcome="nurture:default", notes=IMG,
                      actor="r", now=now)
-    enrolled(app, lead, at=now)
+    enrolled(lead, at=now)
     Lead.update(re_engaged_at=now).execute()
     create_user("root@example.com", role="admin", password=PASSWORD, now=now)
     client = app.test_client()

@@ -78,14 +78,14 @@ def test_old_decision_link_only_for_a_handoff_older_than_the_link(app, rep):
     client = app.test_client()
     for later, status in ((timedelta(minutes=-10), 200), (timedelta(seconds=2), 410)):
         at = utcnow() + later
-        handoff = promoted(app, rep, f"lead{status}@example.com", at=at)
+        handoff = promoted(rep, f"lead{status}@example.com", at=at)
         page = client.get(f"/h/{decide.dumps([handoff.id, rep.id, 'accept'])}")
         assert page.status_code == status
     assert Handoff.select().where(Handoff.status == "pending").count() == 2
 
 
 def test_links_of_a_merged_lead_name_the_lead_it_went_into(app, rep, now):
-    handoff = promoted(app, rep, at=now)
+    handoff = promoted(rep, at=now)
     ada = handoff.lead
     token = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept", ada.public_id)
     decision = f"/h/{token}"

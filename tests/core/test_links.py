@@ -42,7 +42,7 @@ def test_token_round_trip_and_tamper():
 
 
 def test_get_and_head_change_nothing(app, rep, now):
-    handoff = promoted(app, rep, GRACE, at=now)
+    handoff = promoted(rep, GRACE, at=now)
     client = app.test_client()
     for action in ("accept", "reject"):
         for _ in range(5):
@@ -56,7 +56,7 @@ def test_get_and_head_change_nothing(app, rep, now):
 
 
 def test_tampered_link_page_is_400(app, rep, now):
-    handoff = promoted(app, rep, GRACE, at=now)
+    handoff = promoted(rep, GRACE, at=now)
     client = app.test_client()
     response = client.get(url(app, handoff)[:-3] + "abc")
     assert response.status_code == 400
@@ -66,7 +66,7 @@ def test_tampered_link_page_is_400(app, rep, now):
 
 def test_expired_link_page_is_410(app, rep):
     with time_machine.travel("2026-11-01 09:00Z", tick=False) as traveller:
-        handoff = promoted(app, rep, GRACE, at=utcnow())
+        handoff = promoted(rep, GRACE, at=utcnow())
         link, client = url(app, handoff), app.test_client()
         assert client.get(link).status_code == 200
         ttl = runtime.settings.handoff.link_ttl_hours
@@ -76,14 +76,14 @@ def test_expired_link_page_is_410(app, rep):
 
 
 def test_link_of_another_rep_is_refused(app, rep, now):
-    handoff = promoted(app, rep, GRACE, at=now)
+    handoff = promoted(rep, GRACE, at=now)
     other = Rep.create(email="other@example.com")
     response = app.test_client().get(url(app, handoff, rep_id=other.id))
     assert response.status_code == 403 and "another rep" in response.text
 
 
 def test_reassigned_link_names_the_new_rep(app, rep, now):
-    handoff = promoted(app, rep, GRACE, at=now)
+    handoff = promoted(rep, GRACE, at=now)
     jordan = Rep.create(email="jordan@example.com", name="Jordan Rep")
     reassign(handoff.id, rep_id=jordan.id, actor="sam@example.com", now=now,
              settings=runtime.settings)
@@ -106,11 +106,11 @@ def test_link_for_missing_handoff_is_410(app):
 def test_decision_link_of_an_erased_lead_is_gone(app, rep, now, smtp, tmp_path):
     """The rep's link for an erased lead neither shows nor decides the handoff of the lead
     captured next, which SQLite gave the same ids before ids were kept for good."""
-    erased = promoted(app, rep, GRACE, at=now)
+    erased = promoted(rep, GRACE, at=now)
     run_worker()
     accept = re.search(r"http://localhost(/h/\S+)", smtp.text()).group(1)
     erase_lead(erased.lead_id, actor="dpo@example.com", data_dir=tmp_path, now=now)
-    pending = promoted(app, rep, "bob@example.com", at=now)
+    pending = promoted(rep, "bob@example.com", at=now)
     client = app.test_client()
     page = client.get(accept)
     assert page.status_code == 410
@@ -123,7 +123,7 @@ def test_decision_link_of_an_erased_lead_is_gone(app, rep, now, smtp, tmp_path):
 
 
 def test_post_without_csrf_changes_nothing(app, rep, now):
-    handoff = promoted(app, rep, GRACE, at=now)
+    handoff = promoted(rep, GRACE, at=now)
     client = app.test_client()
     page = client.get(url(app, handoff))
     response = client.post(url(app, handoff), data={"need": "clear"})

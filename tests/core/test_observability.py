@@ -62,7 +62,7 @@ def test_counters_for_intake_sends_failures_and_sweeps(make_app, smtp):
     smtp.refuse["gone.rep@example.com"] = "550 5.1.1 No such user"
     for email, rep in (("lead1@example.com", "jordan.rep@example.com"),
                        ("lead2@example.com", "gone.rep@example.com")):
-        promoted(app, Rep.create(email=rep, name=rep), Lead.get(Lead.email == email),
+        promoted(Rep.create(email=rep, name=rep), Lead.get(Lead.email == email),
                  at=utcnow())
     run_worker()
     runtime.queue.enqueue("workers.jobs.sweep_outbox")

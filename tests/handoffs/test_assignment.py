@@ -88,23 +88,23 @@ def test_a_team_without_reps_says_so(app, now):
 
 
 def test_explicit_rep_wins_and_missing_team_is_clear(make_app, now):
-    app = make_app(**{"assignment.rules": [{"team": "Nowhere", "country": "GB"}]})
+    make_app(**{"assignment.rules": [{"team": "Nowhere", "country": "GB"}]})
     away = Rep.create(email="away@example.com", out_of_office=True)
-    handoff = promoted(app, away, "lead1@example.com", at=now, actor="m", **GB)
+    handoff = promoted(away, "lead1@example.com", at=now, actor="m", **GB)
     assert handoff.rep.id == away.id
     with pytest.raises(NoEligibleRep, match="team 'Nowhere', which does not exist"):
-        promoted(app, None, "lead2@example.com", at=now, actor="m", **GB)
+        promoted(None, "lead2@example.com", at=now, actor="m", **GB)
     assert Lead.get(Lead.email == "lead2@example.com").stage == "lead"
 
 
 def test_two_hundred_concurrent_promotions_split_exactly(make_app, now):
-    app = make_app(**{"assignment.rules": [{"team": "EMEA", "country": "GB"}]})
+    make_app(**{"assignment.rules": [{"team": "EMEA", "country": "GB"}]})
     reps = team_with(("ann", {"weight": 3}), ("bob", {"weight": 2}), ("cat", {"weight": 1}))
     leads = [new_lead(f"lead{i}@example.com", at=now, **GB) for i in range(200)]
 
     def promote(i):
         for lead in leads[i::4]:
-            promoted(app, None, lead, at=now, actor="m")
+            promoted(None, lead, at=now, actor="m")
 
     errors = [exc for exc in at_once(promote, 4, database=True) if exc is not None]
     assert errors == []

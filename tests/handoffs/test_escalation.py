@@ -44,7 +44,7 @@ def sla_app(make_app):
 
 def promote(app, email="ada@example.com", at=START):
     """A lead promoted to Riley."""
-    return promoted(app, Rep.get(Rep.email == "riley@example.com"), email, at=at)
+    return promoted(Rep.get(Rep.email == "riley@example.com"), email, at=at)
 
 
 def sweep_job():

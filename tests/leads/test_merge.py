@@ -60,7 +60,7 @@ def merge_audit() -> dict:
 def test_handoff_carried_over_to_a_survivor_at_lead(app, rep, marketer, smtp):
     now = utcnow()
     survivor = new_lead(KEPT, at=now, **CONTACT)
-    handoff = promoted(app, rep, DUPLICATE, at=now, **CONTACT)
+    handoff = promoted(rep, DUPLICATE, at=now, **CONTACT)
     run_worker()
     accept = link_from(rep_mail_about(smtp, DUPLICATE), "accept")
 
@@ -97,8 +97,8 @@ def test_handoff_withdrawn_when_the_survivor_cannot_take_it(make_app, rep, smtp,
         survivor = outbound_sql(KEPT, rep, now)
     else:
         jordan = Rep.create(email="jordan@example.com", name="Jordan")
-        survivor = promoted(app, jordan, KEPT, at=now, **CONTACT).lead
-    handoff = promoted(app, rep, DUPLICATE, at=now, **CONTACT)
+        survivor = promoted(jordan, KEPT, at=now, **CONTACT).lead
+    handoff = promoted(rep, DUPLICATE, at=now, **CONTACT)
     run_worker()
     accept = link_from(rep_mail_about(smtp, DUPLICATE), "accept")
     before = history(survivor.id)

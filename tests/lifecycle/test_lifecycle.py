@@ -30,7 +30,7 @@ def test_capture_is_unique_by_email(app, now):
 
 def test_promote_writes_handoff_history_and_outbox(app, rep, now):
     lead = new_lead(BARBARA, at=now, **CAPTURED)
-    handoff = promoted(app, rep, lead, at=now, window=DAY)
+    handoff = promoted(rep, lead, at=now, window=DAY)
     assert (handoff.status, handoff.rep.id, handoff.due_at) == (
         "pending", rep.id, now + timedelta(hours=24))
     assert Lead.get_by_id(lead.id).stage == "mql"
@@ -39,9 +39,9 @@ def test_promote_writes_handoff_history_and_outbox(app, rep, now):
 
 def test_promote_twice_is_illegal_and_changes_nothing(app, rep, now):
     lead = new_lead(BARBARA, at=now, **CAPTURED)
-    promoted(app, rep, lead, at=now, window=DAY)
+    promoted(rep, lead, at=now, window=DAY)
     with pytest.raises(IllegalTransition, match="cannot promote a lead in stage mql"):
-        promoted(app, rep, lead, at=now, window=DAY)
+        promoted(rep, lead, at=now, window=DAY)
     assert Handoff.select().count() == 1
     assert OutboxEmail.select().count() == 1
 
@@ -53,11 +53,11 @@ def test_unknown_lead_and_inactive_rep(app, rep, now):
     rep.active = False
     rep.save()
     with pytest.raises(InvalidInput, match="not active"):
-        promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
+        promoted(rep, BARBARA, at=now, window=DAY, **CAPTURED)
 
 
 def test_accept_requires_configured_bant(app, rep, now):
-    handoff = promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
+    handoff = promoted(rep, BARBARA, at=now, window=DAY, **CAPTURED)
     with pytest.raises(InvalidInput, match="need is required"):
         lifecycle.accept(handoff.id, bant={"budget": "likely"}, notes="", actor="r", now=now,
                          requires=["need"])
@@ -68,7 +68,7 @@ def test_accept_requires_configured_bant(app, rep, now):
 
 
 def test_late_decision_misses_sla(app, rep, now):
-    handoff = promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
+    handoff = promoted(rep, BARBARA, at=now, window=DAY, **CAPTURED)
     decided = lifecycle.reject(handoff.id, reason="not_ready", outcome="nurture:default",
                                notes="", actor="r", now=now + timedelta(hours=25))
     assert decided.sla_met is False and decided.lead.stage == "nurture"
@@ -76,15 +76,15 @@ def test_late_decision_misses_sla(app, rep, now):
 
 def test_nurtured_lead_can_be_promoted_again(app, rep, now):
     lead = new_lead(BARBARA, at=now, **CAPTURED)
-    first = promoted(app, rep, lead, at=now, window=DAY)
+    first = promoted(rep, lead, at=now, window=DAY)
     lifecycle.reject(first.id, reason="not_ready", outcome="nurture:default", notes="",
                      actor="r", now=now)
-    second = promoted(app, rep, lead, at=now + timedelta(days=30), window=DAY)
+    second = promoted(rep, lead, at=now + timedelta(days=30), window=DAY)
     assert second.status == "pending" and Lead.get_by_id(lead.id).stage == "mql"
 
 
 def test_take_over_moves_a_pending_handoff_to_a_duplicate(app, rep, now):
-    handoff = promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
+    handoff = promoted(rep, BARBARA, at=now, window=DAY, **CAPTURED)
     duplicate = new_lead("b.liskov@liskov.example.com", at=now, **CAPTURED)
     lifecycle.take_over(handoff.id, lead_id=duplicate.id, actor="mia@example.com", now=now)
     assert Lead.get_by_id(duplicate.id).stage == "mql"
@@ -97,10 +97,10 @@ def test_take_over_moves_a_pending_handoff_to_a_duplicate(app, rep, now):
 
 @pytest.mark.parametrize("taker", ["mql", "decided"])
 def test_take_over_only_a_pending_handoff_by_a_lead_without_one(app, rep, now, taker):
-    handoff = promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
+    handoff = promoted(rep, BARBARA, at=now, window=DAY, **CAPTURED)
     duplicate = new_lead("b.liskov@liskov.example.com", at=now, **CAPTURED)
     if taker == "mql":
-        promoted(app, rep, duplicate, at=now, window=DAY)
+        promoted(rep, duplicate, at=now, window=DAY)
     else:
         lifecycle.accept(handoff.id, bant={}, notes="", actor="r", now=now, requires=[])
     changes = StageChange.select().count()
@@ -112,7 +112,7 @@ def test_take_over_only_a_pending_handoff_by_a_lead_without_one(app, rep, now, t
 
 
 def test_simultaneous_decisions_exactly_one_wins(app, rep, now):
-    handoff = promoted(app, rep, BARBARA, at=now, window=DAY, **CAPTURED)
+    handoff = promoted(rep, BARBARA, at=now, window=DAY, **CAPTURED)
     actions = ("accept", "reject")
 
     def decide(i):

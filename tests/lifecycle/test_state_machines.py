@@ -37,7 +37,7 @@ def test_the_tables_lead_nowhere_from_an_end_state():
 
 
 def decided_handoff(status, rep, now):
-    handoff = promoted(None, rep, "barbara@liskov.example.com", at=now, activity=None,
+    handoff = promoted(rep, "barbara@liskov.example.com", at=now, activity=None,
                        window=timedelta(hours=24))
     {HandoffStatus.ACCEPTED: lambda: lifecycle.accept(
          handoff.id, bant=BANT, notes="", actor="r", now=now, requires=[]),

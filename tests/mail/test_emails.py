@@ -45,9 +45,9 @@ def test_nurture_email_replies_reach_the_leads_owner(make_app, rep, smtp):
 
 @pytest.mark.parametrize("reply_to", ["hello@example.com", ""])
 def test_a_lead_without_an_owner_replies_to_mail_reply_to(make_app, smtp, reply_to):
-    app = make_app(**SETTINGS, **{"mail.reply_to": reply_to})
+    make_app(**SETTINGS, **{"mail.reply_to": reply_to})
     with time_machine.travel(FRIDAY_EVENING, tick=False) as clock:
-        enrolled(app, at=FRIDAY_EVENING)
+        enrolled(at=FRIDAY_EVENING)
         clock.move_to(FIRST_STEP)
         sweep()
     [step] = nurture_mail(smtp)

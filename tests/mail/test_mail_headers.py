@@ -38,7 +38,7 @@ TO_ADA = '"Ada Bcc: thief@example.com" <ada@example.com>'
 
 def first_nurture_email(app, smtp, clock):
     """Enroll ada@example.com and return her first nurture email, as received."""
-    enrolled(app, Lead.get(Lead.email == "ada@example.com"), at=FRIDAY_EVENING)
+    enrolled(Lead.get(Lead.email == "ada@example.com"), at=FRIDAY_EVENING)
     clock.move_to(FIRST_STEP)
     sweep()
     [step] = nurture_mail(smtp)
@@ -96,7 +96,7 @@ def test_a_first_name_with_a_line_break_from_a_csv_import(make_app, smtp, tmp_pa
 
 def handoff_email(app, smtp, rep: Rep):
     """Promote a new lead to rep; the handoff email the rep receives."""
-    promoted(app, rep, at=utcnow(), fields={"first_name": "Ada"})
+    promoted(rep, at=utcnow(), fields={"first_name": "Ada"})
     run_worker()
     return next(m for m in smtp.messages if m["To"].endswith(f"<{rep.email}>"))
 
@@ -413,7 +413,7 @@ def test_a_rep_at_an_internationalised_domain_gets_the_handoff_email(app, smtp):
         "email": "ada@sub.tëst.io", "name": "Ada"}, headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 201, response.text
     rep = Rep.get(Rep.email == "ada@sub.tëst.io")
-    promoted(app, rep, "lee@example.com", at=utcnow())
+    promoted(rep, "lee@example.com", at=utcnow())
     run_worker()
     [received] = smtp.messages
     assert received["To"] == "Ada <ada@sub.xn--tst-jma.io>"

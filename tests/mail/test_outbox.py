@@ -22,7 +22,7 @@ from workers import runner
 
 def promote_one(app, email="linus@kernel.example.com"):
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
-    return promoted(app, rep, email, at=utcnow())
+    return promoted(rep, email, at=utcnow())
 
 
 def sweep_now():
@@ -78,7 +78,7 @@ def test_the_worker_allows_exactly_the_jobs_production_queues():
 def promote_many(app, count: int) -> list[OutboxEmail]:
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
     now = utcnow()
-    handoffs = [promoted(app, rep, f"lead{i}@example.com", at=now) for i in range(count)]
+    handoffs = [promoted(rep, f"lead{i}@example.com", at=now) for i in range(count)]
     return [OutboxEmail.get(OutboxEmail.handoff == handoff.id) for handoff in handoffs]
 
 
@@ -122,7 +122,7 @@ def test_a_permanent_refusal_fails_that_email_only(make_app, smtp):
     other = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
     smtp.refuse["gone.rep@example.com"] = "550 5.1.1 No such user"
     now = utcnow()
-    handoffs = [promoted(app, to, f"lead{i}@example.com", at=now)
+    handoffs = [promoted(to, f"lead{i}@example.com", at=now)
                 for i, to in enumerate((rep, other))]
     run_worker()
     refused, sent = (OutboxEmail.get(OutboxEmail.handoff == h.id) for h in handoffs)

@@ -23,7 +23,7 @@ from service.leads.gdpr import erase_lead
 from service.nurture import sequences as nurture
 from service.nurture.suppression import is_suppressed, suppress
 from tests.conftest import run_worker
-from tests.factories import promoted, settings_of
+from tests.factories import promoted
 
 FRIDAY_EVENING = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 TRIO = {"steps": [
@@ -44,9 +44,9 @@ def nurture_app(make_app, rep):
 
 
 def rejected_lead(app, rep, at=FRIDAY_EVENING, email="ada@example.com"):
-    handoff = promoted(app, rep, email, at=at, fields={"first_name": "Ada"})
+    handoff = promoted(rep, email, at=at, fields={"first_name": "Ada"})
     reject_handoff(handoff.id, reason="later", notes="", actor=rep.email,
-                   settings=settings_of(app), now=at)
+                   settings=runtime.settings, now=at)
     return Lead.get_by_id(handoff.lead_id)
 
 
@@ -140,7 +140,7 @@ def test_stop_rules(nurture_app, rep, smtp, stop, reason):
         if stop in ("unsubscribe", "hard_bounce", "complaint"):
             suppress(lead.email, reason=stop, source="test", now=now)
         elif stop == "promotion":
-            promoted(nurture_app, rep, lead, at=now)
+            promoted(rep, lead, at=now)
         else:  # an outbound SQL straight from nurture
             lifecycle.register_outbound(lead.email, fields={}, rep_id=rep.id, notes="",
                                         bant={"budget": "likely", "authority": "influencer",

@@ -134,7 +134,7 @@ def test_an_api_key_needs_its_owners_email(cli):
 
 def due_nurture_step(app, email="ada@example.com"):
     """A lead whose first nurture step fell due a while ago."""
-    enrolled(app, email, at=utcnow() - timedelta(days=30), fields={"first_name": "Ada"})
+    enrolled(email, at=utcnow() - timedelta(days=30), fields={"first_name": "Ada"})
 
 
 def test_sweep_runs_every_periodic_sweep(app, settings_overrides, smtp):
@@ -151,7 +151,7 @@ def test_sweep_runs_every_periodic_sweep(app, settings_overrides, smtp):
 def test_sweep_only_one(app, settings_overrides, rep):
     due_nurture_step(app)
     two_days_ago = utcnow() - timedelta(days=2)
-    handoff = promoted(app, rep, "bo@example.com", at=two_days_ago)
+    handoff = promoted(rep, "bo@example.com", at=two_days_ago)
     result = run_cli(app, settings_overrides, "sweep", "--only", "nurture")
     assert (result.returncode, result.stdout) == (0, "nurture: 1 step(s) queued\n")
     assert Handoff.get_by_id(handoff.id).reminded_at is None, "the SLA sweep did not run"

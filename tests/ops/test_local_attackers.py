@@ -125,14 +125,14 @@ def open_to_others(folder: Path) -> list[str]:
 
 
 def test_what_leadbridge_writes_in_its_data_folder_is_private(make_app, rep):
-    app = make_app(**{"mail.transport": "capture"})
+    make_app(**{"mail.transport": "capture"})
     settings = runtime.settings
     data = Path(settings.data_dir)
     up.prepare_database(settings)  # first-admin.txt, as `leadbridge up` writes it
     no_secret = settings.web.model_copy(update={"secret_key": SecretStr("")})
     config.secret_key(settings.model_copy(update={"web": no_secret}))
     now = utcnow()
-    promoted(app, rep, at=now, actor="m")
+    promoted(rep, at=now, actor="m")
     run_worker()
     assert list((data / "mail").glob("*.eml")), "a captured email with live decision links"
     assert (data / "first-admin.txt").exists() and (data / "secret_key").exists()

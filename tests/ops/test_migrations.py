@@ -89,7 +89,7 @@ def test_upgrade_counts_earlier_reassignments_by_episode(app, rep):
     from service.reports import figures as reports
 
     start = datetime(2026, 9, 10, 10, tzinfo=UTC)
-    first = promoted(app, rep, at=start, window=timedelta(hours=24), activity=None)
+    first = promoted(rep, at=start, window=timedelta(hours=24), activity=None)
     moved = start + timedelta(hours=36)
     jordan = Rep.create(email="jordan@example.com")
     second = lifecycle.reassign(first.id, rep_id=jordan.id, actor="sla", now=moved,
@@ -143,7 +143,7 @@ def test_upgrade_keeps_ids_and_never_reuses_them(app, now, tmp_path):
     ids_before_version_14()
     rep = Rep.create(email="riley.rep@example.com")
     ada, bob, cy = (new_lead(f"{name}@example.com", at=now) for name in ("ada", "bob", "cy"))
-    handoff = promoted(app, rep, bob, at=now)
+    handoff = promoted(rep, bob, at=now)
     erase_lead(cy.id, actor="dpo@example.com", data_dir=tmp_path, now=now)
     dee = new_lead("dee@example.com", at=now)
     sqlite = isinstance(db.obj, SqliteDatabase)

@@ -34,7 +34,7 @@ class World:
         promoted = at(day)
         lead = factories.new_lead(f"lead{self.n}@example.com", at=promoted - timedelta(days=7),
                                   source=source, activity=None)
-        handoff = factories.promoted(self.app, rep or self.rep, lead, at=promoted,
+        handoff = factories.promoted(rep or self.rep, lead, at=promoted,
                                      window=timedelta(hours=24))
         if outcome:
             decided = promoted + timedelta(hours=hours_to_decide)

@@ -21,7 +21,7 @@ HOT = {"activity": "pricing_page_view", "note": "Hot <b>lead</b>"}
 
 
 def test_twenty_concurrent_decisions_one_wins(app, rep, marketer, now, live_server, smtp):
-    handoff = promoted(app, rep, at=now, fields=ADA, **HOT)
+    handoff = promoted(rep, at=now, fields=ADA, **HOT)
     accept = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept",
                                  handoff.lead.public_id)
     reject = links.handoff_token(app.secret_key, handoff.id, rep.id, "reject",
@@ -58,7 +58,7 @@ def test_twenty_concurrent_decisions_one_wins(app, rep, marketer, now, live_serv
 
 
 def test_feedback_reaches_the_marketer(app, rep, marketer, now, smtp):
-    handoff = promoted(app, rep, at=now, fields=ADA, **HOT)
+    handoff = promoted(rep, at=now, fields=ADA, **HOT)
     run_worker()
     client = app.test_client()
     path = link_from(smtp.text(0), "reject")
@@ -76,7 +76,7 @@ def test_feedback_reaches_the_marketer(app, rep, marketer, now, smtp):
 
 
 def test_lead_input_stays_text(app, rep, marketer, now, smtp):
-    handoff = promoted(app, rep, at=now, fields={**ADA, "first_name": EVIL}, **HOT)
+    handoff = promoted(rep, at=now, fields={**ADA, "first_name": EVIL}, **HOT)
     run_worker()
     message = smtp.messages[0]
     html = message.get_body(("html",)).get_content()
@@ -95,7 +95,7 @@ def test_lead_input_stays_text(app, rep, marketer, now, smtp):
 
 
 def test_a_refused_answer_is_said_once(app, rep, marketer, now, smtp):
-    promoted(app, rep, at=now, fields=ADA, **HOT)
+    promoted(rep, at=now, fields=ADA, **HOT)
     run_worker()
     client = app.test_client()
     path = link_from(smtp.text(0), "accept")

@@ -148,7 +148,7 @@ def test_secrets_and_personal_data_stay_out_of_logs_and_job_arguments(make_app, 
         log_in(client, "nobody@example.com", "hunter2-password")
         rep = Rep.create(email="riley.rep@example.com", name="Riley Rep")
         smtp.refuse["riley.rep@example.com"] = "550 5.1.1 <riley.rep@example.com>: no such user"
-        promoted(app, rep, Lead.get(Lead.email == "ada@lovelace.example.com"), at=utcnow(),
+        promoted(rep, Lead.get(Lead.email == "ada@lovelace.example.com"), at=utcnow(),
                  actor="m")
         jobs = [runtime.queue.fetch_job(job_id) for job_id in runtime.queue.job_ids]
         assert jobs and all(_only_ids([*job.args, *job.kwargs.values()]) for job in jobs)
@@ -174,7 +174,7 @@ def _only_ids(values) -> bool:
 def test_access_log_has_no_write_key_or_link_token(app, rep, live_server, tmp_path):
     secrets = keys()
     now = utcnow()
-    handoff = promoted(app, rep, at=now, actor="m")
+    handoff = promoted(rep, at=now, actor="m")
     lead = handoff.lead
     token = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept",
                                 lead.public_id)

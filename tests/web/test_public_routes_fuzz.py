@@ -139,7 +139,7 @@ def world(events_app, sns_key, sendgrid_key, now):  # noqa: F811
             for kind in ("webhook", "write_key", "api")}
     rep = Rep.create(email="riley.rep@example.com", name="Riley Rep", time_zone="UTC")
     lead = new_lead(at=now)
-    handoff = promoted(events_app, rep, lead, at=utcnow())
+    handoff = promoted(rep, lead, at=utcnow())
     row = queue_email("nurture/guide", to_address=lead.email, lead_id=lead.id, now=utcnow(),
                       to_prospect=True)
     secret = events_app.secret_key
