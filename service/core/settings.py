@@ -17,6 +17,7 @@ from service.core.settings_checks import (
     TEAM_KEYS,
     ConfigError,
     check_assignment,
+    check_inbound,
     check_mail_addresses,
     check_references,
     check_send_hours,
@@ -191,6 +192,27 @@ class EmailEvents(Section):
     ses_certificate_file: str = ""
 
 
+class Inbound(Section):
+    """Replies: the address they come back to, the IMAP mailbox to read, the providers'
+    inbound webhooks. All empty: no reply address, nothing read (issue 9's Reply-To)."""
+    reply_address: str = ""
+    reply_days: int = 180
+    max_message_kib: int = 10240
+    imap_url: str = ""
+    imap_password: SecretStr = NO_SECRET
+    imap_processed_folder: str = "Leadbridge/Processed"
+    imap_poll_seconds: int = 60
+    imap_idle: bool = True
+    postmark_password: SecretStr = NO_SECRET
+    sendgrid_password: SecretStr = NO_SECRET
+    ses_topic_arns: list[str] = []
+
+    @model_validator(mode="after")
+    def _addresses(self) -> Inbound:
+        check_inbound(self)
+        return self
+
+
 class Reports(Section):
     benchmark_months: int = 6
     conversion_low: float = 0.2
@@ -242,6 +264,7 @@ class Settings(BaseSettings):
     scoring: Scoring = Scoring()
     nurture: Nurture = Nurture()
     email_events: EmailEvents = EmailEvents()
+    inbound: Inbound = Inbound()
     reports: Reports = Reports()
     logging: Logging = Logging()
     metrics: Metrics = Metrics()

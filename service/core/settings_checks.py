@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import email_templates
@@ -69,6 +70,29 @@ def check_mail_addresses(mail) -> None:
                 mailbox(getattr(mail, name))
             except ValueError as exc:
                 raise ConfigError(f"mail.{name}: {exc}") from None
+
+
+def check_inbound(inbound) -> None:
+    """A reply address takes +tokens after its local part; an IMAP URL names a user and a
+    host, never a password (that is inbound.imap_password, from the environment)."""
+    if inbound.reply_address:
+        try:
+            address = mailbox(inbound.reply_address)
+        except ValueError as exc:
+            raise ConfigError(f"inbound.reply_address: {exc}") from None
+        if "+" in address.partition("@")[0] or len(address.partition("@")[0]) > 30:
+            raise ConfigError("inbound.reply_address: the part before @ must be at most 30 "
+                              "characters without '+' (replies come to <it>+<token>@…)")
+    if inbound.imap_url:
+        url = urlsplit(inbound.imap_url)
+        if url.scheme not in ("imap", "imaps") or not url.hostname or not url.username:
+            raise ConfigError("inbound.imap_url must look like imaps://user@host:993/INBOX")
+        if url.password is not None:
+            raise ConfigError("inbound.imap_url: leave the password out; set "
+                              "LEADBRIDGE_INBOUND__IMAP_PASSWORD in the environment")
+    for name in ("reply_days", "max_message_kib", "imap_poll_seconds"):
+        if getattr(inbound, name) < 1:
+            raise ConfigError(f"inbound.{name} must be at least 1")
 
 
 def check_assignment(rules: list) -> None:

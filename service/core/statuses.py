@@ -17,3 +17,17 @@ class EnrollmentStatus(StrEnum):
     ACTIVE = "active"
     STOPPED = "stopped"
     FINISHED = "finished"
+
+
+class InboundStatus(StrEnum):
+    """Where an email that came in stands: placed (posted to a thread, a prospect's reply,
+    an auto-reply noted, a delivery report counted) or waiting for a person (held,
+    unmatched) until attached or discarded."""
+    POSTED = "posted"
+    REPLIED = "replied"
+    NOTED = "noted"
+    BOUNCED = "bounced"
+    HELD = "held"
+    UNMATCHED = "unmatched"
+    ATTACHED = "attached"
+    DISCARDED = "discarded"

@@ -26,7 +26,9 @@ from service.core.models import (
     EmailEvent,
     Enrollment,
     Handoff,
+    HandoffMessage,
     Identity,
+    InboundEmail,
     InboundEvent,
     IntakeStat,
     IntegrationKey,
@@ -62,6 +64,7 @@ TABLES_V6 = [DigestLog]
 TABLES_V8 = [Rollup, DirtyDay]
 TABLES_V11 = [InboundEvent]
 TABLES_V15 = [RateCount]
+TABLES_V16 = [InboundEmail, HandoffMessage]
 
 
 def _initial() -> None:
@@ -236,6 +239,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
      _episodes),
     (14, "links: ids never reused, and a public id for every lead", _lasting_ids),
     (15, "accounts: sessions revocable per user; login limits without Redis", _accounts),
+    (16, "replies: email received, and the thread on each handoff",
+     lambda: db.create_tables(TABLES_V16)),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

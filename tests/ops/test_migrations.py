@@ -29,8 +29,11 @@ from service.ops.migrations import (
 )
 from tests.factories import new_lead, promoted
 
-WITH_IDS = [model for name in dir(migrations) if name.startswith("TABLES_V")
-            for model in getattr(migrations, name)
+TABLES = {int(name.removeprefix("TABLES_V")): getattr(migrations, name)
+          for name in dir(migrations) if name.startswith("TABLES_V")}
+LATER = [model for version, models in TABLES.items() if version > 14 for model in models]
+WITH_IDS = [model for version, models in TABLES.items() if version <= 14  # rebuilt by 14
+            for model in models
             if isinstance(model._meta.primary_key, AutoIncrementField)]
 
 
@@ -125,11 +128,12 @@ def ids_before_version_14() -> None:
     """Tables as earlier versions made them on SQLite: ids without AUTOINCREMENT, so a
     delete freed the highest id for the next row."""
     if isinstance(db.obj, SqliteDatabase):
-        db.drop_tables(WITH_IDS)
+        db.drop_tables(LATER + WITH_IDS)  # the later ones point at the earlier ones
         for model in WITH_IDS:
             create, _ = model._schema._create_table().query()
             db.execute_sql(create.replace(" AUTOINCREMENT", ""))
             model._schema.create_indexes()
+        db.create_tables(LATER)
 
 
 def drop_public_ids() -> None:

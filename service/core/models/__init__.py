@@ -2,6 +2,7 @@
 through service.lifecycle (the words for handoff and enrollment states are in
 core/statuses.py, lead stages in lifecycle/stages.py)."""
 
+from service.core.models.conversations import HandoffMessage, InboundEmail
 from service.core.models.fields import JSONField, new_public_id, new_session_token
 from service.core.models.handoffs import AssignmentCursor, Handoff, Rep, Team
 from service.core.models.intake import (
@@ -32,7 +33,7 @@ from service.core.models.system import (
 
 __all__ = ["Activity", "AnonymousActivity", "AssignmentCursor", "AuditEvent", "Definition",
            "Delivery", "DigestLog", "DirtyDay", "EmailClick", "EmailEvent", "Enrollment",
-           "Handoff", "Identity", "InboundEvent", "IntakeStat", "IntegrationKey",
+           "Handoff", "HandoffMessage", "Identity", "InboundEmail", "InboundEvent", "IntakeStat", "IntegrationKey",
            "JSONField", "Lead", "LeadMerge", "OutboxEmail", "RateCount", "Rep", "Rollup",
            "SchemaVersion", "StageChange", "Suppression", "Team", "User", "new_public_id",
            "new_session_token"]
