@@ -33,7 +33,7 @@ from service.core.models.system import (
 
 __all__ = ["Activity", "AnonymousActivity", "AssignmentCursor", "AuditEvent", "Definition",
            "Delivery", "DigestLog", "DirtyDay", "EmailClick", "EmailEvent", "Enrollment",
-           "Handoff", "HandoffMessage", "Identity", "InboundEmail", "InboundEvent", "IntakeStat", "IntegrationKey",
-           "JSONField", "Lead", "LeadMerge", "OutboxEmail", "RateCount", "Rep", "Rollup",
-           "SchemaVersion", "StageChange", "Suppression", "Team", "User", "new_public_id",
-           "new_session_token"]
+           "Handoff", "HandoffMessage", "Identity", "InboundEmail", "InboundEvent", "IntakeStat",
+           "IntegrationKey", "JSONField", "Lead", "LeadMerge", "OutboxEmail", "RateCount", "Rep",
+           "Rollup", "SchemaVersion", "StageChange", "Suppression", "Team", "User",
+           "new_public_id", "new_session_token"]
