@@ -34,9 +34,11 @@ def dedup_key(raw: bytes, message_id: str) -> str:
 
 
 def receive(raw: bytes, *, channel: str, settings: Settings, secret: str, now: datetime,
-            refused: str = "") -> Received:
+            refused: str = "", authentication: str = "") -> Received:
     """Keep the email and act on it, once. `refused` says why its channel could not verify
-    it: it is then kept unmatched with that reason, and nothing else happens."""
+    it: it is then kept unmatched with that reason, and nothing else happens.
+    `authentication` is a failed sender check the channel reports ("dmarc=fail"): such an
+    email is held for review, never posted."""
     limit = settings.inbound.max_message_kib * 1024
     try:
         mail = parse(raw[:limit]) if len(raw) <= limit else None
