@@ -4,6 +4,9 @@ deleted, and whose id a newer row took, names nobody (see service.core.linked)."
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -109,3 +112,62 @@ def read_click_token(secret: str, token: str) -> ClickLink | None:
     if not url.startswith(("https://", "http://")):
         return None
     return ClickLink(outbox_id, url, public_id)
+
+
+# Reply addresses ---------------------------------------------------------------------------
+# <local>+<token>@<domain>: a local part is at most 64 characters and may be lower-cased on
+# the way, so the token is short, lower-case and signed with a truncated HMAC, not an
+# itsdangerous payload. It names the thread (h: a handoff, e: an enrollment), whom the email
+# went to (r: the rep, m: the marketer, p: the prospect) and the day it was made, never a lead.
+
+REPLY_SALT = b"leadbridge.reply-address"
+THREADS = {"h": "handoff", "e": "enrollment"}
+ROLES = {"r": "rep", "m": "marketer", "p": "prospect"}
+REPLY_MAC_CHARS = 16  # 80 bits
+
+
+@dataclass(frozen=True)
+class ReplyLink:
+    thread: str  # handoff, enrollment
+    thread_id: int
+    role: str  # rep, marketer, prospect
+    day: int  # days since 1970-01-01 when it was made
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text
+
+
+def _reply_mac(secret: str, body: str) -> str:
+    digest = hmac.new(secret.encode(), REPLY_SALT + b"|" + body.encode(), hashlib.sha256)
+    return base64.b32encode(digest.digest()).decode().lower()[:REPLY_MAC_CHARS]
+
+
+def reply_token(secret: str, thread: str, thread_id: int, role: str, day: int) -> str:
+    kind = next(k for k, name in THREADS.items() if name == thread)
+    who = next(k for k, name in ROLES.items() if name == role)
+    body = f"{kind}{_base36(thread_id)}-{who}{_base36(day)}"
+    return f"{body}-{_reply_mac(secret, body)}"
+
+
+def read_reply_token(secret: str, token: str, *, today: int, max_days: int) -> ReplyLink:
+    """The thread a reply token names; BadLink when it was not made here (or was changed),
+    ExpiredLink when older than max_days."""
+    body, _, mac = token.lower().rpartition("-")
+    ids, _, rest = body[1:].partition("-")
+    kind, who, day = body[:1], rest[:1], rest[1:]
+    if not hmac.compare_digest(mac, _reply_mac(secret, body)) or len(mac) != REPLY_MAC_CHARS:
+        raise BadLink("reply token does not verify")
+    try:
+        link = ReplyLink(THREADS[kind], int(ids, 36), ROLES[who], int(day, 36))
+    except (KeyError, ValueError):
+        raise BadLink("reply token does not verify") from None
+    if not -1 <= today - link.day <= max_days:
+        raise ExpiredLink(f"reply token older than {max_days} days")
+    return link

@@ -130,7 +130,7 @@ class Intake(Section):
     activity_types: list[str] = [
         "page_view", "pricing_page_view", "content_download", "webinar_registered",
         "webinar_attended", "demo_video_watched", "form_submit", "email_click",
-        "trial_signup", "contact_sales"]
+        "trial_signup", "contact_sales", "email_reply"]
     form_rate_per_minute: int = 20
     max_body_kib: int = 256
     trust_proxy: bool = False
@@ -171,7 +171,7 @@ class Nurture(Section):
     send_days: list[str] = ["mon", "tue", "wed", "thu", "fri"]
     send_hours: str = "09:00-17:00"
     high_intent_types: list[str] = ["pricing_page_view", "contact_sales", "trial_signup",
-                                    "demo_video_watched"]
+                                    "demo_video_watched", "email_reply"]
     auto_repromote: bool = False
     notify: list[str] = []
 

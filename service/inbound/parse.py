@@ -59,3 +59,7 @@ def parse(raw: bytes) -> ParsedMail:
                           subject=str(message.get("Subject", "")), text=text.strip())
     except (LookupError, ValueError, TypeError, AttributeError) as exc:
         raise BadMail(f"{type(exc).__name__}: {exc}") from None
+
+
+def without_attachments(raw: bytes) -> bytes:
+    return raw

@@ -1,19 +1,24 @@
 """One entry for every email that comes in, whatever brought it (IMAP, a provider's
 webhook): kept once with its raw message, read, matched to its thread and acted on in one
-transaction."""
+transaction. Nothing is dropped: what cannot be placed is kept unmatched or held, with the
+reason, for a person in the panel."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+
+import peewee
 
 from service.core.db import transaction
 from service.core.models import InboundEmail
 from service.core.settings import Settings
 from service.core.statuses import InboundStatus
-from service.inbound.parse import BadMail, parse
+from service.inbound import replies
+from service.inbound.matching import Thread, find_thread
+from service.inbound.parse import BadMail, ParsedMail, parse, without_attachments
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +28,14 @@ class Received:
     email_id: int
     status: str
     duplicate: bool = False
+
+
+@dataclass
+class Outcome:
+    """What became of an email: its status, why, and the rows it now belongs to."""
+    status: str
+    reason: str = ""
+    links: dict = field(default_factory=dict)  # lead, handoff, enrollment ids
 
 
 def dedup_key(raw: bytes, message_id: str) -> str:
@@ -40,21 +53,80 @@ def receive(raw: bytes, *, channel: str, settings: Settings, secret: str, now: d
     `authentication` is a failed sender check the channel reports ("dmarc=fail"): such an
     email is held for review, never posted."""
     limit = settings.inbound.max_message_kib * 1024
-    try:
-        mail = parse(raw[:limit]) if len(raw) <= limit else None
-        reason = refused or ("" if mail else f"over inbound.max_message_kib ({len(raw)} bytes)")
-    except BadMail as exc:
-        mail, reason = None, f"cannot be read: {exc}"
+    mail, unread = _read(raw, limit)
     key = dedup_key(raw, mail.message_id if mail else "")
-    with transaction():
-        row = {"channel": channel, "dedup_key": key, "received_at": now, "raw": raw[:limit],
-               "status": InboundStatus.UNMATCHED, "reason": reason or "no reply token"}
-        if mail is not None:
-            row |= {"message_id": mail.message_id[:998], "from_address": mail.from_address[:254],
-                    "from_name": mail.from_name[:255], "subject": mail.subject[:998],
-                    "text": mail.text}
-        existing = InboundEmail.get_or_none(InboundEmail.dedup_key == key)
-        if existing is not None:
-            return Received(existing.id, existing.status, duplicate=True)
-        email = InboundEmail.create(**row)
-    return Received(email.id, email.status)
+    try:
+        with transaction():
+            existing = InboundEmail.get_or_none(InboundEmail.dedup_key == key)
+            if existing is not None:
+                return Received(existing.id, existing.status, duplicate=True)
+            email = InboundEmail.create(channel=channel, dedup_key=key, received_at=now,
+                                        raw=_kept(raw, limit), **_headline(mail))
+            outcome = Outcome(InboundStatus.UNMATCHED, refused or unread)
+            if mail is not None and not outcome.reason:
+                outcome = _act(email, mail, Thread.Context(settings, secret, now),
+                               authentication)
+            InboundEmail.update(status=outcome.status, reason=outcome.reason[:2000],
+                                **outcome.links).where(InboundEmail.id == email.id).execute()
+    except peewee.IntegrityError:  # the same email, stored by a concurrent call
+        existing = InboundEmail.get(InboundEmail.dedup_key == key)
+        return Received(existing.id, existing.status, duplicate=True)
+    log.info("inbound email %d by %s: %s %s", email.id, channel, outcome.status,
+             outcome.reason)
+    return Received(email.id, outcome.status)
+
+
+def _read(raw: bytes, limit: int) -> tuple[ParsedMail | None, str]:
+    if len(raw) > limit:
+        return None, f"larger than inbound.max_message_kib ({len(raw)} bytes): kept cut"
+    try:
+        return parse(raw), ""
+    except BadMail as exc:
+        return None, f"cannot be read as an email: {exc}"
+
+
+def _kept(raw: bytes, limit: int) -> bytes:
+    """The raw message as stored: attachments replaced by a note, at most limit bytes."""
+    if len(raw) <= limit:
+        try:
+            return without_attachments(raw)
+        except BadMail:
+            pass
+    return raw[:limit]
+
+
+def _headline(mail: ParsedMail | None) -> dict:
+    if mail is None:
+        return {}
+    return {"message_id": mail.message_id[:998], "from_address": mail.from_address[:254],
+            "from_name": mail.from_name[:255], "subject": mail.subject[:998],
+            "text": mail.text, "attachments": [vars(a) for a in mail.attachments],
+            "kind": _kind(mail)}
+
+
+def _kind(mail: ParsedMail) -> str:
+    if mail.report is not None:
+        return "report"
+    if mail.out_of_office:
+        return "out_of_office"
+    return "auto_reply" if mail.auto_reply else "reply"
+
+
+def _act(email: InboundEmail, mail: ParsedMail, context: Thread.Context,
+         authentication: str) -> Outcome:
+    if mail.report is not None:
+        return Outcome(*replies.delivery_report(email, mail.report, context))
+    thread = find_thread(mail, context)
+    if isinstance(thread, str):
+        return Outcome(InboundStatus.UNMATCHED, thread)
+    links = thread.links()
+    if not thread.sent_by(mail.from_address):
+        return Outcome(InboundStatus.HELD, f"sent by {mail.from_address or 'nobody'}, not by "
+                       f"the {thread.role} of this thread ({thread.expected()})", links)
+    if authentication:
+        return Outcome(InboundStatus.HELD, f"the sender did not pass its checks "
+                       f"({authentication})", links)
+    if mail.auto_reply:
+        return Outcome(InboundStatus.NOTED, replies.auto_reply(email, mail, thread), links)
+    status = replies.reply(email, mail, thread)
+    return Outcome(status, "", links)

@@ -29,7 +29,7 @@ def compose(row: OutboxEmail, settings: Settings, secret: str):
     context = {**row.context, **build(row, settings, secret)}
     subject, text, html = mail.render(row.template, context)
     headers = unsubscribe_headers(row, settings, secret) if row.to_prospect else {}
-    if answer_to := reply_to(row, settings):
+    if answer_to := reply_to(row, settings, secret):
         headers["Reply-To"] = mail.address(*answer_to)
     message = mail.build_message(
         sender=settings.mail.from_address, sender_name=settings.mail.from_name,

@@ -5,7 +5,7 @@ service/mail/delivery.py composes and sends them."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.utils import parseaddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,9 +15,20 @@ from service.core.addresses import normalise_email
 from service.core.config import base_url
 from service.core.db import utcnow
 from service.core.errors import InvalidInput
-from service.core.models import Activity, Handoff, Lead, OutboxEmail, Rep, User
+from service.core.models import (
+    Activity,
+    Handoff,
+    HandoffMessage,
+    InboundEmail,
+    Lead,
+    OutboxEmail,
+    Rep,
+    User,
+)
 from service.core.settings import Settings
+from service.core.statuses import HandoffStatus
 from service.handoffs.labels import LABELS
+from service.handoffs.thread import reply_thread
 from service.leads.scoring import Policy
 from service.reports import digest
 
@@ -108,6 +119,28 @@ def lead_reengaged(row: OutboxEmail, settings: Settings, secret: str) -> dict:
             "lead_url": f"{base_url(settings)}/admin/lead/details/?id={lead.id}"}
 
 
+def handoff_message(row: OutboxEmail, settings: Settings, secret: str) -> dict:
+    """A message on a handoff's thread, to the other side: the rep gets the decision links
+    while the handoff waits, the marketer a link to the handoff."""
+    message = HandoffMessage.get_by_id(row.context["message_id"])
+    handoff = message.handoff
+    to_rep = message.author == "marketer"
+    pending = to_rep and handoff.status == HandoffStatus.PENDING
+    return {"message": message, "handoff": handoff, "lead": handoff.lead,
+            "author": message.author_name or message.author_address,
+            "accept_url": decision_url(settings, secret, handoff, "accept") if pending else "",
+            "reject_url": decision_url(settings, secret, handoff, "reject") if pending else "",
+            "handoff_url": "" if to_rep else
+            f"{base_url(settings)}/admin/handoff/details/?id={handoff.id}"}
+
+
+def prospect_replied(row: OutboxEmail, settings: Settings, secret: str) -> dict:
+    reply = InboundEmail.get_by_id(row.context["inbound_id"])
+    lead = Lead.get_by_id(row.lead_id)
+    return {"lead": lead, "reply": reply,
+            "lead_url": f"{base_url(settings)}/admin/lead/details/?id={lead.id}"}
+
+
 def weekly_digest(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     return {**digest.context(row.context["start"], row.context["end"], settings),
             "dashboard_url": f"{base_url(settings)}/admin/?period=week"}
@@ -154,7 +187,8 @@ def unsubscribe_headers(row: OutboxEmail, settings: Settings, secret: str) -> di
 CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
             "handoff_moved": handoff_moved, "sla_reminder": sla_reminder,
             "sla_escalation": sla_escalation, "mql_undecided": mql_undecided,
-            "lead_reengaged": lead_reengaged,
+            "lead_reengaged": lead_reengaged, "handoff_message": handoff_message,
+            "prospect_replied": prospect_replied,
             "weekly_digest": weekly_digest, "password_reset": password_reset}
 UNKEPT = ("password_reset",)  # their body is a credential: the outbox keeps the subject only
 
@@ -163,11 +197,17 @@ TO_REP = ("rep_handoff", "sla_reminder", "handoff_moved")
 ABOUT_REP = ("decision_feedback", "sla_escalation", "mql_undecided")
 
 
-def reply_to(row: OutboxEmail, settings: Settings) -> tuple[str, str] | None:
-    """Where a reply reaches a person, as (name, email): a rep's email goes back to the
-    promoter, an email about a rep's handoff to that rep, a prospect's to the lead's owner
-    (the rep of its latest handoff); otherwise mail.reply_to (empty: no Reply-To)."""
+def reply_to(row: OutboxEmail, settings: Settings, secret: str) -> tuple[str, str] | None:
+    """Where a reply goes, as (name, email). With inbound.reply_address, a reply to an email
+    someone converses on comes back to Leadbridge (reply_address); otherwise it reaches a
+    person: a rep's email goes back to the promoter, an email about a rep's handoff to that
+    rep, a prospect's to the lead's owner (the rep of its latest handoff), a prospect's reply
+    to the prospect; else mail.reply_to (empty: no Reply-To)."""
+    if settings.inbound.reply_address and (thread := reply_thread(row, settings)):
+        return settings.mail.from_name, reply_address(settings, secret, row, *thread)
     person = None
+    if row.template == "prospect_replied" and row.lead_id is not None:
+        person = Lead.get_by_id(row.lead_id)
     if row.to_prospect and row.lead_id is not None:
         person = (Rep.select(Rep.name, Rep.email).join(Handoff).where(Handoff.lead == row.lead_id)
                   .order_by(Handoff.id.desc()).first())
@@ -180,6 +220,15 @@ def reply_to(row: OutboxEmail, settings: Settings) -> tuple[str, str] | None:
     if person is not None:
         return person.name, person.email
     return parseaddr(settings.mail.reply_to) if settings.mail.reply_to else None
+
+
+def reply_address(settings: Settings, secret: str, row: OutboxEmail, thread: str,
+                  thread_id: int, role: str) -> str:
+    """<local>+<token>@<domain> of inbound.reply_address, the token signed on the day the
+    email was written (so a resend carries the same address)."""
+    local, _, domain = settings.inbound.reply_address.rpartition("@")
+    day = (row.created_at.date() - date(1970, 1, 1)).days
+    return f"{local}+{links.reply_token(secret, thread, thread_id, role, day)}@{domain}"
 
 
 def _address(text: str) -> str:
