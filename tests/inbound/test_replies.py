@@ -10,6 +10,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr
 
+import pytest
 import time_machine
 
 from service.core.models import (
@@ -255,3 +256,25 @@ def _dsn(message_id: str) -> bytes:
             f"\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--{boundary}\r\n"
             f"Content-Type: text/rfc822-headers\r\n\r\nMessage-ID: {message_id}\r\n"
             f"To: ada@example.com\r\n\r\n--{boundary}--\r\n").encode()
+
+
+def test_a_held_email_is_attached_released_or_discarded_once(make_app, rep, smtp):
+    from service.core.errors import IllegalTransition
+    from service.inbound import review
+    _, email = handoff_email(make_app, rep, smtp)
+    held = arrive(reply_to(email, sender="riley@home.example", text="From my own address"))
+    stray = arrive(reply_to(email, sender="x@example.net", text="?", to="reply@leads.example.com")
+                   .replace(b"In-Reply-To", b"X-Was").replace(b"References", b"X-Were"))
+    assert (held.status, stray.status) == ("held", "unmatched")
+    status = review.release(held.email_id, actor=PROMOTER, settings=runtime.settings,
+                            secret=runtime.secret_key, now=FRIDAY_EVENING)
+    assert status == "posted" and HandoffMessage.get().body.startswith("From my own address")
+    review.discard(stray.email_id, actor=PROMOTER, now=FRIDAY_EVENING)
+    for again in (lambda: review.discard(stray.email_id, actor=PROMOTER, now=FRIDAY_EVENING),
+                  lambda: review.release(held.email_id, actor=PROMOTER,
+                                         settings=runtime.settings, secret=runtime.secret_key,
+                                         now=FRIDAY_EVENING)):
+        with pytest.raises(IllegalTransition):
+            again()
+    assert InboundEmail.get_by_id(stray.email_id).status == "discarded"
+    assert HandoffMessage.select().count() == 1
