@@ -17,7 +17,9 @@ from service.core.models import (
     EmailEvent,
     Enrollment,
     Handoff,
+    HandoffMessage,
     Identity,
+    InboundEmail,
     Lead,
     LeadMerge,
     OutboxEmail,
@@ -33,6 +35,17 @@ from service.reports.rollups import mark_lead_dirty
 
 def _rows(query) -> list[dict]:
     return [model_to_dict(row, recurse=False) for row in query]
+
+
+def _received_from(lead: Lead):
+    return (InboundEmail.lead == lead.id) | (InboundEmail.from_address == lead.email)
+
+
+def _received(row: InboundEmail) -> dict:
+    """An email received, its raw message as text (JSON holds no bytes)."""
+    values = model_to_dict(row, recurse=False)
+    values["raw"] = bytes(row.raw or b"").decode("utf-8", "replace")
+    return values
 
 
 def export_lead(lead_id: int) -> dict:
@@ -52,6 +65,10 @@ def export_lead(lead_id: int) -> dict:
         "email_clicks": _rows(EmailClick.select().where(
             EmailClick.outbox.in_([e.id for e in emails]))),
         "email_events": _rows(EmailEvent.select().where(EmailEvent.email == lead.email)),
+        "emails_received": [_received(row) for row in InboundEmail.select().where(
+            _received_from(lead))],
+        "handoff_messages": _rows(HandoffMessage.select().join(Handoff).where(
+            Handoff.lead == lead_id)),
         "merges": _rows(LeadMerge.select().where(LeadMerge.survivor == lead_id)),
         "suppression": _rows(Suppression.select().where(
             Suppression.email_hash == email_hash(lead.email))),
@@ -70,6 +87,7 @@ def erase_lead(lead_id: int, *, actor: str, data_dir: Path, now: datetime) -> st
         EmailClick.delete().where(EmailClick.outbox.in_(outbox_ids)).execute()
         OutboxEmail.delete().where(OutboxEmail.id.in_(outbox_ids)).execute()
         EmailEvent.delete().where(EmailEvent.email == lead.email).execute()
+        InboundEmail.delete().where(_received_from(lead)).execute()
         Suppression.delete().where(Suppression.email_hash == digest).execute()
         Suppression.create(email_hash=digest, email="", reason="erased", source="gdpr", at=now)
         mark_lead_dirty(lead_id)

@@ -278,3 +278,19 @@ def test_a_held_email_is_attached_released_or_discarded_once(make_app, rep, smtp
             again()
     assert InboundEmail.get_by_id(stray.email_id).status == "discarded"
     assert HandoffMessage.select().count() == 1
+
+
+def test_export_holds_and_erase_removes_the_leads_replies(make_app, rep, smtp, tmp_path):
+    from service.leads.gdpr import erase_lead, export_lead
+    lead, step = enrolled_step(make_app, rep, smtp)
+    arrive(reply_to(step, sender="ada@example.com", text="Please call me"), now=FIRST_STEP)
+    stray = EmailMessage()
+    stray["From"], stray["To"], stray["Subject"] = "ada@example.com", "hi@leads.example.com", "?"
+    stray.set_content("Also this")
+    arrive(bytes(stray), now=FIRST_STEP)
+    exported = export_lead(lead.id)
+    assert sorted(e["status"] for e in exported["emails_received"]) == ["replied", "unmatched"]
+    assert "Please call me" in exported["emails_received"][0]["raw"] + \
+        exported["emails_received"][1]["raw"]
+    erase_lead(lead.id, actor="dpo@example.com", data_dir=tmp_path, now=FIRST_STEP)
+    assert InboundEmail.select().count() == 0
