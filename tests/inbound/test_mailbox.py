@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from service.core import config as config_module
 from service.core.models import InboundEmail
 from service.core.runtime import runtime
 from service.ops.up import PARTS, parts
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, free_port, leadbridge_env, run_cli
 from workers.mailbox import Mailbox, MailboxError, receive_imap
 
 PROCESSED = "Leadbridge/Processed"
@@ -226,9 +227,7 @@ def test_a_refused_login_is_one_clear_line_per_try_with_backoff(mailbox_app, ima
     assert InboundEmail.select().count() == 0 and held(imap, "INBOX") == [reply()]
 
 
-def test_an_unreachable_server_is_one_line_per_try(mailbox_app, imap, caplog):
-    from tests.conftest import free_port
-
+def test_an_unreachable_server_is_one_clear_error(mailbox_app, imap):
     mailbox_app(**{"inbound.imap_url": f"imap://replies@127.0.0.1:{free_port()}/INBOX"})
 
     with pytest.raises(MailboxError, match="cannot connect to the IMAP server at 127.0.0.1"):
@@ -270,13 +269,9 @@ def test_leadbridge_mailbox_once_reads_the_mailbox(mailbox_app, imap, settings_o
 
 
 def test_leadbridge_mailbox_stops_on_sigterm(mailbox_app, imap, settings_overrides):
-    import signal
-
     app = mailbox_app()
     settings = {**settings_overrides, "inbound.imap_url": imap.url(),
                 "inbound.imap_password": imap.password}
-    from tests.conftest import leadbridge_env
-
     process = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "mailbox"], cwd=ROOT,
                                env=leadbridge_env(app, settings), stderr=subprocess.PIPE,
                                text=True)
@@ -311,3 +306,33 @@ def test_up_runs_the_mailbox_only_when_there_is_one(tmp_path):
     assert parts(loaded()) == PARTS == ("web", "worker", "cron")
     assert parts(loaded(**{"inbound.imap_url": "imaps://replies@mail.example.com/INBOX"})) == (
         "web", "worker", "cron", "mailbox")
+
+
+def test_up_with_a_mailbox_reads_it(tmp_path, imap):
+    import psutil
+
+    from tests.ops.test_up import child_running, eventually, wait_for
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
+    env |= {"LEADBRIDGE_DATA_DIR": str(tmp_path / "var"),
+            "LEADBRIDGE_INBOUND__IMAP_URL": imap.url(),
+            "LEADBRIDGE_INBOUND__IMAP_PASSWORD": imap.password}
+    process = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "up", "--port",
+                                str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(f"http://127.0.0.1:{port}/readyz") == 200
+        eventually(lambda: child_running(process, "mailbox"), 30, "no mailbox part")
+        deliver(imap, reply())
+        wait_until(lambda: held(imap, PROCESSED) == [reply()], 30)
+        children = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+        assert psutil.wait_procs(children, timeout=10)[1] == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate(timeout=10)[0]
+    assert f"IMAP:   replies read from {imap.url()}" in output
+    assert held(imap, "INBOX") == []
