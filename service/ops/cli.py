@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -12,6 +14,7 @@ from service import init_backends
 from service.accounts.users import create_user as create
 from service.accounts.users import set_password as set_it
 from service.core import config as config_module
+from service.core import logs
 from service.core.config import ConfigError
 from service.core.db import utcnow
 from service.core.errors import DomainError, InvalidInput
@@ -23,6 +26,7 @@ from service.ops.demo import load_demo
 from service.ops.migrations import current_version, migrate
 from service.ops.server import serve
 from service.ops.up import run
+from workers.mailbox import Mailbox, MailboxError, receive_imap
 from workers.runner import make_scheduler, make_worker, sweeps_named
 
 
@@ -138,6 +142,38 @@ def cron(ctx: click.Context) -> None:
 
     require_redis(backends(ctx))
     make_scheduler().start()
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Read the mailbox once, say how many messages "
+                                           "were read, and stop.")
+@click.pass_context
+@clear_errors
+def mailbox(ctx: click.Context, once: bool) -> None:
+    """Read the IMAP mailbox replies come to (inbound.imap_url): each message is received,
+    then moved to inbound.imap_processed_folder. Runs until stopped, waiting for mail with
+    IDLE where the server offers it, else every inbound.imap_poll_seconds."""
+
+    settings = settings_from(ctx)
+    if not settings.inbound.imap_url:
+        raise ConfigError("inbound.imap_url is empty: set it to the mailbox replies come to, "
+                          "like imaps://user@host:993/INBOX")
+    init_backends(settings, config_module.secret_key(settings))
+    logs.configure(settings.logging.level, settings.logging.format)
+    reader = Mailbox(settings.inbound)
+    if once:
+        try:
+            read = reader.poll_once(receive_imap)
+        except MailboxError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            reader.close()
+        click.echo(f"{read} message(s) read from {reader.folder}")
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    reader.watch(receive_imap, stop)
 
 
 @main.command()

@@ -28,7 +28,7 @@ from service.ops.migrations import migrate
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ADMIN_EMAIL = "admin@example.com"
-PARTS = ("web", "worker", "cron")
+PARTS = ("web", "worker", "cron")  # and "mailbox" when inbound.imap_url names one
 PR_SET_PDEATHSIG = 1  # Linux prctl: the signal a process gets when its parent dies
 LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
@@ -57,7 +57,7 @@ def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
     stopping = []
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda *_: stopping.append(True))
-    children = [Child(part, starter(part, env)) for part in PARTS]
+    children = [Child(part, starter(part, env)) for part in parts(settings)]
     store = None
     if valkey is not None:
         store = Child("valkey", lambda: restart_valkey(valkey, env, children),
@@ -67,6 +67,11 @@ def run(config_path: str | None, port: int | None, demo: bool = False) -> int:
     if valkey is not None:
         valkey.stop()
     return code
+
+
+def parts(settings: Settings) -> tuple[str, ...]:
+    """The commands `up` runs: the mailbox reader only when there is a mailbox to read."""
+    return (*PARTS, "mailbox") if settings.inbound.imap_url else PARTS
 
 
 def starter(part: str, env: dict) -> Callable[[], subprocess.Popen]:
@@ -170,8 +175,10 @@ def banner(settings: Settings, login: str, valkey: EmbeddedValkey | None) -> str
     mail = ("captured: read it in the panel under Email outbox"
             if settings.mail.transport == "capture" else
             f"SMTP via {settings.mail.smtp_host}:{settings.mail.smtp_port}")
+    replies = (f"  IMAP:   replies read from {settings.inbound.imap_url}\n"
+               if settings.inbound.imap_url else "")
     return (f"\nLeadbridge is up.\n  Panel:  {url}/admin\n  Login:  {login}\n"
-            f"  Redis:  {redis}\n  Mail:   {mail}\nPress Ctrl-C to stop.\n")
+            f"  Redis:  {redis}\n  Mail:   {mail}\n{replies}Press Ctrl-C to stop.\n")
 
 
 FIRST_DELAY, LONGEST_DELAY = 1.0, 60.0  # seconds before restarting a child, doubling
