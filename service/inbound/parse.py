@@ -27,6 +27,10 @@ REPLY_LANGUAGES = tuple(language for language in (
     "en", "de", "fr", "es", "nl", "it", "pt", "sv", "da", "pl", "cs", "ja", "ko", "zh")
     if language in MAIL_LANGUAGES)
 
+# The reply is at the top: only this much of a body is searched for it, so that a message
+# of inbound.max_message_kib is read in well under a second (the search is linear, ~3 µs/char).
+TEXT_LIMIT = 200_000
+
 RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To",
                      "X-Forwarded-To")
 LIST_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
@@ -98,10 +102,10 @@ def without_attachments(raw: bytes) -> bytes:
     """The same email with each attachment's content replaced by a short note, so that the
     raw message can be kept without them. An email without attachments comes back as is."""
     message = _message(raw, policy.compat32)
-    parts = list(_attachment_parts(message))
-    if not parts:
-        return raw
     try:
+        parts = list(_attachment_parts(message))
+        if not parts:
+            return raw
         for part in parts:
             _replace_with_note(part, _attachment(part), inside=part is not message)
         linesep = "\r\n" if b"\r\n" in raw else "\n"
@@ -253,7 +257,7 @@ def reply_text(message: Message) -> str:
 
 def latest_reply(text: str) -> str:
     """The newest reply in a text body: up to the first quote header, less its signature."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text[:TEXT_LIMIT].replace("\r\n", "\n").replace("\r", "\n")
     replies = ReplyText(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
     replies = replies.read().replies
     if not replies or replies[0].headers:  # nothing above the first quote header
@@ -268,8 +272,9 @@ def html_to_text(html: str) -> str:
     """An HTML body as text, without the quoted history mail clients mark in HTML."""
     if not html.strip():
         return ""
-    try:
-        tree = lxml.html.document_fromstring(html)
+    try:  # as bytes: lxml refuses a str that declares its encoding (<?xml … encoding=…?>)
+        tree = lxml.html.document_fromstring(html.encode("utf-8", errors="replace"),
+                                             parser=lxml.html.HTMLParser(encoding="utf-8"))
     except (etree.ParserError, ValueError):
         return ""
     for start in tree.xpath(QUOTE_STARTS)[:1]:
@@ -324,11 +329,18 @@ def _is_attachment(part: Message, kind: str) -> bool:
 
 
 def _attachment(part: Message) -> Attachment:
-    if isinstance(part.get_payload(), list):  # an attached message
-        size = sum(len(inner.as_bytes()) for inner in part.get_payload())
+    if isinstance(part.get_payload(), list):  # an attached message, as it came
+        size = _message_size(part)
     else:
         size = len(part.get_payload(decode=True) or b"")
     return Attachment(name=_filename(part), content_type=part.get_content_type(), size=size)
+
+
+def _message_size(part: Message) -> int:
+    try:
+        return sum(len(inner.as_bytes()) for inner in part.get_payload())
+    except Exception:  # an attached message that cannot be written back: size unknown
+        return 0
 
 
 def _filename(part: Message) -> str:

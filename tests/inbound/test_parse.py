@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -320,3 +321,54 @@ def test_any_reply_text_in_a_well_formed_mail_is_read(text):
     assert mail.from_address == "rob.rep@contoso.example"
     assert mail.recipients == [REPLY_ADDRESS]
     assert mail.in_reply_to == [ORIGINAL_ID]
+
+
+def test_a_message_of_the_largest_size_kept_is_read_in_a_moment():
+    message = EmailMessage()
+    message["From"] = "rob.rep@contoso.example"
+    message.set_content("Call me.\n\n" + "> quoted line of an old message\n" * 300_000)
+    raw = message.as_bytes()
+    assert len(raw) > 9 * 1024 * 1024
+
+    started = time.perf_counter()
+    mail = parse(raw)
+
+    assert mail.text == "Call me."
+    assert time.perf_counter() - started < 5
+
+
+def test_html_that_declares_its_encoding_is_read():
+    html = '<?xml version="1.0" encoding="utf-8"?><html><body><p>Grüße, ja.</p></body></html>'
+
+    assert html_to_text(html) == "Grüße, ja."
+
+
+def test_an_attached_message_is_one_attachment_and_is_not_kept():
+    raw = (b"From: rob.rep@contoso.example\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
+           b"--x\r\nContent-Type: text/plain\r\n\r\nSee the forwarded thread.\r\n"
+           b"--x\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment;"
+           b" filename=thread.eml\r\n\r\nFrom: dana@acme.example\r\nSubject: old\r\n\r\n"
+           b"old body with a secret\r\n--x--\r\n")
+
+    mail = parse(raw)
+    kept = without_attachments(raw)
+
+    assert mail.text == "See the forwarded thread."
+    assert [(a.name, a.content_type) for a in mail.attachments] == [
+        ("thread.eml", "message/rfc822")]
+    assert mail.attachments[0].size > 0
+    assert b"old body with a secret" not in kept
+    assert f"[attachment not kept: thread.eml, {mail.attachments[0].size} bytes]".encode() in kept
+    assert b"See the forwarded thread." in kept
+
+
+def test_mime_nested_beyond_reason_is_bad_mail():
+    depth = 3000
+    raw = (b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n"
+           + b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+                      for i in range(depth)))
+
+    with pytest.raises(BadMail):
+        parse(raw)
+    with pytest.raises(BadMail):
+        without_attachments(raw)
