@@ -8,6 +8,8 @@ type, size), never kept: `without_attachments` gives the raw message to store.""
 
 from __future__ import annotations
 
+import base64
+import quopri
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -160,7 +162,13 @@ def _headers(message: Message, name: str) -> list[str]:
             values.append(str(message.policy.header_fetch_parse(key, raw)))
         except Exception:  # an undecodable header is read as it came
             values.append(str(raw))
-    return [" ".join(value.split()) for value in values]
+    return [" ".join(_clean(value).split()) for value in values]
+
+
+def _clean(text: str) -> str:
+    """Text any database keeps: raw 8-bit bytes read as UTF-8 (else replaced), no NUL."""
+    text = text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    return text.replace("\x00", "")
 
 
 def _sender(message: Message) -> tuple[str, str]:
@@ -222,11 +230,35 @@ def _delivery_report(message: Message) -> DeliveryReport | None:
     for part in message.iter_parts():
         kind = part.get_content_type()
         if kind == "message/delivery-status":
-            recipients = [_recipient_status(block) for block in part.get_payload()[1:]]
+            recipients = [_recipient_status(block) for block in _status_blocks(part)[1:]]
         elif kind in ("text/rfc822-headers", "message/rfc822", "message/rfc822-headers"):
             original = original or _first_id(_header(_returned(part), "Message-ID"))
     return DeliveryReport(original_message_id=original,
                           recipients=[r for r in recipients if r[0]])
+
+
+def _status_blocks(part: Message) -> list[Message]:
+    """The per-message block, then one block per recipient. The email package splits them
+    itself, except when the MTA encoded the part (base64, quoted-printable)."""
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        payload = [payload]
+    elif any(block.keys() for block in payload):
+        return payload
+    else:  # one block without fields: the encoded text as it came
+        payload = [str(block.get_payload()) for block in payload]
+    text = "".join(payload).encode("ascii", errors="replace")
+    encoding = _header(part, "Content-Transfer-Encoding").lower()
+    if encoding == "base64":
+        try:  # without validate: stray characters are dropped
+            text = base64.b64decode(text)
+        except ValueError:  # wrong padding: nothing readable
+            text = b""
+    elif encoding == "quoted-printable":
+        text = quopri.decodestring(text)
+    text = text.replace(b"\r\n", b"\n")
+    return [message_from_bytes(block, policy=policy.default)
+            for block in re.split(rb"\n\s*\n", text) if block.strip()]
 
 
 def _recipient_status(block: Message) -> tuple[str, str, str]:
@@ -257,7 +289,7 @@ def reply_text(message: Message) -> str:
 
 def latest_reply(text: str) -> str:
     """The newest reply in a text body: up to the first quote header, less its signature."""
-    text = text[:TEXT_LIMIT].replace("\r\n", "\n").replace("\r", "\n")
+    text = _clean(text[:TEXT_LIMIT]).replace("\r\n", "\n").replace("\r", "\n")
     replies = ReplyText(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
     replies = replies.read().replies
     if not replies or replies[0].headers:  # nothing above the first quote header

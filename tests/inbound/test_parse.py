@@ -287,7 +287,7 @@ HEADER_NAMES = st.sampled_from(["From", "To", "Cc", "Subject", "Message-ID", "In
 @given(st.binary(max_size=2000))
 def test_any_bytes_are_read_or_refused_as_bad_mail(raw):
     try:
-        assert isinstance(parse(raw), ParsedMail)
+        assert_storable(parse(raw))
         assert isinstance(without_attachments(raw), bytes)
     except BadMail:
         pass
@@ -300,7 +300,7 @@ def test_any_header_and_body_text_is_read_or_refused_as_bad_mail(headers, body):
     lines = [f"{name}: {value}" for name, value in headers] + ["", body]
     raw = "\r\n".join(lines).encode("utf-8", errors="surrogateescape")
     try:
-        assert isinstance(parse(raw), ParsedMail)
+        assert_storable(parse(raw))
         assert isinstance(without_attachments(raw), bytes)
     except BadMail:
         pass
@@ -372,3 +372,38 @@ def test_mime_nested_beyond_reason_is_bad_mail():
         parse(raw)
     with pytest.raises(BadMail):
         without_attachments(raw)
+
+
+def test_a_delivery_report_whose_status_part_is_encoded():
+    raw = fixture("dsn_bounce")
+    head, rest = raw.split(b"Content-Type: message/delivery-status\r\n\r\n")
+    status, tail = rest.split(b"\r\n--4Zk9Qr1s2Tt3", 1)
+    encoded = base64.encodebytes(status).replace(b"\n", b"\r\n")
+    raw = (head + b"Content-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64"
+           b"\r\n\r\n" + encoded + b"\r\n--4Zk9Qr1s2Tt3" + tail)
+
+    report = parse(raw).report
+
+    assert report.recipients == [("gone@example.net", "failed", "5.1.1")]
+    assert report.original_message_id == ORIGINAL_ID
+
+
+def test_text_from_8bit_headers_and_nul_bytes_is_text_a_database_keeps():
+    raw = ("From: Jürgen Groß <j@vertrieb.example.de>\r\nSubject: Grüße\r\n"
+           "Content-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+           "Hallo\x00 Welt").encode() + b" \xff\r\n"
+
+    mail = parse(raw)
+
+    assert (mail.from_name, mail.subject) == ("Jürgen Groß", "Grüße")
+    assert mail.text.startswith("Hallo Welt")
+    assert_storable(mail)
+
+
+def assert_storable(mail: ParsedMail) -> None:
+    texts = [mail.message_id, mail.from_address, mail.from_name, mail.subject, mail.text,
+             *mail.recipients, *mail.in_reply_to, *mail.references,
+             *(a.name for a in mail.attachments)]
+    for text in texts:
+        assert "\x00" not in text
+        text.encode("utf-8")  # no lone surrogate
