@@ -43,6 +43,9 @@ OUT_OF_OFFICE_SUBJECT = re.compile(
     r"|automatisch antwoord|afwezig|autosvar|frånvaro|fravær|odpowiedź automatyczna"
     r"|resposta automática|ausência|自動応答|不在", re.IGNORECASE)
 
+DATE_OR_TIME = re.compile(r"\b\d{4}\b|\b\d{1,2}:\d{2}\b|\d{4}年")
+ATTRIBUTION = re.compile(r"(?:@|\b\d{4}\b|\b\d{1,2}:\d{2}\b|\d{4}年).*[:：]\s*$")
+
 # Quoted history as mail clients mark it in HTML: removed with everything inside.
 QUOTE_BLOCKS = ("//div[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')]"
                 "|//div[contains(concat(' ', normalize-space(@class), ' '),"
@@ -290,6 +293,7 @@ def reply_text(message: Message) -> str:
 def latest_reply(text: str) -> str:
     """The newest reply in a text body: up to the first quote header, less its signature."""
     text = _clean(text[:TEXT_LIMIT]).replace("\r\n", "\n").replace("\r", "\n")
+    text = _cut_at_attribution(text)
     replies = ReplyText(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
     replies = replies.read().replies
     if not replies or replies[0].headers:  # nothing above the first quote header
@@ -298,6 +302,27 @@ def latest_reply(text: str) -> str:
     while lines and (lines[-1].startswith(">") or not lines[-1].strip()):
         lines.pop()  # quoted lines with no header above them
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _cut_at_attribution(text: str) -> str:
+    """Cut before the line that introduces the first quoted block ("El lun, 23 nov 2026 a
+    las 9:00, Mia (<mia@example.com>) escribió:", "Em seg., 23 de nov. de 2026 …
+    escreveu:"): the quote headers of languages the library does not know, or writes
+    differently. Such a line ends with a colon and names an address or a date."""
+    lines = text.split("\n")
+    first_quoted = next((i for i, line in enumerate(lines) if line.lstrip().startswith(">")),
+                        None)
+    if not first_quoted:
+        return text
+    above = [i for i in range(first_quoted) if lines[i].strip()][-2:]
+    if not above or not ATTRIBUTION.search(lines[above[-1]]):
+        return text
+    cut = above[-1]
+    if (len(above) == 2 and above[0] == cut - 1 and not DATE_OR_TIME.search(lines[cut])
+            and DATE_OR_TIME.search(lines[above[0]])
+            and not lines[above[0]].rstrip().endswith((".", "!", "?"))):
+        cut = above[0]  # an attribution wrapped over two lines: the date, then the address
+    return "\n".join(lines[:cut])
 
 
 def html_to_text(html: str) -> str:

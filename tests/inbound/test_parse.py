@@ -407,3 +407,31 @@ def assert_storable(mail: ParsedMail) -> None:
     for text in texts:
         assert "\x00" not in text
         text.encode("utf-8")  # no lone surrogate
+
+
+@pytest.mark.parametrize(("body", "reply"), [
+    ("Sí, lo llamo el jueves.\n\nEl lun, 23 nov 2026 a las 9:00, Mia Marketer "
+     "(<mia@example.com>) escribió:\n> Hola Rob,\n> Acme Rockets", "Sí, lo llamo el jueves."),
+    ("Ja, ik bel donderdag.\n\nOp ma 23 nov. 2026 om 09:00 schreef Mia Marketer "
+     "<mia@example.com>:\n> Hoi Rob,", "Ja, ik bel donderdag."),
+    ("Sì, chiamo giovedì.\n\nIl giorno lun 23 nov 2026 alle ore 09:00 Mia Marketer "
+     "<mia@example.com> ha scritto:\n> Ciao Rob,", "Sì, chiamo giovedì."),
+    ("Sim, ligo na quinta.\n\nEm seg., 23 de nov. de 2026 às 09:00, Mia Marketer <\n"
+     "mia@example.com> escreveu:\n> Olá Rob,", "Sim, ligo na quinta."),
+    ("Ja, jag ringer på torsdag.\n\nDen mån 23 nov. 2026 kl 09:00 skrev Mia Marketer "
+     "<mia@example.com>:\n> Hej Rob,", "Ja, jag ringer på torsdag."),
+    ("Tak, zadzwonię w czwartek.\n\npon., 23 lis 2026 o 09:00 Mia Marketer "
+     "<mia@example.com> napisał(a):\n> Cześć Rob,", "Tak, zadzwonię w czwartek."),
+    ("はい、木曜日に電話します。\n\n2026年11月23日(月) 9:00 Mia Marketer <mia@example.com>:\n"
+     "> こんにちは", "はい、木曜日に電話します。"),
+    ("I'll call at 10:30.\nOn Mon, 23 Nov 2026 at 09:00, Mia Marketer <mia@example.com> wrote:\n"
+     "> Hi Rob,", "I'll call at 10:30."),
+    ("My answers are inline:\n> Can you call her?\nYes, Thursday.",
+     "My answers are inline:\n> Can you call her?\nYes, Thursday."),
+])
+def test_quote_headers_in_other_languages_are_cut(body, reply):
+    message = EmailMessage()
+    message["From"] = "rob.rep@contoso.example"
+    message.set_content(body)
+
+    assert parse(message.as_bytes()).text == reply
