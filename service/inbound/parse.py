@@ -13,14 +13,13 @@ import quopri
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
-from email.charset import QP, Charset
-from email.message import Message
+from email.message import MIMEPart
 from email.utils import getaddresses, parseaddr
 
 import html_text
 import lxml.html
 from lxml import etree
-from mailparser_reply import EmailMessage as ReplyText
+from mailparser_reply import EmailReplyParser
 from mailparser_reply.constants import MAIL_LANGUAGES
 
 # Languages whose quote headers ("On … wrote:", "Am … schrieb …:", "From: … Sent: …") and
@@ -42,6 +41,9 @@ OUT_OF_OFFICE_SUBJECT = re.compile(
     r"|respuesta automática|fuera de la oficina|risposta automatica|fuori sede"
     r"|automatisch antwoord|afwezig|autosvar|frånvaro|fravær|odpowiedź automatyczna"
     r"|resposta automática|ausência|自動応答|不在", re.IGNORECASE)
+
+HYPHEN_ITEM = re.compile(r"^([ \t]*(?:> ?)*)-(?= ?\w)", re.MULTILINE)
+LIST_MARK = "\ue000"  # a private-use character stands for the hyphen while the reply is cut
 
 DATE_OR_TIME = re.compile(r"\b\d{4}\b|\b\d{1,2}:\d{2}\b|\d{4}年")
 ATTRIBUTION = re.compile(r"(?:@|\b\d{4}\b|\b\d{1,2}:\d{2}\b|\d{4}年).*[:：]\s*$")
@@ -120,11 +122,11 @@ def without_attachments(raw: bytes) -> bytes:
         return head + b"\r\n\r\n[attachments not kept: the body could not be rewritten]\r\n"
 
 
-def _message(raw: bytes, mail_policy=policy.default) -> Message:
+def _message(raw: bytes, mail_policy=policy.default) -> MIMEPart:
     if not isinstance(raw, bytes | bytearray) or not raw.strip():
         raise BadMail("empty")
     try:
-        message = message_from_bytes(bytes(raw), policy=mail_policy)
+        message = message_from_bytes(bytes(raw), _class=MIMEPart, policy=mail_policy)
     except Exception as exc:
         raise BadMail(f"{type(exc).__name__}: {exc}") from None
     if not message.keys():
@@ -132,7 +134,7 @@ def _message(raw: bytes, mail_policy=policy.default) -> Message:
     return message
 
 
-def _parsed(message: Message) -> ParsedMail:
+def _parsed(message: MIMEPart) -> ParsedMail:
     name, address = _sender(message)
     auto_reply = _auto_reply(message)
     return ParsedMail(
@@ -151,11 +153,11 @@ def _parsed(message: Message) -> ParsedMail:
 
 # --- headers ---------------------------------------------------------------------------
 
-def _header(message: Message, name: str) -> str:
+def _header(message: MIMEPart, name: str) -> str:
     return next(iter(_headers(message, name)), "")
 
 
-def _headers(message: Message, name: str) -> list[str]:
+def _headers(message: MIMEPart, name: str) -> list[str]:
     """Every value of a header, decoded; a value that cannot be decoded is taken raw."""
     values = []
     for key, raw in message.raw_items():
@@ -174,12 +176,12 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "")
 
 
-def _sender(message: Message) -> tuple[str, str]:
+def _sender(message: MIMEPart) -> tuple[str, str]:
     name, address = parseaddr(_header(message, "From"))
     return (name, address.lower()) if "@" in address else (name, "")
 
 
-def _recipients(message: Message) -> list[str]:
+def _recipients(message: MIMEPart) -> list[str]:
     values = [value for name in RECIPIENT_HEADERS for value in _headers(message, name)]
     addresses = [address.strip().lower() for _, address in getaddresses(values)]
     return list(dict.fromkeys(address for address in addresses if "@" in address))
@@ -196,7 +198,7 @@ def _first_id(value: str) -> str:
 
 # --- auto-replies and delivery reports -------------------------------------------------
 
-def _auto_reply(message: Message) -> str:
+def _auto_reply(message: MIMEPart) -> str:
     """Why a machine wrote this email (RFC 3834 and the headers auto-responders use),
     else "". X-Auto-Response-Suppress is a request to others, not a mark of a machine."""
     auto_submitted = _header(message, "Auto-Submitted").lower()
@@ -217,7 +219,7 @@ def _auto_reply(message: Message) -> str:
     return ""
 
 
-def _out_of_office(message: Message) -> bool:
+def _out_of_office(message: MIMEPart) -> bool:
     if "X-Autoreply" in message or "X-Autorespond" in message:
         return True
     replied = (_header(message, "Auto-Submitted").lower().startswith("auto-replied")
@@ -225,7 +227,7 @@ def _out_of_office(message: Message) -> bool:
     return replied and bool(OUT_OF_OFFICE_SUBJECT.search(_header(message, "Subject")))
 
 
-def _delivery_report(message: Message) -> DeliveryReport | None:
+def _delivery_report(message: MIMEPart) -> DeliveryReport | None:
     if (message.get_content_type() != "multipart/report"
             or message.get_param("report-type", "").lower() != "delivery-status"):
         return None
@@ -235,12 +237,12 @@ def _delivery_report(message: Message) -> DeliveryReport | None:
         if kind == "message/delivery-status":
             recipients = [_recipient_status(block) for block in _status_blocks(part)[1:]]
         elif kind in ("text/rfc822-headers", "message/rfc822", "message/rfc822-headers"):
-            original = original or _first_id(_header(_returned(part), "Message-ID"))
+            original = original or _original_id(part)
     return DeliveryReport(original_message_id=original,
                           recipients=[r for r in recipients if r[0]])
 
 
-def _status_blocks(part: Message) -> list[Message]:
+def _status_blocks(part: MIMEPart) -> list[MIMEPart]:
     """The per-message block, then one block per recipient. The email package splits them
     itself, except when the MTA encoded the part (base64, quoted-printable)."""
     payload = part.get_payload()
@@ -260,27 +262,29 @@ def _status_blocks(part: Message) -> list[Message]:
     elif encoding == "quoted-printable":
         text = quopri.decodestring(text)
     text = text.replace(b"\r\n", b"\n")
-    return [message_from_bytes(block, policy=policy.default)
+    return [message_from_bytes(block, _class=MIMEPart, policy=policy.default)
             for block in re.split(rb"\n\s*\n", text) if block.strip()]
 
 
-def _recipient_status(block: Message) -> tuple[str, str, str]:
+def _recipient_status(block: MIMEPart) -> tuple[str, str, str]:
     recipient = _header(block, "Final-Recipient") or _header(block, "Original-Recipient")
     address = recipient.split(";", 1)[-1].strip().strip("<>").lower()
     return (address, _header(block, "Action").lower(), _header(block, "Status").split(" ")[0])
 
 
-def _returned(part: Message) -> Message:
-    """The returned message (or its headers) inside a delivery report."""
+def _original_id(part: MIMEPart) -> str:
+    """The Message-ID of the returned message (or of its headers) in a delivery report."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return payload[0] if payload else Message()
-    return message_from_bytes(part.get_payload(decode=True) or b"", policy=policy.default)
+        return _first_id(_header(payload[0], "Message-ID")) if payload else ""
+    returned = message_from_bytes(part.get_payload(decode=True) or b"", _class=MIMEPart,
+                                  policy=policy.default)
+    return _first_id(_header(returned, "Message-ID"))
 
 
 # --- the reply text --------------------------------------------------------------------
 
-def reply_text(message: Message) -> str:
+def reply_text(message: MIMEPart) -> str:
     """The text the sender wrote in this email, without the history it quotes or the
     signature: from the text/plain body, else from the HTML body made text."""
     plain = message.get_body(("plain",))
@@ -294,11 +298,12 @@ def latest_reply(text: str) -> str:
     """The newest reply in a text body: up to the first quote header, less its signature."""
     text = _clean(text[:TEXT_LIMIT]).replace("\r\n", "\n").replace("\r", "\n")
     text = _cut_at_attribution(text)
-    replies = ReplyText(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
-    replies = replies.read().replies
+    # A line starting "- word" would end the reply as a signature: a list is no signature.
+    text = HYPHEN_ITEM.sub(lambda match: match.group(1) + LIST_MARK, text)
+    replies = EmailReplyParser(languages=list(REPLY_LANGUAGES)).read(text).replies
     if not replies or replies[0].headers:  # nothing above the first quote header
         return ""
-    lines = replies[0].body.split("\n")
+    lines = replies[0].body.replace(LIST_MARK, "-").split("\n")
     while lines and (lines[-1].startswith(">") or not lines[-1].strip()):
         lines.pop()  # quoted lines with no header above them
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
@@ -355,7 +360,7 @@ def _remove_from(element) -> None:
         element = parent if parent.tag not in ("body", "html") else None
 
 
-def _decoded(part: Message) -> str:
+def _decoded(part: MIMEPart) -> str:
     try:
         return part.get_content()
     except (LookupError, ValueError, AssertionError):  # an unknown or wrong charset
@@ -364,7 +369,7 @@ def _decoded(part: Message) -> str:
 
 # --- attachments -----------------------------------------------------------------------
 
-def _attachment_parts(message: Message):
+def _attachment_parts(message: MIMEPart):
     """Parts that are attachments: files, whether marked as such or not. The parts of a
     forwarded message are not looked into; the message itself is one when attached."""
     kind = message.get_content_type()
@@ -375,7 +380,7 @@ def _attachment_parts(message: Message):
         yield message
 
 
-def _is_attachment(part: Message, kind: str) -> bool:
+def _is_attachment(part: MIMEPart, kind: str) -> bool:
     disposition = part.get_content_disposition()
     if kind in ("message/delivery-status", "text/rfc822-headers"):
         return False
@@ -385,7 +390,7 @@ def _is_attachment(part: Message, kind: str) -> bool:
             or part.get_content_maintype() != "text")
 
 
-def _attachment(part: Message) -> Attachment:
+def _attachment(part: MIMEPart) -> Attachment:
     if isinstance(part.get_payload(), list):  # an attached message, as it came
         size = _message_size(part)
     else:
@@ -393,27 +398,25 @@ def _attachment(part: Message) -> Attachment:
     return Attachment(name=_filename(part), content_type=part.get_content_type(), size=size)
 
 
-def _message_size(part: Message) -> int:
+def _message_size(part: MIMEPart) -> int:
     try:
         return sum(len(inner.as_bytes()) for inner in part.get_payload())
     except Exception:  # an attached message that cannot be written back: size unknown
         return 0
 
 
-def _filename(part: Message) -> str:
+def _filename(part: MIMEPart) -> str:
     try:
         return str(part.get_filename() or "")
     except Exception:  # an undecodable name is no name
         return ""
 
 
-def _replace_with_note(part: Message, attachment: Attachment, *, inside: bool) -> None:
+def _replace_with_note(part: MIMEPart, attachment: Attachment, *, inside: bool) -> None:
     note = f"[attachment not kept: {attachment.name or 'unnamed'}, {attachment.size} bytes]\n"
     for name in ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
                  "Content-ID", "Content-Description", "Content-Location"):
         del part[name]
-    charset = Charset("utf-8")
-    charset.body_encoding = QP
-    part.set_payload(note, charset="us-ascii" if note.isascii() else charset)
+    part.set_payload(note, charset="us-ascii" if note.isascii() else "utf-8")
     if inside:
         del part["MIME-Version"]  # set_payload adds it; only the message itself carries it

@@ -435,3 +435,28 @@ def test_quote_headers_in_other_languages_are_cut(body, reply):
     message.set_content(body)
 
     assert parse(message.as_bytes()).text == reply
+
+
+def test_the_note_of_an_attachment_with_a_non_ascii_name_reads_back():
+    message = EmailMessage()
+    message["From"] = "rob.rep@contoso.example"
+    message.set_content("Angebot anbei.")
+    message.add_attachment(b"%PDF-1.4 offer", maintype="application", subtype="pdf",
+                           filename="Angebot Müller.pdf")
+
+    kept = message_from_bytes(without_attachments(message.as_bytes()), policy=policy.default)
+
+    notes = [part.get_content() for part in kept.iter_attachments()] + [
+        part.get_content() for part in kept.walk() if part.get_content_type() == "text/plain"]
+    assert "[attachment not kept: Angebot Müller.pdf, 14 bytes]\n" in notes
+    assert b"%PDF" not in kept.as_bytes()
+
+
+def test_a_list_in_the_reply_is_kept_and_the_signature_after_it_is_not():
+    message = EmailMessage()
+    message["From"] = "rob.rep@contoso.example"
+    message.set_content("Next steps:\n- call Dana on Thursday\n- send the deck\n\n-- \n"
+                        "Rob Rep\nAccount Executive\n")
+
+    assert parse(message.as_bytes()).text == (
+        "Next steps:\n- call Dana on Thursday\n- send the deck")
