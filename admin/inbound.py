@@ -20,13 +20,14 @@ from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError, InvalidInput, NotFound
 from service.core.models import InboundEmail, Lead
+from service.core.redirects import redirect_target
 from service.core.runtime import runtime
 from service.core.statuses import InboundStatus
 from service.inbound import review
 
 from .actions import action
 from .auth import EVERYONE, SecuredModelView
-from .guard import inert_links
+from .guard import inert_links, panel_root
 
 KINDS = ("reply", "auto_reply", "out_of_office", "report")
 CHANNELS = ("imap", "postmark", "mailgun", "sendgrid", "ses")
@@ -97,7 +98,6 @@ class AttachForm(FlaskForm):
 class InboundView(SecuredModelView):
     """only="waiting" (the Inbound entry) lists held and unmatched email; None lists all."""
     creatable = editable = deletable = False
-    can_export = False
     action_roles = {"discard": EVERYONE, "attach": EVERYONE, "release": EVERYONE}
     list_template = "admin/inbound_list.html"
     details_template = "admin/inbound_details.html"
@@ -109,6 +109,8 @@ class InboundView(SecuredModelView):
                            "reviewed_by", "reviewed_at")
     column_formatters = {"from_address": lambda v, c, m, p: sender(m), "lead": lead_link}
     column_formatters_detail = column_formatters
+    column_formatters_export = {"from_address": lambda v, c, m, p: sender(m),
+                                "lead": lambda v, c, m, p: str(m.lead) if m.lead_id else ""}
     column_filters = (
         FilterEqual(InboundEmail.status, "Status", options=[(s, s) for s in InboundStatus]),
         FilterEqual(InboundEmail.kind, "Kind", options=[(k, k) for k in KINDS]),
@@ -151,6 +153,8 @@ class InboundView(SecuredModelView):
         ids = [int(i) for i in request.values.get("ids", "").split(",") if i.isdigit()]
         emails = list(InboundEmail.select().where(InboundEmail.id.in_(ids)))
         form = AttachForm()
+        back = redirect_target(request.values.get("url"), under=panel_root(),
+                               default=url_for(".index_view"))
         if emails and form.validate_on_submit():
             try:
                 lead = find_lead(form.lead.data)
@@ -160,9 +164,9 @@ class InboundView(SecuredModelView):
                 self._decide([e.id for e in emails], f"attached to {lead}",
                              lambda email_id, now: review.attach(
                                  email_id, lead.id, actor=current_user.email, now=now))
-                return redirect(self._back())
+                return redirect(back)
         return self.render("admin/inbound_attach.html", form=form, emails=emails, ids=ids,
-                           back=self._back())
+                           back=back)
 
     @expose("/raw/<int:email_id>")
     def raw_view(self, email_id: int):
@@ -175,9 +179,6 @@ class InboundView(SecuredModelView):
         response.headers["Content-Disposition"] = f"attachment; filename=inbound-{email_id}.eml"
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
-
-    def _back(self) -> str:
-        return request.values.get("url") or url_for(".index_view")
 
     def _decide(self, ids, done_words: str, apply) -> None:
         done, now = 0, utcnow()

@@ -296,6 +296,8 @@ def test_what_came_in_is_text_on_every_page(world):
     details = client.get(f"/admin/inbound/details/?id={world['held']}").text
     assert f"Give it to me {ESCAPED}" in details and f"Re: handoff {ESCAPED}" in details
     assert f"Rep here {ESCAPED}" in client.get(f"/admin/handoff/details/?id={handoff.id}").text
+    csv = client.get("/admin/inbound_all/export/csv/")
+    assert csv.status_code == 200 and f"{SCRIPT} Mallory <mallory@evil.example>" in csv.text
 
 
 def test_in_a_browser_the_marketer_answers_and_reviews_inbound(world, smtp, live_server,
