@@ -15,6 +15,7 @@ from service.core.models import (
     Definition,
     Enrollment,
     Handoff,
+    InboundEmail,
     IntegrationKey,
     OutboxEmail,
     Rep,
@@ -26,6 +27,7 @@ from service.reports import figures as reports
 
 from . import auth, guard
 from .dashboard import HomeView
+from .inbound import InboundView, WaitingInboundView
 from .integrations import FormsView, IntegrationKeyView
 from .leads import LeadView, SuggestedView
 from .nurture import EnrollmentView, ReengagedView, SequencesView, SuppressionView
@@ -54,6 +56,10 @@ def init_app(app: Flask) -> None:
                   theme=Bootstrap4Theme(swatch="flatly"), csp_nonce_generator=csp.nonce)
     panel.add_view(LeadView(name="All leads", endpoint="lead", category="Leads"))
     panel.add_view(SuggestedView(name="Suggested MQLs", endpoint="suggested", category="Leads"))
+    panel.add_view(WaitingInboundView(InboundEmail, name="Waiting for a person",
+                                      endpoint="inbound", category="Inbound"))
+    panel.add_view(InboundView(InboundEmail, name="All received email", endpoint="inbound_all",
+                               category="Inbound"))
     panel.add_view(PendingHandoffView(Handoff, name="Pending", endpoint="pending",
                                       category="Handoffs"))
     panel.add_view(OverdueHandoffView(Handoff, name="Overdue", endpoint="overdue",

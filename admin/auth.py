@@ -43,6 +43,7 @@ class PanelUser(UserMixin):
 
     def __init__(self, user: User):
         self.id, self.email, self.role = user.id, user.email, user.role
+        self.name = user.name
         self.session_token = user.session_token
 
     def get_id(self) -> str:

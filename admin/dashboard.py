@@ -13,6 +13,7 @@ from service.core.runtime import runtime
 from service.reports import figures as reports
 
 from .auth import AccountView
+from .inbound import waiting_count
 
 REPORT_DAYS = (date(1970, 1, 1), date(2999, 12, 31))  # a range's dates stay within these
 
@@ -52,6 +53,7 @@ class HomeView(AccountView):
         stages = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
         return self.render(
             "admin/home.html", data=data, periods=reports.PERIODS, minutes=minutes,
+            inbound_waiting=waiting_count(),
             conversion_rows=[(reports.label(k, span.period), r or 0)
                              for k, _, r in data["conversion"]["rows"]],
             funnel_rows=[(s, data["funnel"]["stages"].get(s, 0)) for s in stages])

@@ -39,7 +39,7 @@ from service.leads.merge import merge_leads
 from .actions import action
 from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView, role_in
 from .nurture import enroll_view
-from .sales import rep_choices
+from .sales import conversation, rep_choices
 
 
 class PromoteForm(FlaskForm):
@@ -169,6 +169,7 @@ class LeadView(SecuredModelView):
             "handoffs": lead.handoffs.order_by(Handoff.id.desc()),
             "emails": lead.emails.order_by(OutboxEmail.created_at.desc()),
             "merges": lead.merges.order_by(LeadMerge.at.desc()),
+            **conversation(lead.id),
         }
 
     @expose("/merge/", methods=("GET", "POST"))

@@ -17,8 +17,9 @@ from service import lifecycle
 from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError
-from service.core.models import Definition, Handoff, Rep
+from service.core.models import Definition, Handoff, InboundEmail, Rep
 from service.core.runtime import runtime
+from service.handoffs import thread
 from service.handoffs.actions import reassign
 from service.handoffs.labels import LABELS
 from service.intake.event import lead_fields
@@ -62,9 +63,23 @@ class WithdrawForm(FlaskForm):
     reason = TextAreaField("Why", validators=[Length(max=2000)])
 
 
+class AnswerForm(FlaskForm):
+    text = TextAreaField("Answer")
+
+
+def conversation(lead_id: int) -> dict:
+    """The thread of the lead's handoffs, oldest first, and the emails received about the
+    lead, newest first."""
+    handoffs = [h.id for h in Handoff.select(Handoff.id).where(Handoff.lead == lead_id)]
+    received = (InboundEmail.select().where(InboundEmail.lead == lead_id)
+                .order_by(InboundEmail.received_at.desc(), InboundEmail.id.desc()))
+    return {"messages": thread.messages(handoffs), "received": list(received)}
+
+
 class HandoffView(SecuredModelView):
     creatable = editable = deletable = False
     edit_roles = MANAGERS
+    details_template = "admin/handoff_details.html"
     column_list = ("lead", "rep", "status", "due_at", "sla", "promoted_by", "promoted_at",
                    "origin", "reason")
     column_labels = {"sla": "SLA", "due_at": "Due"}
@@ -91,6 +106,26 @@ class HandoffView(SecuredModelView):
             query = query.where(Handoff.status == lifecycle.HandoffStatus.PENDING,
                                 Handoff.due_at < utcnow())
         return query
+
+    def conversation(self, handoff: Handoff) -> dict:
+        return {**conversation(handoff.lead_id), "form": AnswerForm()}
+
+    @expose("/answer/<int:handoff_id>", methods=("POST",))
+    def answer_view(self, handoff_id: int):
+        """The marketer's answer from the reply box: emailed to the rep."""
+        form = AnswerForm()
+        back = url_for(".details_view", id=handoff_id)
+        if not form.validate_on_submit():
+            flash("The form expired. Open the page again and retry.", "error")
+            return redirect(back)
+        try:
+            thread.answer(handoff_id, address=current_user.email, name=current_user.name,
+                          text=form.text.data or "", settings=runtime.settings, now=utcnow())
+        except DomainError as exc:
+            flash(exc.message, "error")
+        else:
+            flash(f"Sent to {Handoff.get_by_id(handoff_id).rep}", "success")
+        return redirect(back)
 
     @action("reassign", "Reassign to another rep")
     def action_reassign(self, ids):

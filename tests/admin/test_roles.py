@@ -31,6 +31,7 @@ PAGES = {
     "/admin/lead/edit/?id={lead}": MARKETING, "/admin/lead/merge/?ids={lead},{lead2}": MARKETING,
     "/admin/lead/enroll/?ids={lead}": MARKETING, "/admin/form_snippets/": MARKETING,
     "/admin/suppression/": MARKETING, "/admin/suppression/add/": MARKETING,
+    "/admin/inbound/": ALL, "/admin/inbound_all/": ALL, "/admin/inbound/attach/": ALL,
     "/admin/keys/": ADMIN, "/admin/keys/create/": ADMIN, "/admin/user/": ADMIN,
     "/admin/user/invite/": ADMIN, "/admin/user/edit/?id={user}": ADMIN,
 }
@@ -40,7 +41,8 @@ ACTIONS = [
     ("lead", "outbound", MANAGERS), ("lead", "export", ADMIN), ("lead", "erase", ADMIN),
     ("pending", "reassign", MANAGERS), ("pending", "withdraw", MANAGERS),
     ("rep", "hand_over", MANAGERS), ("enrollment", "stop", MARKETING),
-    ("keys", "deactivate", ADMIN),
+    ("keys", "deactivate", ADMIN), ("inbound", "discard", ALL), ("inbound", "release", ALL),
+    ("inbound", "attach", ALL),
 ]
 
 
