@@ -11,7 +11,7 @@ from email.utils import parseaddr
 import time_machine
 
 from service.core.models import HandoffMessage, InboundEmail
-from tests.conftest import log_in, run_worker
+from tests.conftest import csrf_token, log_in, run_worker
 from tests.factories import PROMOTER, promoted
 from tests.inbound.test_mailbox import PROCESSED, deliver, held
 from tests.inbound.test_replies import REPLIES, reply_to, to
@@ -50,9 +50,10 @@ def test_a_reply_in_the_mailbox_reaches_the_marketer_and_the_answer_the_rep(
     page = client.get(f"/admin/handoff/details/?id={handoff.id}")
     assert "Do they have budget this quarter?" in page.get_data(as_text=True)
     with time_machine.travel(FRIDAY_EVENING + timedelta(minutes=30), tick=False):
-        from service.handoffs import thread
-        thread.answer(handoff.id, address=marketer.email, name="Mia", text="Yes: 40k, Q1.",
-                      settings=runtime.settings, now=FRIDAY_EVENING + timedelta(minutes=30))
+        page = client.get(f"/admin/handoff/details/?id={handoff.id}")
+        sent = client.post(f"/admin/handoff/answer/{handoff.id}", follow_redirects=True,
+                           data={"text": "Yes: 40k, Q1.", "csrf_token": csrf_token(page.text)})
+        assert "Yes: 40k, Q1." in sent.text
         run_worker()
     answer = to(smtp, rep.email)[-1]
     assert "Yes: 40k, Q1." in answer.get_body(("plain",)).get_content()
