@@ -231,6 +231,17 @@ def test_mailgun_forged_or_stale_is_refused_and_kept(inbound_app):
     assert "cannot be read" in only_email().reason
 
 
+def test_mailgun_forged_with_a_binary_attachment_is_kept(inbound_app):
+    """The payload kept as the raw message holds the attachment's bytes, NUL included."""
+    forged = mailgun_form(mailgun_fields(), key="key-not-ours")
+    answer = post(inbound_app, "mailgun", data={
+        **forged, "attachment-1": (io.BytesIO(b"\x89PNG\r\n\x1a\n\x00\x00"), "a.png",
+                                   "image/png")})
+    assert answer.status_code == 401
+    email = only_email()
+    assert email.status == "unmatched" and b"\x89PNG\r\n\x1a\n\x00\x00" in bytes(email.raw)
+
+
 def test_mailgun_failed_sender_checks_are_passed_on(inbound_app):
     form = mailgun_form(mailgun_fields(**{"X-Mailgun-Spf": "Fail",
                                           "X-Mailgun-Dkim-Check-Result": "Fail"}))
