@@ -2,10 +2,8 @@
 bounces and complaints suppress at once, soft bounces after a number within a window.
 One adapter per provider (in service/web/email_events.py) verifies and parses.
 
-A signed delivery is recorded once: its token (Mailgun) or message id (SES) is claimed in the
-Delivery table, whose unique index decides even between concurrent requests. The same
-delivery again (a provider's retry) records nothing; the token again with other data (a
-replayed signature) is refused."""
+A signed delivery is recorded once (service.core.claims): the same delivery again (a
+provider's retry) records nothing; the token again with other data is refused."""
 
 from __future__ import annotations
 
@@ -13,27 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from service.core.addresses import normalise_email
+from service.core.claims import Signed, first_use
 from service.core.db import transaction
-from service.core.errors import DomainError, InvalidInput
-from service.core.fastsql import insert_returning
-from service.core.models import Delivery, EmailEvent
+from service.core.errors import InvalidInput
+from service.core.models import EmailEvent
 from service.core.settings import Settings
 from service.nurture.suppression import suppress
 
 KINDS = ("hard_bounce", "soft_bounce", "complaint", "other")
-CLAIMS_KEPT = timedelta(days=1)  # well past every provider's freshness window
-
-
-class Replayed(DomainError):
-    status = 409
-    code = "replayed"
-
-
-@dataclass(frozen=True)
-class Signed:
-    """What a provider signed for one delivery: a single-use key and a digest of the data."""
-    key: str
-    digest: str
 
 
 @dataclass(frozen=True)
@@ -51,7 +36,7 @@ def apply(events: list[ProviderEvent], *, provider: str, raw, settings: Settings
     counts = dict.fromkeys(KINDS, 0)
     window = now - timedelta(days=settings.email_events.soft_bounce_days)
     with transaction():
-        if signed is not None and not _first_use(provider, signed, now):
+        if signed is not None and not first_use(provider, signed, now):
             return None
         for event in events:
             try:
@@ -71,20 +56,3 @@ def apply(events: list[ProviderEvent], *, provider: str, raw, settings: Settings
                     suppress(email, reason="soft_bounces", source=provider, now=now)
     return counts
 
-
-def _first_use(provider: str, signed: Signed, now: datetime) -> bool:
-    """Claim the key and the digest: True the first time, False for the same delivery again;
-    Replayed for a used key with other data (the caller's transaction then stores nothing)."""
-    source = f"email:{provider}"
-    (Delivery.delete()
-     .where(Delivery.source == source, Delivery.received_at < now - CLAIMS_KEPT).execute())
-    key, digest = Delivery.stored_id(f"key:{signed.key}"), f"sha256:{signed.digest}"
-    claimed = set(insert_returning(
-        Delivery, [{"source": source, "delivery_id": value, "received_at": now}
-                for value in (key, digest)], "delivery_id", ignore_conflicts=True))
-    if key in claimed:
-        return True
-    if digest in claimed:
-        raise Replayed(f"this {provider} signature was used already, for other data; "
-                       "each signed event is accepted once")
-    return False

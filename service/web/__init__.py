@@ -13,7 +13,18 @@ from service.core.db import db
 from service.core.errors import DomainError
 from service.core.jsontext import unstorable
 
-from . import api, bodies, decisions, email_events, forms, health, prospects, tracking, webhooks
+from . import (
+    api,
+    bodies,
+    decisions,
+    email_events,
+    forms,
+    health,
+    inbound_mail,
+    prospects,
+    tracking,
+    webhooks,
+)
 from .responses import domain_error, error_response, has_nul
 
 log = logging.getLogger(__name__)
@@ -23,7 +34,8 @@ SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
 
 # Machines post to these (forms from other sites, webhooks, SDKs, API clients, one-click
 # unsubscribe): no CSRF token. People's pages (decisions, health) keep CSRF.
-MACHINE_FACING = (forms.bp, email_events.bp, webhooks.bp, tracking.bp, api.bp, prospects.bp)
+MACHINE_FACING = (forms.bp, email_events.bp, inbound_mail.bp, webhooks.bp, tracking.bp, api.bp,
+                  prospects.bp)
 PEOPLE_FACING = (decisions.bp, health.bp)
 
 

@@ -5,6 +5,7 @@ chunked (no Content-Length), un-gzipped within the limit, and JSON through jsont
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -13,6 +14,8 @@ from service.core import jsontext
 from service.core.errors import InvalidInput
 
 READ = "leadbridge.body_read"
+# Routes that take more than the app's limit (inbound email), by endpoint: their limit.
+LARGER: dict[str, Callable[[], int]] = {}
 
 
 class TooLarge(RequestEntityTooLarge):
@@ -24,10 +27,12 @@ class TooLarge(RequestEntityTooLarge):
 
 def read(limit: int | None = None) -> bytes:
     """The raw body, refused (413) when over limit bytes, however it was sent. The first
-    read, in the app's before_request hook, holds the app's limit; routes with a smaller one
-    call again with theirs."""
-    over = TooLarge if limit is not None else lambda _: RequestEntityTooLarge()
-    limit = current_app.config["MAX_CONTENT_LENGTH"] if limit is None else limit
+    read, in the app's before_request hook, holds the app's limit, or the route's own when
+    the route takes more (LARGER); routes with a smaller one call again with theirs."""
+    larger = LARGER.get(request.endpoint or "")
+    over = TooLarge if limit is not None or larger else lambda _: RequestEntityTooLarge()
+    if limit is None:
+        limit = larger() if larger else current_app.config["MAX_CONTENT_LENGTH"]
     if (request.content_length or 0) > limit:
         raise over(limit)
     if READ not in request.environ:
@@ -35,6 +40,8 @@ def read(limit: int | None = None) -> bytes:
         # so that a body over the limit is seen to be, and refused.
         request.environ[READ] = True
         request.max_content_length = limit + 1
+        if larger:  # a whole message may come as one form field
+            request.max_form_memory_size = limit
     body = request.get_data(cache=True)
     if len(body) > limit:
         raise over(limit)

@@ -4,39 +4,27 @@ SNS), Postmark, Mailgun and SendGrid, each verified the provider's way."""
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import logging
-import time
-import urllib.request
-from datetime import UTC, datetime
 from functools import lru_cache
-from pathlib import Path
-from urllib.parse import urlsplit
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Blueprint, jsonify, request
 
+from service.core.claims import Signed
 from service.core.db import utcnow
 from service.core.errors import InvalidInput, NotFound
 from service.core.runtime import runtime
 from service.core.settings import Settings
-from service.nurture.bounces import KINDS, ProviderEvent, Signed, apply
+from service.nurture.bounces import KINDS, ProviderEvent, apply
 
-from . import bodies
+from . import bodies, verification
 from .responses import error_response
+from .verification import TOLERANCE, Refused, digest, fresh
 
 bp = Blueprint("email_events", __name__)
 log = logging.getLogger(__name__)
-TOLERANCE = 15 * 60
-SNS_TOLERANCE = 75 * 60  # SNS retries an HTTP delivery for up to an hour
-
-
-class Refused(Exception):
-    """The request is not from the provider: bad or missing signature or credentials."""
 
 
 @bp.post("/webhooks/email-events/<provider>")
@@ -61,41 +49,13 @@ def _json(body: bytes | str):
     return bodies.parse(body)
 
 
-def _digest(*parts: bytes | str) -> str:
-    hashed = hashlib.sha256()
-    for part in parts:
-        hashed.update(part.encode() if isinstance(part, str) else part)
-    return hashed.hexdigest()
-
-
-def _fresh(stamp, tolerance: int, what: str) -> None:
-    """Refused unless stamp (seconds since the epoch) is within tolerance of now."""
-    try:
-        seconds = float(stamp)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not abs(time.time() - seconds) <= tolerance:
-        raise Refused(f"{what} is more than {tolerance // 60} minutes from now "
-                      "(stale or replayed)")
-
-
 # Amazon SES through SNS -------------------------------------------------------------------
-
-SNS_FIELDS = {"Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn",
-                               "Type"),
-              "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp",
-                                           "Token", "TopicArn", "Type")}
-
 
 def ses(body: bytes, settings: Settings):
     envelope = _json(body)
-    if not isinstance(envelope, dict) or envelope.get("Type") not in SNS_FIELDS:
-        raise InvalidInput("not an SNS notification")
-    if envelope.get("TopicArn") not in settings.email_events.ses_topic_arns:
-        raise Refused("SNS topic not allowed (email_events.ses_topic_arns)")
-    text = _verify_sns(envelope, settings.email_events.ses_certificate_file)
-    _fresh(_sns_time(envelope.get("Timestamp")), SNS_TOLERANCE, "the SNS Timestamp")
-    signed = Signed(str(envelope.get("MessageId")), _digest(text))
+    signed = verification.sns(envelope, topics=settings.email_events.ses_topic_arns,
+                              setting="email_events.ses_topic_arns",
+                              certificate_file=settings.email_events.ses_certificate_file)
     if envelope["Type"] == "SubscriptionConfirmation":
         log.warning("SNS subscription to %s: confirm by opening %s", envelope["TopicArn"],
                     envelope.get("SubscribeURL"))
@@ -104,14 +64,6 @@ def ses(body: bytes, settings: Settings):
     if not isinstance(message, dict):
         raise InvalidInput("SNS Message is not a JSON object")
     return _ses_events(message), envelope, signed
-
-
-def _sns_time(value) -> float | None:
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=moment.tzinfo or UTC).timestamp()
 
 
 def _ses_events(message: dict) -> list[ProviderEvent]:
@@ -139,35 +91,6 @@ def _list(value) -> list:
     return value if isinstance(value, list) else []
 
 
-def _verify_sns(envelope: dict, certificate_file: str) -> str:
-    """The signed text, once its signature verifies."""
-    fields = SNS_FIELDS[envelope["Type"]]
-    text = "".join(f"{name}\n{envelope[name]}\n" for name in fields
-                   if envelope.get(name) is not None)
-    digest = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(str(envelope.get("SignatureVersion")))
-    if digest is None:
-        raise Refused("unknown SNS SignatureVersion")
-    try:
-        signature = base64.b64decode(envelope.get("Signature", ""), validate=True)
-        key = _sns_certificate(certificate_file or envelope.get("SigningCertURL", "")).public_key()
-        key.verify(signature, text.encode(), padding.PKCS1v15(), digest)
-    except (InvalidSignature, ValueError, TypeError) as exc:
-        raise Refused(f"SNS signature does not verify: {type(exc).__name__}") from None
-    return text
-
-
-@lru_cache(maxsize=16)
-def _sns_certificate(source: str) -> x509.Certificate:
-    """A configured PEM file, or the certificate AWS publishes (https, amazonaws.com only)."""
-    if source and not source.startswith("https://"):
-        return x509.load_pem_x509_certificate(Path(source).read_bytes())
-    host = urlsplit(source).hostname or ""
-    if not (host.startswith("sns.") and host.endswith((".amazonaws.com", ".amazonaws.com.cn"))):
-        raise ValueError("SigningCertURL is not an Amazon SNS address")
-    with urllib.request.urlopen(source, timeout=10) as response:  # noqa: S310 (https, AWS)
-        return x509.load_pem_x509_certificate(response.read())
-
-
 # Postmark ---------------------------------------------------------------------------------
 
 POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated", "SpamNotification"}
@@ -175,11 +98,8 @@ POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "AutoResponder", "Blocke
 
 
 def postmark(body: bytes, settings: Settings):
-    token = settings.email_events.postmark_token.get_secret_value()
-    auth = request.authorization
-    given = auth.password if auth and auth.type == "basic" else ""
-    if not token or not hmac.compare_digest(given or "", token):
-        raise Refused("Postmark webhooks must send the configured basic-auth password")
+    verification.basic_password(settings.email_events.postmark_token.get_secret_value(),
+                                "Postmark webhooks must send the configured basic-auth password")
     record = _json(body)
     if not isinstance(record, dict):
         raise InvalidInput("expected one Postmark webhook record")
@@ -203,19 +123,13 @@ def mailgun(body: bytes, settings: Settings):
     if not isinstance(payload, dict):
         raise InvalidInput("expected a Mailgun webhook object")
     signature = payload.get("signature") or {}
-    key = settings.email_events.mailgun_signing_key.get_secret_value()
     try:
-        stamp, token = str(signature["timestamp"]), str(signature["token"])
-        given = str(signature["signature"])
-        # Whole seconds only: "1795…e0" would read as a float, and move the token's first
-        # characters into the timestamp under the same signature.
-        fresh = stamp.isascii() and stamp.isdigit() and abs(time.time() - int(stamp)) <= TOLERANCE
-    except (KeyError, TypeError, ValueError):
+        parts = signature["timestamp"], signature["token"], signature["signature"]
+    except (KeyError, TypeError, IndexError):
         raise Refused("missing Mailgun signature") from None
-    expected = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
-    if not key or not fresh or not hmac.compare_digest(expected, given):
-        raise Refused("Mailgun signature does not verify, or is older than 15 minutes")
-    signed = Signed(stamp + token, _digest(body))  # the signed text, used once
+    signed = verification.mailgun(
+        *parts, key=settings.email_events.mailgun_signing_key.get_secret_value(),
+        data=digest(body))  # the signed text, used once
     data = payload.get("event-data") or {}
     if not isinstance(data, dict):
         raise InvalidInput("event-data must be a JSON object")
@@ -240,8 +154,8 @@ def sendgrid(body: bytes, settings: Settings):
                    ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError, TypeError) as exc:
         raise Refused(f"SendGrid signature does not verify: {type(exc).__name__}") from None
-    _fresh(stamp, TOLERANCE, "the SendGrid timestamp")
-    digest = _digest(stamp, body)
+    fresh(stamp, TOLERANCE, "the SendGrid timestamp")
+    signed = digest(stamp, body)
     events = _json(body)
     if not isinstance(events, list):
         raise InvalidInput("expected a list of SendGrid events")
@@ -258,7 +172,7 @@ def sendgrid(body: bytes, settings: Settings):
                                        str(event.get("reason", ""))))
         elif kind in ("deferred", "dropped"):
             found.append(ProviderEvent(email, "other", f"{kind}: {event.get('reason', '')}"))
-    return found, events, Signed(digest, digest)
+    return found, events, Signed(signed, signed)
 
 
 @lru_cache(maxsize=4)

@@ -20,7 +20,9 @@ from workers import recorder
 ROUTES = ["/f/contact", "/webhooks/website", "/v1/identify", "/v1/track", "/v1/page",
           "/v1/batch", "/v1/screen", "/webhooks/unknown", "/f/unknown",
           "/webhooks/email-events/ses", "/webhooks/email-events/postmark",
-          "/webhooks/email-events/mailgun", "/webhooks/email-events/sendgrid"]
+          "/webhooks/email-events/mailgun", "/webhooks/email-events/sendgrid",
+          "/webhooks/inbound/postmark", "/webhooks/inbound/mailgun",
+          "/webhooks/inbound/sendgrid", "/webhooks/inbound/ses", "/webhooks/inbound/unknown"]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
