@@ -54,7 +54,9 @@ def receive(raw: bytes, *, channel: str, settings: Settings, secret: str, now: d
     email is held for review, never posted."""
     limit = settings.inbound.max_message_kib * 1024
     mail, unread = _read(raw, limit)
-    key = dedup_key(raw, mail.message_id if mail else "")
+    # A refused request is keyed by its bytes: its Message-ID, which anyone can write, must
+    # not make the genuine email arriving later look like a duplicate.
+    key = dedup_key(raw, mail.message_id if mail and not refused else "")
     try:
         with transaction():
             existing = InboundEmail.get_or_none(InboundEmail.dedup_key == key)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, jsonify, make_response, request
 
+from service.core import ratelimit
 from service.core.claims import Signed, first_use
 from service.core.db import transaction, utcnow
 from service.core.errors import DomainError, InvalidInput
@@ -28,6 +29,8 @@ from .verification import Refused, digest
 
 bp = Blueprint("inbound_mail", __name__)
 log = logging.getLogger(__name__)
+REFUSED_KEPT = 256 * 1024
+REFUSED_PER_MINUTE = 60
 BASE64_GROWTH = 1.4  # a message sent as base64 inside JSON, with the provider's fields
 
 
@@ -78,7 +81,13 @@ def _keep_once(provider: str, mail: Mail) -> Received | None:
 
 
 def _kept_unverified(provider: str, body: bytes, status: int, code: str, why: str):
-    received = receive(body, channel=provider, settings=runtime.settings,
+    """Kept, cut to REFUSED_KEPT bytes, for the first REFUSED_PER_MINUTE refusals a minute;
+    beyond that (someone filling the database) only logged."""
+    if not ratelimit.allow(f"inbound-refused:{provider}", limit=REFUSED_PER_MINUTE):
+        log.warning("inbound %s request refused and not kept (over %d a minute): %s",
+                    provider, REFUSED_PER_MINUTE, why)
+        return _error(status, code, why)
+    received = receive(body[:REFUSED_KEPT], channel=provider, settings=runtime.settings,
                        secret=runtime.secret_key, now=utcnow(), refused=why)
     log.warning("inbound %s request kept as unmatched email %s: %s", provider,
                 received.email_id, why)
