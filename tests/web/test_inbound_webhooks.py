@@ -459,3 +459,50 @@ def test_oversized_is_refused(make_app):
     fits = json.dumps({**POSTMARK, "TextBody": "x" * 60_000}).encode()
     assert app.test_client().post("/webhooks/inbound/postmark", data=fits, headers={
         "Content-Type": "application/json", **basic("p", POSTMARK_PASSWORD)}).status_code == 200
+
+
+# Through to the thread ------------------------------------------------------------------
+
+@pytest.fixture
+def handoff_email(inbound_app):
+    """Riley's handoff email, its Message-ID the one the payloads above answer."""
+    from service.core.models import HandoffMessage, OutboxEmail, Rep
+    from tests.factories import promoted
+    promoted(Rep.create(email="riley.rep@example.com", name="Riley Rep"), "ada@example.com", at=datetime.now(UTC))
+    OutboxEmail.update(message_id="<handoff-1.abc@leads.example.com>").execute()
+    return HandoffMessage
+
+
+def test_a_providers_reply_goes_on_the_thread_unless_its_sender_failed(inbound_app,
+                                                                        handoff_email):
+    answer = post(inbound_app, "postmark", json=POSTMARK,
+                  headers=basic("postmark", POSTMARK_PASSWORD))
+    assert answer.json.get("status") == "posted", answer.json
+    assert handoff_email.get().body == REPLY
+    spoofed = mailgun_form(mailgun_fields(**{"X-Mailgun-Spf": "Fail",
+                                             "X-Mailgun-Dkim-Check-Result": "Fail"}))
+    answer = post(inbound_app, "mailgun", data=spoofed)
+    assert answer.json["status"] == "held", answer.json
+    assert "spf=fail" in InboundEmail.get_by_id(answer.json["id"]).reason
+    assert handoff_email.select().count() == 1
+
+
+def test_a_forged_request_cannot_shadow_the_genuine_email(inbound_app, handoff_email):
+    forged = post(inbound_app, "postmark", json={**POSTMARK, "TextBody": "Give it to me"},
+                  headers=basic("postmark", "guess"))
+    assert forged.status_code == 401
+    genuine = post(inbound_app, "postmark", json=POSTMARK,
+                   headers=basic("postmark", POSTMARK_PASSWORD))
+    assert genuine.json["duplicate"] is False and genuine.json["status"] == "posted"
+    assert [e.status for e in InboundEmail.select().order_by(InboundEmail.id)] == [
+        "unmatched", "posted"]
+
+
+def test_refused_requests_are_kept_cut_and_at_most_sixty_a_minute(inbound_app):
+    for number in range(inbound_mail.REFUSED_PER_MINUTE + 2):
+        answer = post(inbound_app, "postmark", data=str(number).encode() + b"x" * 300_000,
+                      headers={**basic("postmark", "guess"), "Content-Type": "text/plain"})
+        assert answer.status_code == 401
+    kept = list(InboundEmail.select())
+    assert len(kept) == inbound_mail.REFUSED_PER_MINUTE
+    assert {len(bytes(email.raw)) for email in kept} == {inbound_mail.REFUSED_KEPT}
