@@ -468,7 +468,8 @@ def handoff_email(inbound_app):
     """Riley's handoff email, its Message-ID the one the payloads above answer."""
     from service.core.models import HandoffMessage, OutboxEmail, Rep
     from tests.factories import promoted
-    promoted(Rep.create(email="riley.rep@example.com", name="Riley Rep"), "ada@example.com", at=datetime.now(UTC))
+    riley = Rep.create(email="riley.rep@example.com", name="Riley Rep")
+    promoted(riley, "ada@example.com", at=datetime.now(UTC))
     OutboxEmail.update(message_id="<handoff-1.abc@leads.example.com>").execute()
     return HandoffMessage
 
