@@ -162,7 +162,8 @@ def read_reply_token(secret: str, token: str, *, today: int, max_days: int) -> R
     body, _, mac = token.lower().rpartition("-")
     ids, _, rest = body[1:].partition("-")
     kind, who, day = body[:1], rest[:1], rest[1:]
-    if not hmac.compare_digest(mac, _reply_mac(secret, body)) or len(mac) != REPLY_MAC_CHARS:
+    expected = _reply_mac(secret, body).encode()
+    if not hmac.compare_digest(mac.encode(), expected) or len(mac) != REPLY_MAC_CHARS:
         raise BadLink("reply token does not verify")
     try:
         link = ReplyLink(THREADS[kind], int(ids, 36), ROLES[who], int(day, 36))
