@@ -180,6 +180,16 @@ class SecuredModelView(SecuredMixin, CsvExport, ModelView):
     def can_delete(self):
         return self.deletable and role_in(self.edit_roles)
 
+    def get_query(self):
+        return self._scoped(super().get_query())
+
+    def get_count_query(self):
+        return self._scoped(super().get_count_query())
+
+    def _scoped(self, query):
+        """The rows this view lists (a subclass narrows them: pending, waiting…)."""
+        return query
+
     def is_action_allowed(self, name):
         return role_in(self.action_roles.get(name, self.edit_roles)) and super(
         ).is_action_allowed(name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from email import message_from_bytes
 from email import policy as email_policy
 
-from flask import flash, make_response, redirect, request, url_for
+from flask import make_response, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.contrib.peewee.filters import FilterEqual
 from flask_login import current_user
@@ -17,7 +17,6 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 from service.core.addresses import normalise_email
-from service.core.db import utcnow
 from service.core.errors import DomainError, InvalidInput, NotFound
 from service.core.models import InboundEmail, Lead
 from service.core.redirects import redirect_target
@@ -25,7 +24,7 @@ from service.core.runtime import runtime
 from service.core.statuses import InboundStatus
 from service.inbound import review
 
-from .actions import action
+from .actions import action, apply_each
 from .auth import EVERYONE, SecuredModelView
 from .guard import inert_links, panel_root
 
@@ -120,12 +119,6 @@ class InboundView(SecuredModelView):
     column_default_sort = ("received_at", True)
     only = None
 
-    def get_query(self):
-        return self._scoped(super().get_query())
-
-    def get_count_query(self):
-        return self._scoped(super().get_count_query())
-
     def _scoped(self, query):
         if self.only == "waiting":
             query = query.where(InboundEmail.status.in_(review.WAITING))
@@ -180,16 +173,8 @@ class InboundView(SecuredModelView):
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    def _decide(self, ids, done_words: str, apply) -> None:
-        done, now = 0, utcnow()
-        for email_id in ids:
-            try:
-                apply(int(email_id), now)
-                done += 1
-            except DomainError as exc:
-                flash(f"Email {email_id}: {exc.message}", "error")
-        if done:
-            flash(f"{done} email(s) {done_words}.", "success")
+    def _decide(self, ids, done: str, apply) -> None:
+        apply_each(ids, apply, noun="email", done=done)
 
 
 class WaitingInboundView(InboundView):

@@ -36,7 +36,7 @@ from service.leads import scoring
 from service.leads.gdpr import erase_lead, export_lead
 from service.leads.merge import merge_leads
 
-from .actions import action
+from .actions import action, apply_each
 from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView, role_in
 from .nurture import enroll_view
 from .sales import conversation, rep_choices
@@ -116,16 +116,8 @@ class LeadView(SecuredModelView):
         lead = Lead.get_or_none(Lead.id == int(ids[0]))
         return redirect(url_for("outbound.index", email=lead.email if lead else ""))
 
-    def _move(self, ids, done_word: str, apply) -> None:
-        done, now = 0, utcnow()
-        for lead_id in ids:
-            try:
-                apply(int(lead_id), now)
-                done += 1
-            except DomainError as exc:
-                flash(f"Lead {lead_id}: {exc.message}", "error")
-        if done:
-            flash(f"{done} lead(s) {done_word}.", "success")
+    def _move(self, ids, done: str, apply) -> None:
+        apply_each(ids, apply, noun="lead", done=done)
 
     @action("enroll", "Enroll in a nurture sequence")
     def action_enroll(self, ids):

@@ -93,12 +93,6 @@ class HandoffView(SecuredModelView):
                            "replaces")
     only = None
 
-    def get_query(self):
-        return self._scoped(super().get_query())
-
-    def get_count_query(self):
-        return self._scoped(super().get_count_query())
-
     def _scoped(self, query):
         if self.only == "pending":
             query = query.where(Handoff.status == lifecycle.HandoffStatus.PENDING)

@@ -53,17 +53,11 @@ def _json(body: bytes | str):
 
 def ses(body: bytes, settings: Settings):
     envelope = _json(body)
-    signed = verification.sns(envelope, topics=settings.email_events.ses_topic_arns,
-                              setting="email_events.ses_topic_arns",
-                              certificate_file=settings.email_events.ses_certificate_file)
-    if envelope["Type"] == "SubscriptionConfirmation":
-        log.warning("SNS subscription to %s: confirm by opening %s", envelope["TopicArn"],
-                    envelope.get("SubscribeURL"))
-        return [], envelope, signed
-    message = _json(str(envelope.get("Message", "")))
-    if not isinstance(message, dict):
-        raise InvalidInput("SNS Message is not a JSON object")
-    return _ses_events(message), envelope, signed
+    signed, message = verification.sns_message(
+        envelope, topics=settings.email_events.ses_topic_arns,
+        setting="email_events.ses_topic_arns",
+        certificate_file=settings.email_events.ses_certificate_file)
+    return ([] if message is None else _ses_events(message)), envelope, signed
 
 
 def _ses_events(message: dict) -> list[ProviderEvent]:

@@ -206,15 +206,12 @@ def sendgrid(body: bytes, settings: Settings) -> Mail:
 def ses(body: bytes, settings: Settings) -> Mail | None:
     """A receipt rule's SNS action: the message in the notification's content."""
     envelope = bodies.parse(body)
-    signed = verification.sns(envelope, topics=settings.inbound.ses_topic_arns,
-                              setting="inbound.ses_topic_arns",
-                              certificate_file=settings.email_events.ses_certificate_file)
-    if envelope["Type"] == "SubscriptionConfirmation":
-        log.warning("SNS subscription to %s: confirm by opening %s", envelope["TopicArn"],
-                    envelope.get("SubscribeURL"))
+    signed, message = verification.sns_message(
+        envelope, topics=settings.inbound.ses_topic_arns, setting="inbound.ses_topic_arns",
+        certificate_file=settings.email_events.ses_certificate_file)
+    if message is None:
         return None
-    message = bodies.parse(str(envelope.get("Message", "")))
-    if not isinstance(message, dict) or message.get("notificationType") != "Received":
+    if message.get("notificationType") != "Received":
         raise InvalidInput("the SNS Message is not an SES notification of a received email")
     receipt = _object(message.get("receipt"))
     content = message.get("content")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -23,8 +24,11 @@ from flask import request
 from service.core.claims import Signed
 from service.core.errors import InvalidInput
 
+from . import bodies
+
 TOLERANCE = 15 * 60
 SNS_TOLERANCE = 75 * 60  # SNS retries an HTTP delivery for up to an hour
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -95,6 +99,21 @@ def sns(envelope, *, topics: list[str], setting: str, certificate_file: str) -> 
     text = _verify_sns(envelope, certificate_file)
     fresh(_sns_time(envelope.get("Timestamp")), SNS_TOLERANCE, "the SNS Timestamp")
     return Signed(str(envelope.get("MessageId")), digest(text))
+
+
+def sns_message(envelope, *, topics: list[str], setting: str,
+                certificate_file: str) -> tuple[Signed, dict | None]:
+    """sns(), then the notification's Message, a JSON object; None for a subscription
+    confirmation, which is logged with the address that confirms it."""
+    signed = sns(envelope, topics=topics, setting=setting, certificate_file=certificate_file)
+    if envelope["Type"] == "SubscriptionConfirmation":
+        log.warning("SNS subscription to %s: confirm by opening %s", envelope["TopicArn"],
+                    envelope.get("SubscribeURL"))
+        return signed, None
+    message = bodies.parse(str(envelope.get("Message", "")))
+    if not isinstance(message, dict):
+        raise InvalidInput("the SNS Message is not a JSON object")
+    return signed, message
 
 
 def _sns_time(value) -> float | None:
