@@ -122,13 +122,13 @@ def _act(email: InboundEmail, mail: ParsedMail, context: Thread.Context,
     if isinstance(thread, str):
         return Outcome(InboundStatus.UNMATCHED, thread)
     links = thread.links()
+    if mail.auto_reply:  # never posted, whoever sent it: nothing for a person to review
+        return Outcome(InboundStatus.NOTED, replies.auto_reply(email, mail, thread), links)
     if not thread.sent_by(mail.from_address):
         return Outcome(InboundStatus.HELD, f"sent by {mail.from_address or 'nobody'}, not by "
                        f"the {thread.role} of this thread ({thread.expected()})", links)
     if authentication:
         return Outcome(InboundStatus.HELD, f"the sender did not pass its checks "
                        f"({authentication})", links)
-    if mail.auto_reply:
-        return Outcome(InboundStatus.NOTED, replies.auto_reply(email, mail, thread), links)
     status = replies.reply(email, mail, thread)
     return Outcome(status, "", links)

@@ -61,7 +61,7 @@ def owners(lead_id: int, settings) -> list[tuple[str, str]]:
 def auto_reply(email: InboundEmail, mail: ParsedMail, thread: Thread) -> str:
     """Not a reply: kept and noted. A rep's out-of-office shows on the handoff (the SLA
     runs on)."""
-    if mail.out_of_office and thread.role == "rep":
+    if mail.out_of_office and thread.role == "rep" and thread.sent_by(mail.from_address):
         note = (mail.subject + "\n\n" + mail.text).strip()[:OOO_NOTE]
         handoff_thread.post(thread.handoff, author="rep", address=mail.from_address,
                             name=mail.from_name, body=note, via="email",

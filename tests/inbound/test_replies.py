@@ -294,3 +294,12 @@ def test_export_holds_and_erase_removes_the_leads_replies(make_app, rep, smtp, t
         exported["emails_received"][1]["raw"]
     erase_lead(lead.id, actor="dpo@example.com", data_dir=tmp_path, now=FIRST_STEP)
     assert InboundEmail.select().count() == 0
+
+
+def test_an_auto_reply_from_another_address_is_noted_not_held(make_app, rep, smtp):
+    _, email = handoff_email(make_app, rep, smtp)
+    raw = reply_to(email, sender="assistant@example.com", text="Riley is away.",
+                   headers={"Auto-Submitted": "auto-replied", "X-Autoreply": "yes"})
+    received = arrive(raw)
+    assert received.status == "noted"
+    assert HandoffMessage.select().count() == 0  # only the rep's own out-of-office is shown
