@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -323,18 +322,14 @@ def test_any_reply_text_in_a_well_formed_mail_is_read(text):
     assert mail.in_reply_to == [ORIGINAL_ID]
 
 
-def test_a_message_of_the_largest_size_kept_is_read_in_a_moment():
+def test_a_message_of_the_largest_size_kept_is_read():
+    """(Its time is measured by benchmarks/inbound_replies.py.)"""
     message = EmailMessage()
     message["From"] = "rob.rep@contoso.example"
     message.set_content("Call me.\n\n" + "> quoted line of an old message\n" * 300_000)
     raw = message.as_bytes()
     assert len(raw) > 9 * 1024 * 1024
-
-    started = time.perf_counter()
-    mail = parse(raw)
-
-    assert mail.text == "Call me."
-    assert time.perf_counter() - started < 5
+    assert parse(raw).text == "Call me."
 
 
 def test_html_that_declares_its_encoding_is_read():
