@@ -69,6 +69,13 @@ def inert_message(raw: bytes) -> bytes:
     """The raw email as it came, except that a text part quoting a working decision,
     unsubscribe or click link (a rep's reply quotes the handoff email) has it made unusable,
     as everywhere in the panel. Parts without one keep their bytes."""
+    try:
+        return _inert_parts(raw)
+    except Exception:  # mail too odd to walk (nested past the recursion limit): as bytes
+        return inert_links(raw.decode("latin-1")).encode("latin-1")
+
+
+def _inert_parts(raw: bytes) -> bytes:
     message = message_from_bytes(raw, policy=email_policy.compat32)
     changed = False
     for part in message.walk():

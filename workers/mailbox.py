@@ -26,6 +26,7 @@ from service.inbound.receive import receive
 log = logging.getLogger(__name__)
 
 FETCH_CHUNK = 20  # messages per FETCH
+FAILED_AFTER = 3  # reads of a message that fail before it is moved aside, never deleted
 TIMEOUT_SECONDS = 60.0  # to connect, and for each command's answer
 IDLE_RENEW_SECONDS = 25 * 60  # RFC 2177: servers may end an IDLE after 29 minutes
 IDLE_CHECK_SECONDS = 1.0  # how soon a watcher sees that it is asked to stop
@@ -71,6 +72,10 @@ class Mailbox:
         self.processed = inbound.imap_processed_folder
         self.poll_seconds = inbound.imap_poll_seconds
         self.idle = inbound.imap_idle
+        self.limit = inbound.max_message_kib * 1024
+        self.failed = self.processed.rpartition("/")[0] + "/Failed" if "/" in self.processed \
+            else self.processed + "-Failed"
+        self.failures: dict[int, int] = {}
         self.client: IMAPClient | None = None
 
     @property
@@ -87,9 +92,8 @@ class Mailbox:
             uids = client.search("UNDELETED")
             read = 0
             for start in range(0, len(uids), FETCH_CHUNK):
-                fetched = client.fetch(uids[start:start + FETCH_CHUNK], ["BODY.PEEK[]"])
-                for uid, data in sorted(fetched.items()):
-                    read += self.take(client, uid, data.get(b"BODY[]"), handle)
+                for uid, raw in self.fetched(client, uids[start:start + FETCH_CHUNK]):
+                    read += self.take(client, uid, raw, handle)
             return read
         except IMAPClientAbortError as exc:
             self.close()
@@ -100,6 +104,19 @@ class Mailbox:
             raise MailboxError(f"cannot read {self.folder} at {self.where}: "
                                f"{said(exc)}") from None
 
+    def fetched(self, client: IMAPClient, uids: list[int]) -> list[tuple[int, bytes | None]]:
+        """The messages, in order; one larger than inbound.max_message_kib only up to one
+        byte past it (receive() keeps it cut), so memory stays bounded."""
+        sizes = {uid: data.get(b"RFC822.SIZE", 0)
+                 for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items()}
+        small = [uid for uid in sorted(sizes) if sizes[uid] <= self.limit]
+        found = {uid: data.get(b"BODY[]") for uid, data in
+                 (client.fetch(small, ["BODY.PEEK[]"]).items() if small else ())}
+        for uid in sorted(set(sizes) - set(small)):
+            part = client.fetch([uid], [f"BODY.PEEK[]<0.{self.limit + 1}>"]).get(uid, {})
+            found[uid] = part.get(b"BODY[]<0>")
+        return sorted(found.items())
+
     def take(self, client: IMAPClient, uid: int, raw: bytes | None, handle: Handle) -> int:
         """One message: handled, then moved (1); or left where it is (0)."""
         if raw is None:  # gone meanwhile (another reader took it)
@@ -107,8 +124,14 @@ class Mailbox:
         try:
             handle(raw)
         except Exception:
-            log.exception("mailbox: message %s in %s was not read; it stays there", uid,
-                          self.folder)
+            self.failures[uid] = self.failures.get(uid, 0) + 1
+            if self.failures[uid] < FAILED_AFTER:
+                log.exception("mailbox: message %s in %s was not read; it stays there", uid,
+                              self.folder)
+                return 0
+            log.exception("mailbox: message %s could not be read %d times; moved to %s",
+                          uid, FAILED_AFTER, self.failed)
+            self.move(client, uid, self.failed)
             return 0
         try:
             self.move(client, uid)
@@ -119,13 +142,16 @@ class Mailbox:
                       "again next time, and kept once", uid, self.processed, said(exc))
         return 1
 
-    def move(self, client: IMAPClient, uid: int) -> None:
-        """To the processed folder: MOVE, else COPY and expunge this message alone (without
-        UID EXPUNGE it stays flagged \\Deleted, and is not read again)."""
+    def move(self, client: IMAPClient, uid: int, folder: str = "") -> None:
+        """To the processed folder (or `folder`): MOVE, else COPY and expunge this message
+        alone (without UID EXPUNGE it stays flagged \\Deleted, and is not read again)."""
+        folder = folder or self.processed
+        if folder != self.processed and not client.folder_exists(folder):
+            client.create_folder(folder)
         if client.has_capability("MOVE"):
-            client.move([uid], self.processed)
+            client.move([uid], folder)
             return
-        client.copy([uid], self.processed)
+        client.copy([uid], folder)
         client.add_flags([uid], [DELETED])
         if client.has_capability("UIDPLUS"):
             client.uid_expunge([uid])

@@ -7,10 +7,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+# A signed link token (itsdangerous): payload, [timestamp,] signature of 27+ characters,
+# after the path of its kind: decision, unsubscribe, click, password reset.
+TOKEN_PATTERN = r"\.?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?\.[A-Za-z0-9_-]{27,}(?![A-Za-z0-9_-])"
+KINDS_PATTERN = r"(h|u|c|admin/reset)"
+SIGNED_LINK = re.compile(f"/{KINDS_PATTERN}/" + TOKEN_PATTERN)
 
 HANDOFF_SALT = "leadbridge.handoff-decision"
 UNSUBSCRIBE_SALT = "leadbridge.unsubscribe"
@@ -46,6 +53,14 @@ class BadLink(Exception):
 
 class ExpiredLink(BadLink):
     status = 410
+
+
+def without_signed_links(text: str, placeholder: str = "/{}/(link removed)") -> str:
+    """text with the token of every signed link replaced: a reply quoting a decision link
+    must not pass it on to whoever reads the reply."""
+    if not any(f"/{kind}/" in text for kind in ("h", "u", "c", "admin/reset")):
+        return text
+    return SIGNED_LINK.sub(lambda match: placeholder.format(match.group(1)), text)
 
 
 def _public_id(rest: list) -> str | None:

@@ -203,6 +203,7 @@ class Inbound(Section):
     imap_processed_folder: str = "Leadbridge/Processed"
     imap_poll_seconds: int = 60
     imap_idle: bool = True
+    authserv_id: str = ""
     postmark_password: SecretStr = NO_SECRET
     sendgrid_password: SecretStr = NO_SECRET
     ses_topic_arns: list[str] = []

@@ -4,7 +4,8 @@ the panel, the same function posts it."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 
 from service.core import outbox
 from service.core.addresses import normalise_email
@@ -15,7 +16,9 @@ from service.core.settings import Settings
 from service.core.text import one_line
 
 MAX_MESSAGE = 20_000  # characters kept of one message
+EMAILS_PER_HOUR = 30
 SIDES = ("rep", "marketer")
+log = logging.getLogger(__name__)
 
 
 def marketers(handoff: Handoff, settings: Settings) -> list[str]:
@@ -28,13 +31,14 @@ def marketers(handoff: Handoff, settings: Settings) -> list[str]:
 
 
 def side_of(handoff: Handoff, address: str, settings: Settings) -> str | None:
-    """rep or marketer when address (normalised) is that side's participant, else None."""
+    """rep or marketer when address (normalised) is that side's participant, else None (a
+    rep who has left is no longer one)."""
     try:
         address = normalise_email(address)
     except InvalidInput:
         return None
     if address == normalise_email(handoff.rep.email):
-        return "rep"
+        return "rep" if handoff.rep.active else None
     return "marketer" if address in marketers(handoff, settings) else None
 
 
@@ -50,12 +54,25 @@ def post(handoff: Handoff, *, author: str, address: str, name: str, body: str, v
             handoff=handoff.id, author=author, author_address=address,
             author_name=one_line(name)[:255], body=body[:MAX_MESSAGE], at=now, via=via,
             kind=kind, inbound=inbound_id)
-        if kind == "message":
+        if kind == "message" and _may_email(handoff.id, now):
             for to_address, to_name in _other_side(handoff, author, settings):
                 outbox.queue_email("handoff_message", to_address=to_address, to_name=to_name,
                                    lead_id=handoff.lead_id, handoff_id=handoff.id, now=now,
                                    context={"message_id": message.id})
     return message
+
+
+def _may_email(handoff_id: int, now: datetime) -> bool:
+    """At most EMAILS_PER_HOUR messages of a thread go out by email in an hour: two
+    auto-responders that do not say so cannot answer each other for ever. Past that the
+    messages are kept and shown, not emailed."""
+    recent = (HandoffMessage.select().where(
+        HandoffMessage.handoff == handoff_id, HandoffMessage.kind == "message",
+        HandoffMessage.at > now - timedelta(hours=1)).count())
+    if recent > EMAILS_PER_HOUR:
+        log.warning("handoff %d: over %d messages in an hour, not emailed", handoff_id,
+                    EMAILS_PER_HOUR)
+    return recent <= EMAILS_PER_HOUR
 
 
 def _other_side(handoff: Handoff, author: str, settings: Settings) -> list[tuple[str, str]]:

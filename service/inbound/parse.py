@@ -92,6 +92,7 @@ class ParsedMail:
     auto_reply: str = ""  # why a machine wrote it, else ""
     out_of_office: bool = False
     report: DeliveryReport | None = None
+    authentication_results: list[str] = field(default_factory=list)  # the headers, as given
 
 
 def parse(raw: bytes) -> ParsedMail:
@@ -148,7 +149,9 @@ def _parsed(message: MIMEPart) -> ParsedMail:
         attachments=[_attachment(part) for part in _attachment_parts(message)],
         auto_reply=auto_reply,
         out_of_office=bool(auto_reply) and _out_of_office(message),
-        report=_delivery_report(message))
+        report=_delivery_report(message),
+        authentication_results=[value[:2000] for value in
+                                _headers(message, "Authentication-Results")])
 
 
 # --- headers ---------------------------------------------------------------------------
@@ -303,9 +306,10 @@ def latest_reply(text: str) -> str:
     replies = EmailReplyParser(languages=list(REPLY_LANGUAGES)).read(text).replies
     if not replies or replies[0].headers:  # nothing above the first quote header
         return ""
-    lines = replies[0].body.replace(LIST_MARK, "-").split("\n")
-    while lines and (lines[-1].startswith(">") or not lines[-1].strip()):
-        lines.pop()  # quoted lines with no header above them
+    # Quoted lines with no header above them (a bottom-posted or inline reply) are the
+    # history too: they go, wherever they are.
+    lines = [line for line in replies[0].body.replace(LIST_MARK, "-").split("\n")
+             if not line.lstrip().startswith(">")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
@@ -320,14 +324,20 @@ def _cut_at_attribution(text: str) -> str:
     if not first_quoted:
         return text
     above = [i for i in range(first_quoted) if lines[i].strip()][-2:]
-    if not above or not ATTRIBUTION.search(lines[above[-1]]):
+    # (the end of the line only: the search is quadratic in what it is given)
+    if not above or not _attribution(lines[above[-1]]):
         return text
     cut = above[-1]
-    if (len(above) == 2 and above[0] == cut - 1 and not DATE_OR_TIME.search(lines[cut])
-            and DATE_OR_TIME.search(lines[above[0]])
+    if (len(above) == 2 and above[0] == cut - 1 and not DATE_OR_TIME.search(lines[cut][-300:])
+            and DATE_OR_TIME.search(lines[above[0]][-300:])
             and not lines[above[0]].rstrip().endswith((".", "!", "?"))):
         cut = above[0]  # an attribution wrapped over two lines: the date, then the address
     return "\n".join(lines[:cut])
+
+
+def _attribution(line: str) -> bool:
+    line = line.rstrip()
+    return line.endswith((":", "：")) and bool(ATTRIBUTION.search(line[-300:]))
 
 
 def html_to_text(html: str) -> str:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import peewee
 
 from service.core.db import transaction
+from service.core.links import without_signed_links
 from service.core.models import InboundEmail
 from service.core.settings import Settings
 from service.core.statuses import InboundStatus
@@ -21,6 +23,7 @@ from service.inbound.matching import Thread, find_thread
 from service.inbound.parse import BadMail, ParsedMail, parse, without_attachments
 
 log = logging.getLogger(__name__)
+LIST_MARKS = ("Precedence: list", "Precedence: bulk", "List-Id")  # a person, through a list
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,14 @@ class Outcome:
     links: dict = field(default_factory=dict)  # lead, handoff, enrollment ids
 
 
-def dedup_key(raw: bytes, message_id: str) -> str:
-    """The Message-ID when there is one (the same email by two channels is one email), else
+def dedup_key(raw: bytes, mail: ParsedMail | None) -> str:
+    """The Message-ID with the sender and the reply text (the same email by two channels, or
+    a provider's retry, is one email; another email under a copied Message-ID is not), else
     a digest of the bytes."""
-    if message_id and len(message_id) <= 240:
-        return f"mid:{message_id}"
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    if mail is None or not mail.message_id:
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
+    seen = "\n".join((mail.message_id, mail.from_address, mail.text))
+    return "mid:" + hashlib.sha256(seen.encode("utf-8", "replace")).hexdigest()
 
 
 def receive(raw: bytes, *, channel: str, settings: Settings, secret: str, now: datetime,
@@ -53,10 +58,11 @@ def receive(raw: bytes, *, channel: str, settings: Settings, secret: str, now: d
     `authentication` is a failed sender check the channel reports ("dmarc=fail"): such an
     email is held for review, never posted."""
     limit = settings.inbound.max_message_kib * 1024
-    mail, unread = _read(raw, limit)
-    # A refused request is keyed by its bytes: its Message-ID, which anyone can write, must
-    # not make the genuine email arriving later look like a duplicate.
-    key = dedup_key(raw, mail.message_id if mail and not refused else "")
+    # A refused request is not read (nobody vouches for it), and is keyed by its bytes.
+    mail, unread = _read(raw, limit) if not refused else (None, "")
+    key = dedup_key(raw, mail)
+    authentication = ", ".join(filter(None, (
+        authentication, mail and failed_checks(mail, settings.inbound.authserv_id))))
     try:
         with transaction():
             existing = InboundEmail.get_or_none(InboundEmail.dedup_key == key)
@@ -79,12 +85,30 @@ def receive(raw: bytes, *, channel: str, settings: Settings, secret: str, now: d
 
 
 def _read(raw: bytes, limit: int) -> tuple[ParsedMail | None, str]:
+    """The email read, its reply text with our signed links made unusable (a reply quoting
+    a decision link must not hand it to whoever reads the reply); or why it cannot be."""
     if len(raw) > limit:
         return None, f"larger than inbound.max_message_kib ({len(raw)} bytes): kept cut"
     try:
-        return parse(raw), ""
+        mail = parse(raw)
     except BadMail as exc:
         return None, f"cannot be read as an email: {exc}"
+    return replace(mail, text=without_signed_links(mail.text)), ""
+
+
+CHECK = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*(fail|softfail)\b", re.IGNORECASE)
+
+
+def failed_checks(mail: ParsedMail, authserv_id: str) -> str:
+    """The sender checks that the trusted receiving server (inbound.authserv_id) says
+    failed, from its Authentication-Results headers (RFC 8601): "spf=fail, dmarc=fail"."""
+    if not authserv_id:
+        return ""
+    failed = []
+    for value in mail.authentication_results:
+        if value.split(";", 1)[0].split()[:1] == [authserv_id]:
+            failed += [f"{name.lower()}=fail" for name, _ in CHECK.findall(value)]
+    return ", ".join(dict.fromkeys(failed))
 
 
 def _kept(raw: bytes, limit: int) -> bytes:
@@ -122,13 +146,19 @@ def _act(email: InboundEmail, mail: ParsedMail, context: Thread.Context,
     if isinstance(thread, str):
         return Outcome(InboundStatus.UNMATCHED, thread)
     links = thread.links()
-    if mail.auto_reply:  # never posted, whoever sent it: nothing for a person to review
+    participant = thread.sent_by(mail.from_address)
+    if mail.auto_reply.startswith(LIST_MARKS) and participant:
+        return Outcome(InboundStatus.HELD, f"the {thread.role} wrote through a list "
+                       f"({mail.auto_reply}): a person to check it is theirs", links)
+    if mail.auto_reply:  # never posted, whoever sent it
         return Outcome(InboundStatus.NOTED, replies.auto_reply(email, mail, thread), links)
-    if not thread.sent_by(mail.from_address):
+    if not participant:
         return Outcome(InboundStatus.HELD, f"sent by {mail.from_address or 'nobody'}, not by "
                        f"the {thread.role} of this thread ({thread.expected()})", links)
     if authentication:
         return Outcome(InboundStatus.HELD, f"the sender did not pass its checks "
                        f"({authentication})", links)
+    if not mail.text.strip():
+        return Outcome(InboundStatus.HELD, "no reply text found above the quoted email", links)
     status = replies.reply(email, mail, thread)
     return Outcome(status, "", links)

@@ -4,8 +4,10 @@ rep is noted on the handoff, a delivery report counts as a bounce."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from service.core import outbox
-from service.core.models import Handoff, InboundEmail, Lead, OutboxEmail, User
+from service.core.models import Activity, Handoff, InboundEmail, Lead, OutboxEmail, User
 from service.core.statuses import InboundStatus
 from service.handoffs import thread as handoff_thread
 from service.inbound.matching import Thread
@@ -34,15 +36,22 @@ def prospect_replied(email: InboundEmail, mail: ParsedMail, thread: Thread) -> N
     """The re-engagement path, fed by a reply: an email_reply activity (scored), the
     sequence stopped ("replied"), the lead flagged re-engaged and its owner told."""
     settings, now, lead = thread.context.settings, thread.context.now, thread.lead
+    stop_enrollments(lead.id, reason="replied", now=now)
+    Lead.update(re_engaged_at=now).where(Lead.id == lead.id).execute()
+    if _replied_lately(lead.id, now):
+        return  # kept and shown; scored and told once an hour at most, whatever a sender sends
     record_events([Event(type="email_reply", occurred_at=now, email=lead.email,
                          properties={"subject": mail.subject[:200],
                                      "sequence": thread.enrollment.sequence})],
                   source="email", now=now, policy=Policy.from_settings(settings))
-    stop_enrollments(lead.id, reason="replied", now=now)
-    Lead.update(re_engaged_at=now).where(Lead.id == lead.id).execute()
     for address, name in owners(lead.id, settings):
         outbox.queue_email("prospect_replied", to_address=address, to_name=name,
                            lead_id=lead.id, now=now, context={"inbound_id": email.id})
+
+
+def _replied_lately(lead_id: int, now: datetime) -> bool:
+    return Activity.select().where(Activity.lead == lead_id, Activity.type == "email_reply",
+                                   Activity.occurred_at > now - timedelta(hours=1)).exists()
 
 
 def owners(lead_id: int, settings) -> list[tuple[str, str]]:
@@ -79,11 +88,14 @@ def delivery_report(email: InboundEmail, report: DeliveryReport,
     if sent is None:
         return (InboundStatus.UNMATCHED, "a delivery report for an email Leadbridge did not "
                 "send", {})
+    # Only the address that email went to: a report naming others (anyone can write one
+    # about a Message-ID they received) suppresses nobody else.
     events = [ProviderEvent(address, "hard_bounce" if status.startswith("5")
                             else "soft_bounce", f"{action} {status}")
               for address, action, status in report.recipients
-              if action.lower() == "failed" or status.startswith(("4", "5"))
-              and action.lower() != "delayed"]
+              if address.lower() == sent.to_address.lower()
+              and (action.lower() == "failed" or status.startswith(("4", "5")))
+              and action.lower() != "delayed"][:1]
     apply(events, provider="dsn", raw={"inbound_email": email.id}, settings=context.settings,
           now=context.now)
     links = {"lead": sent.lead_id, "handoff": sent.handoff_id}

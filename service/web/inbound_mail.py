@@ -29,7 +29,7 @@ from .verification import Refused, digest
 
 bp = Blueprint("inbound_mail", __name__)
 log = logging.getLogger(__name__)
-REFUSED_KEPT = 256 * 1024
+REFUSED_KEPT = 16 * 1024  # enough to see who sent it and what it was
 REFUSED_PER_MINUTE = 60
 BASE64_GROWTH = 1.4  # a message sent as base64 inside JSON, with the provider's fields
 
@@ -49,6 +49,9 @@ def receive_mail(provider: str):
     if adapter is None:
         return _error(404, "not_found", f"no inbound email provider named {provider!r} "
                                         "(postmark, mailgun, sendgrid, ses)")
+    if not configured(provider, runtime.settings):
+        return _error(404, "not_found", f"inbound email from {provider} is not set up here "
+                                        f"(see the README, Replies)")
     body = bodies.read()
     try:
         mail = adapter(body, runtime.settings)
@@ -83,7 +86,8 @@ def _keep_once(provider: str, mail: Mail) -> Received | None:
 def _kept_unverified(provider: str, body: bytes, status: int, code: str, why: str):
     """Kept, cut to REFUSED_KEPT bytes, for the first REFUSED_PER_MINUTE refusals a minute;
     beyond that (someone filling the database) only logged."""
-    if not ratelimit.allow(f"inbound-refused:{provider}", limit=REFUSED_PER_MINUTE):
+    if not ratelimit.allow(f"inbound-refused:{provider}", limit=REFUSED_PER_MINUTE,
+                           strict=True):
         log.warning("inbound %s request refused and not kept (over %d a minute): %s",
                     provider, REFUSED_PER_MINUTE, why)
         return _error(status, code, why)
@@ -234,9 +238,9 @@ def ses(body: bytes, settings: Settings) -> Mail | None:
 # Reading the payloads ---------------------------------------------------------------------
 
 def _failed(**checks: str) -> str:
-    """The sender checks a provider reports as failed: "spf=fail, dkim=fail"."""
+    """The sender checks a provider reports as failed (a soft fail too): "spf=fail"."""
     return ", ".join(f"{name}=fail" for name, result in checks.items()
-                     if str(result).strip().lower().startswith("fail"))
+                     if str(result).strip().lower().startswith(("fail", "softfail")))
 
 
 def _pairs(value) -> list[tuple[str, str]]:
@@ -298,3 +302,12 @@ def _list(value) -> list:
 
 
 ADAPTERS = {"postmark": postmark, "mailgun": mailgun, "sendgrid": sendgrid, "ses": ses}
+
+
+def configured(provider: str, settings: Settings) -> bool:
+    """A provider's route answers only once its credentials are set: until then nothing
+    is read or kept from it."""
+    return bool({"postmark": settings.inbound.postmark_password.get_secret_value(),
+                 "mailgun": settings.email_events.mailgun_signing_key.get_secret_value(),
+                 "sendgrid": settings.inbound.sendgrid_password.get_secret_value(),
+                 "ses": settings.inbound.ses_topic_arns}[provider])

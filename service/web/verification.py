@@ -134,18 +134,29 @@ def _verify_sns(envelope: dict, certificate_file: str) -> str:
         raise Refused("unknown SNS SignatureVersion")
     try:
         signature = base64.b64decode(envelope.get("Signature", ""), validate=True)
-        key = _sns_certificate(certificate_file or envelope.get("SigningCertURL", "")).public_key()
+        key = _sns_key(certificate_file, str(envelope.get("SigningCertURL", "")))
         key.verify(signature, text.encode(), padding.PKCS1v15(), digest)
-    except (InvalidSignature, ValueError, TypeError) as exc:
+    except (InvalidSignature, ValueError, TypeError, OSError) as exc:
         raise Refused(f"SNS signature does not verify: {type(exc).__name__}") from None
     return text
 
 
+def _sns_key(certificate_file: str, url: str):
+    """The configured PEM file (a setting, never a path from the request), else the
+    certificate AWS publishes at the envelope's https SigningCertURL."""
+    if certificate_file:
+        return _pem_file(certificate_file).public_key()
+    return _sns_certificate(url if url.startswith("https://") else "").public_key()
+
+
+@lru_cache(maxsize=4)
+def _pem_file(path: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(Path(path).read_bytes())
+
+
 @lru_cache(maxsize=16)
 def _sns_certificate(source: str) -> x509.Certificate:
-    """A configured PEM file, or the certificate AWS publishes (https, amazonaws.com only)."""
-    if source and not source.startswith("https://"):
-        return x509.load_pem_x509_certificate(Path(source).read_bytes())
+    """The certificate AWS publishes (https, sns.*.amazonaws.com only)."""
     host = urlsplit(source).hostname or ""
     if not (host.startswith("sns.") and host.endswith((".amazonaws.com", ".amazonaws.com.cn"))):
         raise ValueError("SigningCertURL is not an Amazon SNS address")

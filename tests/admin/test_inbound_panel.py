@@ -335,3 +335,13 @@ def test_in_a_browser_the_marketer_answers_and_reviews_inbound(world, smtp, live
     page.goto(f"{live_server}/admin/handoff/details/?id={handoff.id}")
     expect(page.locator(".handoff-thread")).to_contain_text("Give it to me")
     assert Handoff.get_by_id(handoff.id).status == "pending"
+
+
+def test_an_email_nested_too_deep_to_walk_still_downloads(world):
+    nested = b"".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode()
+                      for i in range(1200))
+    raw = b"From: x@example.net\r\nSubject: deep\r\nMIME-Version: 1.0\r\n" + nested
+    received = receive(raw, channel="imap", settings=runtime.settings,
+                        secret=runtime.secret_key, now=utcnow())
+    answer = client_as(world["app"]).get(f"/admin/inbound/raw/{received.email_id}")
+    assert answer.status_code == 200 and answer.data.startswith(b"From: x@example.net")

@@ -336,3 +336,28 @@ def test_up_with_a_mailbox_reads_it(tmp_path, imap):
         output = process.communicate(timeout=10)[0]
     assert f"IMAP:   replies read from {imap.url()}" in output
     assert held(imap, "INBOX") == []
+
+
+def test_a_message_over_the_size_limit_is_read_only_so_far_and_kept_cut(mailbox_app, imap):
+    mailbox_app(**{"inbound.max_message_kib": 64})
+    big = reply(1) + (b"y" * 70 + b"\r\n") * 2000  # 144 KB
+    deliver(imap, big)
+    Mailbox(runtime.settings.inbound).poll_once(receive_imap)
+    [email] = InboundEmail.select()
+    assert email.status == "unmatched" and "larger than inbound.max_message_kib" in email.reason
+    assert len(bytes(email.raw)) == 64 * 1024
+    assert held(imap, "INBOX") == [] and len(held(imap, PROCESSED)) == 1
+
+
+def test_a_message_that_always_fails_is_moved_aside_after_three_reads(mailbox_app, imap):
+    mailbox_app()
+    deliver(imap, reply(1))
+    mailbox = Mailbox(runtime.settings.inbound)
+
+    def broken(raw: bytes) -> None:
+        raise RuntimeError("cannot be handled")
+
+    for _ in range(3):
+        mailbox.poll_once(broken)
+    assert held(imap, "INBOX") == [] and held(imap, PROCESSED) == []
+    assert held(imap, "Leadbridge/Failed") == [reply(1)]

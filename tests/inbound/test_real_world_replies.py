@@ -69,7 +69,8 @@ def test_an_out_of_office_is_noted_on_the_handoff(make_app):
 def test_a_delivery_report_bounces_the_address_it_names(make_app):
     make_app(**REPLY_SETTINGS)
     handoff_to("rob.rep@contoso.example")
-    OutboxEmail.update(message_id=ORIGINAL_ID).where(OutboxEmail.id == 1).execute()
+    OutboxEmail.update(message_id=ORIGINAL_ID, to_address="gone@example.net").where(
+        OutboxEmail.id == 1).execute()  # as if it had gone to the address reported
     received = arrive(fixture("dsn_bounce"))
     assert received.status == "bounced"
     assert is_suppressed("gone@example.net")

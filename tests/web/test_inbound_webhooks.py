@@ -507,3 +507,22 @@ def test_refused_requests_are_kept_cut_and_at_most_sixty_a_minute(inbound_app):
     kept = list(InboundEmail.select())
     assert len(kept) == inbound_mail.REFUSED_PER_MINUTE
     assert {len(bytes(email.raw)) for email in kept} == {inbound_mail.REFUSED_KEPT}
+
+
+def test_a_provider_not_set_up_reads_and_keeps_nothing(make_app):
+    app = make_app()
+    for provider in ("postmark", "mailgun", "sendgrid", "ses"):
+        answer = post(app, provider, json=POSTMARK, headers=basic("postmark", "guess"))
+        assert answer.status_code == 404 and "not set up" in answer.json["error"]["message"]
+    assert InboundEmail.select().count() == 0
+
+
+def test_a_signing_certificate_url_that_is_a_path_is_refused(make_app, sns_key):  # noqa: F811
+    app = make_app(**{"inbound.ses_topic_arns": [INBOUND_TOPIC]})  # no certificate file
+    for path in ("/nonexistent", "/etc/hostname", "file:///etc/hostname"):
+        envelope = json.loads(sns_envelope(sns_key, {"notificationType": "Received"},
+                                           topic=INBOUND_TOPIC))
+        envelope["SigningCertURL"] = path
+        answer = post(app, "ses", data=json.dumps(envelope).encode(),
+                      headers={"Content-Type": "text/plain"})
+        assert answer.status_code == 401, (path, answer.text)
