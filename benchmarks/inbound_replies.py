@@ -90,6 +90,18 @@ def largest() -> tuple[float, float, int]:
     return time.perf_counter() - started, stdlib, len(raw)
 
 
+def hostile() -> float:
+    """A line of 200,000 "@" above a quote: what a quadratic search of quote headers would
+    take minutes over."""
+    from service.inbound.parse import parse
+
+    raw = ("From: a@example.net\r\nSubject: s\r\n\r\nhi\n" + "@" * 200_000
+           + "\n> quoted\n").encode()
+    started = time.perf_counter()
+    parse(raw)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--replies", type=int, default=500)
@@ -107,6 +119,7 @@ def main() -> None:
     reply_parser, stdlib, size = largest()
     print(f"largest message kept ({size / 2**20:.1f} MiB): read in {reply_parser:.2f} s · "
           f"stdlib parse alone {stdlib:.2f} s · ratio {stdlib / reply_parser:.2f}")
+    print(f"a 200,000-character line above a quote: read in {hostile():.2f} s")
 
 
 if __name__ == "__main__":
