@@ -72,8 +72,11 @@ class EmbeddedValkey:
         config = self.data_dir / "valkey.conf"
         config.write_text("".join(f"{key} {value}\n" for key, value in settings.items()))
         with open(self.data_dir / "valkey.log", "ab") as log:
+            # A session of its own: a terminal's Ctrl-C reaches `up`, which stops the parts
+            # that use this server first and this server last.
             self.process = subprocess.Popen([str(server_binary()), str(config)], stdout=log,
-                                            stderr=subprocess.STDOUT, cwd=self.data_dir)
+                                            stderr=subprocess.STDOUT, cwd=self.data_dir,
+                                            start_new_session=True)
         try:
             self.wait_until_ready(timeout)
         except ValkeyStartError:

@@ -63,6 +63,30 @@ def test_up_serves_panel_and_stops_cleanly(tmp_path):
     assert "admin@example.com" in output
 
 
+def test_ctrl_c_in_a_terminal_stops_every_part_without_an_error(tmp_path):
+    """A terminal sends Ctrl-C to the whole foreground group: `up` and whatever shares its
+    group. The embedded Valkey must outlive the parts that still talk to it as they stop."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
+    env["LEADBRIDGE_DATA_DIR"] = str(tmp_path / "var")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.ops.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert wait_for(f"http://127.0.0.1:{port}/readyz") == 200
+        time.sleep(2)  # the worker and cron settle on the queue
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert any("valkey" in " ".join(child.cmdline()) for child in children)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=20)
+        assert psutil.wait_procs(children, timeout=10)[1] == [], "a part outlived up"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        output = process.communicate(timeout=10)[0]
+    assert "Traceback" not in output and "ERROR" not in output, output[-3000:]
+
+
 def child_running(process: subprocess.Popen, part: str) -> psutil.Process | None:
     for child in psutil.Process(process.pid).children():
         try:
