@@ -31,13 +31,13 @@ def wait_for(url: str, seconds: float = 60) -> int:
     raise AssertionError(f"{url} did not answer in {seconds}s")
 
 
-def start_up(tmp_path, port: int) -> subprocess.Popen:
+def start_up(tmp_path, port: int, **options) -> subprocess.Popen:
     """`leadbridge up` on port, its data under tmp_path/var, no LEADBRIDGE_ setting inherited."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
     env["LEADBRIDGE_DATA_DIR"] = str(tmp_path / "var")
     return subprocess.Popen(
         [sys.executable, "-m", "service.ops.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **options)
 
 
 def test_up_serves_panel_and_stops_cleanly(tmp_path):
@@ -67,11 +67,7 @@ def test_ctrl_c_in_a_terminal_stops_every_part_without_an_error(tmp_path):
     """A terminal sends Ctrl-C to the whole foreground group: `up` and whatever shares its
     group. The embedded Valkey must outlive the parts that still talk to it as they stop."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADBRIDGE_")}
-    env["LEADBRIDGE_DATA_DIR"] = str(tmp_path / "var")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.ops.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = start_up(tmp_path, port, start_new_session=True)
     try:
         assert wait_for(f"http://127.0.0.1:{port}/readyz") == 200
         time.sleep(2)  # the worker and cron settle on the queue
