@@ -17,6 +17,7 @@ from service.intake.event import Event
 from service.leads.scoring import Policy
 from service.lifecycle import stop_enrollments
 from service.nurture.bounces import ProviderEvent, apply
+from service.nurture.sequences import marketers_of
 
 OOO_NOTE = 500  # characters of an out-of-office notice shown on the handoff
 
@@ -61,7 +62,7 @@ def owners(lead_id: int, settings) -> list[tuple[str, str]]:
             .first())
     if last is not None and last.rep.active:
         return [(last.rep.email, last.rep.name)]
-    people = handoff_thread.marketers(last, settings) if last else sorted(settings.nurture.notify)
+    people = marketers_of(lead_id, settings)  # as the re-engagement path tells them
     if not people:
         people = [user.email for user in User.select().where(User.role == "marketer")]
     return [(address, "") for address in people]

@@ -111,14 +111,16 @@ def reengage(lead_ids: list[int], *, settings: Settings, now: datetime) -> list[
         with transaction():
             if not Lead.update(re_engaged_at=now).where(Lead.id == lead_id).execute():
                 continue
-            for address in _marketers(lead_id, settings):
+            for address in marketers_of(lead_id, settings):
                 outbox.queue_email("lead_reengaged", to_address=address, lead_id=lead_id,
                                    now=now)
         marked.append(lead_id)
     return marked
 
 
-def _marketers(lead_id: int, settings: Settings) -> list[str]:
+def marketers_of(lead_id: int, settings: Settings) -> list[str]:
+    """Who hears about a lead for marketing: its last promoter (when a person) and
+    nurture.notify."""
     last = (Handoff.select(Handoff.promoted_by).where(Handoff.lead == lead_id)
             .order_by(Handoff.id.desc()).first())
     people = [last.promoted_by] if last and "@" in last.promoted_by else []
