@@ -11,7 +11,12 @@ from collections.abc import Iterable, Iterator
 from flask import Flask, Response, request, url_for
 
 from service.core.errors import InvalidInput
-from service.core.links import KINDS_PATTERN, TOKEN_PATTERN, without_signed_links
+from service.core.links import (
+    KINDS_PATTERN,
+    SIGNED_PATHS,
+    TOKEN_PATTERN,
+    without_signed_links,
+)
 from service.core.redirects import redirect_target
 
 LARGEST = 2**31 - 1  # the largest id a PostgreSQL integer column holds
@@ -69,7 +74,7 @@ def inert_links(text: str) -> str:
     """text with every signed link made unusable: an HTML link to one loses its href, and the
     token itself becomes a placeholder (in text, CSV and JSON alike). Most pages hold none:
     they are passed by four substring checks instead of two scans (1.6 ms on a list page)."""
-    if not any(f"/{kind}/" in text for kind in ("h", "u", "c", "admin/reset")):
+    if not any(path in text for path in SIGNED_PATHS):
         return text
     return without_signed_links(HREF.sub("", text), HIDDEN)
 
