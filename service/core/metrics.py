@@ -67,7 +67,10 @@ def _flush_when_due() -> None:
     global _timer
     with _lock:
         _timer = None
-    flush()
+    try:
+        flush()
+    except Exception as exc:  # a closed pool can fail in the client library in any way
+        log.debug("metrics not counted: %r", exc)
 
 
 def _start_afresh() -> None:
@@ -83,10 +86,11 @@ def flush() -> None:
     with _lock:
         tally = dict(_tally)
         _tally.clear()
-    if not tally or runtime.redis is None:
+    client = runtime.redis  # held: a new binding would close this client's pool under us
+    if not tally or client is None:
         return
     try:
-        with runtime.redis.pipeline(transaction=False) as pipe:
+        with client.pipeline(transaction=False) as pipe:
             for field, amount in tally.items():
                 pipe.hincrbyfloat(HASH, field, amount)
             pipe.execute()

@@ -89,6 +89,32 @@ def test_a_count_reaches_redis_within_a_second_without_more_traffic(app):
     assert float(runtime.redis.hget(metrics.HASH, field)) == 2
 
 
+def test_a_send_that_breaks_in_the_background_loses_that_tally_and_nothing_else(app,
+                                                                                monkeypatch):
+    """The client library can fail with any error when its connections are closed under it
+    (a new app binding a new client); the timer thread must not die with it."""
+    import threading
+
+    from redis.client import Pipeline
+
+    crashed, real_execute, breaks = [], Pipeline.execute, iter([True])
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashed.append(args.exc_value))
+
+    def execute(pipe, *args, **kwargs):
+        if next(breaks, False):
+            raise AttributeError("'NoneType' object has no attribute 'readline'")
+        return real_execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", execute)
+    metrics.add("leadbridge_intake_events_total", 1, source="lost")
+    time.sleep(metrics.FLUSH_SECONDS + 0.5)
+    metrics.add("leadbridge_intake_events_total", 1, source="kept")
+    time.sleep(metrics.FLUSH_SECONDS + 0.5)
+    assert crashed == []
+    kept = metrics._field("leadbridge_intake_events_total", {"source": "kept"})
+    assert float(runtime.redis.hget(metrics.HASH, kept)) == 1
+
+
 def test_request_and_job_ids_on_log_lines(make_app, smtp, json_log):
     app = make_app(**{"redis.url": f"redis://127.0.0.1:{free_port()}/0"})
     response = app.test_client().get("/readyz", headers={"X-Request-ID": "trace-123"})
