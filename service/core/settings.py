@@ -214,6 +214,25 @@ class Inbound(Section):
         return self
 
 
+class Outbound(Section):
+    """Webhooks Leadbridge sends (issue: tell the rest of the stack)."""
+    allow_private_urls: bool = False  # loopback and private networks (tests, on-premise CRMs)
+    timeout_seconds: float = 15.0
+    # Like Svix: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; then failed.
+    retry_seconds: list[int] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+    disable_after_days: float = 5.0
+    secret_grace_hours: float = 24.0
+    claim_seconds: int = 60
+    response_excerpt_bytes: int = 1024
+
+    @field_validator("retry_seconds")
+    @classmethod
+    def _schedule(cls, value: list[int]) -> list[int]:
+        if not value or any(seconds < 0 for seconds in value):
+            raise ConfigError("outbound.retry_seconds must be a non-empty list of seconds >= 0")
+        return value
+
+
 class Reports(Section):
     benchmark_months: int = 6
     conversion_low: float = 0.2
@@ -266,6 +285,7 @@ class Settings(BaseSettings):
     nurture: Nurture = Nurture()
     email_events: EmailEvents = EmailEvents()
     inbound: Inbound = Inbound()
+    outbound: Outbound = Outbound()
     reports: Reports = Reports()
     logging: Logging = Logging()
     metrics: Metrics = Metrics()

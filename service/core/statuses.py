@@ -31,3 +31,11 @@ class InboundStatus(StrEnum):
     UNMATCHED = "unmatched"
     ATTACHED = "attached"
     DISCARDED = "discarded"
+
+
+class WebhookStatus(StrEnum):
+    """Where one event's delivery to one endpoint stands: waiting for its next attempt,
+    delivered (a 2xx), or failed for good (tries used up, or the endpoint gone)."""
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"

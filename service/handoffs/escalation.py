@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from peewee import JOIN
 
+from service import events
 from service.core import outbox
 from service.core.db import transaction
 from service.core.errors import DomainError
@@ -92,6 +93,7 @@ def _remind_and_escalate(rows: list[dict], settings: Settings, now: datetime, do
             outbox.queue_email("sla_reminder", to_address=row["email"], to_name=row["name"],
                                lead_id=row["lead"], handoff_id=row["id"], now=now)
         if row["id"] in claimed["escalate"]:
+            events.emit("handoff.escalated", row["lead"], now=now, handoff_id=row["id"])
             for address in {row["manager"], row["promoted_by"]}:
                 if "@" in address:
                     outbox.queue_email("sla_escalation", to_address=address,

@@ -9,6 +9,7 @@ from pathlib import Path
 from playhouse.shortcuts import model_to_dict
 from redis.exceptions import RedisError
 
+from service import events
 from service.core.db import after_commit, transaction
 from service.core.errors import NotFound
 from service.core.models import (
@@ -91,6 +92,7 @@ def erase_lead(lead_id: int, *, actor: str, data_dir: Path, now: datetime) -> st
         Suppression.delete().where(Suppression.email_hash == digest).execute()
         Suppression.create(email_hash=digest, email="", reason="erased", source="gdpr", at=now)
         mark_lead_dirty(lead_id)
+        events.erase(lead_id, now=now)
         Lead.delete().where(Lead.id == lead_id).execute()  # activities, history… cascade
         audit(actor, "erase", f"lead:{lead_id}", {"email_hash": digest}, now)
         after_commit(lambda: _forget_mail(outbox_ids, data_dir))

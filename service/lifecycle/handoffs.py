@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import peewee
 from peewee import Case, fn
 
+from service import events
 from service.core import outbox
 from service.core.db import transaction
 from service.core.errors import AlreadyDecided, IllegalTransition, InvalidInput, NotFound
@@ -63,7 +64,7 @@ def promote(lead_id: int, *, rep_id: int, actor: str, note: str, now: datetime,
                 first_due_at=schedule.due_at, **lead_facts(lead, now), **sla_fields(schedule))
         except peewee.IntegrityError:
             raise IllegalTransition(f"lead {lead_id} already has a pending handoff") from None
-        record(lead_id, from_stage, Stage.MQL, now, actor, "promoted")
+        record(lead_id, from_stage, Stage.MQL, now, actor, "promoted", handoff.id)
         stop_enrollments(lead_id, reason="promoted", now=now)
         outbox.queue_email("rep_handoff", to_address=rep.email, to_name=rep.name,
                            lead_id=lead_id, handoff_id=handoff.id, now=now)
@@ -77,7 +78,8 @@ def accept(handoff_id: int, *, bant: dict, notes: str, actor: str, now: datetime
     with transaction():
         lead_id = _decide(handoff_id, "accept", now, actor, notes=notes, **answers)
         move(lead_id, "accept", now)
-        record(lead_id, Stage.MQL, Stage.SQL, now, actor, "accepted")
+        events.emit("handoff.accepted", lead_id, now=now, handoff_id=handoff_id)
+        record(lead_id, Stage.MQL, Stage.SQL, now, actor, "accepted", handoff_id)
         stop_enrollments(lead_id, reason="sql", now=now)
         _feedback(handoff_id, now)
     return Handoff.get_by_id(handoff_id)
@@ -93,7 +95,8 @@ def reject(handoff_id: int, *, reason: str, outcome: str, notes: str, actor: str
         lead_id = _decide(handoff_id, "reject", now, actor, notes=notes, reason=reason,
                           outcome=outcome)
         move(lead_id, "reject", now, to_stage)
-        record(lead_id, Stage.MQL, to_stage, now, actor, f"rejected: {reason}")
+        events.emit("handoff.rejected", lead_id, now=now, handoff_id=handoff_id)
+        record(lead_id, Stage.MQL, to_stage, now, actor, f"rejected: {reason}", handoff_id)
         _feedback(handoff_id, now)
     return Handoff.get_by_id(handoff_id)
 
@@ -105,7 +108,8 @@ def withdraw(handoff_id: int, *, actor: str, reason: str, now: datetime) -> Hand
         Handoff.update(sla_met=None).where(Handoff.id == handoff_id).execute()
         to_stage = _stage_before_mql(lead_id)
         move(lead_id, "withdraw", now, to_stage)
-        record(lead_id, Stage.MQL, to_stage, now, actor, f"handoff withdrawn: {reason}".strip())
+        record(lead_id, Stage.MQL, to_stage, now, actor, f"handoff withdrawn: {reason}".strip(),
+               handoff_id)
         audit(actor, "withdraw", f"handoff:{handoff_id}", {"reason": reason}, now)
     return Handoff.get_by_id(handoff_id)
 
@@ -128,7 +132,7 @@ def take_over(handoff_id: int, *, lead_id: int, actor: str, now: datetime) -> Ha
             raise AlreadyDecided(already_decided_message(Handoff.get_by_id(handoff_id)))
         from_stage = move(lead_id, "take_over", now)
         record(lead_id, from_stage, Stage.MQL, now, actor,
-                f"merged: took over the handoff of {duplicate}")
+               f"merged: took over the handoff of {duplicate}", handoff_id)
         stop_enrollments(lead_id, reason="merged", now=now)
     return Handoff.get_by_id(handoff_id)
 
@@ -161,6 +165,7 @@ def reassign(handoff_id: int, *, rep_id: int, actor: str, now: datetime,
                            lead_id=old.lead_id, handoff_id=new.id, now=now)
         outbox.queue_email("handoff_moved", to_address=old.rep.email, to_name=old.rep.name,
                            lead_id=old.lead_id, handoff_id=old.id, now=now)
+        events.emit("handoff.reassigned", old.lead_id, now=now, handoff_id=new.id)
         audit(actor, "reassign", f"handoff:{handoff_id}",
               {"from": old.rep.email, "to": rep.email, "new_handoff": new.id}, now)
     return new
@@ -186,7 +191,6 @@ def register_outbound(email: str, *, fields: dict, rep_id: int, bant: dict, note
             from_stage = None
         else:
             from_stage = move(lead.id, "register_outbound", now)
-        record(lead.id, from_stage, Stage.SQL, now, actor, "outbound SQL")
         stop_enrollments(lead.id, reason="sql", now=now)
         handoff = Handoff.create(
             lead=lead.id, rep=rep.id, promoted_by=actor, promoted_at=now, due_at=now,
@@ -194,6 +198,7 @@ def register_outbound(email: str, *, fields: dict, rep_id: int, bant: dict, note
             promoted_day=now.date(), decided_day=now.date(), decision_minutes=0,
             status=_target("register_outbound"), decided_at=now, decided_by=actor, notes=notes,
             origin="outbound", definition=Definition.current("mql"), **answers)
+        record(lead.id, from_stage, Stage.SQL, now, actor, "outbound SQL", handoff.id)
         audit(actor, "register_outbound", f"lead:{lead.id}", {"rep": rep.email}, now)
     return handoff
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from service import events
 from service.core.db import transaction
 from service.core.errors import IllegalTransition, NotFound
 from service.core.fastsql import insert_rows
@@ -52,7 +53,7 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
     with transaction():
         insert_rows(Lead, [{**blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now,
                             "created_at": now, "updated_at": now, "source": source,
-                            "public_id": new_public_id()}
+                            "public_id": new_public_id(), "event_sequence": 0}
                            for fields in leads], ignore_conflicts=True)
         # Look up by email only (the unique index): all leads of one import share created_at,
         # and filtering on it in SQL lets the planner scan every one of them.
@@ -64,6 +65,7 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
             {"lead": lead_id, "from_stage": None, "to_stage": Stage.LEAD, "at": now,
              "day": now.date(), "actor": actor, "reason": f"captured from {source}"}
             for lead_id in created.values()])
+        events.emit_many("lead.created", list(created.values()), now=now)
         mark_dirty(now.date())
     return created
 
@@ -110,7 +112,10 @@ def move(lead_id: int, transition: str, now: datetime, to_stage: Stage | None = 
     return lead.stage
 
 
-def record(lead_id: int, from_stage, to_stage, now: datetime, actor: str, reason: str) -> None:
+def record(lead_id: int, from_stage, to_stage, now: datetime, actor: str, reason: str,
+           handoff_id: int | None = None) -> None:
+    """The stage change's history row and its events (about the handoff that made it)."""
     StageChange.create(lead=lead_id, from_stage=from_stage, to_stage=to_stage, at=now,
                        day=now.date(), actor=actor, reason=reason)
+    events.stage_changed(lead_id, from_stage, to_stage, now=now, handoff_id=handoff_id)
     mark_dirty(now.date())

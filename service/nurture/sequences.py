@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from service import lifecycle
+from service import events, lifecycle
 from service.core import outbox
 from service.core.calendar import Calendar, hours_from
 from service.core.db import transaction
@@ -111,6 +111,7 @@ def reengage(lead_ids: list[int], *, settings: Settings, now: datetime) -> list[
         with transaction():
             if not Lead.update(re_engaged_at=now).where(Lead.id == lead_id).execute():
                 continue
+            events.emit("lead.reengaged", lead_id, now=now)
             for address in marketers_of(lead_id, settings):
                 outbox.queue_email("lead_reengaged", to_address=address, lead_id=lead_id,
                                    now=now)

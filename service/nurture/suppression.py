@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+from service import events
 from service.core.db import transaction
 from service.core.models import Lead, Suppression
 from service.lifecycle.enrollments import stop_enrollments
@@ -26,6 +27,9 @@ def suppressed_among(emails: list[str]) -> set[str]:
     return {by_hash[row.email_hash] for row in found}
 
 
+OPTED_OUT = ("unsubscribe", "complaint")  # the prospect's own doing: bounces are not
+
+
 def suppress(email: str, *, reason: str, source: str, now: datetime,
              keep_address: bool = True) -> bool:
     """Add the address (True if it was not there) and stop the lead's nurture sequences."""
@@ -37,6 +41,8 @@ def suppress(email: str, *, reason: str, source: str, now: datetime,
         lead = Lead.get_or_none(Lead.email == email.strip().lower())
         if lead is not None:
             stop_enrollments(lead.id, reason=reason, now=now)
+            if added and reason in OPTED_OUT:
+                events.emit("lead.unsubscribed", lead.id, now=now)
     return added
 
 

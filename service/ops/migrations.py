@@ -43,6 +43,9 @@ from service.core.models import (
     Suppression,
     Team,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
     new_session_token,
 )
 from service.ops.schema import (
@@ -65,6 +68,7 @@ TABLES_V8 = [Rollup, DirtyDay]
 TABLES_V11 = [InboundEvent]
 TABLES_V15 = [RateCount]
 TABLES_V16 = [InboundEmail, HandoffMessage]
+TABLES_V17 = [WebhookEndpoint, WebhookEvent, WebhookDelivery]
 
 
 def _initial() -> None:
@@ -222,6 +226,14 @@ def _add_public_ids() -> None:
     add_missing_columns(Lead, Lead.public_id)  # its unique index
 
 
+def _webhooks() -> None:
+    """Endpoints, the event log and deliveries; each lead's count of its events, and the
+    index that pages leads by when they changed."""
+    db.create_tables(TABLES_V17)
+    add_missing_columns(Lead, Lead.event_sequence)
+    create_indexes(Lead, over={"updated_at"})
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -241,6 +253,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (15, "accounts: sessions revocable per user; login limits without Redis", _accounts),
     (16, "replies: email received, and the thread on each handoff",
      lambda: db.create_tables(TABLES_V16)),
+    (17, "webhooks: endpoints, events and deliveries; leads paged by change", _webhooks),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

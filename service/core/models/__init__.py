@@ -30,10 +30,12 @@ from service.core.models.system import (
     SchemaVersion,
     User,
 )
+from service.core.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 __all__ = ["Activity", "AnonymousActivity", "AssignmentCursor", "AuditEvent", "Definition",
            "Delivery", "DigestLog", "DirtyDay", "EmailClick", "EmailEvent", "Enrollment",
            "Handoff", "HandoffMessage", "Identity", "InboundEmail", "InboundEvent", "IntakeStat",
            "IntegrationKey", "JSONField", "Lead", "LeadMerge", "OutboxEmail", "RateCount", "Rep",
            "Rollup", "SchemaVersion", "StageChange", "Suppression", "Team", "User",
+           "WebhookDelivery", "WebhookEndpoint", "WebhookEvent",
            "new_public_id", "new_session_token"]

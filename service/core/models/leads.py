@@ -33,10 +33,12 @@ class Lead(BaseModel):
     last_activity_at = UTCDateTimeField(null=True, index=True)
     created_at = UTCDateTimeField(default=utcnow, index=True)
     updated_at = UTCDateTimeField(default=utcnow)
+    # How many events (webhooks, /api/v1/events) this lead has had: each event's sequence.
+    event_sequence = pw.IntegerField(default=0)
 
 
     class Meta:
-        indexes = ((("stage", "score_log"), False),)
+        indexes = ((("stage", "score_log"), False), (("updated_at", "id"), False))
 
 
     EDITABLE = ("first_name", "last_name", "company", "title", "phone", "country",
