@@ -11,7 +11,7 @@ from enum import StrEnum
 from service import events
 from service.core.db import transaction
 from service.core.errors import IllegalTransition, NotFound
-from service.core.fastsql import insert_rows
+from service.core.fastsql import insert_returning, insert_rows
 from service.core.models import (
     AuditEvent,
     Lead,
@@ -51,16 +51,14 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
         return {}
     blank = dict.fromkeys(Lead.EDITABLE, "")
     with transaction():
-        insert_rows(Lead, [{**blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now,
-                            "created_at": now, "updated_at": now, "source": source,
-                            "public_id": new_public_id(), "event_sequence": 0}
-                           for fields in leads], ignore_conflicts=True)
-        # Look up by email only (the unique index): all leads of one import share created_at,
-        # and filtering on it in SQL lets the planner scan every one of them.
-        found = Lead.select(Lead.email, Lead.id, Lead.created_at, Lead.source).where(
-            Lead.email.in_([fields["email"] for fields in leads])).tuples()
-        created = {email: lead_id for email, lead_id, at, origin in found
-                   if at == now and origin == source}
+        inserted = insert_returning(Lead, [
+            {**blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now, "created_at": now,
+             "updated_at": now, "source": source, "public_id": new_public_id(),
+             "event_sequence": 0} for fields in leads], "email", ignore_conflicts=True)
+        # Those this call inserted (RETURNING leaves out rows the unique index refused), by
+        # email only: all leads of one import share created_at, and filtering on it in SQL
+        # lets the planner scan every one of them.
+        created = dict(Lead.select(Lead.email, Lead.id).where(Lead.email.in_(inserted)).tuples())
         insert_rows(StageChange, [
             {"lead": lead_id, "from_stage": None, "to_stage": Stage.LEAD, "at": now,
              "day": now.date(), "actor": actor, "reason": f"captured from {source}"}
