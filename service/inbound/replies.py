@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from service import events
 from service.core import outbox
 from service.core.models import Activity, Handoff, InboundEmail, Lead, OutboxEmail, User
 from service.core.statuses import InboundStatus
@@ -41,6 +42,7 @@ def prospect_replied(email: InboundEmail, mail: ParsedMail, thread: Thread) -> N
     Lead.update(re_engaged_at=now).where(Lead.id == lead.id).execute()
     if _replied_lately(lead.id, now):
         return  # kept and shown; scored and told once an hour at most, whatever a sender sends
+    events.emit("lead.reengaged", lead.id, now=now)
     record_events([Event(type="email_reply", occurred_at=now, email=lead.email,
                          properties={"subject": mail.subject[:200],
                                      "sequence": thread.enrollment.sequence})],

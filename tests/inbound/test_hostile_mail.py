@@ -12,7 +12,14 @@ from email.utils import parseaddr
 import time_machine
 
 from service.core import links
-from service.core.models import Activity, HandoffMessage, InboundEmail, OutboxEmail, Rep
+from service.core.models import (
+    Activity,
+    HandoffMessage,
+    InboundEmail,
+    OutboxEmail,
+    Rep,
+    WebhookEvent,
+)
 from service.core.runtime import runtime
 from service.handoffs import thread
 from service.nurture.suppression import is_suppressed
@@ -132,6 +139,7 @@ def test_a_flood_of_prospect_replies_scores_and_notifies_once_an_hour(make_app, 
     assert InboundEmail.select().where(InboundEmail.status == "replied").count() == 3
     assert Activity.select().where(Activity.type == "email_reply").count() == 1
     assert len([m for m in to(smtp, rep.email) if "replied" in m["Subject"]]) == 1
+    assert WebhookEvent.select().where(WebhookEvent.type == "lead.reengaged").count() == 1
 
 
 def test_a_token_for_one_handoff_does_not_open_another(make_app, rep, smtp):

@@ -20,6 +20,7 @@ from service.core.models import (
     HandoffMessage,
     InboundEmail,
     Lead,
+    WebhookEvent,
 )
 from service.core.runtime import runtime
 from service.handoffs import thread
@@ -220,6 +221,8 @@ def test_a_prospects_reply_stops_the_sequence_and_reaches_the_owner(make_app, re
         enrollment = Enrollment.get(Enrollment.lead == lead.id)
         assert (enrollment.status, enrollment.stop_reason) == ("stopped", "replied")
         assert Lead.get_by_id(lead.id).re_engaged_at is not None
+        assert [e.type for e in WebhookEvent.select().where(
+            WebhookEvent.type == "lead.reengaged")] == ["lead.reengaged"]
         [notice] = [m for m in to(smtp, rep.email) if "replied" in m["Subject"]]
         assert "Can we talk next week?" in notice.get_body(("plain",)).get_content()
         assert parseaddr(notice["Reply-To"])[1] == "ada@example.com"
