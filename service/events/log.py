@@ -12,6 +12,7 @@ from service.core.db import collect
 from service.core.fastsql import insert_returning
 from service.core.models import Handoff, Lead, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from service.core.runtime import runtime
+from service.core.scores import Policy
 from service.core.statuses import WebhookStatus
 from service.events.payloads import handoff_json, lead_json, owners
 
@@ -46,7 +47,7 @@ def emit(event_type: str, lead_id: int, *, now: datetime,
     lead = _next_sequence([lead_id]).get(lead_id)
     if lead is None:
         return
-    data = {"lead": lead_json(lead, settings=runtime.settings, now=now,
+    data = {"lead": lead_json(lead, policy=Policy.from_settings(runtime.settings), now=now,
                               owner=owners([lead_id]).get(lead_id))}
     if handoff_id is not None:
         data["handoff"] = handoff_json(Handoff.get_by_id(handoff_id))
@@ -59,10 +60,10 @@ def emit_many(event_type: str, lead_ids: list[int], *, now: datetime) -> None:
     if not lead_ids:
         return
     leads, owner = _next_sequence(lead_ids), owners(lead_ids)
+    policy = Policy.from_settings(runtime.settings)
     _write(event_type, [
         {"lead_id": lead.id, "handoff_id": None, "sequence": lead.event_sequence,
-         "data": {"lead": lead_json(lead, settings=runtime.settings, now=now,
-                                    owner=owner.get(lead.id))}}
+         "data": {"lead": lead_json(lead, policy=policy, now=now, owner=owner.get(lead.id))}}
         for lead in leads.values()], now)
 
 

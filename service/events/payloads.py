@@ -6,7 +6,6 @@ from datetime import datetime
 
 from service.core.models import Handoff, Lead, Rep
 from service.core.scores import Policy
-from service.core.settings import Settings
 from service.core.statuses import HandoffStatus
 
 OWNING = (HandoffStatus.PENDING, HandoffStatus.ACCEPTED)
@@ -16,11 +15,10 @@ def _when(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def lead_json(lead: Lead, *, settings: Settings, now: datetime,
-              owner: Rep | None = None) -> dict:
+def lead_json(lead: Lead, *, policy: Policy, now: datetime, owner: Rep | None = None) -> dict:
     """The lead's fields, stage, score now, and owner (the rep of its pending or accepted
     handoff, if any)."""
-    score = Policy.from_settings(settings).score(lead.score_log, now)
+    score = policy.score(lead.score_log, now)
     return {"id": lead.id, "email": lead.email, "stage": lead.stage, "score": round(score, 2),
             "created_at": lead.created_at.isoformat(), "updated_at": _when(lead.updated_at),
             **{name: getattr(lead, name) for name in Lead.EDITABLE}, "source": lead.source,
