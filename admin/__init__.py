@@ -22,6 +22,7 @@ from service.core.models import (
     Suppression,
     Team,
     User,
+    WebhookEndpoint,
 )
 from service.reports import figures as reports
 
@@ -42,6 +43,7 @@ from .sales import (
     PendingHandoffView,
 )
 from .users import UserView
+from .webhooks import WebhookEndpointView
 
 
 def init_app(app: Flask) -> None:
@@ -81,6 +83,8 @@ def init_app(app: Flask) -> None:
     panel.add_view(FormsView(name="Forms", endpoint="form_snippets", category="Integrations"))
     panel.add_view(IntegrationKeyView(IntegrationKey, name="Keys", endpoint="keys",
                                       category="Integrations"))
+    panel.add_view(WebhookEndpointView(WebhookEndpoint, name="Webhooks",
+                                       endpoint="webhook_endpoints", url="webhooks"))
     panel.add_view(UserView(User, name="Users", endpoint="user", category="Admin"))
     panel.add_view(AuditView(AuditEvent, name="Audit log", endpoint="audit", category="Admin"))
     # The row delete confirmation Flask-Admin's list template writes inline (each bulk action's

@@ -34,6 +34,7 @@ PAGES = {
     "/admin/inbound/": ALL, "/admin/inbound_all/": ALL, "/admin/inbound/attach/": ALL,
     "/admin/keys/": ADMIN, "/admin/keys/create/": ADMIN, "/admin/user/": ADMIN,
     "/admin/user/invite/": ADMIN, "/admin/user/edit/?id={user}": ADMIN,
+    "/admin/webhooks/": ADMIN, "/admin/webhooks/add/": ADMIN,
 }
 ACTIONS = [
     ("lead", "promote", ALL), ("lead", "merge", MARKETING), ("lead", "enroll", MARKETING),
