@@ -131,7 +131,7 @@ def test_api_conforms_to_openapi(app, rep, now):
     record_activity("seed@example.com", type="page_view", source="t", occurred_at=now, now=now)
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 10
+    assert len(operations) == 21
 
     for operation in operations:
         @given(case=operation.as_strategy())
