@@ -171,7 +171,8 @@ def _list(key: str, item: str) -> dict:
 
 
 def document() -> dict:
-    id_param = {"name": "{}", "in": "path", "required": True, "schema": {"type": "integer"}}
+    id_param = {"name": "{}", "in": "path", "required": True,
+                "schema": {"type": "integer", "maximum": 2**63 - 1}}
     lead_id = {**id_param, "name": "lead_id"}
     handoff_id = {**id_param, "name": "handoff_id"}
     endpoint_id = {**id_param, "name": "endpoint_id"}
