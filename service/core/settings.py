@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.core.settings_checks import (
@@ -41,6 +41,9 @@ class Web(Section):
     workers: int = 2
     threads: int = 4
     secret_key: SecretStr = NO_SECRET
+    # /api/v1/leads?changed_since pages only hand out changes at least this old: a change
+    # stamped earlier may commit after a later one (see service/web/cursors.py).
+    lead_poll_settle_seconds: float = Field(default=5.0, ge=0, le=3600)
 
 
 class Database(Section):

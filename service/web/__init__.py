@@ -15,6 +15,7 @@ from service.core.jsontext import unstorable
 
 from . import (
     api,
+    api_docs,
     bodies,
     decisions,
     email_events,
@@ -36,7 +37,7 @@ SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
 # unsubscribe): no CSRF token. People's pages (decisions, health) keep CSRF.
 MACHINE_FACING = (forms.bp, email_events.bp, inbound_mail.bp, webhooks.bp, tracking.bp, api.bp,
                   prospects.bp)
-PEOPLE_FACING = (decisions.bp, health.bp)
+PEOPLE_FACING = (decisions.bp, health.bp, api_docs.bp)
 
 
 def init_app(app: Flask, csrf: CSRFProtect) -> None:

@@ -8,10 +8,18 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from service.accounts.users import create_user
 from service.core.db import utcnow
-from service.core.models import Handoff, Lead, Rep, Team
+from service.core.models import (
+    Handoff,
+    Lead,
+    Rep,
+    Team,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from service.intake.keys import create_key
-from tests.conftest import csrf_token, run_worker
+from tests.conftest import PASSWORD, csrf_token, run_worker
 from tests.factories import new_lead, record_activity
 from tests.test_end_to_end import BANT, link_from
 
@@ -128,10 +136,13 @@ def test_api_conforms_to_openapi(app, rep, now):
     a known rep, the BANT rules) and answers a documented 400 with a message."""
     key = create_key("api", "fuzz", sources=["fuzz"], actor="t", now=now,
                      owner="mia@example.com")[1]
+    create_user("mia@example.com", role="admin", password=PASSWORD, now=now)  # webhooks too
+    endpoint = WebhookEndpoint.create(url="https://hooks.example.com/1", secret="whsec_x")
     record_activity("seed@example.com", type="page_view", source="t", occurred_at=now, now=now)
+    WebhookDelivery.update(status="failed").where(WebhookDelivery.endpoint == endpoint).execute()
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 10
+    assert len(operations) == 21
 
     for operation in operations:
         @given(case=operation.as_strategy())
