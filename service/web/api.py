@@ -25,6 +25,8 @@ from service.core.models import (
 )
 from service.core.runtime import runtime
 from service.core.statuses import WebhookStatus
+from service.events import payloads
+from service.events.payloads import handoff_json
 from service.handoffs import reps
 from service.handoffs.actions import promote_lead
 from service.intake.event import lead_fields
@@ -136,12 +138,10 @@ def moment(name: str) -> datetime | None:
 
 
 def lead_json(lead: Lead, *, detail: bool = False) -> dict:
-    policy = Policy.from_settings(runtime.settings)
-    data = {"id": lead.id, "email": lead.email, "stage": lead.stage,
-            "score": round(policy.score(lead.score_log, utcnow()), 2),
-            "created_at": lead.created_at.isoformat(),
-            "updated_at": lead.updated_at.isoformat() if lead.updated_at else None,
-            **{name: getattr(lead, name) for name in Lead.EDITABLE}, "source": lead.source}
+    """The lead as events carry it (fields, stage, score, owner); with detail, its
+    activities, handoffs and stage history too."""
+    data = payloads.lead_json(lead, policy=Policy.from_settings(runtime.settings), now=utcnow(),
+                              owner=payloads.owners([lead.id]).get(lead.id))
     if detail:
         data["activities"] = [
             {"id": a.id, "type": a.type, "source": a.source,
@@ -152,21 +152,6 @@ def lead_json(lead: Lead, *, detail: bool = False) -> dict:
             {"from": c.from_stage, "to": c.to_stage, "at": c.at.isoformat(), "actor": c.actor,
              "reason": c.reason} for c in lead.stage_changes.order_by(StageChange.id)]
     return data
-
-
-def handoff_json(h: Handoff) -> dict:
-    def when(moment):
-        return moment.isoformat() if moment else None
-
-    return {"id": h.id, "lead_id": h.lead_id, "rep": h.rep.email, "status": h.status,
-            "origin": h.origin, "promoted_by": h.promoted_by, "promoted_at": when(h.promoted_at),
-            "note": h.note, "definition_version": h.definition.version if h.definition else None,
-            "due_at": when(h.due_at), "decided_at": when(h.decided_at),
-            "decided_by": h.decided_by, "sla_met": h.sla_met,
-            "bant": {"budget": h.budget, "authority": h.authority, "need": h.need,
-                     "timeline": h.timeline},
-            "reason": h.reason, "outcome": h.outcome, "notes": h.notes,
-            "replaces": h.replaces_id}
 
 
 def rep_json(rep: Rep) -> dict:

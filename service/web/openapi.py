@@ -78,6 +78,10 @@ SCHEMAS = {
         "id": {"type": "integer"}, "email": _text(),
         "stage": {"type": "string", "enum": STAGES},
         "score": {"type": "number"}, "created_at": TIME, "updated_at": WHEN, **LEAD_FIELDS,
+        "owner": {"type": "object", "nullable": True,
+                  "description": "The rep of the lead's pending or accepted handoff.",
+                  "properties": {"id": {"type": "integer"}, "email": _text(),
+                                 "name": _text()}},
         "activities": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "integer"}, "type": _text(), "source": _text(),
             "occurred_at": TIME, "properties": {"type": "object"}}}},
