@@ -9,6 +9,7 @@ from service.handoffs import escalation
 from service.mail import delivery
 from service.nurture import sequences as nurture
 from service.reports import digest, rollups
+from service.webhooks import sending
 
 
 def send_emails(outbox_ids: list[int]) -> int:
@@ -26,6 +27,18 @@ def sweep_outbox() -> int:
                                 older_than_seconds=settings.outbox.requeue_after_seconds,
                                 claim_seconds=settings.outbox.claim_seconds)
         return outbox.enqueue_sends(ids)
+
+
+def deliver_webhooks(delivery_ids: list[int]) -> int:
+    """POST webhook deliveries (a keep-alive connection per endpoint); those sent already or
+    held by another sender are left alone. Returns how many were delivered."""
+    return sending.deliver(list(delivery_ids), settings=runtime.settings, now=utcnow())
+
+
+def sweep_webhooks() -> int:
+    """Queue the webhook deliveries that are due: retries, and those whose job was lost."""
+    with metrics.timed("webhooks"):
+        return sending.sweep(settings=runtime.settings, now=utcnow())
 
 
 def sweep_sla() -> dict:

@@ -40,6 +40,8 @@ def _sla_outcome(done: dict) -> str:
 
 SWEEPS = (
     Sweep("outbox", jobs.sweep_outbox, 60, lambda n: f"{n} email(s) queued again"),
+    # 5 s: a failed webhook's second try is due 5 s after its first (outbound.retry_seconds)
+    Sweep("webhooks", jobs.sweep_webhooks, 5, lambda n: f"{n} webhook delivery(ies) queued"),
     Sweep("sla", jobs.sweep_sla, 60, _sla_outcome),
     Sweep("nurture", jobs.sweep_nurture, 60, lambda n: f"{n} step(s) queued"),
     Sweep("reports", jobs.refresh_reports, 60, lambda n: f"{n} day(s) recounted"),

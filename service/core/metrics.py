@@ -37,6 +37,12 @@ HELP = {
     "leadbridge_emails_failed_total": "Emails refused for good or out of retries, by template.",
     "leadbridge_emails_retried_total": "Emails put back for a later try after a transient "
                                        "failure, by template.",
+    "leadbridge_webhooks_delivered_total": "Webhook deliveries answered 2xx, by event type.",
+    "leadbridge_webhooks_retried_total": "Webhook attempts that failed and wait for another "
+                                         "try, by event type.",
+    "leadbridge_webhooks_failed_total": "Webhook deliveries out of tries, by event type.",
+    "leadbridge_webhooks_held_total": "Webhook deliveries not sent as their endpoint is off, "
+                                      "by event type.",
     "leadbridge_sweep_seconds_total": "Time spent in each periodic sweep.",
     "leadbridge_sweep_runs_total": "Runs of each periodic sweep.",
 }

@@ -156,6 +156,11 @@ def password_reset(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     return {"user": user, "hours": users.RESET_HOURS, "reset_url": url}
 
 
+def webhook_endpoint_disabled(row: OutboxEmail, settings: Settings, secret: str) -> dict:
+    """What the endpoint was is in the row's context (it may be deleted since)."""
+    return {"webhooks_url": f"{base_url(settings)}/admin/webhooks/"}
+
+
 def prospect(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     """Context of every email to a prospect: personalisation, unsubscribe, tracked links."""
     root = base_url(settings)
@@ -189,7 +194,8 @@ CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
             "sla_escalation": sla_escalation, "mql_undecided": mql_undecided,
             "lead_reengaged": lead_reengaged, "handoff_message": handoff_message,
             "prospect_replied": prospect_replied,
-            "weekly_digest": weekly_digest, "password_reset": password_reset}
+            "weekly_digest": weekly_digest, "password_reset": password_reset,
+            "webhook_endpoint_disabled": webhook_endpoint_disabled}
 UNKEPT = ("password_reset",)  # their body is a credential: the outbox keeps the subject only
 
 

@@ -18,13 +18,17 @@ def check_url(url: str, *, allow_private: bool) -> str:
     url = (url or "").strip()
     if not url or len(url) > MAX_URL:
         raise InvalidInput(f"give the endpoint's URL (up to {MAX_URL} characters)")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # say, an unclosed [ of an IPv6 address
+        raise InvalidInput("the endpoint URL is not a valid URL") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise InvalidInput("the endpoint URL must start with https:// and name a host")
     if parts.username or parts.password:
         raise InvalidInput("put no user name or password in the endpoint URL")
     try:
-        parts.port  # noqa: B018 - raises on a port out of range
+        if parts.port == 0:
+            raise ValueError("port 0")
     except ValueError:
         raise InvalidInput("the endpoint URL's port is not a number from 1 to 65535") from None
     addresses = resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
@@ -41,7 +45,7 @@ def check_url(url: str, *, allow_private: bool) -> str:
 def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (socket.gaierror, UnicodeError, ValueError) as exc:  # ValueError: a NUL in it
         raise InvalidInput(f"{host} does not resolve: {exc}") from None
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
 

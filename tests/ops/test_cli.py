@@ -66,7 +66,8 @@ def test_create_user_from_stdin(cli):
     (["worker", "--burst"], "", {}, "redis.url is empty"),
     (["--config", "missing.toml", "init-db"], "", {}, "config file not found"),
     (["sweep", "--only", "nurtur"], "", {},
-     "no sweep named 'nurtur'; the sweeps are outbox, sla, nurture, reports, digest"),
+     "no sweep named 'nurtur'; the sweeps are outbox, webhooks, sla, nurture, reports, "
+     "digest"),
 ])
 def test_bad_input_is_one_error_line(cli, args, stdin, env, message):
     result = cli(*args, stdin=stdin, extra_env=env)
@@ -142,7 +143,8 @@ def test_sweep_runs_every_periodic_sweep(app, settings_overrides, smtp):
     result = run_cli(app, settings_overrides, "sweep")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "outbox: 0 email(s) queued again", "sla: nothing due", "nurture: 1 step(s) queued",
+        "outbox: 0 email(s) queued again", "webhooks: 0 webhook delivery(ies) queued",
+        "sla: nothing due", "nurture: 1 step(s) queued",
         "reports: 1 day(s) recounted", "digest: not due"]
     run_worker()
     assert [m["Subject"] for m in smtp.messages] == ["Ada, anything we can help with?"]

@@ -26,15 +26,17 @@ class Queue:
 def test_each_sweep_is_queued_at_start_and_again_after_its_seconds():
     queue = Queue()
     scheduler = SweepScheduler(queue)
-    assert scheduler.enqueue_due(1000.0) == 60
+    assert scheduler.enqueue_due(1000.0) == 5  # the webhooks sweep's period
     assert [name for name, _ in queue.queued] == [sweep.run.__name__ for sweep in SWEEPS]
     assert {str(options) for _, options in queue.queued} == {
         "{'job_timeout': 300, 'result_ttl': 600}"}
     queue.queued.clear()
-    assert scheduler.enqueue_due(1030.0) == 30 and queue.queued == []
-    assert scheduler.enqueue_due(1060.0) == 60
-    assert [name for name, _ in queue.queued] == ["sweep_outbox", "sweep_sla", "sweep_nurture",
-                                                  "refresh_reports"]
+    assert scheduler.enqueue_due(1030.0) == 5
+    assert [name for name, _ in queue.queued] == ["sweep_webhooks"]
+    queue.queued.clear()
+    assert scheduler.enqueue_due(1060.0) == 5
+    assert [name for name, _ in queue.queued] == ["sweep_outbox", "sweep_webhooks", "sweep_sla",
+                                                  "sweep_nurture", "refresh_reports"]
     queue.queued.clear()
     scheduler.enqueue_due(1300.0)
     assert "send_digest" in [name for name, _ in queue.queued]

@@ -1,0 +1,125 @@
+"""A real HTTP receiver in a thread: it keeps every request and answers as a test says (a
+status, a delay, a redirect, a body, or holding the request until told)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from service.core.db import utcnow
+from service.core.runtime import runtime
+from service.webhooks import endpoints
+from tests.conftest import free_port, run_worker
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: datetime
+
+
+class Receiver:
+    def __init__(self):
+        self.requests: list[Received] = []
+        self.status = 204
+        self.delay = 0.0
+        self.location = ""
+        self.reply = b""
+        self.hold: threading.Event | None = None  # the next POST waits until it is set
+        self.holding = threading.Event()
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self.server.daemon_threads = True
+        self.server.handle_error = lambda *_: None  # a client gone away is not a test error
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def ids(self) -> list[str]:
+        return [request.headers["webhook-id"] for request in self.requests]
+
+    def _handler(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real receivers
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._answer(body)
+
+            def do_GET(self):
+                self._answer(b"")
+
+            def _answer(self, body: bytes) -> None:
+                with receiver.lock:
+                    receiver.requests.append(Received(
+                        self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                        body, utcnow()))
+                    hold, receiver.hold = receiver.hold, None
+                if hold is not None:
+                    receiver.holding.set()
+                    hold.wait(60)
+                time.sleep(receiver.delay)
+                self.send_response(receiver.status)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
+                self.send_header("Content-Length", str(len(receiver.reply)))
+                self.end_headers()
+                self.wfile.write(receiver.reply)
+
+            def log_message(self, *_args):
+                pass
+
+        return Handler
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receivers():
+    made: list[Receiver] = []
+
+    def make() -> Receiver:
+        made.append(Receiver())
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+@pytest.fixture
+def receiver(receivers):
+    return receivers()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(**{"outbound.allow_private_urls": True})
+
+
+def endpoint_to(receiver: Receiver, **fields):
+    """An endpoint for the receiver, saved as an admin would; (endpoint, secret)."""
+    return endpoints.create({"url": receiver.url, **fields}, actor="admin@example.com",
+                            settings=runtime.settings, now=utcnow())
+
+
+def sweep_webhooks() -> None:
+    """The webhooks sweep as cron runs it, then the worker runs what it queued."""
+    runtime.queue.enqueue("workers.jobs.sweep_webhooks")
+    run_worker()
