@@ -201,7 +201,9 @@ class WebhookEndpointView(SecuredModelView):
     def log_view(self, endpoint_id: int):
         endpoint = endpoints.get(endpoint_id)
         status = status_filter(request.args.get("status"))
-        page = int(request.args.get("page") or 0)
+        page = request.args.get("page", 0, type=int)
+        if not 0 <= page <= 10**6:
+            abort(400, "page must be a page number")
         rows, total = delivery_page(endpoint_id, status, page)
         return self.render("admin/webhook_log.html", endpoint=endpoint, rows=rows,
                            total=total, status=status, page=page,

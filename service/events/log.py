@@ -10,7 +10,14 @@ from redis.exceptions import RedisError
 
 from service.core.db import collect
 from service.core.fastsql import insert_returning
-from service.core.models import Handoff, Lead, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from service.core.models import (
+    Handoff,
+    Lead,
+    LeadMerge,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from service.core.runtime import runtime
 from service.core.scores import Policy
 from service.core.statuses import WebhookStatus
@@ -44,7 +51,7 @@ def stage_changed(lead_id: int, from_stage: str | None, to_stage: str, *, now: d
 def emit(event_type: str, lead_id: int, *, now: datetime,
          handoff_id: int | None = None) -> None:
     """One event about a lead (and a handoff), with the lead's next sequence number."""
-    lead = _next_sequence([lead_id]).get(lead_id)
+    lead = _next_sequence([lead_id], now).get(lead_id)
     if lead is None:
         return
     data = {"lead": lead_json(lead, policy=Policy.from_settings(runtime.settings), now=now,
@@ -59,7 +66,7 @@ def emit_many(event_type: str, lead_ids: list[int], *, now: datetime) -> None:
     """The same event about many leads (say, an import's new leads), in a few statements."""
     if not lead_ids:
         return
-    leads, owner = _next_sequence(lead_ids), owners(lead_ids)
+    leads, owner = _next_sequence(lead_ids, now), owners(lead_ids)
     policy = Policy.from_settings(runtime.settings)
     _write(event_type, [
         {"lead_id": lead.id, "handoff_id": None, "sequence": lead.event_sequence,
@@ -68,22 +75,28 @@ def emit_many(event_type: str, lead_ids: list[int], *, now: datetime) -> None:
 
 
 def erase(lead_id: int, *, now: datetime) -> None:
-    """Before a lead is erased: its earlier events keep its id only (deliveries not yet made
-    send that), and lead.erased says so."""
-    lead = _next_sequence([lead_id]).get(lead_id)
+    """Before a lead is erased: its earlier events, and those of the duplicates merged into
+    it, keep their lead's id only (deliveries not yet made send that), and lead.erased says
+    so."""
+    lead = _next_sequence([lead_id], now).get(lead_id)
     if lead is None:
         return
+    merged = [row.merged_id for row in LeadMerge.select(LeadMerge.merged_id).where(
+        LeadMerge.survivor == lead_id)]
+    for erased_id in [lead_id, *merged]:
+        WebhookEvent.update(data={"lead": {"id": erased_id}, "erased": True}).where(
+            WebhookEvent.lead_id == erased_id).execute()
     ids_only = {"lead": {"id": lead_id}}
-    WebhookEvent.update(data={**ids_only, "erased": True}).where(
-        WebhookEvent.lead_id == lead_id).execute()
     _write("lead.erased", [{"lead_id": lead_id, "handoff_id": None, "data": ids_only,
                             "sequence": lead.event_sequence}], now)
 
 
-def _next_sequence(lead_ids: list[int]) -> dict[int, Lead]:
-    """Count one more event for each lead (the row lock orders concurrent writers); the
-    leads as they are now."""
-    Lead.update(event_sequence=Lead.event_sequence + 1).where(Lead.id.in_(lead_ids)).execute()
+def _next_sequence(lead_ids: list[int], now: datetime) -> dict[int, Lead]:
+    """Count one more event for each lead (the row lock orders concurrent writers), which
+    also marks it changed for /api/v1/leads?changed_since (an owner or an opt-out is a
+    change); the leads as they are now."""
+    Lead.update(event_sequence=Lead.event_sequence + 1, updated_at=now).where(
+        Lead.id.in_(lead_ids)).execute()
     return {lead.id: lead for lead in Lead.select().where(Lead.id.in_(lead_ids))}
 
 
@@ -124,23 +137,48 @@ def collect_delivery(delivery_id: int) -> None:
 
 
 def enqueue_deliveries(delivery_ids: list[int]) -> int:
-    """Queue send jobs of up to BATCH deliveries each, with ids made from the rows (a
-    re-queue replaces, not adds). With Redis down the rows wait for the webhooks sweep."""
+    """Queue send jobs of up to BATCH deliveries of one endpoint each (an endpoint that
+    answers slowly holds up only its own), with ids made from the rows; a batch whose job is
+    still waiting in the queue is not queued again. With Redis down the rows wait for the
+    webhooks sweep."""
     queue = runtime.queue
     if not delivery_ids or queue is None:
         return 0
-    batches = [delivery_ids[i:i + BATCH] for i in range(0, len(delivery_ids), BATCH)]
-    jobs = [queue.prepare_data(DELIVER_JOB, args=(ids,), result_ttl=3600,
-                               failure_ttl=7 * 86400, job_id=f"deliver-{ids[0]}-{len(ids)}",
-                               timeout=runtime.settings.outbound.claim_seconds * 2 // 3)
-            for ids in batches]
+    batches = [ids[i:i + BATCH] for ids in by_endpoint(delivery_ids).values()
+               for i in range(0, len(ids), BATCH)]
     try:
-        queue.enqueue_many(jobs)
+        waiting = _waiting(queue, [_job_id(ids) for ids in batches])
+        queue.enqueue_many([
+            queue.prepare_data(DELIVER_JOB, args=(ids,), result_ttl=3600,
+                               failure_ttl=7 * 86400, job_id=_job_id(ids),
+                               timeout=runtime.settings.outbound.claim_seconds * 2 // 3)
+            for ids in batches if _job_id(ids) not in waiting])
     except RedisError as exc:
         log.warning("could not queue %d webhook delivery(ies), the sweep will: %s",
                     len(delivery_ids), exc)
         return 0
     return len(delivery_ids)
+
+
+def by_endpoint(delivery_ids: list[int], chunk: int = 5000) -> dict[int, list[int]]:
+    found: dict[int, list[int]] = {}
+    for start in range(0, len(delivery_ids), chunk):
+        for delivery_id, endpoint_id in WebhookDelivery.select(
+                WebhookDelivery.id, WebhookDelivery.endpoint).where(
+                WebhookDelivery.id.in_(delivery_ids[start:start + chunk])).tuples():
+            found.setdefault(endpoint_id, []).append(delivery_id)
+    return {endpoint: sorted(ids) for endpoint, ids in found.items()}
+
+
+def _job_id(ids: list[int]) -> str:
+    return f"deliver-{ids[0]}-{len(ids)}"
+
+
+def _waiting(queue, job_ids: list[str]) -> set[str]:
+    """Those of the jobs that are in the queue, not yet started."""
+    jobs = queue.job_class.fetch_many(job_ids, connection=queue.connection,
+                                      serializer=queue.serializer)
+    return {job.id for job in jobs if job is not None and job.get_status(refresh=False) == "queued"}
 
 
 def envelope(event: WebhookEvent) -> dict:

@@ -18,7 +18,7 @@ from peewee import Case
 from service import lifecycle
 from service.core import csvfile
 from service.core.addresses import normalise_email
-from service.core.db import transaction
+from service.core.db import transaction, utcnow
 from service.core.errors import InvalidInput
 from service.core.models import Lead
 from service.intake.event import lead_fields
@@ -142,18 +142,21 @@ def _store(leads: dict[str, dict], source: str, now: datetime, report: Report) -
              .where(Lead.email.in_(list(leads))).namedtuples()}
     new = [{"email": email, **fields} for email, fields in leads.items() if email not in known]
     report.created += len(lifecycle.capture_many(new, source=source, actor=source, now=now))
+    # A known lead changed by this chunk is stamped with the chunk's own time, not the
+    # import's start: a poller that read past an earlier chunk must still see the change.
+    changed_at = max(now, utcnow())
     for email, lead in known.items():
         fields = leads[email]
         if (lead.created_at == now and lead.source == source) or lead.id in report.existing_seen:
             report.duplicates += 1  # an earlier row of this file came first: it only fills
-            _fill_blanks(lead.id, fields, now)
+            _fill_blanks(lead.id, fields, changed_at)
             continue
         report.known += 1
         report.existing_seen.add(lead.id)
         chosen = {name: value for name, value in fields.items() if name in report.overwrite}
-        report.updated += _overwrite(lead.id, chosen, now)
+        report.updated += _overwrite(lead.id, chosen, changed_at)
         report.filled += _fill_blanks(lead.id, {name: value for name, value in fields.items()
-                                                if name not in chosen}, now)
+                                                if name not in chosen}, changed_at)
 
 
 def _fill_blanks(lead_id: int, fields: dict[str, str], now: datetime) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import secrets
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from service import events
 from service.core.db import transaction
@@ -75,7 +76,7 @@ def create(data: dict, *, actor: str, settings: Settings,
         endpoint = WebhookEndpoint.create(**fields, secret=secret, created_by=actor,
                                           created_at=now, updated_at=now)
         audit(actor, "webhook_endpoint_create", f"webhook_endpoint:{endpoint.id}",
-              {"url": endpoint.url}, now)
+              {"host": host_of(endpoint.url)}, now)
     return endpoint, secret
 
 
@@ -89,8 +90,8 @@ def update(endpoint_id: int, data: dict, *, actor: str, settings: Settings,
             fields.update(disabled_at=None, disabled_reason="", failing_since=None)
         WebhookEndpoint.update(**fields, updated_at=now).where(
             WebhookEndpoint.id == endpoint_id).execute()
-        audit(actor, "webhook_endpoint_update", f"webhook_endpoint:{endpoint_id}",
-              {name: value for name, value in fields.items() if name != "secret"}, now)
+        details = {**fields, "url": host_of(fields["url"])} if "url" in fields else fields
+        audit(actor, "webhook_endpoint_update", f"webhook_endpoint:{endpoint_id}", details, now)
     return get(endpoint_id)
 
 
@@ -124,7 +125,13 @@ def delete(endpoint_id: int, *, actor: str, now: datetime) -> None:
         WebhookDelivery.delete().where(WebhookDelivery.endpoint == endpoint_id).execute()
         endpoint.delete_instance()
         audit(actor, "webhook_endpoint_delete", f"webhook_endpoint:{endpoint_id}",
-              {"url": endpoint.url}, now)
+              {"host": host_of(endpoint.url)}, now)
+
+
+def host_of(url: str) -> str:
+    """What the audit log keeps of an endpoint's URL: its host. The path and query may be
+    the credential (a Slack webhook's is), and sales managers read the audit log."""
+    return urlsplit(url).hostname or ""
 
 
 def get(endpoint_id: int) -> WebhookEndpoint:
@@ -132,6 +139,15 @@ def get(endpoint_id: int) -> WebhookEndpoint:
     if endpoint is None:
         raise NotFound(f"webhook endpoint {endpoint_id} not found")
     return endpoint
+
+
+def _not_retried(delivery_id: int) -> str:
+    found = WebhookDelivery.get_or_none(WebhookDelivery.id == delivery_id)
+    if found is None:
+        raise NotFound(f"webhook delivery {delivery_id} not found")
+    if found.status == WebhookStatus.DELIVERED:
+        return f"webhook delivery {delivery_id} was delivered already"
+    return f"webhook delivery {delivery_id} is being sent now; see how it went first"
 
 
 def send_test_event(endpoint_id: int, *, actor: str, now: datetime) -> WebhookDelivery:
@@ -148,17 +164,17 @@ def send_test_event(endpoint_id: int, *, actor: str, now: datetime) -> WebhookDe
 
 
 def retry_now(delivery_id: int, *, actor: str, now: datetime) -> WebhookDelivery:
-    """A failed (or waiting) delivery tried again at once, with a fresh set of attempts."""
+    """A failed (or waiting) delivery tried again at once, with a fresh set of attempts;
+    never one a sender holds (it would go twice)."""
     with transaction():
         moved = (WebhookDelivery.update(status=WebhookStatus.PENDING, attempts=0,
                                         next_attempt_at=now, claimed_at=None)
                  .where(WebhookDelivery.id == delivery_id,
-                        WebhookDelivery.status != WebhookStatus.DELIVERED).execute())
+                        (WebhookDelivery.status == WebhookStatus.FAILED)
+                        | ((WebhookDelivery.status == WebhookStatus.PENDING)
+                           & WebhookDelivery.claimed_at.is_null())).execute())
         if not moved:
-            found = WebhookDelivery.get_or_none(WebhookDelivery.id == delivery_id)
-            if found is None:
-                raise NotFound(f"webhook delivery {delivery_id} not found")
-            raise InvalidInput(f"webhook delivery {delivery_id} was delivered already")
+            raise InvalidInput(_not_retried(delivery_id))
         audit(actor, "webhook_retry", f"webhook_delivery:{delivery_id}", {}, now)
         events.collect_delivery(delivery_id)
     return WebhookDelivery.get_by_id(delivery_id)

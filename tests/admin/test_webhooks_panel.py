@@ -374,3 +374,17 @@ def test_admin_adds_an_endpoint_and_sends_a_test_event_in_a_browser(
     page.goto(f"{live_server}/admin/webhooks/")
     expect(page.locator("table.model-list")).to_contain_text("Sales channel")
     assert "whsec_" not in page.content()
+
+
+def test_the_audit_log_keeps_an_endpoints_host_not_its_credential(app, people):
+    """A Slack webhook's path is its posting credential; sales managers read the audit log."""
+    token = "XXXXXXXXXXXXXXXXXXXXXXXX"
+    endpoint = add_endpoint(f"{hook_url('services/T0000/B0000')}/{token}", format="slack")
+    client = client_as(app)
+    form(client, f"/admin/webhooks/change/{endpoint.id}", endpoint_url=hook_url(f"v2/{token}"),
+         format="slack", active="y")
+    post(client, f"/admin/webhooks/remove/{endpoint.id}")
+    manager = client_as(app, "sales_manager")
+    page = manager.get("/admin/audit/").text
+    assert "webhook_endpoint_create" in page and "webhook_endpoint_delete" in page
+    assert token not in page and "127.0.0.1" in page

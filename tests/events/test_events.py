@@ -201,3 +201,34 @@ def test_each_lead_counts_its_own_events(riley, now):
         numbers = [e.sequence for e in WebhookEvent.select().where(
             WebhookEvent.lead_id == lead.id).order_by(WebhookEvent.id)]
         assert numbers == [1, 2, 3, 4] and lead.event_sequence == 4
+
+
+def test_erasing_a_survivor_scrubs_the_events_of_the_duplicates_merged_into_it(events_app, now,
+                                                                               tmp_path):
+    from service.leads.merge import merge_leads
+    from tests.factories import new_lead
+
+    survivor = new_lead("ada@example.com", at=now, fields={"first_name": "Ada"})
+    merged = new_lead("ada.lovelace@private.example", at=now, fields={"last_name": "Lovelace"})
+    merge_leads(survivor.id, merged.id, actor="t", now=now)
+    erase_lead(survivor.id, actor="t", data_dir=tmp_path, now=now)
+    for event in WebhookEvent.select():
+        assert "private.example" not in str(event.data) and "Lovelace" not in str(event.data)
+    assert WebhookEvent.get(WebhookEvent.lead_id == merged.id).data == {
+        "lead": {"id": merged.id}, "erased": True}
+
+
+def test_every_event_marks_its_lead_changed(make_app, now):
+    """A CRM polling /api/v1/leads?changed_since must see a new owner or an opt-out."""
+    make_app(**{"sla.calendar": "24x7"})
+    riley = rep_in_team("riley@example.com", name="Riley")
+    jordan = rep_in_team("jordan@example.com", name="Jordan")
+    handoff = promoted(riley, at=now)
+    later = now + timedelta(hours=1)
+    from service.handoffs.actions import reassign
+
+    reassign(handoff.id, rep_id=jordan.id, actor="sam@example.com", settings=runtime.settings,
+             now=later)
+    assert Lead.get_by_id(handoff.lead_id).updated_at == later
+    suppress("ada@example.com", reason="unsubscribe", source="link", now=later + timedelta(1))
+    assert Lead.get_by_id(handoff.lead_id).updated_at == later + timedelta(1)

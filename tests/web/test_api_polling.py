@@ -16,6 +16,7 @@ from service import events
 from service.core import db
 from service.core.db import transaction, utcnow
 from service.core.models import Lead, WebhookEvent
+from service.intake.importer import import_csv
 from service.intake.keys import create_key
 from service.web import cursors
 from service.webhooks import endpoints
@@ -246,3 +247,31 @@ def test_lead_paging_arguments(api, rep, now):
                 "/leads?changed_since=2026-01-01&limit=0"):
         refused = api.client.get(f"/api/v1{bad}", headers={"Authorization": f"Bearer {api.key}"})
         assert refused.status_code == 400, bad
+
+
+def test_a_lead_changed_by_a_later_import_chunk_is_still_handed_out(api, tmp_path):
+    """Every chunk of an import is its own transaction: a known lead it changes is stamped
+    with the chunk's time, so a poller that read past the earlier chunks still sees it."""
+    start = utcnow()
+    old = new_lead("old@example.com", at=start - timedelta(hours=1), activity=None)
+    rows = ["email,company"] + [f"new{i}@example.com,N{i}" for i in range(1000)] + \
+        ["old@example.com,Acme"]  # the second chunk fills the old lead's blank company
+    path = tmp_path / "leads.csv"
+    path.write_text("\n".join(rows) + "\n")
+    state = {"cursor": None, "seen": set()}
+    since = quote((start - timedelta(minutes=1)).isoformat())
+
+    def poll_all(_chunk=None):
+        time.sleep(SETTLE * 2)
+        while True:
+            query = f"cursor={state['cursor']}" if state["cursor"] else f"changed_since={since}"
+            page = api(f"/leads?{query}&limit=100")
+            state["seen"] |= {lead["email"] for lead in page["leads"]}
+            state["cursor"] = page["next_cursor"] or state["cursor"]
+            if not page["leads"]:
+                return
+
+    import_csv(path, source="csv", now=start, progress=poll_all)
+    poll_all()
+    assert Lead.get_by_id(old.id).company == "Acme"
+    assert len(state["seen"]) == 1001 and "old@example.com" in state["seen"]

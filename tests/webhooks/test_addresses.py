@@ -24,6 +24,12 @@ REFUSED = [
     "https://127.0.0.1:8443/", "https://[::1]/", "https://169.254.169.254/latest/meta-data/",
     "https://[fd00:ec2::254]/", "https://[::ffff:127.0.0.1]/", "https://[::ffff:a9fe:a9fe]/",
     "https://0.0.0.0/", "https://100.64.0.1/", "https://localhost/",
+    # IPv6 addresses that lead to a private IPv4 one: NAT64 (well-known and local-use
+    # prefixes), 6to4, IPv4-compatible, SIIT; site-local; Teredo; an IETF-reserved IPv4
+    "https://[64:ff9b::a00:5]/", "https://[64:ff9b::a9fe:a9fe]/", "https://[64:ff9b:1::a00:5]/",
+    "https://[2002:a9fe:a9fe::1]/", "https://[::7f00:1]/", "https://[::ffff:0:7f00:1]/",
+    "https://[fec0::1]/", "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+    "https://192.0.0.8/", "https://198.18.0.1/",
 ]
 
 
@@ -40,6 +46,22 @@ def test_private_loopback_link_local_and_metadata_addresses_are_refused(url):
 def test_plain_http_to_a_public_address_and_malformed_urls_are_refused(url):
     with pytest.raises(InvalidInput):
         check_url(url, allow_private=True)
+
+
+def test_a_nat64_address_of_a_public_ipv4_one_is_public():
+    assert check_url("https://[64:ff9b::808:808]/", allow_private=False) == \
+        "https://[64:ff9b::808:808]/"
+
+
+def test_an_internationalised_name_is_kept_in_its_ascii_form():
+    """Resolving, the Host header, SNI and the certificate all need the IDNA form; a
+    full-width name that folds to localhost is judged as localhost."""
+    assert check_url("https://ｌｏｃａｌｈｏｓｔ:8443/hook?x=1", allow_private=True) == \
+        "https://localhost:8443/hook?x=1"
+    with pytest.raises(InvalidInput, match="localhost resolves to a private"):
+        check_url("https://ｌｏｃａｌｈｏｓｔ/", allow_private=False)
+    with pytest.raises(InvalidInput, match="not a valid host name"):
+        check_url("https://a..b/", allow_private=True)
 
 
 def test_https_to_a_public_address_and_http_to_an_allowed_private_one_pass():
