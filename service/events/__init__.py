@@ -10,8 +10,8 @@ from service.events.log import (
     STAGE_EVENTS,
     TEST_EVENT,
     collect_delivery,
+    created,
     emit,
-    emit_many,
     enqueue_deliveries,
     envelope,
     erase,
@@ -21,5 +21,5 @@ from service.events.log import (
 )
 
 __all__ = ["DELIVER_JOB", "EVENT_TYPES", "STAGE_EVENTS", "TEST_EVENT", "collect_delivery",
-           "emit", "emit_many", "enqueue_deliveries", "envelope", "erase", "fan_out",
+           "created", "emit", "enqueue_deliveries", "envelope", "erase", "fan_out",
            "new_event_id", "stage_changed"]

@@ -62,16 +62,13 @@ def emit(event_type: str, lead_id: int, *, now: datetime,
                          "sequence": lead.event_sequence}], now)
 
 
-def emit_many(event_type: str, lead_ids: list[int], *, now: datetime) -> None:
-    """The same event about many leads (say, an import's new leads), in a few statements."""
-    if not lead_ids:
-        return
-    leads, owner = _next_sequence(lead_ids, now), owners(lead_ids)
+def created(leads: list, *, now: datetime) -> None:
+    """lead.created for leads just inserted (say, an import's) with event_sequence 1, built
+    from the rows as written (objects with a Lead's attributes): no lead is read back."""
     policy = Policy.from_settings(runtime.settings)
-    _write(event_type, [
-        {"lead_id": lead.id, "handoff_id": None, "sequence": lead.event_sequence,
-         "data": {"lead": lead_json(lead, policy=policy, now=now, owner=owner.get(lead.id))}}
-        for lead in leads.values()], now)
+    _write("lead.created", [
+        {"lead_id": lead.id, "handoff_id": None, "sequence": 1,
+         "data": {"lead": lead_json(lead, policy=policy, now=now)}} for lead in leads], now)
 
 
 def erase(lead_id: int, *, now: datetime) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from types import SimpleNamespace
 
 from service import events
 from service.core.db import transaction
@@ -50,11 +51,14 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
     if not leads:
         return {}
     blank = dict.fromkeys(Lead.EDITABLE, "")
+    rows = {}  # by email, the first row of each (the one the insert keeps)
+    for fields in leads:
+        rows.setdefault(fields["email"], {
+            **blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now, "created_at": now,
+            "updated_at": now, "source": source, "public_id": new_public_id(),
+            "event_sequence": 1})  # its lead.created, written below
     with transaction():
-        inserted = insert_returning(Lead, [
-            {**blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now, "created_at": now,
-             "updated_at": now, "source": source, "public_id": new_public_id(),
-             "event_sequence": 0} for fields in leads], "email", ignore_conflicts=True)
+        inserted = insert_returning(Lead, list(rows.values()), "email", ignore_conflicts=True)
         # Those this call inserted (RETURNING leaves out rows the unique index refused), by
         # email only: all leads of one import share created_at, and filtering on it in SQL
         # lets the planner scan every one of them.
@@ -63,7 +67,8 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
             {"lead": lead_id, "from_stage": None, "to_stage": Stage.LEAD, "at": now,
              "day": now.date(), "actor": actor, "reason": f"captured from {source}"}
             for lead_id in created.values()])
-        events.emit_many("lead.created", list(created.values()), now=now)
+        events.created([SimpleNamespace(id=lead_id, score_log=None, **rows[email])
+                        for email, lead_id in created.items()], now=now)
         mark_dirty(now.date())
     return created
 
