@@ -45,6 +45,27 @@ def valkey():
     server.stop()
 
 
+class Outage:
+    """A Valkey of the test's own that goes down at step `down` and comes back, on the same
+    port, at step `up` of a loop: `outage.step(i)` in the loop, `outage.stop()` at the end."""
+
+    def __init__(self, down: int, up: int):
+        self.down, self.up = down, up
+        self.server = ValkeyServer()
+        self.server.start()
+        self.port, self.url = self.server.port, self.server.connection_url
+
+    def step(self, i: int) -> None:
+        if i == self.down:
+            self.server.stop()
+        if i == self.up:
+            self.server = ValkeyServer(port=self.port)
+            self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 @pytest.fixture
 def redis_url(valkey):
     client = valkey.client()

@@ -6,14 +6,17 @@ import logging
 import secrets
 from datetime import datetime
 
+from peewee import JOIN
 from redis.exceptions import RedisError
 
 from service.core.db import collect
 from service.core.fastsql import insert_returning
 from service.core.models import (
+    Definition,
     Handoff,
     Lead,
     LeadMerge,
+    Rep,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -57,7 +60,9 @@ def emit(event_type: str, lead_id: int, *, now: datetime,
     data = {"lead": lead_json(lead, policy=Policy.from_settings(runtime.settings), now=now,
                               owner=owners([lead_id]).get(lead_id))}
     if handoff_id is not None:
-        data["handoff"] = handoff_json(Handoff.get_by_id(handoff_id))
+        data["handoff"] = handoff_json(Handoff.select(Handoff, Rep, Definition).join(Rep)
+                                       .switch(Handoff).join(Definition, JOIN.LEFT_OUTER)
+                                       .where(Handoff.id == handoff_id).get())
     _write(event_type, [{"lead_id": lead_id, "handoff_id": handoff_id, "data": data,
                          "sequence": lead.event_sequence}], now)
 

@@ -43,6 +43,14 @@ def browser_page(tmp_path):
     assert refused == [], "\n".join(refused)
 
 
+def log_in_page(page, live_server: str, email: str) -> None:
+    """Log in through the panel's form, as a person would."""
+    page.goto(f"{live_server}/admin/login")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
@@ -57,10 +65,7 @@ def test_marketer_day_in_the_panel(app, rep, now, live_server, browser_page):
     create_user("mia@example.com", role="marketer", password=PASSWORD, now=now)
     page = browser_page
 
-    page.goto(f"{live_server}/admin/login")
-    page.fill("#email", "mia@example.com")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in_page(page, live_server, "mia@example.com")
     expect(page.locator("h2", has_text="Dashboard")).to_be_visible()
 
     page.goto(f"{live_server}/admin/lead/")

@@ -21,7 +21,11 @@ from service.core.db import utcnow
 from service.core.models import Handoff, HandoffMessage, InboundEmail, OutboxEmail, User
 from service.core.runtime import runtime
 from service.inbound.receive import receive
-from tests.admin.test_browser import browser_page, shot  # noqa: F401 - the browser fixture
+from tests.admin.test_browser import (  # noqa: F401 - the browser fixture
+    browser_page,
+    log_in_page,
+    shot,
+)
 from tests.admin.test_hardening import working_links
 from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
 from tests.factories import promoted
@@ -303,10 +307,7 @@ def test_what_came_in_is_text_on_every_page(world):
 def test_in_a_browser_the_marketer_answers_and_reviews_inbound(world, smtp, live_server,
                                                                 browser_page):  # noqa: F811
     page, handoff = browser_page, world["handoff"]
-    page.goto(f"{live_server}/admin/login")
-    page.fill("#email", "marketer@example.com")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in_page(page, live_server, "marketer@example.com")
     expect(page.locator("#inbound-waiting")).to_contain_text("2")
 
     page.goto(f"{live_server}/admin/handoff/details/?id={handoff.id}")

