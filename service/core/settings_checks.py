@@ -46,6 +46,10 @@ def check_references(settings) -> None:
                           "on automatic promotions")
     if settings.outbox.claim_seconds <= settings.mail.smtp_timeout * 2:
         raise ConfigError("outbox.claim_seconds must be more than twice mail.smtp_timeout")
+    if settings.outbound.claim_seconds <= settings.outbound.timeout_seconds * 2:
+        raise ConfigError("outbound.claim_seconds must be more than twice "
+                          "outbound.timeout_seconds: a webhook send job starts no attempt "
+                          "that could end after half the claim")
 
 
 def check_activity_types(settings) -> None:

@@ -1,18 +1,29 @@
 """POSTing to endpoints: the host resolved at send time, every address checked
 (addresses.is_public), and the connection made to the vetted address itself with the
 hostname kept for the Host header, SNI and certificate checks, so a name that resolves
-elsewhere a moment later (DNS rebinding) reaches nothing private. One keep-alive pool per
-endpoint for the length of a job; no redirects followed; the answer's body read up to a
-limit."""
+elsewhere a moment later (DNS rebinding) reaches nothing private. An internationalised
+name is used in its ASCII (IDNA, UTS #46) form throughout. One keep-alive connection per
+endpoint for the length of a job; no redirects followed, no proxy; the answer's body read
+up to a limit.
+
+Every attempt has a deadline, outbound.timeout_seconds for the whole of it (connecting over
+all the addresses, sending, reading the answer's headers and its excerpt): each step waits
+at most for the time left, and a watchdog shuts the socket down when the deadline passes,
+so an endpoint that drips its answer a byte at a time is cut off too."""
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from importlib import metadata
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-import urllib3
+import idna
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as WaitedTooLong
 
@@ -29,6 +40,11 @@ def _version() -> str:
 
 
 USER_AGENT = f"Leadbridge-Webhooks/{_version()}"
+TIMED_OUT = "timed out: no complete answer within outbound.timeout_seconds"
+AGAIN_SECONDS = 0.05  # the watchdog shuts the socket again while the attempt goes on
+PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"  # what a request target keeps as it is; the rest is %XX
+# Errors of an attempt that got no (usable) answer; anything else is the caller's to catch.
+SENDING_ERRORS = (HTTPError, http.client.HTTPException, OSError)
 
 
 class SendError(Exception):
@@ -38,23 +54,85 @@ class SendError(Exception):
 @dataclass(frozen=True)
 class Answer:
     status: int
-    excerpt: str
+    excerpt: str | None  # None (inside connections only): the body could not be read
+
+
+def ascii_host(hostname: str) -> str:
+    """The host name as DNS, the Host header, SNI and certificates know it: an
+    internationalised name (例え.jp, or fullwidth letters) in its IDNA form (xn--…)."""
+    if hostname.isascii():
+        return hostname
+    try:
+        return idna.encode(hostname, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise SendError(f"refused: the host name is not a valid internationalised name "
+                        f"({exc})") from None
+
+
+class Watchdog:
+    """Shuts down the socket of an attempt that outlives its deadline (a read or a TLS
+    handshake waiting on it then ends at once), again every AGAIN_SECONDS until the attempt
+    is over, as a socket may be made after the deadline. One thread for the whole job."""
+
+    def __init__(self):
+        self.changed = threading.Condition()
+        self.target: Target | None = None
+        self.deadline = 0.0
+        self.fired = False
+        self.stopped = False
+        self.thread: threading.Thread | None = None
+
+    def watch(self, target: Target, deadline: float) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="webhook-watchdog",
+                                           daemon=True)
+            self.thread.start()
+        with self.changed:
+            self.target, self.deadline, self.fired = target, deadline, False
+            self.changed.notify()
+
+    def done(self) -> bool:
+        """The attempt is over; whether the deadline cut it off."""
+        with self.changed:
+            self.target = None
+            return self.fired
+
+    def stop(self) -> None:
+        with self.changed:
+            self.stopped = True
+            self.changed.notify()
+
+    def _run(self) -> None:
+        with self.changed:
+            while not self.stopped:
+                if self.target is None:
+                    self.changed.wait()
+                    continue
+                left = self.deadline - time.monotonic()
+                if left > 0:
+                    self.changed.wait(left)
+                    continue
+                self.fired = True
+                self.target.cut_off()
+                self.changed.wait(AGAIN_SECONDS)
 
 
 class Target:
-    """One endpoint URL's addresses, vetted once per job, and a pool to the one that took
-    the connection."""
+    """One endpoint URL's addresses, vetted once per job, and a keep-alive connection to
+    the one that took it (an address that refused is not tried again in the job)."""
 
-    def __init__(self, url: str, settings: Settings):
+    def __init__(self, url: str, settings: Settings, watchdog: Watchdog):
         parts = urlsplit(url)
         self.https = parts.scheme == "https"
-        self.hostname = parts.hostname or ""
+        self.hostname = ascii_host(parts.hostname or "")
         self.port = parts.port or (443 if self.https else 80)
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.path = quote(path, safe=PATH_SAFE)
         self.host_header = _host_header(self.hostname, parts.port)
         self.settings = settings.outbound
+        self.watchdog = watchdog
         self.addresses = self._vetted()
-        self.pools: list[urllib3.HTTPConnectionPool] = []
+        self.connection: HTTPConnection | None = None
 
     def _vetted(self) -> list:
         try:
@@ -69,51 +147,93 @@ class Target:
             raise SendError("refused: plain http is allowed only to a private address")
         return found
 
-    def post(self, body: bytes, headers: dict[str, str]) -> Answer:
-        """POST to the first address that takes the connection (the pool that did stays
-        first); a connection made and then lost is not tried elsewhere (it may have
+    def post(self, body: bytes, headers: dict[str, str], *, seconds: float) -> Answer:
+        """POST within `seconds`, over the kept connection or to the first address that
+        takes a new one; a connection made and then lost is not tried elsewhere (it may have
         arrived)."""
         headers = {**headers, "Host": self.host_header, "User-Agent": USER_AGENT}
-        last = None
-        for pool in self._pools():
+        deadline = time.monotonic() + seconds
+        self.watchdog.watch(self, deadline)
+        try:
+            answer, why = self._exchange(body, headers, deadline), None
+        except SendError as exc:
+            answer, why = None, str(exc)
+        except SENDING_ERRORS as exc:
+            answer, why = None, _why(exc)
+        cut_off = self.watchdog.done()
+        if answer is None or cut_off:
+            self.close()
+        if answer is None:
+            raise SendError(TIMED_OUT if cut_off else why)
+        if answer.excerpt is None:
+            why = TIMED_OUT if cut_off else "the connection broke"
+            return Answer(answer.status, f"(the body could not be read: {why})")
+        return answer
+
+    def _exchange(self, body: bytes, headers: dict[str, str], deadline: float) -> Answer:
+        connection = self._connected(deadline)
+        connection.timeout = _left(deadline)
+        connection.request("POST", self.path, body=body, headers=headers,
+                           preload_content=False, decode_content=False)
+        connection.timeout = _left(deadline)
+        response = connection.getresponse()
+        if self.watchdog.fired:  # the headers ended as the socket was shut: no answer
+            raise SendError(TIMED_OUT)
+        excerpt = _excerpt(response, self.settings.response_excerpt_bytes)
+        if excerpt is None or not response.closed:  # a longer body is not read on
+            self.close()
+        return Answer(response.status, excerpt)
+
+    def _connected(self, deadline: float) -> HTTPConnection:
+        if self.connection is not None and self.connection.is_connected:
+            return self.connection
+        self.close()  # dropped by the endpoint while idle
+        last: Exception | None = None
+        candidates = list(self.addresses)
+        for tried, address in enumerate(candidates):
+            share = _left(deadline) / (len(candidates) - tried)  # a chance for each
+            self.connection = self._connection(address, seconds=share)
             try:
-                return self._post(pool, body, headers)
+                self.connection.connect()
             except (NewConnectionError, ConnectTimeoutError) as exc:
                 last = exc
-                self.pools.remove(pool)
-                pool.close()
-        raise SendError(_why(last))
+                self.close()
+                self.addresses.remove(address)
+                continue
+            self.addresses.remove(address)  # the one that took it is tried first next time
+            self.addresses.insert(0, address)
+            return self.connection
+        raise SendError(_why(last) if last else "could not connect: no address left")
 
-    def _pools(self) -> list[urllib3.HTTPConnectionPool]:
-        if not self.pools:
-            self.pools = [self._pool(address) for address in self.addresses]
-        return list(self.pools)
-
-    def _pool(self, address) -> urllib3.HTTPConnectionPool:
-        timeout = urllib3.Timeout(connect=self.settings.timeout_seconds,
-                                  read=self.settings.timeout_seconds)
+    def _connection(self, address, *, seconds: float) -> HTTPConnection:
         if not self.https:
-            return urllib3.HTTPConnectionPool(str(address), self.port, timeout=timeout,
-                                              maxsize=1, retries=False)
-        return urllib3.HTTPSConnectionPool(
-            str(address), self.port, timeout=timeout, maxsize=1, retries=False,
-            server_hostname=self.hostname, assert_hostname=self.hostname,
-            cert_reqs="CERT_REQUIRED")
+            return HTTPConnection(str(address), self.port, timeout=seconds)
+        return HTTPSConnection(str(address), self.port, timeout=seconds,
+                               server_hostname=self.hostname, assert_hostname=self.hostname,
+                               cert_reqs="CERT_REQUIRED")
 
-    def _post(self, pool, body: bytes, headers: dict[str, str]) -> Answer:
-        try:
-            response = pool.urlopen("POST", self.path, body=body, headers=headers,
-                                    redirect=False, retries=False, preload_content=False,
-                                    decode_content=False, assert_same_host=False)
-        except (NewConnectionError, ConnectTimeoutError):
-            raise
-        except (HTTPError, OSError) as exc:
-            raise SendError(_why(exc)) from None
-        return Answer(response.status, _excerpt(response, self.settings.response_excerpt_bytes))
+    def cut_off(self) -> None:
+        """The deadline passed (the watchdog's thread): end what waits on the socket."""
+        connection = self.connection
+        sock = connection.sock if connection is not None else None
+        if sock is None:
+            return
+        try:  # the plain socket's shutdown, under TLS too: the TLS state stays the reader's
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed already
 
     def close(self) -> None:
-        for pool in self.pools:
-            pool.close()
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise SendError(TIMED_OUT)
+    return left
 
 
 def _host_header(hostname: str, port: int | None) -> str:
@@ -124,17 +244,12 @@ def _host_header(hostname: str, port: int | None) -> str:
     return f"{host}:{port}" if port else host
 
 
-def _excerpt(response, limit: int) -> str:
-    """The start of the answer's body, as text; a longer body is not read on (the
-    connection is closed instead of kept)."""
+def _excerpt(response, limit: int) -> str | None:
+    """The start of the answer's body, as text; None if it could not be read."""
     try:
         data = response.read(limit + 1)
-    except (HTTPError, OSError) as exc:
-        data = f"(the body could not be read: {_why(exc)})".encode()
-        response.close()
-    if len(data) > limit:
-        response.close()
-    response.release_conn()
+    except SENDING_ERRORS:
+        return None
     return data[:limit].decode("utf-8", errors="replace")
 
 
@@ -150,29 +265,32 @@ def _why(exc: BaseException | None) -> str:
 
 
 class Connections:
-    """The targets of one job, by endpoint id; closed at the end of the job. A target whose
-    address was refused stays refused for the job."""
+    """The targets of one job, by endpoint id, and the job's watchdog; closed at the end of
+    the job. A target whose address was refused stays refused for the job."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.watchdog = Watchdog()
         self.targets: dict[int, Target | SendError] = {}
 
-    def post(self, endpoint_id: int, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+    def post(self, endpoint_id: int, url: str, body: bytes, headers: dict[str, str], *,
+             seconds: float) -> Answer:
         target = self.targets.get(endpoint_id)
         if target is None:
             try:
-                target = Target(url, self.settings)
+                target = Target(url, self.settings, self.watchdog)
             except SendError as exc:
                 target = exc
             self.targets[endpoint_id] = target
         if isinstance(target, SendError):
             raise target
-        return target.post(body, headers)
+        return target.post(body, headers, seconds=seconds)
 
     def __enter__(self) -> Connections:
         return self
 
     def __exit__(self, *_exc) -> None:
+        self.watchdog.stop()
         for target in self.targets.values():
             if isinstance(target, Target):
                 target.close()

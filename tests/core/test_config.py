@@ -132,3 +132,10 @@ def test_addresses_every_email_carries_are_one_address_each(name, value):
     with pytest.raises(ConfigError, match=f"{name}: not one email address"):
         load(overrides={name: value})
     assert attrgetter(name)(load(overrides={name: "sales@example.com"})) == "sales@example.com"
+
+
+def test_a_webhook_send_job_has_time_for_a_whole_attempt():
+    with pytest.raises(ConfigError, match="outbound.claim_seconds must be more than twice "
+                                          "outbound.timeout_seconds"):
+        load(overrides={"outbound.timeout_seconds": 30.0})
+    assert load(overrides={"outbound.timeout_seconds": 29.0}).outbound.timeout_seconds == 29.0

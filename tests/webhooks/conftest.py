@@ -3,6 +3,7 @@ status, a delay, a redirect, a body, or holding the request until told)."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ class Received:
 
 
 class Receiver:
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None = None):
         self.requests: list[Received] = []
         self.status = 204
         self.delay = 0.0
@@ -40,6 +41,8 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self.server.daemon_threads = True
         self.server.handle_error = lambda *_: None  # a client gone away is not a test error
+        if tls is not None:  # https, as the context's certificate says
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
