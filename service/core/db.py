@@ -169,3 +169,11 @@ def after_commit(hook: Callable[[], None]) -> None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def change_stamp(now: datetime) -> datetime:
+    """When a write marks a row changed (Lead.updated_at, which /api/v1/leads?changed_since
+    pages by): the caller's `now`, or the clock if later: a long job's `now` is when it
+    began, and a poller may have read past that before the job's later transactions
+    commit."""
+    return max(now, utcnow())

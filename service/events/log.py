@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+import zlib
 from datetime import datetime
 
-from peewee import JOIN
+from peewee import JOIN, DatabaseError
 from redis.exceptions import RedisError
 
-from service.core.db import collect
+from service.core.db import change_stamp, collect
 from service.core.fastsql import insert_returning
 from service.core.models import (
     Definition,
@@ -97,7 +98,7 @@ def _next_sequence(lead_ids: list[int], now: datetime) -> dict[int, Lead]:
     """Count one more event for each lead (the row lock orders concurrent writers), which
     also marks it changed for /api/v1/leads?changed_since (an owner or an opt-out is a
     change); the leads as they are now."""
-    Lead.update(event_sequence=Lead.event_sequence + 1, updated_at=now).where(
+    Lead.update(event_sequence=Lead.event_sequence + 1, updated_at=change_stamp(now)).where(
         Lead.id.in_(lead_ids)).execute()
     return {lead.id: lead for lead in Lead.select().where(Lead.id.in_(lead_ids))}
 
@@ -146,8 +147,13 @@ def enqueue_deliveries(delivery_ids: list[int]) -> int:
     queue = runtime.queue
     if not delivery_ids or queue is None:
         return 0
-    batches = [ids[i:i + BATCH] for ids in by_endpoint(delivery_ids).values()
-               for i in range(0, len(ids), BATCH)]
+    try:
+        batches = [ids[i:i + BATCH] for ids in by_endpoint(delivery_ids).values()
+                   for i in range(0, len(ids), BATCH)]
+    except DatabaseError as exc:  # after the commit: the change stands, the sweep sends
+        log.warning("could not queue %d webhook delivery(ies), the sweep will: %s",
+                    len(delivery_ids), exc)
+        return 0
     try:
         waiting = _waiting(queue, [_job_id(ids) for ids in batches])
         queue.enqueue_many([
@@ -173,7 +179,10 @@ def by_endpoint(delivery_ids: list[int], chunk: int = 5000) -> dict[int, list[in
 
 
 def _job_id(ids: list[int]) -> str:
-    return f"deliver-{ids[0]}-{len(ids)}"
+    """Made from the rows: the same batch again is the same job."""
+    if len(ids) == 1:
+        return f"deliver-{ids[0]}-1"
+    return f"deliver-{ids[0]}-{len(ids)}-{zlib.crc32(repr(ids).encode()):08x}"
 
 
 def _waiting(queue, job_ids: list[str]) -> set[str]:

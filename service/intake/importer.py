@@ -18,7 +18,7 @@ from peewee import Case
 from service import lifecycle
 from service.core import csvfile
 from service.core.addresses import normalise_email
-from service.core.db import transaction, utcnow
+from service.core.db import change_stamp, transaction
 from service.core.errors import InvalidInput
 from service.core.models import Lead
 from service.intake.event import lead_fields
@@ -142,9 +142,7 @@ def _store(leads: dict[str, dict], source: str, now: datetime, report: Report) -
              .where(Lead.email.in_(list(leads))).namedtuples()}
     new = [{"email": email, **fields} for email, fields in leads.items() if email not in known]
     report.created += len(lifecycle.capture_many(new, source=source, actor=source, now=now))
-    # A known lead changed by this chunk is stamped with the chunk's own time, not the
-    # import's start: a poller that read past an earlier chunk must still see the change.
-    changed_at = max(now, utcnow())
+    changed_at = change_stamp(now)  # this chunk's, not the import's start
     for email, lead in known.items():
         fields = leads[email]
         if (lead.created_at == now and lead.source == source) or lead.id in report.existing_seen:

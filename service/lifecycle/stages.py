@@ -10,7 +10,7 @@ from enum import StrEnum
 from types import SimpleNamespace
 
 from service import events
-from service.core.db import transaction
+from service.core.db import change_stamp, transaction
 from service.core.errors import IllegalTransition, NotFound
 from service.core.fastsql import insert_returning, insert_rows
 from service.core.models import (
@@ -50,12 +50,12 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
     An email that exists already is left alone (the unique index decides)."""
     if not leads:
         return {}
-    blank = dict.fromkeys(Lead.EDITABLE, "")
+    blank, changed = dict.fromkeys(Lead.EDITABLE, ""), change_stamp(now)
     rows = {}  # by email, the first row of each (the one the insert keeps)
     for fields in leads:
         rows.setdefault(fields["email"], {
             **blank, **fields, "stage": Stage.LEAD, "stage_changed_at": now, "created_at": now,
-            "updated_at": now, "source": source, "public_id": new_public_id(),
+            "updated_at": changed, "source": source, "public_id": new_public_id(),
             "event_sequence": 1})  # its lead.created, written below
     with transaction():
         inserted = insert_returning(Lead, list(rows.values()), "email", ignore_conflicts=True)

@@ -48,11 +48,8 @@ def check_url(url: str, *, allow_private: bool) -> str:
 def ascii_host(hostname: str) -> str:
     """The host name as DNS, TLS and the Host header carry it: an internationalised name in
     its IDNA (UTS #46) form; an address as it is."""
-    try:
-        ipaddress.ip_address(hostname)
+    if hostname.isascii():  # an address, or a name as DNS has it (underscores and all)
         return hostname
-    except ValueError:
-        pass
     try:
         return idna.encode(hostname.rstrip("."), uts46=True).decode("ascii")
     except idna.IDNAError as exc:
@@ -75,11 +72,14 @@ def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6
 # Networks that may carry an IPv4 address in their last 32 bits, and lead to it: NAT64 (the
 # well-known and the local-use prefix), IPv4-compatible and IPv4-translated (SIIT) addresses.
 EMBEDDING_V4 = tuple(ipaddress.ip_network(net) for net in (
-    "64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96"))
+    "64:ff9b::/96", "::/96", "::ffff:0:0:0/96"))
 # Not for the public internet whatever the library's tables say: IETF protocol assignments
-# (192.0.0.0/24, in which Python counts some as global), benchmarking, site-local IPv6.
+# (192.0.0.0/24, in which Python counts some as global), benchmarking, site-local IPv6,
+# Teredo, local-use NAT64 (where the IPv4 address may sit anywhere), segment routing (SRv6)
+# and documentation (3fff::/20).
 RESERVED = tuple(ipaddress.ip_network(net) for net in (
-    "192.0.0.0/24", "198.18.0.0/15", "fec0::/10", "2001::/32"))
+    "192.0.0.0/24", "198.18.0.0/15", "fec0::/10", "2001::/32", "64:ff9b:1::/48",
+    "5f00::/16", "3fff::/20"))
 
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

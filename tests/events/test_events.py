@@ -11,6 +11,7 @@ import pytest
 import time_machine
 
 from service import events, lifecycle
+from service.core.db import utcnow
 from service.core.errors import AlreadyDecided, IllegalTransition
 from service.core.models import Lead, Rep, WebhookDelivery, WebhookEvent
 from service.core.runtime import runtime
@@ -223,12 +224,25 @@ def test_every_event_marks_its_lead_changed(make_app, now):
     make_app(**{"sla.calendar": "24x7"})
     riley = rep_in_team("riley@example.com", name="Riley")
     jordan = rep_in_team("jordan@example.com", name="Jordan")
-    handoff = promoted(riley, at=now)
-    later = now + timedelta(hours=1)
     from service.handoffs.actions import reassign
 
-    reassign(handoff.id, rep_id=jordan.id, actor="sam@example.com", settings=runtime.settings,
-             now=later)
-    assert Lead.get_by_id(handoff.lead_id).updated_at == later
-    suppress("ada@example.com", reason="unsubscribe", source="link", now=later + timedelta(1))
-    assert Lead.get_by_id(handoff.lead_id).updated_at == later + timedelta(1)
+    with time_machine.travel(now, tick=False) as clock:
+        handoff = promoted(riley, at=now)
+        clock.shift(timedelta(hours=1))
+        reassign(handoff.id, rep_id=jordan.id, actor="sam@example.com",
+                 settings=runtime.settings, now=now + timedelta(hours=1))
+        assert Lead.get_by_id(handoff.lead_id).updated_at == now + timedelta(hours=1)
+        clock.shift(timedelta(days=1))
+        suppress("ada@example.com", reason="unsubscribe", source="link", now=utcnow())
+        assert Lead.get_by_id(handoff.lead_id).updated_at == now + timedelta(days=1, hours=1)
+
+
+def test_a_late_write_is_stamped_with_the_clock_not_its_jobs_start(riley, now):
+    """A long job's `now` is when it began; a poller may have read past that already."""
+    started = utcnow() - timedelta(minutes=10)
+    created = lifecycle.capture_many([{"email": "late@example.com"}], source="csv",
+                                     actor="mia", now=started)
+    lead = Lead.get_by_id(created["late@example.com"])
+    assert lead.created_at == started and lead.updated_at >= started + timedelta(minutes=9)
+    handoff = promoted(riley, lead, at=started)
+    assert Lead.get_by_id(handoff.lead_id).updated_at >= started + timedelta(minutes=9)

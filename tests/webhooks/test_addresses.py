@@ -29,7 +29,8 @@ REFUSED = [
     "https://[64:ff9b::a00:5]/", "https://[64:ff9b::a9fe:a9fe]/", "https://[64:ff9b:1::a00:5]/",
     "https://[2002:a9fe:a9fe::1]/", "https://[::7f00:1]/", "https://[::ffff:0:7f00:1]/",
     "https://[fec0::1]/", "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
-    "https://192.0.0.8/", "https://198.18.0.1/",
+    "https://192.0.0.8/", "https://198.18.0.1/", "https://[64:ff9b:1:7f00:1:808:808:0]/",
+    "https://[5f00::1]/", "https://[3fff::1]/",
 ]
 
 
@@ -61,7 +62,15 @@ def test_an_internationalised_name_is_kept_in_its_ascii_form():
     with pytest.raises(InvalidInput, match="localhost resolves to a private"):
         check_url("https://ｌｏｃａｌｈｏｓｔ/", allow_private=False)
     with pytest.raises(InvalidInput, match="not a valid host name"):
-        check_url("https://a..b/", allow_private=True)
+        check_url("https://ex..ample.例え/", allow_private=True)
+
+
+def test_a_name_dns_allows_but_idna_does_not_is_kept(monkeypatch):
+    """Underscores are common in real host names (crm_hooks.example.com) and DNS has them."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, **_: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))])
+    assert check_url("https://crm_hooks.example.com/in", allow_private=False) == \
+        "https://crm_hooks.example.com/in"
 
 
 def test_https_to_a_public_address_and_http_to_an_allowed_private_one_pass():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from service import events, lifecycle
+from service.core import db
 from service.core.db import utcnow
 from service.core.errors import InvalidInput
 from service.core.models import WebhookDelivery
@@ -56,3 +57,27 @@ def test_retry_now_leaves_a_delivery_that_is_being_sent(app, receiver):
     WebhookDelivery.update(claimed_at=None).where(WebhookDelivery.id == delivery_id).execute()
     retried = endpoints.retry_now(delivery_id, actor="admin@example.com", now=utcnow())
     assert (retried.status, retried.attempts) == ("pending", 0)
+
+
+def test_a_batch_is_queued_though_a_waiting_job_has_the_same_first_row_and_size(app,
+                                                                               receiver):
+    endpoint, _ = endpoint_to(receiver)
+    lifecycle.capture_many([{"email": f"lead{n}@example.com"} for n in range(3)],
+                           source="csv", actor="mia", now=utcnow())
+    first, second, third = of(endpoint)
+    runtime.queue.empty()
+    events.enqueue_deliveries([first, second])
+    events.enqueue_deliveries([first, third])  # the sweep's batch: third is not in the first
+    assert sorted(queued().values()) == [[first, second], [first, third]]
+
+
+def test_a_database_error_after_the_commit_leaves_the_rows_to_the_sweep(app, receiver, caplog):
+    endpoint, _ = endpoint_to(receiver)
+    new_lead("ada@example.com", at=utcnow())
+    runtime.queue.empty()
+    db.db.execute_sql('ALTER TABLE "webhook_delivery" RENAME TO "webhook_delivery_away"')
+    try:
+        assert events.enqueue_deliveries([1]) == 0
+    finally:
+        db.db.execute_sql('ALTER TABLE "webhook_delivery_away" RENAME TO "webhook_delivery"')
+    assert "the sweep will" in caplog.text and queued() == {}
