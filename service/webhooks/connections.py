@@ -6,10 +6,13 @@ name is used in its ASCII (IDNA, UTS #46) form throughout. One keep-alive connec
 endpoint for the length of a job; no redirects followed, no proxy; the answer's body read
 up to a limit.
 
-Every attempt has a deadline, outbound.timeout_seconds for the whole of it (connecting over
-all the addresses, sending, reading the answer's headers and its excerpt): each step waits
-at most for the time left, and a watchdog shuts the socket down when the deadline passes,
-so an endpoint that drips its answer a byte at a time is cut off too."""
+Every attempt has a deadline, outbound.timeout_seconds for the whole of it (resolving the
+name, connecting over all the addresses, sending, reading the answer's headers and its
+excerpt): each step waits at most for the time left, and a watchdog shuts the attempt's
+socket down when the deadline passes, so an endpoint that drips its answer a byte at a time
+is cut off too, also once http.client has handed the socket to the answer (Connection:
+close, or a body without a length). The name is looked up in a thread of its own, as
+getaddrinfo cannot be interrupted: an attempt waits for it only until its deadline."""
 
 from __future__ import annotations
 
@@ -131,14 +134,28 @@ class Target:
         self.host_header = _host_header(self.hostname, parts.port)
         self.settings = settings.outbound
         self.watchdog = watchdog
-        self.addresses = self._vetted()
+        self.lookup: Lookup | None = None
+        self.addresses: list | None = None
+        self.refused: SendError | None = None
         self.connection: HTTPConnection | None = None
+        self.sock: socket.socket | None = None  # the attempt's socket, TLS or not
 
-    def _vetted(self) -> list:
-        try:
-            found = resolve(self.hostname, self.port)
-        except InvalidInput as exc:
-            raise SendError(str(exc)) from None
+    def _vetted(self, deadline: float) -> list:
+        """The addresses, looked up once per job (within the deadline), each checked; a
+        refusal stands for the job."""
+        if self.refused is not None:
+            raise self.refused
+        if self.addresses is None:
+            self.lookup = self.lookup or Lookup(self.hostname, self.port)
+            found = self.lookup.result(_left(deadline))  # still going: the next one waits on
+            try:
+                self.addresses = self._checked(found)
+            except SendError as exc:
+                self.refused = exc
+                raise
+        return self.addresses
+
+    def _checked(self, found: list) -> list:
         private = [address for address in found if not is_public(address)]
         if private and not self.settings.allow_private_urls:
             raise SendError(f"refused: {self.hostname} resolves to a private or reserved "
@@ -150,28 +167,31 @@ class Target:
     def post(self, body: bytes, headers: dict[str, str], *, seconds: float) -> Answer:
         """POST within `seconds`, over the kept connection or to the first address that
         takes a new one; a connection made and then lost is not tried elsewhere (it may have
-        arrived)."""
+        arrived). Whatever else is raised goes up, the watch ended and the connection
+        closed (it may be half way through a request)."""
         headers = {**headers, "Host": self.host_header, "User-Agent": USER_AGENT}
         deadline = time.monotonic() + seconds
+        answer: Answer | None = None
         self.watchdog.watch(self, deadline)
         try:
             answer, why = self._exchange(body, headers, deadline), None
         except SendError as exc:
-            answer, why = None, str(exc)
-        except SENDING_ERRORS as exc:
-            answer, why = None, _why(exc)
-        cut_off = self.watchdog.done()
-        if answer is None or cut_off:
-            self.close()
+            why = str(exc)
+        except SENDING_ERRORS as exc:  # once the socket is shut, the deadline is why
+            why = TIMED_OUT if self.watchdog.fired else _why(exc)
+        finally:
+            cut_off = self.watchdog.done()
+            if answer is None or cut_off:
+                self.close()
         if answer is None:
-            raise SendError(TIMED_OUT if cut_off else why)
+            raise SendError(why)
         if answer.excerpt is None:
             why = TIMED_OUT if cut_off else "the connection broke"
             return Answer(answer.status, f"(the body could not be read: {why})")
         return answer
 
     def _exchange(self, body: bytes, headers: dict[str, str], deadline: float) -> Answer:
-        connection = self._connected(deadline)
+        connection = self._connected(self._vetted(deadline), deadline)
         connection.timeout = _left(deadline)
         connection.request("POST", self.path, body=body, headers=headers,
                            preload_content=False, decode_content=False)
@@ -180,16 +200,17 @@ class Target:
         if self.watchdog.fired:  # the headers ended as the socket was shut: no answer
             raise SendError(TIMED_OUT)
         excerpt = _excerpt(response, self.settings.response_excerpt_bytes)
-        if excerpt is None or not response.closed:  # a longer body is not read on
+        if excerpt is None or not response.closed or connection.sock is None:
+            response.close()  # a longer body is not read on; a socket handed over is done
             self.close()
         return Answer(response.status, excerpt)
 
-    def _connected(self, deadline: float) -> HTTPConnection:
+    def _connected(self, addresses: list, deadline: float) -> HTTPConnection:
         if self.connection is not None and self.connection.is_connected:
             return self.connection
         self.close()  # dropped by the endpoint while idle
         last: Exception | None = None
-        candidates = list(self.addresses)
+        candidates = list(addresses)
         for tried, address in enumerate(candidates):
             share = _left(deadline) / (len(candidates) - tried)  # a chance for each
             self.connection = self._connection(address, seconds=share)
@@ -198,10 +219,11 @@ class Target:
             except (NewConnectionError, ConnectTimeoutError) as exc:
                 last = exc
                 self.close()
-                self.addresses.remove(address)
+                addresses.remove(address)
                 continue
-            self.addresses.remove(address)  # the one that took it is tried first next time
-            self.addresses.insert(0, address)
+            self.sock = self.connection.sock  # kept: http.client may hand it to the answer
+            addresses.remove(address)  # the one that took it is tried first next time
+            addresses.insert(0, address)
             return self.connection
         raise SendError(_why(last) if last else "could not connect: no address left")
 
@@ -213,9 +235,10 @@ class Target:
                                cert_reqs="CERT_REQUIRED")
 
     def cut_off(self) -> None:
-        """The deadline passed (the watchdog's thread): end what waits on the socket."""
+        """The deadline passed (the watchdog's thread): end what waits on the attempt's
+        socket, or on the one being connected (or its TLS handshake)."""
         connection = self.connection
-        sock = connection.sock if connection is not None else None
+        sock = self.sock or (connection.sock if connection is not None else None)
         if sock is None:
             return
         try:  # the plain socket's shutdown, under TLS too: the TLS state stays the reader's
@@ -224,9 +247,39 @@ class Target:
             pass  # closed already
 
     def close(self) -> None:
-        connection, self.connection = self.connection, None
+        connection, self.connection, self.sock = self.connection, None, None
         if connection is not None:
             connection.close()
+
+
+class Lookup:
+    """The host name resolved in a thread of its own, once; each attempt waits for it only
+    as long as its deadline allows (a lookup that hangs goes on alone, and ends)."""
+
+    def __init__(self, hostname: str, port: int):
+        self.hostname, self.port = hostname, port
+        self.found: list | None = None
+        self.error: SendError | None = None
+        self.ended = threading.Event()
+        threading.Thread(target=self._run, name="webhook-lookup", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.found = resolve(self.hostname, self.port)
+        except InvalidInput as exc:
+            self.error = SendError(str(exc))
+        except Exception as exc:  # the thread's end: the attempt reads why
+            self.error = SendError(f"{self.hostname} does not resolve: {_why(exc)}")
+        finally:
+            self.ended.set()
+
+    def result(self, seconds: float) -> list:
+        """The addresses (a copy: the target reorders its own), or SendError."""
+        if not self.ended.wait(seconds):
+            raise SendError(f"timed out resolving {self.hostname}")
+        if self.error is not None:
+            raise self.error
+        return list(self.found or [])
 
 
 def _left(deadline: float) -> float:

@@ -4,6 +4,11 @@ delivered on any 2xx, else pending again on outbound.retry_seconds, failed once 
 used up. The one duplicate left: a sender killed after the endpoint got the POST and before
 it was recorded; once the claim lapses it goes again, with the same webhook-id.
 
+A sender notes that an attempt starts (last_attempt_at = its claim's time) just before the
+POST. When a lapsed claim is taken over, only a delivery whose attempt had started counts a
+failed attempt (for the schedule and the endpoint's health) and waits its turn in the
+schedule; one the dead sender never reached is sent as a first try of the same attempt.
+
 A delivery to an endpoint that is not active (turned off by an admin, or disabled after
 failing for days) is not sent and not failed: it stays pending, out of the sweep, and goes
 when the endpoint is turned on again. Test events go to inactive endpoints too."""
@@ -16,10 +21,12 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from peewee import JOIN
+from rq.timeouts import BaseTimeoutException
 
 from service import events
 from service.core import metrics
 from service.core.db import transaction
+from service.core.jsontext import UNSTORABLE
 from service.core.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from service.core.settings import Settings
 from service.core.statuses import WebhookStatus
@@ -42,18 +49,14 @@ def deliver(delivery_ids: list[int], *, settings: Settings, now: datetime) -> in
     (outbound.timeout_seconds) ends within half the claim; the rest are let go and queued
     again. A fault while sending one delivery is that delivery's failed attempt."""
     stop_at = time.monotonic() + settings.outbound.claim_seconds / 2
-    claimed, taken_over = claim(delivery_ids, now=now,
-                                claim_seconds=settings.outbound.claim_seconds)
+    to_send, died_sending = claim(delivery_ids, now=now,
+                                  claim_seconds=settings.outbound.claim_seconds)
     outcomes: Counter = Counter()
-    rows = []
-    for delivery in loaded(claimed):
-        outcome = taken_over_from_a_dead_sender(delivery, settings=settings, now=now) \
-            if delivery.id in taken_over else None
-        if outcome:
-            outcomes[outcome, delivery.event.type] += 1
-        else:
-            rows.append(delivery)
-    send_in_time(rows, outcomes, stop_at=stop_at, settings=settings, now=now)
+    for delivery in loaded(died_sending):
+        outcome = record_failure(delivery, error=DIED, settings=settings, now=now,
+                                 attempted_at=delivery.last_attempt_at)
+        outcomes[outcome, delivery.event.type] += 1
+    send_in_time(loaded(to_send), outcomes, stop_at=stop_at, settings=settings, now=now)
     for (outcome, event_type), count in outcomes.items():
         if outcome in COUNTED:
             metrics.add(f"leadbridge_webhooks_{outcome}_total", count, type=event_type)
@@ -69,7 +72,11 @@ def send_in_time(rows: list[WebhookDelivery], outcomes: Counter, *, stop_at: flo
             if time.monotonic() + timeout > stop_at:
                 out_of_time([row.id for row in rows[index:]], queue_again=index > 0, now=now)
                 return
-            outcome = attempt(delivery, connections, settings=settings, now=now)
+            try:
+                outcome = attempt(delivery, connections, settings=settings, now=now)
+            except BaseTimeoutException:  # RQ's: the job ends; the rest are let go
+                let_go_if_possible([row.id for row in rows[index + 1:]], now=now)
+                raise
             outcomes[outcome, delivery.event.type] += 1
 
 
@@ -82,21 +89,28 @@ def out_of_time(delivery_ids: list[int], *, queue_again: bool, now: datetime) ->
 
 
 def claim(delivery_ids: list[int], *, now: datetime,
-          claim_seconds: int) -> tuple[list[int], set[int]]:
-    """Take the pending deliveries that are due and not held by another sender (or whose
-    sender's claim lapsed: it died mid-send), counting the attempt; (every id taken, those
-    taken over from a lapsed claim)."""
+          claim_seconds: int) -> tuple[list[int], list[int]]:
+    """Take the pending deliveries that are due and not held by another sender, counting
+    the attempt, or whose sender's claim lapsed (it died): (those to send, those whose
+    attempt the dead sender had started, to be recorded as failed). One it had not
+    reached keeps the attempt its claim counted, for the try now."""
     if not delivery_ids:
-        return [], set()
-    lapsed = now - timedelta(seconds=claim_seconds)
-    taken_over = set(_claim(delivery_ids, WebhookDelivery.claimed_at <= lapsed, now=now))
-    free = _claim(delivery_ids, WebhookDelivery.claimed_at.is_null(), now=now)
-    return sorted(taken_over.union(free)), taken_over
+        return [], []
+    lapsed = WebhookDelivery.claimed_at <= now - timedelta(seconds=claim_seconds)
+    began = WebhookDelivery.last_attempt_at == WebhookDelivery.claimed_at
+    died_sending = _claim(delivery_ids, lapsed & began, now=now, counted=False)
+    not_reached = _claim(delivery_ids, lapsed & (WebhookDelivery.last_attempt_at.is_null()
+                                                 | (WebhookDelivery.last_attempt_at
+                                                    != WebhookDelivery.claimed_at)),
+                         now=now, counted=False)
+    free = _claim(delivery_ids, WebhookDelivery.claimed_at.is_null(), now=now, counted=True)
+    return sorted(not_reached + free), sorted(died_sending)
 
 
-def _claim(delivery_ids: list[int], held, *, now: datetime) -> list[int]:
+def _claim(delivery_ids: list[int], held, *, now: datetime, counted: bool) -> list[int]:
+    attempts = WebhookDelivery.attempts + 1 if counted else WebhookDelivery.attempts
     query = (WebhookDelivery
-             .update(claimed_at=now, attempts=WebhookDelivery.attempts + 1)
+             .update(claimed_at=now, attempts=attempts)
              .where(WebhookDelivery.id.in_(delivery_ids),
                     WebhookDelivery.status == WebhookStatus.PENDING,
                     WebhookDelivery.next_attempt_at <= now, held)
@@ -104,28 +118,11 @@ def _claim(delivery_ids: list[int], held, *, now: datetime) -> list[int]:
     return [row.id for row in query.execute()]
 
 
-def taken_over_from_a_dead_sender(delivery: WebhookDelivery, *, settings: Settings,
-                                  now: datetime) -> str | None:
-    """The earlier sender died during its attempt (its claim lapsed): that attempt failed,
-    for the endpoint's health too. If it was the last of the schedule the delivery has
-    failed ("failed"); else None, and it is sent now."""
-    schedule = settings.outbound.retry_seconds
-    if delivery.attempts <= len(schedule):
-        with transaction():
-            if health.failed(delivery.endpoint_id, error=DIED, settings=settings, now=now):
-                delivery.endpoint.active = False  # disabled by it: held, not sent
-        return None
-    log.warning("webhook delivery %d to endpoint %d: %s; gave up", delivery.id,
-                delivery.endpoint_id, DIED)
-    with transaction():
-        recorded = WebhookDelivery.update(
-            status=WebhookStatus.FAILED, next_attempt_at=None, claimed_at=None,
-            attempts=len(schedule), last_error=DIED, last_status_code=None,
-            response_excerpt="",
-        ).where(WebhookDelivery.id == delivery.id, WebhookDelivery.claimed_at == now).execute()
-        if recorded:
-            health.failed(delivery.endpoint_id, error=DIED, settings=settings, now=now)
-    return "failed" if recorded else "superseded"
+def started(delivery_id: int, *, now: datetime) -> bool:
+    """Note that the attempt of the claim made at `now` begins (its POST may reach the
+    endpoint from here on); False if the claim is no longer this sender's."""
+    return bool(WebhookDelivery.update(last_attempt_at=now).where(
+        WebhookDelivery.id == delivery_id, WebhookDelivery.claimed_at == now).execute())
 
 
 def loaded(delivery_ids: list[int]) -> list[WebhookDelivery]:
@@ -148,6 +145,8 @@ def attempt(delivery: WebhookDelivery, connections: Connections, *, settings: Se
     and the sweep sends it again: the job goes on with the others."""
     try:
         return send_one(delivery, connections, settings=settings, now=now)
+    except BaseTimeoutException:  # RQ's job timeout: not this delivery's fault
+        raise
     except Exception:  # one delivery's fault is not the batch's
         log.exception("webhook delivery %d: its attempt could not be recorded; it goes "
                       "again once its claim lapses", delivery.id)
@@ -164,10 +163,14 @@ def send_one(delivery: WebhookDelivery, connections: Connections, *, settings: S
     endpoint = delivery.endpoint
     try:
         body, headers = message(delivery.event, endpoint, settings=settings, now=now)
+        if not started(delivery.id, now=now):
+            return superseded(delivery)
         answer = connections.post(endpoint.id, endpoint.url, body, headers,
                                   seconds=settings.outbound.timeout_seconds)
     except SendError as exc:
         return record_failure(delivery, error=str(exc), settings=settings, now=now)
+    except BaseTimeoutException:  # RQ's job timeout: not the endpoint's failure
+        raise
     except Exception as exc:  # this delivery's own fault (its row, its URL)
         log.exception("webhook delivery %d: unexpected error while sending", delivery.id)
         return record_failure(delivery, error=unexpected(exc), settings=settings, now=now)
@@ -189,20 +192,22 @@ def record_success(delivery: WebhookDelivery, answer: Answer, *, now: datetime) 
     with transaction():
         recorded = WebhookDelivery.update(
             status=WebhookStatus.DELIVERED, delivered_at=now, last_attempt_at=now,
-            last_status_code=answer.status, last_error="", response_excerpt=answer.excerpt,
-            claimed_at=None).where(WebhookDelivery.id == delivery.id,
-                                   WebhookDelivery.claimed_at == now).execute()
+            last_status_code=answer.status, last_error="",
+            response_excerpt=storable(answer.excerpt), claimed_at=None,
+        ).where(WebhookDelivery.id == delivery.id, WebhookDelivery.claimed_at == now).execute()
         if recorded:
             health.succeeded(delivery.endpoint_id)
     return "delivered" if recorded else superseded(delivery)
 
 
 def record_failure(delivery: WebhookDelivery, *, error: str, settings: Settings,
-                   now: datetime, answer: Answer | None = None) -> str:
+                   now: datetime, answer: Answer | None = None,
+                   attempted_at: datetime | None = None) -> str:
     """Pending again after the next delay of the schedule, or failed when it is used up;
     the endpoint's failing time starts (and may disable it). Only while the claim is still
     this sender's. "retried", "failed" or "superseded"."""
     attempts, schedule = delivery.attempts, settings.outbound.retry_seconds
+    error = storable(error)[:MAX_ERROR]
     retry = attempts < len(schedule)
     log.warning("webhook delivery %d to endpoint %d, attempt %d: %s%s", delivery.id,
                 delivery.endpoint_id, attempts, error, "" if retry else "; gave up")
@@ -210,9 +215,9 @@ def record_failure(delivery: WebhookDelivery, *, error: str, settings: Settings,
         recorded = WebhookDelivery.update(
             status=WebhookStatus.PENDING if retry else WebhookStatus.FAILED,
             next_attempt_at=now + timedelta(seconds=schedule[attempts]) if retry else None,
-            claimed_at=None, last_attempt_at=now, last_error=error[:MAX_ERROR],
+            claimed_at=None, last_attempt_at=attempted_at or now, last_error=error,
             last_status_code=answer.status if answer else None,
-            response_excerpt=answer.excerpt if answer else "",
+            response_excerpt=storable(answer.excerpt) if answer else "",
         ).where(WebhookDelivery.id == delivery.id,
                 WebhookDelivery.claimed_at == now).execute()
         if recorded:
@@ -220,6 +225,12 @@ def record_failure(delivery: WebhookDelivery, *, error: str, settings: Settings,
     if not recorded:
         return superseded(delivery)
     return "retried" if retry else "failed"
+
+
+def storable(text: str | None) -> str:
+    """Text from the endpoint as the database can keep it: a NUL or a lone surrogate (from a
+    binary body, say) becomes U+FFFD, as undecodable bytes already are."""
+    return UNSTORABLE.sub("\ufffd", text or "")
 
 
 def superseded(delivery: WebhookDelivery) -> str:
@@ -233,6 +244,15 @@ def hold(delivery_id: int, *, now: datetime) -> None:
     WebhookDelivery.update(claimed_at=None, attempts=WebhookDelivery.attempts - 1,
                            last_error=INACTIVE).where(
         WebhookDelivery.id == delivery_id, WebhookDelivery.claimed_at == now).execute()
+
+
+def let_go_if_possible(delivery_ids: list[int], *, now: datetime) -> None:
+    """let_go as the job ends on RQ's timeout; if even that fails, their claims lapse."""
+    try:
+        let_go(delivery_ids, now=now)
+    except Exception:
+        log.exception("webhook deliveries %s: could not be let go; they go again once "
+                      "their claims lapse", delivery_ids)
 
 
 def let_go(delivery_ids: list[int], *, now: datetime) -> None:

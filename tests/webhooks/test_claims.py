@@ -1,7 +1,7 @@
 """A sender's claim on a delivery: when it lapses (the sender died mid-attempt) the next
-sender takes it over and that attempt counts as failed, for the schedule and for the
-endpoint's health; and a sender that outlived its claim records nothing over the outcome
-of the one that took it over."""
+sender takes it over and that attempt counts as failed, for the schedule (the next goes
+after its delay) and for the endpoint's health; and a sender that outlived its claim
+records nothing over the outcome of the one that took it over."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ from tests.webhooks.conftest import endpoint_to, sweep_webhooks
 
 
 def dies_mid_attempt(delivery_id: int) -> None:
-    """A sender claims the delivery, then its worker is killed: nothing else happens."""
-    sending.claim([delivery_id], now=utcnow(),
-                  claim_seconds=runtime.settings.outbound.claim_seconds)
+    """A sender claims the delivery and starts its POST, then its worker is killed: nothing
+    else happens."""
+    now = utcnow()
+    sending.claim([delivery_id], now=now, claim_seconds=runtime.settings.outbound.claim_seconds)
+    assert sending.started(delivery_id, now=now)
     assert WebhookDelivery.get_by_id(delivery_id).claimed_at is not None
 
 
@@ -53,7 +55,9 @@ def test_a_sender_dying_mid_schedule_counts_as_a_failed_attempt(app, rep, receiv
     promoted(rep, at=utcnow())
     [delivery] = WebhookDelivery.select()
     dies_mid_attempt(delivery.id)
-    with time_machine.travel(utcnow() + timedelta(seconds=61), tick=True):
+    with time_machine.travel(utcnow() + timedelta(seconds=61), tick=True) as clock:
+        sweep_webhooks()  # the first attempt charged: the second waits its 5 s
+        clock.shift(timedelta(seconds=6))
         sweep_webhooks()
     found = WebhookDelivery.get_by_id(delivery.id)
     assert len(receiver.requests) == 1 and found.status == "pending"
@@ -100,7 +104,9 @@ def test_a_sender_that_outlived_its_claim_records_nothing_over_the_new_sender(
     sender.start()
     try:
         assert receiver.holding.wait(10), "the first sender never reached the receiver"
-        later = first_claim + timedelta(seconds=61)  # its claim lapsed meanwhile
+        lapsed = first_claim + timedelta(seconds=61)  # its claim lapsed meanwhile
+        assert sending.deliver([delivery.id], settings=runtime.settings, now=lapsed) == 0
+        later = lapsed + timedelta(seconds=5)  # the charged attempt's delay
         assert sending.deliver([delivery.id], settings=runtime.settings, now=later) == 1
         receiver.status = 500  # what the first sender hears, too late
     finally:
