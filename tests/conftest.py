@@ -7,7 +7,10 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -193,6 +196,20 @@ def rep(app):
 @pytest.fixture
 def marketer(app, now) -> User:
     return create_user("mia@example.com", role="marketer", password=PASSWORD, now=now)
+
+
+def kill_worker_while_held(app, settings: dict, server) -> None:
+    """A real `leadbridge worker --burst` is SIGKILLed while `server` (a test SMTP server or
+    HTTP receiver, with `hold` and `holding`) holds its request; then the server lets go."""
+    release = server.hold = threading.Event()
+    worker = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "worker", "--burst"],
+                              cwd=ROOT, env=leadbridge_env(app, settings))
+    try:
+        assert server.holding.wait(30), "the worker never reached the server"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        release.set()
 
 
 def run_worker() -> None:

@@ -52,7 +52,7 @@ def ascii_host(hostname: str) -> str:
         return hostname
     try:
         return idna.encode(hostname.rstrip("."), uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
+    except (idna.IDNAError, UnicodeError) as exc:
         raise InvalidInput(f"{hostname!r} is not a valid host name: {exc}") from None
 
 

@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from urllib.parse import quote, urlsplit
 
-import idna
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as WaitedTooLong
 
 from service.core.errors import InvalidInput
 from service.core.settings import Settings
-from service.webhooks.addresses import is_public, resolve
+from service.webhooks.addresses import ascii_host, is_public, resolve
 
 
 def _version() -> str:
@@ -60,16 +59,13 @@ class Answer:
     excerpt: str | None  # None (inside connections only): the body could not be read
 
 
-def ascii_host(hostname: str) -> str:
-    """The host name as DNS, the Host header, SNI and certificates know it: an
-    internationalised name (例え.jp, or fullwidth letters) in its IDNA form (xn--…)."""
-    if hostname.isascii():
-        return hostname
+def _ascii(hostname: str) -> str:
+    """addresses.ascii_host, its refusal a failed attempt (for a row saved before the URL
+    was kept in its ASCII form)."""
     try:
-        return idna.encode(hostname, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError) as exc:
-        raise SendError(f"refused: the host name is not a valid internationalised name "
-                        f"({exc})") from None
+        return ascii_host(hostname)
+    except InvalidInput as exc:
+        raise SendError(f"refused: {exc.message}") from None
 
 
 class Watchdog:
@@ -127,7 +123,7 @@ class Target:
     def __init__(self, url: str, settings: Settings, watchdog: Watchdog):
         parts = urlsplit(url)
         self.https = parts.scheme == "https"
-        self.hostname = ascii_host(parts.hostname or "")
+        self.hostname = _ascii(parts.hostname or "")
         self.port = parts.port or (443 if self.https else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.path = quote(path, safe=PATH_SAFE)

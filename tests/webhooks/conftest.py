@@ -3,6 +3,7 @@ status, a delay, a redirect, a body, or holding the request until told)."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 import time
@@ -114,6 +115,57 @@ def receiver(receivers):
 @pytest.fixture
 def app(make_app):
     return make_app(**{"outbound.allow_private_urls": True})
+
+
+class Dripping:
+    """A raw-socket endpoint that reads the request, sends `head`, then one more piece of
+    `drip(n)` every `every` seconds for a minute (each well within any read timeout);
+    keeps how long each client stayed."""
+
+    def __init__(self, head: bytes, drip, every: float):
+        self.head, self.drip, self.every = head, drip, every
+        self.port = free_port()
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.stayed: list[float] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(client,), daemon=True).start()
+
+    def _drip(self, client: socket.socket) -> None:
+        with client:
+            client.recv(65536)
+            started = time.monotonic()
+            try:
+                client.sendall(self.head)
+                for n in range(int(60 / self.every)):
+                    time.sleep(self.every)
+                    client.sendall(self.drip(n))
+            except OSError:
+                self.stayed.append(time.monotonic() - started)
+
+    def gone(self, clients: int, within: float = 3.0) -> bool:
+        """Whether `clients` have gone (a client gone is seen at the next piece)."""
+        waited = time.monotonic() + within
+        while len(self.stayed) < clients and time.monotonic() < waited:
+            time.sleep(0.05)
+        return len(self.stayed) == clients
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def no_job_failed() -> bool:
+    return runtime.queue.failed_job_registry.count == 0
 
 
 def endpoint_to(receiver: Receiver, **fields):

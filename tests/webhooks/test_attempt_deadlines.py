@@ -15,8 +15,9 @@ from service.core.db import utcnow
 from service.core.models import WebhookDelivery, WebhookEndpoint
 from service.core.runtime import runtime
 from service.webhooks import endpoints
-from tests.conftest import free_port, run_worker
+from tests.conftest import run_worker
 from tests.factories import promoted
+from tests.webhooks.conftest import Dripping, no_job_failed
 
 FAST = {"outbound.allow_private_urls": True, "outbound.timeout_seconds": 1.0,
         "outbound.claim_seconds": 3}  # an RQ job timeout of 2 s
@@ -27,59 +28,10 @@ CLOSING = {
 }
 
 
-class DrippingBody:
-    """Reads the request, sends `head`, then a byte of body every 0.1 s for a minute;
-    keeps how long each client stayed."""
-
-    def __init__(self, head: bytes):
-        self.head = head
-        self.port = free_port()
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        self.stayed: list[float] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._drip, args=(client,), daemon=True).start()
-
-    def _drip(self, client: socket.socket) -> None:
-        with client:
-            client.recv(65536)
-            started = time.monotonic()
-            try:
-                client.sendall(self.head)
-                for _ in range(600):
-                    time.sleep(0.1)
-                    client.sendall(b"x")
-            except OSError:
-                self.stayed.append(time.monotonic() - started)
-
-    def gone(self, clients: int) -> bool:
-        waited = time.monotonic() + 3
-        while len(self.stayed) < clients and time.monotonic() < waited:
-            time.sleep(0.05)
-        return len(self.stayed) == clients
-
-    def close(self) -> None:
-        self.listener.close()
-
-
-def no_job_failed() -> bool:
-    return runtime.queue.failed_job_registry.count == 0
-
-
 @pytest.mark.parametrize("head", CLOSING.values(), ids=CLOSING.keys())
 def test_an_answer_closing_the_connection_and_dripping_its_body_is_cut_off(make_app, rep, head):
     make_app(**FAST)
-    server = DrippingBody(head)
+    server = Dripping(head, lambda _: b"x", every=0.1)
     try:
         endpoints.create({"url": server.url, "event_types": ["lead.mql"]},
                          actor="admin@example.com", settings=runtime.settings, now=utcnow())

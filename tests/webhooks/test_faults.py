@@ -4,10 +4,6 @@ webhook-id)."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import threading
 from collections import Counter
 from datetime import timedelta
 
@@ -18,7 +14,7 @@ from service import lifecycle
 from service.core.db import utcnow
 from service.core.models import Rep, WebhookDelivery, WebhookEvent
 from service.core.runtime import runtime
-from tests.conftest import ROOT, Outage, leadbridge_env, run_worker
+from tests.conftest import Outage, kill_worker_while_held, run_worker
 from tests.factories import promoted
 from tests.webhooks.conftest import endpoint_to, sweep_webhooks
 
@@ -59,15 +55,7 @@ def test_worker_killed_in_the_middle_of_a_post_resends_with_the_same_id(
     _, secret = endpoint_to(receiver)
     rep = Rep.create(email="jordan.rep@example.com", name="Jordan Rep")
     promoted(rep, at=utcnow())  # lead.created and lead.mql
-    release = receiver.hold = threading.Event()
-    worker = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "worker", "--burst"],
-                              cwd=ROOT, env=leadbridge_env(app, settings))
-    try:
-        assert receiver.holding.wait(30), "the worker never reached the receiver"
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        release.set()
+    kill_worker_while_held(app, settings, receiver)
     held = receiver.requests[0].headers["webhook-id"]
     assert WebhookDelivery.select().where(WebhookDelivery.status == "delivered").count() == 0
     with time_machine.travel(utcnow() + timedelta(seconds=30), tick=True):

@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from service.core.db import utcnow
+from service.core.errors import InvalidInput
 from service.core.models import WebhookDelivery, WebhookEndpoint
-from service.webhooks.connections import SendError, ascii_host
+from service.webhooks.addresses import ascii_host
 from tests.conftest import run_worker
 from tests.factories import promoted
 from tests.webhooks.conftest import Receiver, endpoint_to
@@ -34,7 +35,7 @@ def test_the_ascii_form_of_a_host_name():
     assert ascii_host("ПРИМЕР.рф") == "xn--e1afmkfd.xn--p1ai"
     assert ascii_host(FULLWIDTH_LOCALHOST) == "localhost"
     assert ascii_host("crm.example.com") == "crm.example.com"
-    with pytest.raises(SendError, match="not a valid internationalised name"):
+    with pytest.raises(InvalidInput, match="not a valid host name"):
         ascii_host("a\u200eb.example")
 
 

@@ -6,7 +6,6 @@ in the batch go."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from datetime import timedelta
 
@@ -16,61 +15,12 @@ from service.core.db import utcnow
 from service.core.models import WebhookDelivery, WebhookEndpoint
 from service.core.runtime import runtime
 from service.webhooks import endpoints
-from tests.conftest import free_port, run_worker
+from tests.conftest import run_worker
 from tests.factories import promoted
-from tests.webhooks.conftest import endpoint_to, sweep_webhooks
+from tests.webhooks.conftest import Dripping, endpoint_to, no_job_failed, sweep_webhooks
 
 FAST = {"outbound.allow_private_urls": True, "outbound.timeout_seconds": 1.0,
         "outbound.claim_seconds": 3}  # an RQ job timeout of 2 s
-
-
-class Drip:
-    """Reads the request, then answers a header line every 0.2 s (each well within any
-    read timeout) for a minute; keeps how long each client stayed."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        self.stayed: list[float] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._drip, args=(client,), daemon=True).start()
-
-    def _drip(self, client: socket.socket) -> None:
-        with client:
-            client.recv(65536)
-            started = time.monotonic()
-            try:
-                client.sendall(b"HTTP/1.1 200 OK\r\n")
-                for line in range(300):
-                    time.sleep(0.2)
-                    client.sendall(b"X-Slow: %d\r\n" % line)
-            except OSError:
-                self.stayed.append(time.monotonic() - started)
-
-    def all_gone(self, clients: int) -> bool:
-        """Whether `clients` have gone (a client gone is seen at the next line, 0.2 s)."""
-        waited = time.monotonic() + 2
-        while len(self.stayed) < clients and time.monotonic() < waited:
-            time.sleep(0.05)
-        return len(self.stayed) == clients
-
-    def close(self) -> None:
-        self.listener.close()
-
-
-def no_job_failed() -> bool:
-    return runtime.queue.failed_job_registry.count == 0
 
 
 def create(url: str, **fields) -> WebhookEndpoint:
@@ -81,7 +31,7 @@ def create(url: str, **fields) -> WebhookEndpoint:
 
 def test_an_endpoint_dripping_its_answer_is_cut_off_at_the_deadline(make_app, rep, receiver):
     make_app(**FAST)
-    drip = Drip()
+    drip = Dripping(b"HTTP/1.1 200 OK\r\n", lambda n: b"X-Slow: %d\r\n" % n, every=0.2)
     try:
         slow = create(drip.url)
         endpoint_to(receiver)
@@ -103,7 +53,7 @@ def test_an_endpoint_dripping_its_answer_is_cut_off_at_the_deadline(make_app, re
         assert no_job_failed()
         assert {row.attempts for row in WebhookDelivery.select().where(
             WebhookDelivery.endpoint == slow.id)} == {2}, "the second attempt, on schedule"
-        assert drip.all_gone(4), "each attempt's connection is closed"
+        assert drip.gone(4), "each attempt's connection is closed"
         assert max(drip.stayed) < 1.0 + 0.8, drip.stayed
     finally:
         drip.close()

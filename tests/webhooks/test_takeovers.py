@@ -5,10 +5,6 @@ however often senders die before reaching it."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import threading
 from datetime import timedelta
 
 import time_machine
@@ -17,7 +13,7 @@ from service.core.db import utcnow
 from service.core.models import Rep, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from service.core.runtime import runtime
 from service.webhooks import sending
-from tests.conftest import ROOT, leadbridge_env
+from tests.conftest import kill_worker_while_held
 from tests.factories import promoted
 from tests.webhooks.conftest import endpoint_to, sweep_webhooks
 
@@ -41,15 +37,7 @@ def test_a_worker_killed_mid_post_charges_only_the_delivery_it_had_reached(
     app = make_app(**{"outbound.allow_private_urls": True})
     endpoint, _ = endpoint_to(receiver)
     promoted(Rep.create(email="jordan.rep@example.com", name="Jordan Rep"), at=utcnow())
-    release = receiver.hold = threading.Event()
-    worker = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "worker", "--burst"],
-                              cwd=ROOT, env=leadbridge_env(app, settings))
-    try:
-        assert receiver.holding.wait(30), "the worker never reached the receiver"
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        release.set()
+    kill_worker_while_held(app, settings, receiver)
     reached = WebhookEvent.get(WebhookEvent.public_id == receiver.ids()[0])
     [charged] = WebhookDelivery.select().where(WebhookDelivery.event == reached.id)
     [untouched] = WebhookDelivery.select().where(WebhookDelivery.event != reached.id)

@@ -3,10 +3,7 @@ worker killed in the middle of a send. Nothing accepted is lost; nothing is sent
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -19,7 +16,7 @@ from service.core.models import Activity, Handoff, InboundEvent, Lead, OutboxEma
 from service.core.runtime import runtime
 from service.handoffs.actions import promote_lead
 from service.intake.keys import create_key
-from tests.conftest import Outage, leadbridge_env, run_worker
+from tests.conftest import Outage, kill_worker_while_held, run_worker
 from tests.mail.test_outbox import promote_many, sweep_now
 from tests.web.test_tracking import basic
 from workers import recorder
@@ -135,16 +132,7 @@ def test_worker_killed_in_the_middle_of_a_send(make_app, smtp, settings_override
     drops it); the sweep sends it again once the claim lapses: delivered exactly once."""
     app = make_app(**{"outbox.claim_seconds": 61})
     [row] = promote_many(app, 1)
-    release = smtp.hold = threading.Event()
-    env = leadbridge_env(app, {**settings_overrides, "outbox.claim_seconds": 61})
-    worker = subprocess.Popen([sys.executable, "-m", "service.ops.cli", "worker", "--burst"],
-                              cwd=ROOT, env=env)
-    try:
-        assert smtp.holding.wait(30), "the worker never reached the SMTP server"
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        release.set()
+    kill_worker_while_held(app, {**settings_overrides, "outbox.claim_seconds": 61}, smtp)
     killed = OutboxEmail.get_by_id(row.id)
     assert killed.sent_at is None and killed.claimed_at is not None
     with time_machine.travel(utcnow() + timedelta(seconds=62), tick=True):
