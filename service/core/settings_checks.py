@@ -21,7 +21,7 @@ class ConfigError(Exception):
 
 
 ASSIGNABLE = ("first_name", "last_name", "company", "title", "phone", "country",
-              "company_size", "industry", "utm_source", "source")
+              "company_size", "industry", "utm_source", "utm_campaign", "source")
 
 
 def check_references(settings) -> None:

@@ -16,6 +16,7 @@ from service.intake.event import Event
 from service.leads.scoring import Policy, add_logs
 
 SCORE_TRIES = 100
+FIRST_TOUCH = ("utm_source", "utm_campaign")
 LOOKED_UP = ("id", "email", "score_log", *Lead.EDITABLE)
 
 
@@ -110,9 +111,10 @@ class Batch:
         return lead
 
     def _update(self, lead: dict, fields: dict) -> None:
-        """New field values win, except utm_source, which keeps the first touch."""
+        """New field values win, except the UTM source and campaign, which keep the first
+        touch."""
         changes = {name: value for name, value in fields.items()
-                   if lead[name] != value and not (name == "utm_source" and lead["utm_source"])}
+                   if lead[name] != value and not (name in FIRST_TOUCH and lead[name])}
         lead.update(changes)
         if changes:
             self.changed.setdefault(lead["id"], {}).update(changes)

@@ -254,6 +254,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (16, "replies: email received, and the thread on each handoff",
      lambda: db.create_tables(TABLES_V16)),
     (17, "webhooks: endpoints, events and deliveries; leads paged by change", _webhooks),
+    (18, "leads: the first touch's UTM campaign", lambda: add_missing_columns(
+        Lead, Lead.utm_campaign)),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

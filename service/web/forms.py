@@ -79,6 +79,7 @@ def _event(form: dict, data: dict, honeypot: str, now) -> Event:
     utm = {k: v for k, v in parse_qsl(urlsplit(request.referrer or "").query) if k in UTM}
     utm.update({k: str(data[k]) for k in UTM if data.get(k)})
     fields["utm_source"] = utm.get("utm_source")
+    fields["utm_campaign"] = utm.get("utm_campaign")
     properties = {k: v for k, v in data.items() if k not in (honeypot, "_redirect")}
     if utm:
         properties["utm"] = utm

@@ -36,7 +36,7 @@ BANT_SCHEMA = {"type": "object", "properties": {
     name: {"type": "string", "enum": list(values) + [""]} for name, values in BANT.items()}}
 LEAD_FIELDS = {name: _text() for name in (
     "first_name", "last_name", "company", "title", "phone", "country", "company_size",
-    "industry", "utm_source", "source")}
+    "industry", "utm_source", "utm_campaign", "source")}
 LIMIT = {"name": "limit", "in": "query",
          "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}}
 PAGING = [

@@ -106,6 +106,7 @@ def parse_message(message, index: int, payload: dict, settings: Settings,
     event.user_id, event.anonymous_id, event.raw = user_id, anonymous_id, message
     if isinstance(context.get("timezone"), str):
         event.fields = {**event.fields, **lead_fields({"time_zone": context["timezone"]})}
+    event.fields = {**_campaign(context), **event.fields}
     message_id = message.get("messageId")
     return event, str(message_id) if message_id else uuid.uuid4().hex
 
@@ -152,6 +153,15 @@ def _with_email(event: Event, context: dict, where: str) -> Event:
     if traits.get("email"):
         event.email = _email(traits["email"], where)
     return event
+
+
+def _campaign(context: dict) -> dict:
+    """The UTM source and campaign the SDKs read from the page's URL (context.campaign)."""
+    campaign = context.get("campaign")
+    if not isinstance(campaign, dict):
+        return {}
+    return lead_fields({"utm_source": campaign.get("source"),
+                        "utm_campaign": campaign.get("name")})
 
 
 def _context_traits(context: dict) -> dict:

@@ -104,7 +104,11 @@ def test_utm_and_referrer_kept(app):
     activity = Activity.get()
     assert activity.properties["utm"] == {"utm_source": "linkedin", "utm_campaign": "spring"}
     assert activity.properties["referrer"].startswith("https://www.example.com/landing")
-    assert activity.lead.utm_source == "linkedin"
+    assert (activity.lead.utm_source, activity.lead.utm_campaign) == ("linkedin", "spring")
+    app.test_client().post("/f/contact", data={
+        "email": "u@example.com", "utm_source": "google", "utm_campaign": "autumn"})
+    lead = Lead.get(Lead.email == "u@example.com")
+    assert (lead.utm_source, lead.utm_campaign) == ("linkedin", "spring"), "the first touch"
 
 
 def test_cors_for_configured_origins(make_app):

@@ -99,6 +99,18 @@ def test_identify_reads_traits_at_the_top_then_in_context(app, write_key):
                                                              "Top")
 
 
+def test_the_sdks_campaign_context_is_the_leads_first_touch(app, write_key):
+    client = app.test_client()
+    for name in ("spring-launch", "autumn"):
+        response = client.post("/v1/identify", headers=basic(write_key), json={
+            "userId": "u-9", "traits": {"email": "utm@example.com"},
+            "context": {"campaign": {"name": name, "source": "newsletter", "medium": "email"}}})
+        assert response.status_code == 200
+        run_worker()
+    lead = Lead.get()
+    assert (lead.utm_source, lead.utm_campaign) == ("newsletter", "spring-launch")
+
+
 def test_single_calls_with_write_key_in_body(app, write_key):
     client = app.test_client()
     response = client.post("/v1/track", json={

@@ -23,6 +23,7 @@ class Lead(BaseModel):
     industry = pw.CharField(default="")
     source = pw.CharField(default="")
     utm_source = pw.CharField(default="")
+    utm_campaign = pw.CharField(default="")
     stage = pw.CharField(max_length=16, index=True)
     stage_changed_at = UTCDateTimeField()
     # 8-byte float everywhere (FloatField is 4-byte REAL on PostgreSQL, and score updates
@@ -42,7 +43,7 @@ class Lead(BaseModel):
 
 
     EDITABLE = ("first_name", "last_name", "company", "title", "phone", "country",
-                "company_size", "industry", "utm_source", "time_zone")
+                "company_size", "industry", "utm_source", "utm_campaign", "time_zone")
 
 
     @property
