@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 
 from service import lifecycle
+from service.content.reasons import reject_reasons
 from service.core.db import transaction
 from service.core.errors import DomainError, InvalidInput, NotFound
 from service.core.models import Handoff, Lead, Rep
@@ -86,8 +87,9 @@ def hand_over(rep_ids: list[int], *, actor: str, settings: Settings,
 
 def reject_handoff(handoff_id: int, *, reason: str, notes: str, actor: str, settings: Settings,
                    now: datetime) -> Handoff:
-    """Reject with a configured reason; a nurture outcome enrolls the lead in its sequence."""
-    choice = settings.handoff.reject_reasons.get(reason)
+    """Reject with one of the current reasons; a nurture outcome enrolls the lead in its
+    sequence."""
+    choice = reject_reasons().get(reason)
     if choice is None:
         raise InvalidInput(f"unknown reason {reason!r}")
     with transaction():
@@ -103,7 +105,7 @@ def recycle_lead(lead_id: int, *, actor: str, reason: str, settings: Settings, n
     """sql → nurture, back into the default sequence."""
     with transaction():
         lead = lifecycle.recycle(lead_id, actor=actor, reason=reason, now=now)
-        if settings.nurture.sequences:
+        if nurture.has_sequence(settings.nurture.default_sequence):
             nurture.enroll(lead_id, settings.nurture.default_sequence, settings=settings,
                            now=now)
     return lead

@@ -10,6 +10,7 @@ from email.utils import parseaddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.accounts import users
+from service.content.reasons import reason_label
 from service.core import links
 from service.core.addresses import normalise_email
 from service.core.config import base_url
@@ -60,10 +61,9 @@ def decision_url(settings: Settings, secret: str, handoff: Handoff, action: str)
 
 def decision_feedback(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     handoff = Handoff.get_by_id(row.handoff_id)
-    reason = settings.handoff.reject_reasons.get(handoff.reason, {})
     outcome = handoff.outcome or ""
     return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep, "labels": LABELS,
-            "reason_label": reason.get("label", handoff.reason),
+            "reason_label": reason_label(handoff.reason),
             "outcome_label": "disqualified" if outcome == "disqualify"
             else f"nurture sequence {outcome.partition(':')[2]}"}
 

@@ -21,6 +21,7 @@ import css_inline
 import jinja2
 
 import email_templates
+from service.content import emails as content_emails
 from service.core.addresses import mailbox
 from service.core.config import write_private
 from service.core.text import one_line
@@ -38,7 +39,13 @@ _inliner = css_inline.CSSInliner()
 
 def render(template: str, context: dict) -> tuple[str, str, str]:
     """Return (subject, text, html) for email_templates/<template>/; a template without
-    subject.txt takes its subject from context["subject"] (a Jinja string)."""
+    subject.txt takes its subject from context["subject"] (a Jinja string). A prospect email
+    whose context names a template_version is that version of the template kept in the
+    database (service.content), rendered in its sandbox."""
+    if "template_version" in context:
+        subject, text, html = content_emails.render(
+            template.removeprefix("nurture/"), context["template_version"], context)
+        return subject, text, _inliner.inline(html)
     if (TEMPLATES / template / "subject.txt").exists():
         subject = _env.get_template(f"{template}/subject.txt").render(context)
     else:

@@ -1,5 +1,7 @@
 """Nurture sequences: enrollment, the schedule of steps inside send hours, and the sweep that
-sends due steps through the outbox, each step claimed once by a conditional update."""
+sends due steps through the outbox, each step claimed once by a conditional update. The steps
+are the current version of the sequence (service.content, edited in the panel); each email
+queued records the versions it uses, so a queued or retried one keeps its content."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service import events, lifecycle
+from service.content import emails as content_emails
+from service.content import sequences as content
 from service.core import outbox
 from service.core.calendar import Calendar, hours_from
 from service.core.db import transaction
@@ -24,14 +28,24 @@ class Step:
     business_days: bool
     template: str
     subject: str
+    version: int = 0  # of the sequence it belongs to
 
 
 def steps(settings: Settings, sequence: str) -> list[Step]:
-    config = settings.nurture.sequences.get(sequence)
-    if config is None:
+    """The current version's steps (settings: kept for callers; the sequences are content)."""
+    row = content.current_sequence(sequence)
+    if row is None:
         raise InvalidInput(f"no nurture sequence named {sequence!r}")
-    return [Step(s["delay_days"], bool(s.get("business_days")), s["template"], s["subject"])
-            for s in config["steps"]]
+    return _steps(row)
+
+
+def _steps(row) -> list[Step]:
+    return [Step(s["delay_days"], bool(s["business_days"]), s["template"], s["subject"],
+                 row.version) for s in row.data["steps"]]
+
+
+def has_sequence(name: str) -> bool:
+    return content.current_sequence(name) is not None
 
 
 def send_calendar(settings: Settings, zone: str = "") -> Calendar:
@@ -75,13 +89,21 @@ def sweep(*, settings: Settings, now: datetime, chunk: int = 1000) -> int:
                    .order_by(Enrollment.next_due_at).limit(chunk))
         if not due:
             return sent
+        plans = {name: _steps(row) for name, row in content.current_sequences().items()}
+        versions = content_emails.template_versions()
         with transaction():
-            sent += sum(_send_step(enrollment, settings, now) for enrollment in due)
+            sent += sum(_send_step(enrollment, plans.get(enrollment.sequence, []), versions,
+                                   settings, now) for enrollment in due)
 
 
-def _send_step(enrollment: Enrollment, settings: Settings, now: datetime) -> int:
-    plan = steps(settings, enrollment.sequence)
+def _send_step(enrollment: Enrollment, plan: list[Step], versions: dict[str, int],
+               settings: Settings, now: datetime) -> int:
+    """Send the enrollment's step of the sequence's current version; an enrollment past
+    the last step (steps were removed since) finishes."""
     index, lead = enrollment.step, enrollment.lead
+    if index >= len(plan):
+        lifecycle.claim_step(enrollment.id, step=index, next_due_at=None, now=now)
+        return 0
     following = index + 1 < len(plan)
     next_at = (due_time(now, plan[index + 1], send_calendar(settings, lead.time_zone))
                if following else None)
@@ -93,7 +115,9 @@ def _send_step(enrollment: Enrollment, settings: Settings, now: datetime) -> int
     outbox.queue_email(f"nurture/{plan[index].template}", to_address=lead.email,
                        to_name=lead.first_name, lead_id=lead.id, now=now, to_prospect=True,
                        enrollment_id=enrollment.id, step=index,
-                       context={"subject": plan[index].subject})
+                       context={"subject": plan[index].subject,
+                                "sequence_version": plan[index].version,
+                                "template_version": versions[plan[index].template]})
     return 1
 
 

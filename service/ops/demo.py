@@ -12,6 +12,7 @@ import peewee
 
 from service import lifecycle
 from service.accounts.users import create_user
+from service.content.reasons import reject_reasons
 from service.core.db import transaction, utcnow
 from service.core.errors import InvalidInput
 from service.core.models import Definition, Enrollment, Handoff, Lead, Rep, Team, User
@@ -182,8 +183,9 @@ def _handoff(rng, settings, lead: Lead, reps, created: datetime, now: datetime) 
         if rng.random() < 0.3 and won < now:
             lifecycle.win(lead.id, actor=MANAGERS[rep.team.name], now=won)
         return
-    reason = rng.choice(list(settings.handoff.reject_reasons))
-    outcome = settings.handoff.reject_reasons[reason]["outcome"]
+    reasons = reject_reasons()
+    reason = rng.choice(list(reasons))
+    outcome = reasons[reason]["outcome"]
     lifecycle.reject(handoff.id, reason=reason, outcome=outcome, notes="", actor=rep.email,
                      now=decided)
     if outcome.startswith("nurture:"):

@@ -12,12 +12,14 @@ from peewee import PostgresqlDatabase, SqliteDatabase, fn
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
-from service.core.db import RANDOM_TEXT, AutoIncrementField, db, transaction
+from service.content.seed import seed_content
+from service.core.db import RANDOM_TEXT, AutoIncrementField, db, transaction, utcnow
 from service.core.models import (
     Activity,
     AnonymousActivity,
     AssignmentCursor,
     AuditEvent,
+    ContentVersion,
     Definition,
     Delivery,
     DigestLog,
@@ -48,6 +50,7 @@ from service.core.models import (
     WebhookEvent,
     new_session_token,
 )
+from service.core.runtime import runtime
 from service.ops.schema import (
     add_missing_columns,
     create_indexes,
@@ -256,12 +259,15 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (17, "webhooks: endpoints, events and deliveries; leads paged by change", _webhooks),
     (18, "leads: the first touch's UTM campaign", lambda: add_missing_columns(
         Lead, Lead.utm_campaign)),
+    (19, "content: sequences, prospect templates and reject reasons edited in the panel",
+     lambda: db.create_tables([ContentVersion])),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 
 
 def migrate() -> list[str]:
-    """Apply pending migrations; return the names of those applied."""
+    """Apply pending migrations, then write the first version of the content config.toml
+    seeds where none exists yet; return the names of the migrations applied."""
     db.create_tables([SchemaVersion])
     done = {row.version for row in SchemaVersion.select(SchemaVersion.version)}
     applied = []
@@ -273,6 +279,8 @@ def migrate() -> list[str]:
                 step()
                 SchemaVersion.create(version=version, name=name)
         applied.append(f"{version:04d} {name}")
+    if runtime.settings is not None:
+        seed_content(runtime.settings, now=utcnow())
     return applied
 
 

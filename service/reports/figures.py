@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from service.content.reasons import reason_labels
 from service.core.db import utcnow
 from service.core.models import Definition, Rep
 from service.core.settings import Settings
@@ -176,6 +177,11 @@ def _percentile(histogram, fraction: float):
     return _nth(histogram, min(size - 1, int(round(fraction * (size - 1)))))
 
 
+def _reasons() -> dict:
+    """Every reason ever offered with its latest label (the reasons are content)."""
+    return {code: {"label": label} for code, label in reason_labels().items()}
+
+
 def rejection_reasons(span: Range, reasons: dict) -> list[tuple[str, int]]:
     counts = rollups.totals("reason", span.start, span.end, _fresh())
     return sorted(((reasons.get(code, {}).get("label", code), n) for code, n in counts.items()),
@@ -243,7 +249,7 @@ def dashboard(settings: Settings, span: Range) -> dict:
     conv = conversion(span, settings.reports.conversion_low,
                       settings.reports.conversion_high)
     return {"span": span, "volume": volume, "conversion": conv, "sla": sla(span),
-            "reasons": rejection_reasons(span, settings.handoff.reject_reasons),
+            "reasons": rejection_reasons(span, _reasons()),
             "sources": by_source(span), "definitions": by_definition(span),
             "origins": inbound_outbound(span), "funnel": funnel(span),
             "warnings": warnings(volume, conv, settings.reports.volume_tolerance,
@@ -255,7 +261,7 @@ CHARTS = {
     "conversion": ("conversion", lambda s, span: conversion(
         span, s.reports.conversion_low, s.reports.conversion_high)),
     "sla": ("sla", lambda s, span: sla(span)),
-    "reasons": ("reasons", lambda s, span: rejection_reasons(span, s.handoff.reject_reasons)),
+    "reasons": ("reasons", lambda s, span: rejection_reasons(span, _reasons())),
     "sources": ("sources", lambda s, span: by_source(span)),
     "definitions": ("definitions", lambda s, span: by_definition(span)),
     "origins": ("origins", lambda s, span: inbound_outbound(span)),

@@ -8,6 +8,7 @@ from wtforms import SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from service import lifecycle
+from service.content.reasons import reject_reasons
 from service.core.db import utcnow
 from service.core.errors import AlreadyDecided, InvalidInput
 from service.core.linked import decided_handoff
@@ -85,8 +86,7 @@ def _form(action: str, settings: Settings) -> FlaskForm:
         return AcceptForm()
     form = RejectForm()
     form.reason.choices = [SelectChoice("", "Choose a reason…")] + [
-        SelectChoice(code, reason["label"])
-        for code, reason in settings.handoff.reject_reasons.items()]
+        SelectChoice(code, reason["label"]) for code, reason in reject_reasons().items()]
     return form
 
 

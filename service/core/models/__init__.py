@@ -2,6 +2,7 @@
 through service.lifecycle (the words for handoff and enrollment states are in
 core/statuses.py, lead stages in lifecycle/stages.py)."""
 
+from service.core.models.content import ContentVersion
 from service.core.models.conversations import HandoffMessage, InboundEmail
 from service.core.models.fields import JSONField, new_public_id, new_session_token
 from service.core.models.handoffs import AssignmentCursor, Handoff, Rep, Team
@@ -32,7 +33,8 @@ from service.core.models.system import (
 )
 from service.core.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
-__all__ = ["Activity", "AnonymousActivity", "AssignmentCursor", "AuditEvent", "Definition",
+__all__ = ["Activity", "AnonymousActivity", "AssignmentCursor", "AuditEvent", "ContentVersion",
+           "Definition",
            "Delivery", "DigestLog", "DirtyDay", "EmailClick", "EmailEvent", "Enrollment",
            "Handoff", "HandoffMessage", "Identity", "InboundEmail", "InboundEvent", "IntakeStat",
            "IntegrationKey", "JSONField", "Lead", "LeadMerge", "OutboxEmail", "RateCount", "Rep",

@@ -1,0 +1,66 @@
+"""Prospect email templates as content: an HTML and a text body, rendered in the sandbox."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import datetime
+
+from service.content import store, templates
+from service.content.store import TEMPLATE
+from service.core.errors import InvalidInput, NotFound
+from service.core.models import ContentVersion
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
+def current_template(name: str) -> ContentVersion | None:
+    """Its current version; data is {"html": …, "text": …}."""
+    return store.current(TEMPLATE, name)
+
+
+def template_versions() -> dict[str, int]:
+    """Each template's current version number, by name (one query)."""
+    return {name: row.version for name, row in store.current_all(TEMPLATE).items()}
+
+
+def save_template(name: str, *, html: str, text: str, author: str, now: datetime,
+                  note: str = "") -> ContentVersion:
+    """A new version, once both bodies pass templates.check_template (else InvalidInput with
+    the part, the line and the reason; the current version stays)."""
+    if not NAME.fullmatch(name or ""):
+        raise InvalidInput("a template name is 1 to 40 lowercase letters, digits, - or _")
+    html, text = _lines(html), _lines(text)
+    templates.check_template(html, text)
+    return store.add_version(TEMPLATE, name, {"html": html, "text": text}, author=author,
+                             now=now, note=note, describe=describe)
+
+
+def render(name: str, version: int, context: dict) -> tuple[str, str, str]:
+    """(subject, text, html) of that version of the template; the subject is
+    context["subject"], itself a template."""
+    row = store.version(TEMPLATE, name, version)
+    if row is None:
+        raise NotFound(f"no version {version} of the email template {name!r}")
+    return (templates.render_subject(context["subject"], context),
+            templates.render_part("text", row.data["text"], context),
+            templates.render_part("html", row.data["html"], context))
+
+
+def describe(old: dict | None, new: dict) -> str:
+    if old is None:
+        return "created"
+    said = []
+    for part in ("html", "text"):
+        diff = list(difflib.unified_diff(old[part].splitlines(), new[part].splitlines(),
+                                         lineterm="", n=0))
+        added = sum(1 for line in diff if line.startswith("+") and not line.startswith("+++"))
+        removed = sum(1 for line in diff if line.startswith("-") and not line.startswith("---"))
+        if added or removed:
+            said.append(f"{part}: {added} line(s) added, {removed} removed")
+    return "; ".join(said)
+
+
+def _lines(source: str) -> str:
+    """Line ends as \\n (a browser sends \\r\\n)."""
+    return (source or "").replace("\r\n", "\n").replace("\r", "\n")
