@@ -27,11 +27,12 @@ from service.core.models import (
 from service.reports import figures as reports
 
 from . import auth, guard
+from .content import EmailTemplatesView, ReasonsView, SequencesView
 from .dashboard import HomeView
 from .inbound import InboundView, WaitingInboundView
 from .integrations import FormsView, IntegrationKeyView
 from .leads import LeadView, SuggestedView
-from .nurture import EnrollmentView, ReengagedView, SequencesView, SuppressionView
+from .nurture import EnrollmentView, ReengagedView, SuppressionView
 from .outbox import OutboxView
 from .reps import RepView, TeamView
 from .sales import (
@@ -73,7 +74,11 @@ def init_app(app: Flask) -> None:
     panel.add_view(RepView(Rep, name="Reps", endpoint="rep", category="Sales"))
     panel.add_view(TeamView(Team, name="Teams", endpoint="team", category="Sales"))
     panel.add_view(ReengagedView(name="Re-engaged", endpoint="reengaged", category="Leads"))
-    panel.add_view(SequencesView(name="Sequences", endpoint="sequences", category="Nurture"))
+    panel.add_view(SequencesView(name="Sequences", endpoint="sequences", category="Content"))
+    panel.add_view(EmailTemplatesView(name="Email templates", endpoint="email_templates",
+                                      category="Content"))
+    panel.add_view(ReasonsView(name="Reject reasons", endpoint="reject_reasons",
+                               category="Content"))
     panel.add_view(EnrollmentView(Enrollment, name="Enrollments", endpoint="enrollment",
                                   category="Nurture"))
     panel.add_view(SuppressionView(Suppression, name="Suppression list", endpoint="suppression",

@@ -1,5 +1,5 @@
-"""Panel views for nurture and deliverability: sequences with previews and counts,
-enrollments, re-engaged leads, the suppression list."""
+"""Panel views for nurture and deliverability: enrollments, re-engaged leads, the
+suppression list, and each step's counts (the sequences themselves: admin/content.py)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,17 @@ from wtforms import EmailField, SelectField
 from wtforms.validators import DataRequired
 
 from service import lifecycle
+from service.content.sequences import sequence_names
 from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import DomainError
 from service.core.models import EmailClick, Enrollment, Lead, OutboxEmail
 from service.core.runtime import runtime
-from service.lifecycle import EnrollmentStatus
-from service.mail import transport as mail
 from service.nurture import sequences as nurture
 from service.nurture.suppression import suppress
 
 from .actions import action
 from .auth import MARKETING, SecuredMixin, SecuredModelView
-from .preview import sandboxed
 
 SAMPLE = Lead(id=0, email="sam.sample@example.com", first_name="Sam", company="Sample Co")
 
@@ -48,30 +46,6 @@ def step_counts(sequence: str) -> dict[int, dict[str, int]]:
         for step, number in rows:
             counts.setdefault(step, {"sent": 0, "clicked": 0, "unsubscribed": 0})[key] = number
     return counts
-
-
-class SequencesView(SecuredMixin, BaseView):
-    @expose("/")
-    def index(self):
-        settings = runtime.settings
-        sequences = {name: (nurture.steps(settings, name), step_counts(name))
-                     for name in settings.nurture.sequences}
-        active = dict(Enrollment.select(Enrollment.sequence, fn.COUNT(Enrollment.id))
-                      .where(Enrollment.status == EnrollmentStatus.ACTIVE)
-                      .group_by(Enrollment.sequence).tuples())
-        return self.render("admin/sequences.html", sequences=sequences, active=active)
-
-    @expose("/preview/<sequence>/<int:index>")
-    def preview(self, sequence: str, index: int):
-        settings = runtime.settings
-        try:
-            step = nurture.steps(settings, sequence)[index]
-        except (DomainError, IndexError):
-            return "No such step.", 404
-        context = {"lead": SAMPLE, "sender": settings.mail.from_name, "track": str,
-                   "postal_address": settings.mail.postal_address,
-                   "unsubscribe_url": "#unsubscribe", "subject": step.subject}
-        return sandboxed(mail.render(f"nurture/{step.template}", context)[2])
 
 
 class EnrollForm(FlaskForm):
@@ -100,7 +74,7 @@ def enroll_view(view, ids: list[int]):
     """Shared by the leads list: enroll the selected leads in a sequence."""
     settings = runtime.settings
     form = EnrollForm()
-    form.sequence.choices = list(settings.nurture.sequences)
+    form.sequence.choices = sequence_names()
     if form.validate_on_submit():
         done, now = 0, utcnow()
         for lead_id in ids:

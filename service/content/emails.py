@@ -8,8 +8,10 @@ from datetime import datetime
 
 from service.content import store, templates
 from service.content.store import TEMPLATE
+from service.core import outbox
+from service.core.db import transaction
 from service.core.errors import InvalidInput, NotFound
-from service.core.models import ContentVersion
+from service.core.models import ContentVersion, OutboxEmail
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
@@ -45,6 +47,18 @@ def render(name: str, version: int, context: dict) -> tuple[str, str, str]:
     return (templates.render_subject(context["subject"], context),
             templates.render_part("text", row.data["text"], context),
             templates.render_part("html", row.data["html"], context))
+
+
+def send_test(name: str, *, version: int, subject: str, to_address: str,
+              now: datetime) -> OutboxEmail:
+    """Queue that version to a colleague's own address, through the outbox, as prospect mail
+    (the address itself stands in for the lead)."""
+    if store.version(TEMPLATE, name, version) is None:
+        raise NotFound(f"no version {version} of the email template {name!r}")
+    with transaction():
+        return outbox.queue_email(f"nurture/{name}", to_address=to_address, now=now,
+                                  to_prospect=True,
+                                  context={"subject": subject, "template_version": version})
 
 
 def describe(old: dict | None, new: dict) -> str:

@@ -18,6 +18,7 @@ from service.core.db import utcnow
 from service.core.errors import InvalidInput
 from service.core.models import (
     Activity,
+    Definition,
     Handoff,
     HandoffMessage,
     InboundEmail,
@@ -189,7 +190,15 @@ def unsubscribe_headers(row: OutboxEmail, settings: Settings, secret: str) -> di
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
+def definition_changed(row: OutboxEmail, settings: Settings, secret: str) -> dict:
+    definition = Definition.get_by_id(row.context["definition_id"])
+    previous = Definition.get_or_none(Definition.kind == definition.kind,
+                                      Definition.version == definition.version - 1)
+    return {"definition": definition, "previous": previous}
+
+
 CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
+            "definition_changed": definition_changed,
             "handoff_moved": handoff_moved, "sla_reminder": sla_reminder,
             "sla_escalation": sla_escalation, "mql_undecided": mql_undecided,
             "lead_reengaged": lead_reengaged, "handoff_message": handoff_message,
