@@ -35,6 +35,13 @@ PAGES = {
     "/admin/keys/": ADMIN, "/admin/keys/create/": ADMIN, "/admin/user/": ADMIN,
     "/admin/user/invite/": ADMIN, "/admin/user/edit/?id={user}": ADMIN,
     "/admin/webhooks/": ADMIN, "/admin/webhooks/add/": ADMIN,
+    "/admin/email_templates/": ALL, "/admin/reject_reasons/": ALL,
+    "/admin/sequences/history/default": ALL, "/admin/sequences/version/default/1": ALL,
+    "/admin/email_templates/history/guide": ALL, "/admin/email_templates/version/guide/1": ALL,
+    "/admin/email_templates/preview/guide/1": ALL, "/admin/reject_reasons/history/": ALL,
+    "/admin/reject_reasons/version/all/1": ALL,
+    "/admin/sequences/edit/": MARKETING, "/admin/sequences/edit/default": MARKETING,
+    "/admin/email_templates/edit/": MARKETING, "/admin/email_templates/edit/guide": MARKETING,
 }
 ACTIONS = [
     ("lead", "promote", ALL), ("lead", "merge", MARKETING), ("lead", "enroll", MARKETING),
