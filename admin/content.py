@@ -118,7 +118,7 @@ class ContentView(SecuredMixin, BaseView):
         return self.render("admin/content_history.html", title=title, versions=versions,
                            key=key)
 
-    def saved(self, form, save, error_field, back: str):
+    def saved(self, form, save, error_field, endpoint: str, **values):
         """Run save() on a valid POST; a refusal stays on the form with its reason."""
         self.require(self.edit_roles)
         if form.validate_on_submit():
@@ -128,7 +128,7 @@ class ContentView(SecuredMixin, BaseView):
                 error_field.errors = [*error_field.errors, exc.message]
                 return None
             flash(f"Version {made.version} saved: it takes effect now.", "success")
-            return redirect(back)
+            return redirect(url_for(endpoint, **values))
         return None
 
 
@@ -159,7 +159,7 @@ class SequencesView(ContentView):
             key = name or (form.name.data or "").strip()
             done = self.saved(form, lambda: content_sequences.save_sequence(
                 key, steps_from(form), author=current_user.email, now=utcnow(),
-                note=form.note.data or ""), form.name, url_for(".history", key=key or "-"))
+                note=form.note.data or ""), form.name, ".history", key=key or "-")
             if done:
                 return done
         return self.render("admin/sequence_edit.html", form=form, name=name, current=current)
@@ -241,7 +241,7 @@ class EmailTemplatesView(ContentView):
             done = self.saved(form, lambda: content_emails.save_template(
                 new_name, html=form.html.data, text=form.text.data, author=current_user.email,
                 now=utcnow(), note=form.note.data or ""), form.html,
-                url_for(".history", key=new_name or "-"))
+                ".history", key=new_name or "-")
             if done:
                 return done
         return self.render("admin/email_template_edit.html", form=form, name=name,
@@ -292,7 +292,7 @@ class ReasonsView(ContentView):
                   "outcome": e.form.outcome.data} for e in form.reasons
                  if not e.form.remove.data and (e.form.code.data or "").strip()],
                 author=current_user.email, now=utcnow(), note=form.note.data or ""),
-                form.note, url_for(".index"))
+                form.note, ".index")
             if done:
                 return done
         return self.render("admin/reject_reasons.html", form=form,
