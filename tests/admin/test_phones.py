@@ -158,3 +158,14 @@ def test_the_laptop_shows_a_screenful_of_rows(busy_panel, live_server, open_brow
     expect(page.locator("table.model-list tbody tr")).to_have_count(31)
     assert rows_in_view(page) >= 15
     screenshot(page, "desktop-leads")
+
+
+def test_the_stylesheet_loads_before_logging_in(app):
+    """The login page links the panel's stylesheet from our origin (the CSP allows only
+    that) and anyone may fetch it."""
+    client = app.test_client()
+    page = client.get("/admin/login").get_data(as_text=True)
+    assert '<link href="/admin/assets/panel.css" rel="stylesheet">' in page
+    sheet = client.get("/admin/assets/panel.css")
+    assert sheet.status_code == 200 and sheet.mimetype == "text/css"
+    assert "default-src 'self'" in client.get("/admin/login").headers["Content-Security-Policy"]
