@@ -73,7 +73,7 @@ def menu_links(page) -> list[str]:
     hrefs = page.eval_on_selector_all(
         "#admin-navbar-collapse a[href]",
         "links => links.map(a => a.getAttribute('href'))")
-    paths = [h for h in hrefs if h.startswith("/")]
+    paths = [h if "?" in h else h.rstrip("/") + "/" for h in hrefs if h.startswith("/")]
     return list(dict.fromkeys(paths))
 
 
