@@ -26,7 +26,7 @@ from service.core.models import (
 )
 from service.reports import figures as reports
 
-from . import auth, guard
+from . import auth, guard, layout
 from .content import EmailTemplatesView, ReasonsView, SequencesView
 from .dashboard import HomeView
 from .inbound import InboundView, WaitingInboundView
@@ -51,6 +51,7 @@ def init_app(app: Flask) -> None:
     app.jinja_loader = ChoiceLoader(
         [app.jinja_loader, FileSystemLoader(Path(__file__).parent / "templates")])
     auth.login_manager.init_app(app)
+    app.register_blueprint(layout.assets)  # the stylesheet, before the guarded views
     app.jinja_env.filters["period_label"] = lambda row, period: (
         reports.label(row[0], period), row[1])
     app.jinja_env.filters["pick"] = lambda row, *idx: tuple(row[i] for i in idx)

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ROOT, free_port
 from tests.ops.test_up import wait_for
 
-TEMPLATE_FOLDERS = ("email_templates", "service/templates", "admin/templates")
+TEMPLATE_FOLDERS = ("email_templates", "service/templates", "admin/templates", "admin/static")
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "var", "build", "dist", "*.egg-info",
                                     ".*_cache", ".hypothesis", "test-artifacts")
 
@@ -117,6 +117,9 @@ def test_installed_wheel_serves_from_outside_the_checkout(installed, tmp_path):
             assert wait_for(url + "/healthz", seconds=60) == 200, (tmp_path / "web.log").read_text()
             with urllib.request.urlopen(url + "/admin/login", timeout=10) as page:
                 assert 'name="password"' in page.read().decode()
+            with urllib.request.urlopen(url + "/admin/assets/panel.css", timeout=10) as sheet:
+                assert sheet.headers.get_content_type() == "text/css"
+                assert b".panel-main" in sheet.read()
         finally:
             web.terminate()
             web.wait(timeout=20)
