@@ -256,6 +256,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (17, "webhooks: endpoints, events and deliveries; leads paged by change", _webhooks),
     (18, "leads: the first touch's UTM campaign", lambda: add_missing_columns(
         Lead, Lead.utm_campaign)),
+    (21, "reps: revocable links to their queue, the day of their last morning email",
+     lambda: add_missing_columns(Rep, Rep.link_version, Rep.morning_sent_on)),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 
