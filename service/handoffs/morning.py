@@ -29,8 +29,8 @@ def send_due(*, settings: Settings, now: datetime) -> int:
     if not settings.handoff.morning_email_time:
         return 0
     waiting = Handoff.select(Handoff.rep).where(Handoff.status == HandoffStatus.PENDING)
-    reps = (Rep.select(Rep, Team).join(Team, JOIN.LEFT_OUTER)
-            .where(Rep.active, Rep.id.in_(waiting)).order_by(Rep.id))
+    reps = list(Rep.select(Rep, Team).join(Team, JOIN.LEFT_OUTER)  # read whole before writing
+                .where(Rep.active, Rep.id.in_(waiting)).order_by(Rep.id))
     queued = 0
     for rep in reps:
         day = morning_of(rep, settings, now)
