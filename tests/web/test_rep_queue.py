@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 import time_machine
 from itsdangerous import URLSafeTimedSerializer
 
+from admin.guard import inert_links
 from service import lifecycle
 from service.accounts.users import create_user
-from service.core import links
+from service.core import links, logs
 from service.core.models import (
     AuditEvent,
     Handoff,
@@ -241,6 +242,14 @@ def flipped(token: str) -> str:
     """token with a character of its signature changed (not the last: its low bits are
     padding, and a change there may decode to the same bytes)."""
     return token[:-10] + ("A" if token[-10] != "A" else "B") + token[-9:]
+
+
+def test_the_link_is_hidden_in_logs_the_panel_and_quoted_replies(app, rep):
+    token = links.queue_token(app.secret_key, rep.id, 0)
+    line = f"GET /r/{token}?x=1 HTTP/1.1"
+    assert logs.scrub(line) == "GET /r/[token]?x=1 HTTP/1.1"
+    assert token not in links.without_signed_links(f"> open http://localhost/r/{token} now")
+    assert inert_links(f'<a href="http://localhost/r/{token}">queue</a>') == "<a>queue</a>"
 
 
 def test_garbled_and_foreign_tokens_answer_4xx(app, rep, now):
