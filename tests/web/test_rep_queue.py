@@ -29,6 +29,7 @@ from service.core.models import (
 from service.core.runtime import runtime
 from service.handoffs import thread
 from service.handoffs.actions import reassign
+from service.intake.keys import create_key
 from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
 from tests.factories import promoted
 from tests.test_end_to_end import BANT
@@ -266,3 +267,22 @@ def test_garbled_and_foreign_tokens_answer_4xx(app, rep, now):
         assert 400 <= answer.status_code < 500, token
         assert "Ada" not in answer.text
     assert client.get(f"/r/{good}").status_code == 200
+
+
+def test_deactivating_a_rep_through_the_api_revokes_the_links(app, rep, now):
+    key = create_key("api", "hr", sources=["hr"], actor="t", now=now,
+                     owner="mia@example.com")[1]
+    token = links.queue_token(app.secret_key, rep.id, rep.link_version)
+    client = app.test_client()
+    assert client.get(f"/r/{token}").status_code == 200
+    api = {"Authorization": f"Bearer {key}"}
+    same = client.post("/api/v1/reps", json={"email": rep.email, "name": "Riley R."},
+                       headers=api)
+    assert same.status_code == 200 and client.get(f"/r/{token}").status_code == 200
+    gone = client.post("/api/v1/reps", json={"email": rep.email, "active": False},
+                       headers=api)
+    assert gone.status_code == 200
+    assert client.get(f"/r/{token}").status_code == 410
+    client.post("/api/v1/reps", json={"email": rep.email, "active": True}, headers=api)
+    assert client.get(f"/r/{token}").status_code == 410
+    assert AuditEvent.get(AuditEvent.action == "revoke_queue_links").subject == f"rep:{rep.id}"
