@@ -13,6 +13,7 @@ from service.core.errors import InvalidInput
 from service.core.runtime import runtime
 from service.core.text import one_line
 from service.handoffs.actions import hand_over
+from service.handoffs.queue import revoke_links
 
 from .actions import action
 from .auth import MANAGERS, SecuredModelView
@@ -50,6 +51,18 @@ class RepView(SecuredModelView):
         flash(f"{moved} handoff(s) reassigned.", "success")
         for message in stuck:
             flash(message, "error")
+
+    @action("revoke_links", "Revoke their queue links",
+            "End the links to their queue page in every email sent so far? Their next email "
+            "brings a new one.")
+    def action_revoke_links(self, ids):
+        revoked = revoke_links([int(i) for i in ids], actor=current_user.email, now=utcnow())
+        flash(f"The queue links of {revoked} rep(s) were revoked.", "success")
+
+    def after_model_change(self, form, model, is_created):
+        """A rep made inactive loses their queue links: reactivated, they get new ones."""
+        if not is_created and form.active.object_data and not model.active:
+            revoke_links([model.id], actor=current_user.email, now=utcnow())
 
 
 class TeamView(SecuredModelView):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from service.core import metrics, outbox
 from service.core.db import utcnow
 from service.core.runtime import runtime
-from service.handoffs import escalation
+from service.handoffs import escalation, morning
 from service.mail import delivery
 from service.nurture import sequences as nurture
 from service.reports import digest, rollups
@@ -45,6 +45,12 @@ def sweep_sla() -> dict:
     """Send the reminders, escalations and reassignments that have fallen due."""
     with metrics.timed("sla"):
         return dict(escalation.sweep(settings=runtime.settings, now=utcnow()))
+
+
+def send_morning_emails() -> int:
+    """Queue the morning email of each rep whose morning it is, once per rep and local day."""
+    with metrics.timed("morning"):
+        return morning.send_due(settings=runtime.settings, now=utcnow())
 
 
 def sweep_nurture() -> int:

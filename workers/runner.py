@@ -46,6 +46,7 @@ SWEEPS = (
     Sweep("nurture", jobs.sweep_nurture, 60, lambda n: f"{n} step(s) queued"),
     Sweep("reports", jobs.refresh_reports, 60, lambda n: f"{n} day(s) recounted"),
     Sweep("digest", jobs.send_digest, 300, lambda sent: "queued" if sent else "not due"),
+    Sweep("morning", jobs.send_morning_emails, 60, lambda n: f"{n} morning email(s) queued"),
 )
 
 

@@ -14,13 +14,14 @@ from datetime import datetime
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 # A signed link token (itsdangerous): payload, [timestamp,] signature of 27+ characters,
-# after the path of its kind: decision, unsubscribe, click, password reset.
+# after the path of its kind: decision, rep's queue, unsubscribe, click, password reset.
 TOKEN_PATTERN = r"\.?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?\.[A-Za-z0-9_-]{27,}(?![A-Za-z0-9_-])"
-KINDS_PATTERN = r"(h|u|c|admin/reset)"
+KINDS_PATTERN = r"(h|r|u|c|admin/reset)"
 SIGNED_LINK = re.compile(f"/{KINDS_PATTERN}/" + TOKEN_PATTERN)
-SIGNED_PATHS = ("/h/", "/u/", "/c/", "/admin/reset/")  # a cheap test before the pattern
+SIGNED_PATHS = ("/h/", "/r/", "/u/", "/c/", "/admin/reset/")  # a cheap test before the pattern
 
 HANDOFF_SALT = "leadbridge.handoff-decision"
+QUEUE_SALT = "leadbridge.rep-queue"
 UNSUBSCRIBE_SALT = "leadbridge.unsubscribe"
 CLICK_SALT = "leadbridge.click"
 ACTIONS = ("accept", "reject")
@@ -33,6 +34,12 @@ class HandoffLink:
     action: str
     public_id: str | None = None  # the lead's; None in links made before version 14
     issued_at: datetime | None = None  # when it was signed, to the second
+
+
+@dataclass(frozen=True)
+class QueueLink:
+    rep_id: int
+    link_version: int  # the rep's Rep.link_version when it was signed: revoked once it moves
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,26 @@ def read_handoff_token(secret: str, token: str, *, max_age_hours: float) -> Hand
     if not isinstance(handoff_id, int) or not isinstance(rep_id, int) or action not in ACTIONS:
         raise BadLink("This link is not valid. Copy the whole link from the email.")
     return HandoffLink(handoff_id, rep_id, action, public_id, issued_at)
+
+
+def queue_token(secret: str, rep_id: int, link_version: int) -> str:
+    """The link to one rep's queue of pending handoffs; revoked by moving the rep's
+    link_version on."""
+    return URLSafeTimedSerializer(secret, salt=QUEUE_SALT).dumps([rep_id, link_version])
+
+
+def read_queue_token(secret: str, token: str, *, max_age_hours: float) -> QueueLink:
+    serializer = URLSafeTimedSerializer(secret, salt=QUEUE_SALT)
+    try:
+        rep_id, link_version = serializer.loads(token, max_age=int(max_age_hours * 3600))
+    except SignatureExpired:
+        raise ExpiredLink("This link has expired. The next email from Leadbridge brings a new "
+                          "one.") from None
+    except (BadSignature, ValueError, TypeError):
+        raise BadLink("This link is not valid. Copy the whole link from the email.") from None
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (rep_id, link_version)):
+        raise BadLink("This link is not valid. Copy the whole link from the email.")
+    return QueueLink(rep_id, link_version)
 
 
 def unsubscribe_token(secret: str, lead_id: int, public_id: str) -> str:

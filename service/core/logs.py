@@ -18,13 +18,13 @@ INCOMING_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 TEXT = "%(asctime)s %(levelname)s %(name)s [%(trace)s]: %(message)s"
 
 # What may not reach a log line: the part of an email address before its @ (also written
-# %40 in a URL), the token of an email link (/h/ decision, /u/ unsubscribe, /c/ click,
-# /reset/ password reset) or of a token= parameter, and any long opaque path segment.
+# %40 in a URL), the token of an email link (/h/ decision, /r/ rep's queue, /u/ unsubscribe,
+# /c/ click, /reset/ password reset) or of a token= parameter, and any long opaque path segment.
 _DELIMITER = r"\s@<>()\[\]\\,;:\""
 # An address's local part: a run of non-delimiters (% only when not %40) that starts after a
 # delimiter, possessive so that a long run without an @ is read once.
 _ADDRESS = re.compile(rf"(?:(?<![^{_DELIMITER}])|(?<=%40))(?:[^{_DELIMITER}%]|%(?!40))++(?=@|%40)")
-_LINK_TOKEN = re.compile(r"(/(?:h|u|c|reset)/)[^?#\s\"'<>&;]+")
+_LINK_TOKEN = re.compile(r"(/(?:h|r|u|c|reset)/)[^?#\s\"'<>&;]+")
 _TOKEN_PARAMETER = re.compile(r"(token=)[^&#\s\"'<>;]+", re.IGNORECASE)
 _LONG_SEGMENT = re.compile(r"(?<=/)[A-Za-z0-9._~-]{32,}")
 MASKED_TOKEN = "[token]"

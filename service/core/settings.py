@@ -6,6 +6,7 @@ validators that raise ConfigError with one line naming the key."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, get_args, get_origin
@@ -113,9 +114,26 @@ class Sla(Section):
 
 class Handoff(Section):
     link_ttl_hours: float = 168.0
+    queue_link_ttl_hours: float = 168.0
+    morning_email_time: str = "08:00"
     accept_requires: list[str] = ["need"]
     auto_promoter: str = ""
     reject_reasons: dict[str, Any] = {}
+
+    @field_validator("morning_email_time")
+    @classmethod
+    def _hour_and_minute(cls, value: str) -> str:
+        if value and not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+            raise ConfigError("handoff.morning_email_time must be HH:MM (24 h), or empty "
+                              "to send no morning email")
+        return value
+
+    @field_validator("queue_link_ttl_hours")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ConfigError("handoff.queue_link_ttl_hours must be above 0")
+        return value
 
 
 class Assignment(Section):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import peewee
@@ -12,6 +12,7 @@ from service.core.db import transaction
 from service.core.errors import InvalidInput
 from service.core.models import Rep, Team
 from service.core.text import one_line
+from service.handoffs.queue import revoke_links
 
 REP_TEXT = ("name", "manager_email", "time_zone")
 REP_INTS = ("weight", "capacity")
@@ -30,8 +31,15 @@ def upsert_team(data: dict) -> tuple[Team, bool]:
     return _upsert(Team.name, name, fields)
 
 
-def upsert_rep(data: dict) -> tuple[Rep, bool]:
-    return _upsert(Rep.email, normalise_email(data.get("email")), _rep_fields(data))
+def upsert_rep(data: dict, *, actor: str, now: datetime) -> tuple[Rep, bool]:
+    """A rep made inactive loses the links to their queue page (service.handoffs.queue)."""
+    email, fields = normalise_email(data.get("email")), _rep_fields(data)
+    with transaction():
+        was_active = Rep.select(Rep.active).where(Rep.email == email).scalar()
+        rep, created = _upsert(Rep.email, email, fields)
+        if was_active and not rep.active:
+            revoke_links([rep.id], actor=actor, now=now)
+    return Rep.get_by_id(rep.id), created
 
 
 def _upsert(key: peewee.Field, value: str, fields: dict):

@@ -29,6 +29,7 @@ from service.core.models import (
 )
 from service.core.settings import Settings
 from service.core.statuses import HandoffStatus
+from service.handoffs import queue
 from service.handoffs.labels import LABELS
 from service.handoffs.thread import reply_thread
 from service.leads.scoring import Policy
@@ -51,6 +52,7 @@ def rep_handoff(row: OutboxEmail, settings: Settings, secret: str) -> dict:
         "deadline": local_time(handoff.due_at, rep.time_zone),
         "accept_url": decision_url(settings, secret, handoff, "accept"),
         "reject_url": decision_url(settings, secret, handoff, "reject"),
+        "queue_url": queue_url(settings, secret, rep),
     }
 
 
@@ -58,6 +60,40 @@ def decision_url(settings: Settings, secret: str, handoff: Handoff, action: str)
     token = links.handoff_token(secret, handoff.id, handoff.rep_id, action,
                                 handoff.lead.public_id)
     return f"{base_url(settings)}/h/{token}"
+
+
+def queue_url(settings: Settings, secret: str, rep: Rep) -> str:
+    """The link to the rep's queue page, signed with the rep's current link version."""
+    return f"{base_url(settings)}/r/{links.queue_token(secret, rep.id, rep.link_version)}"
+
+
+def queue_items(handoffs: list[Handoff], rep: Rep, settings: Settings, secret: str,
+                now: datetime) -> list[dict]:
+    """Pending handoffs as the rep sees them: the deadline in the rep's time zone, the time
+    left, and decision links."""
+    return [{"handoff": handoff, "lead": handoff.lead,
+             "deadline": local_time(handoff.due_at, rep.time_zone),
+             "time_left": time_left(handoff.due_at, now), "overdue": handoff.due_at <= now,
+             "accept_url": decision_url(settings, secret, handoff, "accept"),
+             "reject_url": decision_url(settings, secret, handoff, "reject")}
+            for handoff in handoffs]
+
+
+def time_left(due_at: datetime, now: datetime) -> str:
+    left = due_at - now
+    return f"{span(left)} left" if left.total_seconds() > 0 else f"overdue by {span(left)}"
+
+
+MORNING_LIST = 5  # the most urgent handoffs a morning email names
+
+
+def rep_morning(row: OutboxEmail, settings: Settings, secret: str) -> dict:
+    """The rep's morning summary: how many handoffs wait, the nearest deadlines, the queue."""
+    rep = Rep.get_by_id(row.context["rep_id"])
+    waiting = queue.pending(rep.id)
+    return {"rep": rep, "count": len(waiting), "more": max(0, len(waiting) - MORNING_LIST),
+            "items": queue_items(waiting[:MORNING_LIST], rep, settings, secret, utcnow()),
+            "queue_url": queue_url(settings, secret, rep)}
 
 
 def decision_feedback(row: OutboxEmail, settings: Settings, secret: str) -> dict:
@@ -72,7 +108,8 @@ def decision_feedback(row: OutboxEmail, settings: Settings, secret: str) -> dict
 def handoff_moved(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     old = Handoff.get_by_id(row.handoff_id)
     new = old.replaced_by.order_by(Handoff.id.desc()).first()
-    return {"lead": old.lead, "rep": old.rep, "new_rep": new.rep if new else old.rep}
+    return {"lead": old.lead, "rep": old.rep, "new_rep": new.rep if new else old.rep,
+            "queue_url": queue_url(settings, secret, old.rep)}
 
 
 def span(delta: timedelta) -> str:
@@ -90,7 +127,8 @@ def sla_reminder(row: OutboxEmail, settings: Settings, secret: str) -> dict:
             "deadline": local_time(handoff.due_at, handoff.rep.time_zone),
             "time_left": f"{span(left)} left" if left.total_seconds() > 0 else "overdue",
             "accept_url": decision_url(settings, secret, handoff, "accept"),
-            "reject_url": decision_url(settings, secret, handoff, "reject")}
+            "reject_url": decision_url(settings, secret, handoff, "reject"),
+            "queue_url": queue_url(settings, secret, handoff.rep)}
 
 
 def sla_escalation(row: OutboxEmail, settings: Settings, secret: str) -> dict:
@@ -131,6 +169,7 @@ def handoff_message(row: OutboxEmail, settings: Settings, secret: str) -> dict:
             "author": message.author_name or message.author_address,
             "accept_url": decision_url(settings, secret, handoff, "accept") if pending else "",
             "reject_url": decision_url(settings, secret, handoff, "reject") if pending else "",
+            "queue_url": queue_url(settings, secret, handoff.rep) if to_rep else "",
             "handoff_url": "" if to_rep else
             f"{base_url(settings)}/admin/handoff/details/?id={handoff.id}"}
 
@@ -200,6 +239,7 @@ def definition_changed(row: OutboxEmail, settings: Settings, secret: str) -> dic
 CONTEXTS = {"rep_handoff": rep_handoff, "decision_feedback": decision_feedback,
             "definition_changed": definition_changed,
             "handoff_moved": handoff_moved, "sla_reminder": sla_reminder,
+            "rep_morning": rep_morning,
             "sla_escalation": sla_escalation, "mql_undecided": mql_undecided,
             "lead_reengaged": lead_reengaged, "handoff_message": handoff_message,
             "prospect_replied": prospect_replied,

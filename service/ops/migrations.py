@@ -261,6 +261,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
         Lead, Lead.utm_campaign)),
     (19, "content: sequences, prospect templates and reject reasons edited in the panel",
      lambda: db.create_tables([ContentVersion])),
+    (21, "reps: revocable links to their queue, the day of their last morning email",
+     lambda: add_missing_columns(Rep, Rep.link_version, Rep.morning_sent_on)),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

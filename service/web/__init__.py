@@ -23,6 +23,7 @@ from . import (
     health,
     inbound_mail,
     prospects,
+    queue,
     tracking,
     webhooks,
 )
@@ -37,7 +38,7 @@ SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
 # unsubscribe): no CSRF token. People's pages (decisions, health) keep CSRF.
 MACHINE_FACING = (forms.bp, email_events.bp, inbound_mail.bp, webhooks.bp, tracking.bp, api.bp,
                   prospects.bp)
-PEOPLE_FACING = (decisions.bp, health.bp, api_docs.bp)
+PEOPLE_FACING = (decisions.bp, queue.bp, health.bp, api_docs.bp)
 
 
 def init_app(app: Flask, csrf: CSRFProtect) -> None:

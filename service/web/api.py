@@ -279,7 +279,7 @@ def list_reps():
 
 @bp.post("/reps")
 def save_rep():
-    rep, created = reps.upsert_rep(body())
+    rep, created = reps.upsert_rep(body(), actor=g.api_actor, now=utcnow())
     return jsonify(rep_json(rep)), 201 if created else 200
 
 

@@ -48,7 +48,8 @@ ACTIONS = [
     ("lead", "win", MANAGERS), ("lead", "recycle", MANAGERS), ("lead", "reopen", MANAGERS),
     ("lead", "outbound", MANAGERS), ("lead", "export", ADMIN), ("lead", "erase", ADMIN),
     ("pending", "reassign", MANAGERS), ("pending", "withdraw", MANAGERS),
-    ("rep", "hand_over", MANAGERS), ("enrollment", "stop", MARKETING),
+    ("rep", "hand_over", MANAGERS), ("rep", "revoke_links", MANAGERS),
+    ("enrollment", "stop", MARKETING),
     ("keys", "deactivate", ADMIN), ("inbound", "discard", ALL), ("inbound", "release", ALL),
     ("inbound", "attach", ALL),
 ]
@@ -91,7 +92,7 @@ def test_actions_by_role(app, world, role):
         ids = [str(world["lead2" if view == "pending" else "lead"])]
         if view == "pending":
             ids = [str(world["handoff"])]
-        if action in ("erase", "hand_over", "deactivate"):
+        if action in ("erase", "hand_over", "deactivate", "revoke_links"):
             ids = ["999999"]  # nothing to destroy: only the permission is under test
         status = client.post(f"/admin/{view}/action/", data={
             "action": action, "rowid": ids, "csrf_token": token}).status_code

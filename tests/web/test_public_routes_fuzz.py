@@ -160,6 +160,8 @@ def world(events_app, sns_key, sendgrid_key, now):  # noqa: F811
                 "h": [links.handoff_token(secret, handoff.id, rep.id, action, lead.public_id)
                       for action in ("accept", "reject")],
                 "u": [links.unsubscribe_token(secret, lead.id, lead.public_id)],
+                "r": [links.queue_token(secret, rep.id, 0),
+                      links.queue_token(secret, rep.id, 1)],  # revoked: not the rep's version
                 "c": [links.click_token(secret, row.id, "https://www.example.com/x",
                                         lead.public_id)]}}
 
@@ -284,7 +286,7 @@ def signed_event(world, provider: str, event, data) -> tuple[bytes, dict]:
 
 
 @FUZZ
-@given(data=st.data(), kind=st.sampled_from(["h", "u", "c"]), method=st.sampled_from(
+@given(data=st.data(), kind=st.sampled_from(["h", "r", "u", "c"]), method=st.sampled_from(
     ["GET", "POST"]), chunked=st.booleans(), content_type=charsets)
 def test_decision_unsubscribe_and_click_links(world, data, kind, method, chunked,
                                               content_type):
@@ -299,7 +301,7 @@ def test_decision_unsubscribe_and_click_links(world, data, kind, method, chunked
     body = data.draw(st.one_of(
         st.just("&".join(f"{k}={v}" for k, v in form.items()).encode("utf-8", "surrogatepass")),
         bodies(json_values)))
-    before = counts()
+    before, status = counts(), Handoff.get_by_id(world["handoff"]).status
     answer = send(client, method, f"/{kind}/{token}", body, {"Content-Type": content_type},
                   chunked)
     assert answer.status_code < 500, answer.text
@@ -309,6 +311,10 @@ def test_decision_unsubscribe_and_click_links(world, data, kind, method, chunked
         assert counts()["clicks"] == before["clicks"] + 1
     if kind == "h" and method == "POST" and answer.status_code < 300:
         assert Handoff.get_by_id(world["handoff"]).status != "pending"
+    if kind == "r":  # the queue page only shows
+        assert (counts(), Handoff.get_by_id(world["handoff"]).status) == (before, status)
+        assert answer.status_code in ((200, 400, 405, 410, 413) if method == "GET" else (
+            400, 405, 413)), answer.status_code
 
 
 @FUZZ

@@ -36,7 +36,8 @@ def test_each_sweep_is_queued_at_start_and_again_after_its_seconds():
     queue.queued.clear()
     assert scheduler.enqueue_due(1060.0) == 5
     assert [name for name, _ in queue.queued] == ["sweep_outbox", "sweep_webhooks", "sweep_sla",
-                                                  "sweep_nurture", "refresh_reports"]
+                                                  "sweep_nurture", "refresh_reports",
+                                                  "send_morning_emails"]
     queue.queued.clear()
     scheduler.enqueue_due(1300.0)
     assert "send_digest" in [name for name, _ in queue.queued]

@@ -31,6 +31,10 @@ class Rep(BaseModel):
     out_of_office = pw.BooleanField(default=False)
     away_from = pw.DateField(null=True)
     away_until = pw.DateField(null=True)
+    # Signed into the links to the rep's queue page; moved on to revoke them all.
+    link_version = pw.IntegerField(default=0)
+    # The rep's local day of the last morning email: one a day, claimed by a conditional update.
+    morning_sent_on = pw.DateField(null=True)
 
 
     def __str__(self) -> str:

@@ -1,0 +1,39 @@
+"""The rep's queue: GET /r/<token> lists the rep's pending handoffs, each with its Accept and
+Reject links (service/web/decisions.py). It changes nothing; the link expires
+(handoff.queue_link_ttl_hours) and is revoked when a manager revokes the rep's links or the
+rep is deactivated."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+from service.core.db import utcnow
+from service.core.links import BadLink, read_queue_token
+from service.core.runtime import runtime
+from service.handoffs import queue
+from service.handoffs.morning import rep_zone
+from service.mail.emails import queue_items
+
+from .responses import private
+
+bp = Blueprint("queue", __name__)
+bp.after_request(private)
+
+
+@bp.get("/r/<token>")
+def rep_queue(token: str):
+    settings = runtime.settings
+    try:
+        link = read_queue_token(current_app.secret_key, token,
+                                max_age_hours=settings.handoff.queue_link_ttl_hours)
+    except BadLink as exc:
+        return render_template("message.html", title="Link not usable",
+                               message=str(exc)), exc.status
+    rep = queue.linked_rep(link)
+    if rep is None:
+        return render_template(
+            "message.html", title="Link withdrawn",
+            message="This link was withdrawn. The newest email from Leadbridge has one that "
+                    "works."), 410
+    items = queue_items(queue.pending(rep.id), rep, settings, current_app.secret_key, utcnow())
+    return render_template("queue.html", rep=rep, items=items, zone=rep_zone(rep.time_zone).key)
