@@ -38,6 +38,7 @@ from service.core.models import (
     RateCount,
     Rep,
     Rollup,
+    SavedView,
     SchemaVersion,
     StageChange,
     Suppression,
@@ -69,6 +70,7 @@ TABLES_V11 = [InboundEvent]
 TABLES_V15 = [RateCount]
 TABLES_V16 = [InboundEmail, HandoffMessage]
 TABLES_V17 = [WebhookEndpoint, WebhookEvent, WebhookDelivery]
+TABLES_V20 = [SavedView]
 
 
 def _initial() -> None:
@@ -234,6 +236,13 @@ def _webhooks() -> None:
     create_indexes(Lead, over={"updated_at"})
 
 
+def _workspace() -> None:
+    """Each user's saved views of the lists, and the indexes the leads list filters by source
+    and by campaign read (newest first) at a million leads."""
+    db.create_tables(TABLES_V20)
+    create_indexes(Lead, over={"source", "utm_campaign"})
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -256,6 +265,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (17, "webhooks: endpoints, events and deliveries; leads paged by change", _webhooks),
     (18, "leads: the first touch's UTM campaign", lambda: add_missing_columns(
         Lead, Lead.utm_campaign)),
+    (20, "panel: saved views; leads listed by source and campaign", _workspace),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

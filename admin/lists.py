@@ -1,0 +1,289 @@
+"""Lists people can work in: the filters the leads, handoffs and enrollments lists share (rep,
+team, stage, due, source, campaign), each an indexed condition or an IN over an indexed
+subquery; and each user's saved views of a list (its own filter and sort arguments only)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import BaseView, expose
+from flask_admin.contrib.peewee.filters import BasePeeweeFilter
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, StringField
+from wtforms.validators import DataRequired, Length
+
+from service.core.db import utcnow
+from service.core.errors import DomainError
+from service.core.models import Handoff, Lead, Rep, SavedView, Team
+from service.core.text import one_line
+
+from .auth import MANAGERS, SecuredMixin, role_in
+
+STAGES = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
+DUE = (("overdue", "Overdue"), ("today", "Due today (UTC)"), ("week", "Due this week (UTC)"))
+LISTS: dict[str, object] = {}  # endpoint → the list view, for saved views
+PLAIN_ARGS = ("sort", "desc", "search", "page_size")
+
+
+def rep_options():
+    return [(str(r.id), str(r)) for r in Rep.select().order_by(Rep.name, Rep.email)]
+
+
+def team_options():
+    return [(str(t.id), t.name) for t in Team.select().order_by(Team.name)]
+
+
+def due_range(value: str, now: datetime) -> tuple[datetime | None, datetime]:
+    """(from, until) of a due choice; from None for overdue."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if value == "overdue":
+        return None, now
+    if value == "today":
+        return now, midnight + timedelta(days=1)
+    return now, midnight + timedelta(days=7 - now.weekday())
+
+
+class Choice(BasePeeweeFilter):
+    """An equals filter over fixed or computed options (read afresh for each page: reps and
+    campaigns come and go); anything else is not a value."""
+
+    def current_options(self) -> list[tuple[str, str]]:
+        return list(self.options() if callable(self.options) else self.options or ())
+
+    def get_options(self, view):
+        """Flask-Admin reads this once, when the panel is built (before any table may
+        exist): the options are read per page by SavedViewsMixin._get_filter_groups."""
+        return None if callable(self.options) else self.options
+
+    def validate(self, value) -> bool:
+        return value in {str(key) for key, _ in self.current_options()}
+
+    def operation(self):
+        return "equals"
+
+
+class Condition(Choice):
+    """A Choice applied by a function of (value) → peewee expression."""
+
+    def __init__(self, name: str, where, options):
+        super().__init__(None, name, options=options)
+        self.where = where
+
+    def apply(self, query, value):
+        return query.where(self.where(value))
+
+
+def _ids(value: str) -> int:
+    return int(value) if value.isdigit() else -1
+
+
+def _handoffs_of_rep(value):
+    return Handoff.select(Handoff.lead).where(Handoff.rep == _ids(value))
+
+
+def _reps_of_team(value):
+    return Rep.select(Rep.id).where(Rep.team == _ids(value))
+
+
+def due_condition(column, value, *extra):
+    start, end = due_range(value, utcnow())
+    where = column < end if start is None else column.between(start, end)
+    return where if not extra else where & extra[0]
+
+
+def _pending_due(value):
+    return Handoff.select(Handoff.lead).where(due_condition(
+        Handoff.due_at, value, Handoff.status == "pending"))
+
+
+def _leads_where(*condition):
+    return Lead.select(Lead.id).where(*condition)
+
+
+def distinct_options(column):
+    """The values a short text column holds (source, campaign): read from its index."""
+    def options():
+        rows = (Lead.select(column).where(column != "").distinct().order_by(column)
+                .limit(200).tuples())
+        return [(value, value) for value, in rows]
+    return options
+
+
+LEAD_FILTERS = [
+    Condition("Owner (rep)", lambda v: Lead.id.in_(_handoffs_of_rep(v)), rep_options),
+    Condition("Team", lambda v: Lead.id.in_(Handoff.select(Handoff.lead).where(
+        Handoff.rep.in_(_reps_of_team(v)))), team_options),
+    Condition("Stage", lambda v: Lead.stage == v, [(s, s) for s in STAGES]),
+    Condition("Handoff due", lambda v: Lead.id.in_(_pending_due(v)), DUE),
+    Condition("Source", lambda v: Lead.source == v, distinct_options(Lead.source)),
+    Condition("UTM source", lambda v: Lead.utm_source == v, distinct_options(Lead.utm_source)),
+    Condition("Campaign", lambda v: Lead.utm_campaign == v, distinct_options(Lead.utm_campaign)),
+]
+
+
+def mine(value):
+    """Handoffs of the user: those they promoted; for a sales manager, their teams' reps'."""
+    if role_in(MANAGERS) and current_user.role != "admin":
+        teams = Team.select(Team.id).where(Team.manager_email == current_user.email)
+        return Handoff.rep.in_(Rep.select(Rep.id).where(
+            (Rep.team.in_(teams)) | (Rep.manager_email == current_user.email)))
+    return Handoff.promoted_by == current_user.email
+
+
+HANDOFF_FILTERS = [
+    Condition("Mine", mine, [("1", "Yes")]),
+    Condition("Rep", lambda v: Handoff.rep == _ids(v), rep_options),
+    Condition("Team", lambda v: Handoff.rep.in_(_reps_of_team(v)), team_options),
+    Condition("Lead stage", lambda v: Handoff.lead.in_(_leads_where(Lead.stage == v)),
+              [(s, s) for s in STAGES]),
+    Condition("Due", lambda v: due_condition(Handoff.due_at, v), DUE),
+    Condition("Source", lambda v: Handoff.lead.in_(_leads_where(Lead.source == v)),
+              distinct_options(Lead.source)),
+    Condition("Campaign", lambda v: Handoff.lead.in_(_leads_where(Lead.utm_campaign == v)),
+              distinct_options(Lead.utm_campaign)),
+]
+
+
+def enrollment_filters(model):
+    return [
+        Condition("Next step due", lambda v: due_condition(model.next_due_at, v), DUE),
+        Condition("Lead stage", lambda v: model.lead.in_(_leads_where(Lead.stage == v)),
+                  [(s, s) for s in STAGES]),
+        Condition("Source", lambda v: model.lead.in_(_leads_where(Lead.source == v)),
+                  distinct_options(Lead.source)),
+        Condition("Campaign", lambda v: model.lead.in_(_leads_where(Lead.utm_campaign == v)),
+                  distinct_options(Lead.utm_campaign)),
+    ]
+
+
+def list_url(view) -> str:
+    """A list view's own page (a model view's index_view, a plain view's index)."""
+    return url_for(f"{view.endpoint}.{'index_view' if hasattr(view, 'index_view') else 'index'}")
+
+
+def with_query(base: str, query: str) -> str:
+    return f"{base}?{query}" if query else base
+
+
+def builtin_views() -> list[dict]:
+    """Everyone's two views: overdue handoffs of one's own promotions (a sales manager: of
+    their teams), and leads suggested this week."""
+    return [{"name": "My overdue", "id": None,
+             "href": url_for("overdue.index_view", flt0_mine_equals="1")},
+            {"name": "Suggested this week", "id": None,
+             "href": url_for("suggested.index", since="week")}]
+
+
+class SavedViewsMixin:
+    """A list whose filters and sort a user can save under a name."""
+    def list_arguments(self) -> set[str]:
+        """The argument names this list reads (its filters, sort, search, page size)."""
+        names = set(PLAIN_ARGS)
+        for key in getattr(self, "_filter_args", None) or {}:
+            names.add(key)
+        return names
+
+    def clean_query(self, query: str) -> str:
+        """Only the list's own arguments: flt<n>_<filter> for a filter it has, sort…"""
+        allowed, kept = self.list_arguments(), []
+        for key, value in parse_qsl(query, keep_blank_values=False)[:40]:
+            name = key.split("_", 1)[1] if key.startswith("flt") and "_" in key else key
+            if name in allowed and (key in PLAIN_ARGS or key[3:].split("_", 1)[0].isdigit()):
+                kept.append((key, value[:200]))
+        return urlencode(kept)
+
+    def saved_views(self) -> list[dict]:
+        base = list_url(self)
+        views = builtin_views()
+        for row in (SavedView.select().where(SavedView.user == current_user.id,
+                                             SavedView.endpoint == self.endpoint)
+                    .order_by(SavedView.name)):
+            views.append({"name": row.name, "href": with_query(base, row.query), "id": row.id})
+        return views
+
+    def _get_filter_groups(self):
+        groups = super()._get_filter_groups()
+        for items in (groups or {}).values():
+            for item in items:
+                flt = self._filters[item["index"]]
+                if isinstance(flt, Choice):
+                    item["options"] = [(str(k), str(v)) for k, v in flt.current_options()]
+        return groups
+
+    def save_form(self) -> SaveViewForm:
+        form = SaveViewForm(formdata=None)
+        form.endpoint.data = self.endpoint
+        form.query.data = request.query_string.decode("utf-8", "replace")
+        return form
+
+    def create_blueprint(self, admin):
+        LISTS[self.endpoint] = self
+        return super().create_blueprint(admin)
+
+
+class SaveViewForm(FlaskForm):
+    endpoint = HiddenField(validators=[DataRequired()])
+    query = HiddenField()
+    name = StringField("Name", validators=[DataRequired("Give the view a name."),
+                                           Length(max=80)], filters=[one_line])
+
+
+class DeleteViewForm(FlaskForm):
+    pass
+
+
+class SavedViewsView(SecuredMixin, BaseView):
+    """Save, open and delete one's own views; another user's view is a 404."""
+
+    def __init__(self, **kwargs):
+        super().__init__(static_folder=str(Path(__file__).parent / "static_lists"),
+                         static_url_path="/static", **kwargs)
+
+    def is_visible(self) -> bool:
+        return False
+
+    @expose("/", methods=("POST",))
+    def index(self):
+        form = SaveViewForm()
+        view = LISTS.get(form.endpoint.data or "")
+        if view is None:
+            abort(404)
+        back = list_url(view)
+        if not form.validate_on_submit():
+            flash("; ".join(e for errors in form.errors.values() for e in errors), "error")
+            return redirect(back)
+        query = view.clean_query(form.query.data or "")
+        row = SavedView.get_or_none(user=current_user.id, endpoint=view.endpoint,
+                                    name=form.name.data)
+        if row is None:
+            SavedView.create(user=current_user.id, endpoint=view.endpoint, name=form.name.data,
+                             query=query, created_at=utcnow())
+        else:
+            SavedView.update(query=query).where(SavedView.id == row.id).execute()
+        flash(f"View “{form.name.data}” saved.", "success")
+        return redirect(with_query(back, query))
+
+    def own(self, view_id: int) -> SavedView:
+        row = SavedView.get_or_none(SavedView.id == view_id, SavedView.user == current_user.id)
+        if row is None or row.endpoint not in LISTS:
+            abort(404)
+        return row
+
+    @expose("/<int:view_id>")
+    def open_view(self, view_id: int):
+        row = self.own(view_id)
+        return redirect(with_query(list_url(LISTS[row.endpoint]), row.query))
+
+    @expose("/<int:view_id>/delete", methods=("POST",))
+    def delete_view(self, view_id: int):
+        row = self.own(view_id)
+        if not DeleteViewForm().validate_on_submit():
+            raise DomainError("The form expired. Open the page again and retry.")
+        SavedView.delete().where(SavedView.id == row.id,
+                                 SavedView.user == current_user.id).execute()
+        flash(f"View “{row.name}” deleted.", "success")
+        return redirect(list_url(LISTS[row.endpoint]))
