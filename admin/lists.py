@@ -69,8 +69,9 @@ class Choice(BasePeeweeFilter):
 class Condition(Choice):
     """A Choice applied by a function of (value) → peewee expression."""
 
-    def __init__(self, name: str, where, options):
-        super().__init__(None, name, options=options)
+    def __init__(self, on, name: str, where, options):
+        """on: the list's model's id (Flask-Admin joins another model's column)."""
+        super().__init__(on, name, options=options)
         self.where = where
 
     def apply(self, query, value):
@@ -113,15 +114,33 @@ def distinct_options(column):
     return options
 
 
+def by_lead(on, lead_column) -> list[Condition]:
+    """Stage, source and campaign of a list's lead (on: its lead column), through the
+    indexes on the lead's stage, (source, created_at) and (utm_campaign, created_at)."""
+    def lead_is(column):
+        return lambda v: on.in_(_leads_where(column == v))
+    return [
+        Condition(lead_column, "Lead stage", lead_is(Lead.stage), [(s, s) for s in STAGES]),
+        Condition(lead_column, "Source", lead_is(Lead.source), distinct_options(Lead.source)),
+        Condition(lead_column, "Campaign", lead_is(Lead.utm_campaign),
+                  distinct_options(Lead.utm_campaign)),
+    ]
+
+
+def _lead_team(value):
+    return Lead.id.in_(Handoff.select(Handoff.lead).where(Handoff.rep.in_(_reps_of_team(value))))
+
+
 LEAD_FILTERS = [
-    Condition("Owner (rep)", lambda v: Lead.id.in_(_handoffs_of_rep(v)), rep_options),
-    Condition("Team", lambda v: Lead.id.in_(Handoff.select(Handoff.lead).where(
-        Handoff.rep.in_(_reps_of_team(v)))), team_options),
-    Condition("Stage", lambda v: Lead.stage == v, [(s, s) for s in STAGES]),
-    Condition("Handoff due", lambda v: Lead.id.in_(_pending_due(v)), DUE),
-    Condition("Source", lambda v: Lead.source == v, distinct_options(Lead.source)),
-    Condition("UTM source", lambda v: Lead.utm_source == v, distinct_options(Lead.utm_source)),
-    Condition("Campaign", lambda v: Lead.utm_campaign == v, distinct_options(Lead.utm_campaign)),
+    Condition(Lead.id, "Owner (rep)", lambda v: Lead.id.in_(_handoffs_of_rep(v)), rep_options),
+    Condition(Lead.id, "Team", _lead_team, team_options),
+    Condition(Lead.id, "Stage", lambda v: Lead.stage == v, [(s, s) for s in STAGES]),
+    Condition(Lead.id, "Handoff due", lambda v: Lead.id.in_(_pending_due(v)), DUE),
+    Condition(Lead.id, "Source", lambda v: Lead.source == v, distinct_options(Lead.source)),
+    Condition(Lead.id, "UTM source", lambda v: Lead.utm_source == v,
+              distinct_options(Lead.utm_source)),
+    Condition(Lead.id, "Campaign", lambda v: Lead.utm_campaign == v,
+              distinct_options(Lead.utm_campaign)),
 ]
 
 
@@ -135,29 +154,17 @@ def mine(value):
 
 
 HANDOFF_FILTERS = [
-    Condition("Mine", mine, [("1", "Yes")]),
-    Condition("Rep", lambda v: Handoff.rep == _ids(v), rep_options),
-    Condition("Team", lambda v: Handoff.rep.in_(_reps_of_team(v)), team_options),
-    Condition("Lead stage", lambda v: Handoff.lead.in_(_leads_where(Lead.stage == v)),
-              [(s, s) for s in STAGES]),
-    Condition("Due", lambda v: due_condition(Handoff.due_at, v), DUE),
-    Condition("Source", lambda v: Handoff.lead.in_(_leads_where(Lead.source == v)),
-              distinct_options(Lead.source)),
-    Condition("Campaign", lambda v: Handoff.lead.in_(_leads_where(Lead.utm_campaign == v)),
-              distinct_options(Lead.utm_campaign)),
+    Condition(Handoff.id, "Mine", mine, [("1", "Yes")]),
+    Condition(Handoff.id, "Rep", lambda v: Handoff.rep == _ids(v), rep_options),
+    Condition(Handoff.id, "Team", lambda v: Handoff.rep.in_(_reps_of_team(v)), team_options),
+    Condition(Handoff.id, "Deadline", lambda v: due_condition(Handoff.due_at, v), DUE),
+    *by_lead(Handoff.lead, Handoff.id),
 ]
 
 
 def enrollment_filters(model):
-    return [
-        Condition("Next step due", lambda v: due_condition(model.next_due_at, v), DUE),
-        Condition("Lead stage", lambda v: model.lead.in_(_leads_where(Lead.stage == v)),
-                  [(s, s) for s in STAGES]),
-        Condition("Source", lambda v: model.lead.in_(_leads_where(Lead.source == v)),
-                  distinct_options(Lead.source)),
-        Condition("Campaign", lambda v: model.lead.in_(_leads_where(Lead.utm_campaign == v)),
-                  distinct_options(Lead.utm_campaign)),
-    ]
+    return [Condition(model.id, "Next step due", lambda v: due_condition(model.next_due_at, v),
+                      DUE), *by_lead(model.lead, model.id)]
 
 
 def list_url(view) -> str:
