@@ -268,6 +268,4 @@ class SuggestedView(lists.SavedViewsMixin, SecuredMixin, BaseView):
         if since:
             query = query.where(Lead.last_activity_at >= now - timedelta(days=7))
         return self.render("admin/suggested.html", leads=list(query.limit(500)), policy=rules,
-                           now=now, args=request.args,
-                           sources=lists.distinct_options(Lead.source)(),
-                           campaigns=lists.distinct_options(Lead.utm_campaign)())
+                           now=now, args=request.args)

@@ -49,7 +49,7 @@ def due_range(value: str, now: datetime) -> tuple[datetime | None, datetime]:
 
 class Choice(BasePeeweeFilter):
     """An equals filter over fixed or computed options (read afresh for each page: reps and
-    campaigns come and go); anything else is not a value."""
+    teams come and go; anything else is not a value), or over typed text (options TEXT)."""
 
     def current_options(self) -> list[tuple[str, str]]:
         return list(self.options() if callable(self.options) else self.options or ())
@@ -60,6 +60,8 @@ class Choice(BasePeeweeFilter):
         return None if callable(self.options) else self.options
 
     def validate(self, value) -> bool:
+        if self.options is None:  # free text: a source or campaign name
+            return 0 < len(value) <= 200
         return value in {str(key) for key, _ in self.current_options()}
 
     def operation(self):
@@ -105,13 +107,7 @@ def _leads_where(*condition):
     return Lead.select(Lead.id).where(*condition)
 
 
-def distinct_options(column):
-    """The values a short text column holds (source, campaign): read from its index."""
-    def options():
-        rows = (Lead.select(column).where(column != "").distinct().order_by(column)
-                .limit(200).tuples())
-        return [(value, value) for value, in rows]
-    return options
+TEXT = None  # a filter typed in, not chosen: listing a million leads' campaigns is a scan
 
 
 def by_lead(on, lead_column) -> list[Condition]:
@@ -121,9 +117,9 @@ def by_lead(on, lead_column) -> list[Condition]:
         return lambda v: on.in_(_leads_where(column == v))
     return [
         Condition(lead_column, "Lead stage", lead_is(Lead.stage), [(s, s) for s in STAGES]),
-        Condition(lead_column, "Source", lead_is(Lead.source), distinct_options(Lead.source)),
+        Condition(lead_column, "Source", lead_is(Lead.source), TEXT),
         Condition(lead_column, "Campaign", lead_is(Lead.utm_campaign),
-                  distinct_options(Lead.utm_campaign)),
+                  TEXT),
     ]
 
 
@@ -136,11 +132,11 @@ LEAD_FILTERS = [
     Condition(Lead.id, "Team", _lead_team, team_options),
     Condition(Lead.id, "Stage", lambda v: Lead.stage == v, [(s, s) for s in STAGES]),
     Condition(Lead.id, "Handoff due", lambda v: Lead.id.in_(_pending_due(v)), DUE),
-    Condition(Lead.id, "Source", lambda v: Lead.source == v, distinct_options(Lead.source)),
+    Condition(Lead.id, "Source", lambda v: Lead.source == v, TEXT),
     Condition(Lead.id, "UTM source", lambda v: Lead.utm_source == v,
-              distinct_options(Lead.utm_source)),
+              TEXT),
     Condition(Lead.id, "Campaign", lambda v: Lead.utm_campaign == v,
-              distinct_options(Lead.utm_campaign)),
+              TEXT),
 ]
 
 
@@ -157,7 +153,8 @@ HANDOFF_FILTERS = [
     Condition(Handoff.id, "Mine", mine, [("1", "Yes")]),
     Condition(Handoff.id, "Rep", lambda v: Handoff.rep == _ids(v), rep_options),
     Condition(Handoff.id, "Team", lambda v: Handoff.rep.in_(_reps_of_team(v)), team_options),
-    Condition(Handoff.id, "Deadline", lambda v: due_condition(Handoff.due_at, v), DUE),
+    Condition(Handoff.id, "Deadline", lambda v: due_condition(  # only pending ones have one
+        Handoff.due_at, v, Handoff.status == "pending"), DUE),
     *by_lead(Handoff.lead, Handoff.id),
 ]
 
@@ -217,7 +214,7 @@ class SavedViewsMixin:
         for items in (groups or {}).values():
             for item in items:
                 flt = self._filters[item["index"]]
-                if isinstance(flt, Choice):
+                if isinstance(flt, Choice) and flt.options is not None:
                     item["options"] = [(str(k), str(v)) for k, v in flt.current_options()]
         return groups
 

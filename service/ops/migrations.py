@@ -237,10 +237,12 @@ def _webhooks() -> None:
 
 
 def _workspace() -> None:
-    """Each user's saved views of the lists, and the indexes the leads list filters by source
-    and by campaign read (newest first) at a million leads."""
+    """Each user's saved views of the lists, and the indexes the lists' filters read at a
+    million leads: leads by source and by campaign (newest first), pending handoffs by due
+    time (the Pending and Overdue lists, and their due filter)."""
     db.create_tables(TABLES_V20)
     create_indexes(Lead, over={"source", "utm_campaign"})
+    create_indexes(Handoff, over={"due_at"})
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
@@ -265,7 +267,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (17, "webhooks: endpoints, events and deliveries; leads paged by change", _webhooks),
     (18, "leads: the first touch's UTM campaign", lambda: add_missing_columns(
         Lead, Lead.utm_campaign)),
-    (20, "panel: saved views; leads listed by source and campaign", _workspace),
+    (20, "panel: saved views; lists filtered by source, campaign and due time", _workspace),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

@@ -35,6 +35,11 @@ PAGES = {
     "/admin/keys/": ADMIN, "/admin/keys/create/": ADMIN, "/admin/user/": ADMIN,
     "/admin/user/invite/": ADMIN, "/admin/user/edit/?id={user}": ADMIN,
     "/admin/webhooks/": ADMIN, "/admin/webhooks/add/": ADMIN,
+    "/admin/lead/details/?id={lead2}": ALL, "/admin/lead/details/?id={lead}&before=1": ALL,
+    "/admin/suggested/?since=week": ALL, "/admin/overdue/?flt0_mine_equals=1": ALL,
+    "/admin/lead/?flt0_campaign_equals=x&flt1_team_equals=1": ALL,
+    "/admin/handoff/?flt0_rep_equals=1&flt1_deadline_equals=today": ALL,
+    "/admin/enrollment/?flt0_next_step_due_equals=week": ALL,
 }
 ACTIONS = [
     ("lead", "promote", ALL), ("lead", "merge", MARKETING), ("lead", "enroll", MARKETING),
@@ -43,7 +48,8 @@ ACTIONS = [
     ("pending", "reassign", MANAGERS), ("pending", "withdraw", MANAGERS),
     ("rep", "hand_over", MANAGERS), ("enrollment", "stop", MARKETING),
     ("keys", "deactivate", ADMIN), ("inbound", "discard", ALL), ("inbound", "release", ALL),
-    ("inbound", "attach", ALL),
+    ("inbound", "attach", ALL), ("lead", "stop_nurture", MARKETING),
+    ("lead", "reassign", MANAGERS),
 ]
 
 

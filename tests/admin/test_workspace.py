@@ -255,7 +255,8 @@ def test_each_filter_narrows_the_leads_list(app, people, spread, now):
         }
         for query, expected in cases.items():
             assert listed(client, f"/admin/lead/?{query}") == expected, query
-        page = client.get("/admin/lead/?flt0_campaign_equals=nosuch")
+        assert listed(client, "/admin/lead/?flt0_campaign_equals=nosuch") == set()
+        page = client.get("/admin/lead/?flt0_owner_rep_equals=999")
         assert page.status_code == 200 and "Invalid Filter Value" in page.text
 
 
