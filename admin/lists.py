@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
@@ -164,13 +164,15 @@ def enrollment_filters(model):
                       DUE), *by_lead(model.lead, model.id)]
 
 
-def list_url(view) -> str:
-    """A list view's own page (a model view's index_view, a plain view's index)."""
-    return url_for(f"{view.endpoint}.{'index_view' if hasattr(view, 'index_view') else 'index'}")
+def list_endpoint(view) -> str:
+    """A list view's own page: a model view's index_view, a plain view's index."""
+    return f"{view.endpoint}.{'index_view' if hasattr(view, 'index_view') else 'index'}"
 
 
-def with_query(base: str, query: str) -> str:
-    return f"{base}?{query}" if query else base
+def list_url(view, query: str = "") -> str:
+    """The list with a cleaned query (its keys are the list's own arguments: never one of
+    url_for's _external, _anchor…)."""
+    return url_for(list_endpoint(view), **parse_qs(query))
 
 
 def builtin_views() -> list[dict]:
@@ -201,12 +203,11 @@ class SavedViewsMixin:
         return urlencode(kept)
 
     def saved_views(self) -> list[dict]:
-        base = list_url(self)
         views = builtin_views()
         for row in (SavedView.select().where(SavedView.user == current_user.id,
                                              SavedView.endpoint == self.endpoint)
                     .order_by(SavedView.name)):
-            views.append({"name": row.name, "href": with_query(base, row.query), "id": row.id})
+            views.append({"name": row.name, "href": list_url(self, row.query), "id": row.id})
         return views
 
     def _get_filter_groups(self):
@@ -256,10 +257,9 @@ class SavedViewsView(SecuredMixin, BaseView):
         view = LISTS.get(form.endpoint.data or "")
         if view is None:
             abort(404)
-        back = list_url(view)
         if not form.validate_on_submit():
             flash("; ".join(e for errors in form.errors.values() for e in errors), "error")
-            return redirect(back)
+            return redirect(url_for(list_endpoint(view)))
         query = view.clean_query(form.query.data or "")
         row = SavedView.get_or_none(user=current_user.id, endpoint=view.endpoint,
                                     name=form.name.data)
@@ -269,7 +269,7 @@ class SavedViewsView(SecuredMixin, BaseView):
         else:
             SavedView.update(query=query).where(SavedView.id == row.id).execute()
         flash(f"View “{form.name.data}” saved.", "success")
-        return redirect(with_query(back, query))
+        return redirect(url_for(list_endpoint(view), **parse_qs(query)))
 
     def own(self, view_id: int) -> SavedView:
         row = SavedView.get_or_none(SavedView.id == view_id, SavedView.user == current_user.id)
@@ -280,7 +280,7 @@ class SavedViewsView(SecuredMixin, BaseView):
     @expose("/<int:view_id>")
     def open_view(self, view_id: int):
         row = self.own(view_id)
-        return redirect(with_query(list_url(LISTS[row.endpoint]), row.query))
+        return redirect(url_for(list_endpoint(LISTS[row.endpoint]), **parse_qs(row.query)))
 
     @expose("/<int:view_id>/delete", methods=("POST",))
     def delete_view(self, view_id: int):
@@ -290,4 +290,4 @@ class SavedViewsView(SecuredMixin, BaseView):
         SavedView.delete().where(SavedView.id == row.id,
                                  SavedView.user == current_user.id).execute()
         flash(f"View “{row.name}” deleted.", "success")
-        return redirect(list_url(LISTS[row.endpoint]))
+        return redirect(url_for(list_endpoint(LISTS[row.endpoint])))
