@@ -32,6 +32,7 @@ from .dashboard import HomeView
 from .inbound import InboundView, WaitingInboundView
 from .integrations import FormsView, IntegrationKeyView
 from .leads import LeadView, SuggestedView
+from .lists import SavedViewsView
 from .nurture import EnrollmentView, ReengagedView, SuppressionView
 from .outbox import OutboxView
 from .reps import RepView, TeamView
@@ -92,6 +93,7 @@ def init_app(app: Flask) -> None:
     panel.add_view(WebhookEndpointView(WebhookEndpoint, name="Webhooks",
                                        endpoint="webhook_endpoints", url="webhooks"))
     panel.add_view(UserView(User, name="Users", endpoint="user", category="Admin"))
+    panel.add_view(SavedViewsView(name="Saved views", endpoint="saved", url="saved"))
     panel.add_view(AuditView(AuditEvent, name="Audit log", endpoint="audit", category="Admin"))
     # The row delete confirmation Flask-Admin's list template writes inline (each bulk action's
     # onclick is allowed where it is declared: admin/actions.py).

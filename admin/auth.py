@@ -180,6 +180,12 @@ class SecuredModelView(SecuredMixin, CsvExport, ModelView):
     def can_delete(self):
         return self.deletable and role_in(self.edit_roles)
 
+    def search_placeholder(self) -> str | None:
+        """What the search box searches, in words (Flask-Admin would print "None")."""
+        names = [str(self.column_labels.get(name, name)).replace("_", " ")
+                 for name in self.column_searchable_list or ()]
+        return f"Search {', '.join(names)}" if names else "Search"
+
     def get_query(self):
         return self._scoped(super().get_query())
 

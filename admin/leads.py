@@ -5,7 +5,9 @@ form fields: they change only through lifecycle actions."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 from flask import flash, make_response, redirect, request, url_for
 from flask_admin import BaseView, expose
@@ -17,16 +19,12 @@ from wtforms.validators import DataRequired, Length
 
 from service import lifecycle
 from service.core.db import utcnow
-from service.core.errors import DomainError
+from service.core.errors import DomainError, InvalidInput
 from service.core.models import (
-    Activity,
     Definition,
     Handoff,
     Lead,
-    LeadMerge,
-    OutboxEmail,
     Rep,
-    StageChange,
 )
 from service.core.runtime import runtime
 from service.core.text import one_line
@@ -36,10 +34,11 @@ from service.leads import scoring
 from service.leads.gdpr import erase_lead, export_lead
 from service.leads.merge import merge_leads
 
+from . import lead_page, lists
 from .actions import action, apply_each
 from .auth import EVERYONE, MANAGERS, MARKETING, SecuredMixin, SecuredModelView, role_in
 from .nurture import enroll_view
-from .sales import conversation, rep_choices
+from .sales import rep_choices
 
 
 class PromoteForm(FlaskForm):
@@ -63,18 +62,21 @@ def selected_ids() -> list[int]:
     return [int(v) for v in values if v.isdigit()]
 
 
-class LeadView(SecuredModelView):
+class LeadView(lists.SavedViewsMixin, SecuredModelView):
     creatable = deletable = False
     edit_roles = MARKETING
     action_roles = {"promote": EVERYONE, "merge": MARKETING, "enroll": MARKETING,
+                    "stop_nurture": MARKETING, "reassign": MANAGERS,
                     "win": MANAGERS, "recycle": MANAGERS, "reopen": MANAGERS,
                     "outbound": MANAGERS, "export": ("admin",), "erase": ("admin",)}
     details_template = "admin/lead_details.html"
-    column_list = ("email", "first_name", "last_name", "company", "country", "stage",
-                   "score_log", "owner", "last_activity_at", "source", "created_at")
-    column_labels = {"score_log": "Score", "last_activity_at": "Last activity"}
-    column_sortable_list = ("email", "company", "country", "stage", "score_log",
-                            "last_activity_at", "source", "created_at")
+    list_template = "admin/workspace_list.html"
+    column_list = ("email", "name", "company", "stage", "score_log", "owner",
+                   "last_activity_at", "utm_campaign", "source", "created_at")
+    column_labels = {"score_log": "Score", "last_activity_at": "Last activity",
+                     "utm_campaign": "Campaign"}
+    column_sortable_list = ("email", "company", "stage", "score_log",
+                            "last_activity_at", "utm_campaign", "source", "created_at")
     column_formatters = {
         "score_log": lambda v, c, m, p: f"{policy().score(m.score_log, utcnow()):.0f}",
         "owner": lambda v, c, m, p: owner(m.id)}
@@ -82,7 +84,7 @@ class LeadView(SecuredModelView):
         "score_log": lambda v, c, m, p: f"{policy().score(m.score_log, utcnow()):.1f}",
         "owner": lambda v, c, m, p: owner(m.id)}
     column_searchable_list = ("email", "company", "last_name")
-    column_filters = ("stage", "source", "country", "company", "created_at",
+    column_filters = (*lists.LEAD_FILTERS, "country", "company", "created_at",
                       "last_activity_at", "re_engaged_at")
     column_default_sort = ("created_at", True)
     form_columns = Lead.EDITABLE
@@ -90,6 +92,34 @@ class LeadView(SecuredModelView):
 
     def __init__(self, **kwargs):
         super().__init__(Lead, **kwargs)
+
+    def workspace(self, lead: Lead) -> dict:
+        """The lead page: header and actions, timeline, score breakdown, nurture."""
+        return lead_page.workspace(lead, request.args.get("before"), policy())
+
+    def confirm_handler(self, question: str) -> str:
+        return lead_page.confirm_handler(question)
+
+    @expose("/details/")
+    def details_view(self):
+        lead_page.before_from(request.args.get("before"))  # a bad cursor is a 400 first
+        return super().details_view()
+
+    @action("stop_nurture", "Stop nurture", "Stop the nurture emails to the selected leads?")
+    def action_stop_nurture(self, ids):
+        now = utcnow()
+        stopped = sum(lifecycle.stop_enrollments(int(i), reason="stopped by hand", now=now,
+                                                 actor=current_user.email) for i in ids)
+        flash(f"{stopped} enrollment(s) stopped.", "success")
+
+    @action("reassign", "Reassign the pending handoff")
+    def action_reassign(self, ids):
+        pending = [str(h.id) for h in Handoff.select(Handoff.id).where(
+            Handoff.lead.in_([int(i) for i in ids]), Handoff.status == "pending")]
+        if not pending:
+            flash("None of the selected leads has a pending handoff.", "error")
+            return redirect(url_for(".index_view"))
+        return redirect(url_for("pending.reassign_view", ids=",".join(pending)))
 
     @action("promote", "Promote to MQL")
     def action_promote(self, ids):
@@ -149,20 +179,6 @@ class LeadView(SecuredModelView):
     @action("merge", "Merge two duplicates")
     def action_merge(self, ids):
         return redirect(url_for(".merge_view", ids=",".join(ids)))
-
-    def timeline(self, lead: Lead) -> dict:
-        """What the detail page shows beside the fields, newest first."""
-        now = utcnow()
-        activities = lead.activities.order_by(Activity.occurred_at.desc(), Activity.id.desc())
-        return {
-            "score": policy().score(lead.score_log, now),
-            "activities": scoring.breakdown(activities.limit(200), policy(), now),
-            "stages": lead.stage_changes.order_by(StageChange.at.desc(), StageChange.id.desc()),
-            "handoffs": lead.handoffs.order_by(Handoff.id.desc()),
-            "emails": lead.emails.order_by(OutboxEmail.created_at.desc()),
-            "merges": lead.merges.order_by(LeadMerge.at.desc()),
-            **conversation(lead.id),
-        }
 
     @expose("/merge/", methods=("GET", "POST"))
     def merge_view(self):
@@ -228,9 +244,28 @@ class MergeForm(FlaskForm):
     survivor = SelectField("Keep", validators=[DataRequired()])
 
 
-class SuggestedView(SecuredMixin, BaseView):
+class SuggestedView(lists.SavedViewsMixin, SecuredMixin, BaseView):
+    """Leads over the threshold, narrowed by source, campaign or recent activity."""
+
+    def list_arguments(self) -> set[str]:
+        return {"source", "campaign", "since"}
+
+    def clean_query(self, query: str) -> str:
+        return urlencode([(k, v[:200]) for k, v in parse_qsl(query)[:10]
+                          if k in self.list_arguments()])
+
     @expose("/")
     def index(self):
-        rules = policy()
-        leads = list(scoring.suggested(rules, utcnow()).limit(500))
-        return self.render("admin/suggested.html", leads=leads, policy=rules, now=utcnow())
+        rules, now = policy(), utcnow()
+        since = request.args.get("since", "")
+        if since not in ("", "week"):
+            raise InvalidInput("since must be week or nothing")
+        query = scoring.suggested(rules, now)
+        if request.args.get("source"):
+            query = query.where(Lead.source == request.args["source"])
+        if request.args.get("campaign"):
+            query = query.where(Lead.utm_campaign == request.args["campaign"])
+        if since:
+            query = query.where(Lead.last_activity_at >= now - timedelta(days=7))
+        return self.render("admin/suggested.html", leads=list(query.limit(500)), policy=rules,
+                           now=now, args=request.args)

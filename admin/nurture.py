@@ -23,6 +23,7 @@ from service.nurture.suppression import suppress
 
 from .actions import action
 from .auth import MARKETING, SecuredMixin, SecuredModelView
+from .lists import SavedViewsMixin, enrollment_filters
 
 SAMPLE = Lead(id=0, email="sam.sample@example.com", first_name="Sam", company="Sample Co")
 
@@ -52,12 +53,15 @@ class EnrollForm(FlaskForm):
     sequence = SelectField("Sequence", validators=[DataRequired()])
 
 
-class EnrollmentView(SecuredModelView):
+class EnrollmentView(SavedViewsMixin, SecuredModelView):
     creatable = editable = deletable = False
     edit_roles = MARKETING
+    list_template = "admin/workspace_list.html"
     column_list = ("lead", "sequence", "step", "status", "next_due_at", "stop_reason",
                    "started_at")
-    column_filters = ("sequence", "status", "stop_reason", "next_due_at")
+    column_labels = {"next_due_at": "Next due"}
+    column_filters = (*enrollment_filters(Enrollment), "sequence", "status", "stop_reason",
+                      "next_due_at")
     column_default_sort = ("started_at", True)
 
     @action("stop", "Stop", "Stop the selected enrollments?")

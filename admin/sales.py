@@ -27,6 +27,7 @@ from service.leads.definitions import add_definition
 
 from .actions import action
 from .auth import MANAGERS, SecuredMixin, SecuredModelView
+from .lists import HANDOFF_FILTERS, SavedViewsMixin
 
 
 def rep_choices() -> list[SelectChoice]:
@@ -76,15 +77,17 @@ def conversation(lead_id: int) -> dict:
     return {"messages": thread.messages(handoffs), "received": list(received)}
 
 
-class HandoffView(SecuredModelView):
+class HandoffView(SavedViewsMixin, SecuredModelView):
     creatable = editable = deletable = False
     edit_roles = MANAGERS
     details_template = "admin/handoff_details.html"
+    list_template = "admin/workspace_list.html"
     column_list = ("lead", "rep", "status", "due_at", "sla", "promoted_by", "promoted_at",
-                   "origin", "reason")
-    column_labels = {"sla": "SLA", "due_at": "Due"}
+                   "lead_source", "reason")
+    column_labels = {"sla": "SLA", "due_at": "Due", "lead_source": "Source"}
     column_formatters = {"sla": sla_cell}
-    column_filters = ("status", "origin", "due_at", "promoted_at", "promoted_by")
+    column_filters = (*HANDOFF_FILTERS, "status", "origin", "due_at", "promoted_at",
+                      "promoted_by")
     column_default_sort = ("due_at", False)
     column_details_list = ("lead", "rep", "status", "promoted_by", "promoted_at", "note",
                            "definition", "due_at", "decided_at", "decided_by", "sla_met",

@@ -40,6 +40,7 @@ from service.core.models import (
     RateCount,
     Rep,
     Rollup,
+    SavedView,
     SchemaVersion,
     StageChange,
     Suppression,
@@ -72,6 +73,7 @@ TABLES_V11 = [InboundEvent]
 TABLES_V15 = [RateCount]
 TABLES_V16 = [InboundEmail, HandoffMessage]
 TABLES_V17 = [WebhookEndpoint, WebhookEvent, WebhookDelivery]
+TABLES_V20 = [SavedView]
 
 
 def _initial() -> None:
@@ -237,6 +239,15 @@ def _webhooks() -> None:
     create_indexes(Lead, over={"updated_at"})
 
 
+def _workspace() -> None:
+    """Each user's saved views of the lists, and the indexes the lists' filters read at a
+    million leads: leads by source and by campaign (newest first), pending handoffs by due
+    time (the Pending and Overdue lists, and their due filter)."""
+    db.create_tables(TABLES_V20)
+    create_indexes(Lead, over={"source", "utm_campaign"})
+    create_indexes(Handoff, over={"due_at"})
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -261,6 +272,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
         Lead, Lead.utm_campaign)),
     (19, "content: sequences, prospect templates and reject reasons edited in the panel",
      lambda: db.create_tables([ContentVersion])),
+    (20, "panel: saved views; lists filtered by source, campaign and due time", _workspace),
     (21, "reps: revocable links to their queue, the day of their last morning email",
      lambda: add_missing_columns(Rep, Rep.link_version, Rep.morning_sent_on)),
 ]

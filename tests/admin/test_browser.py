@@ -114,3 +114,31 @@ def test_marketer_day_in_the_panel(app, rep, now, live_server, browser_page):
     page.goto(f"{live_server}/admin/lead/")
     assert "/admin/login" in page.url
     shot(page, "logged-out")
+
+
+def test_lead_workspace_and_saved_view_in_the_browser(app, rep, now, live_server, browser_page):
+    """A manager marks an SQL won from its page (the confirm dialog allowed by the CSP), then
+    saves a filtered handoff list and opens it from its link."""
+    from service import lifecycle
+
+    handoff = factories.promoted(rep, "won@example.com", at=now, actor="m", activity="page_view")
+    lifecycle.accept(handoff.id, bant={"need": "clear"}, notes="", actor="r", now=now,
+                     requires=[])
+    create_user("sam@example.com", role="sales_manager", password=PASSWORD, now=now)
+    page = browser_page
+    log_in_page(page, live_server, "sam@example.com")
+    page.goto(f"{live_server}/admin/lead/details/?id={handoff.lead_id}")
+    expect(page.locator(".lead-stage")).to_have_text("sql")
+    expect(page.locator("tr[data-kind=handoff]")).to_have_count(1)
+    shot(page, "lead-workspace")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.click("button[data-action=win]")
+    expect(page.locator(".lead-stage")).to_have_text("customer")
+    assert asked == ["Mark this SQL as a customer?"]
+    page.goto(f"{live_server}/admin/handoff/?flt0_rep_equals={rep.id}")
+    page.fill("#saved-view-name", "Riley's")
+    page.click("button:has-text('Save this view')")
+    expect(page.locator(".saved-view a", has_text="Riley's")).to_be_visible()
+    expect(page.locator("table.model-list tbody tr")).to_have_count(1)
+    shot(page, "handoffs-saved-view")

@@ -42,6 +42,11 @@ PAGES = {
     "/admin/reject_reasons/version/all/1": ALL,
     "/admin/sequences/edit/": MARKETING, "/admin/sequences/edit/default": MARKETING,
     "/admin/email_templates/edit/": MARKETING, "/admin/email_templates/edit/guide": MARKETING,
+    "/admin/lead/details/?id={lead2}": ALL, "/admin/lead/details/?id={lead}&before=1": ALL,
+    "/admin/suggested/?since=week": ALL, "/admin/overdue/?flt0_mine_equals=1": ALL,
+    "/admin/lead/?flt0_campaign_equals=x&flt1_team_equals=1": ALL,
+    "/admin/handoff/?flt0_rep_equals=1&flt1_deadline_equals=today": ALL,
+    "/admin/enrollment/?flt0_next_step_due_equals=week": ALL,
 }
 ACTIONS = [
     ("lead", "promote", ALL), ("lead", "merge", MARKETING), ("lead", "enroll", MARKETING),
@@ -51,7 +56,8 @@ ACTIONS = [
     ("rep", "hand_over", MANAGERS), ("rep", "revoke_links", MANAGERS),
     ("enrollment", "stop", MARKETING),
     ("keys", "deactivate", ADMIN), ("inbound", "discard", ALL), ("inbound", "release", ALL),
-    ("inbound", "attach", ALL),
+    ("inbound", "attach", ALL), ("lead", "stop_nurture", MARKETING),
+    ("lead", "reassign", MANAGERS),
 ]
 
 

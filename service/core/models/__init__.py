@@ -31,6 +31,7 @@ from service.core.models.system import (
     SchemaVersion,
     User,
 )
+from service.core.models.views import SavedView
 from service.core.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 __all__ = ["Activity", "AnonymousActivity", "AssignmentCursor", "AuditEvent", "ContentVersion",
@@ -38,6 +39,6 @@ __all__ = ["Activity", "AnonymousActivity", "AssignmentCursor", "AuditEvent", "C
            "Delivery", "DigestLog", "DirtyDay", "EmailClick", "EmailEvent", "Enrollment",
            "Handoff", "HandoffMessage", "Identity", "InboundEmail", "InboundEvent", "IntakeStat",
            "IntegrationKey", "JSONField", "Lead", "LeadMerge", "OutboxEmail", "RateCount", "Rep",
-           "Rollup", "SchemaVersion", "StageChange", "Suppression", "Team", "User",
+           "Rollup", "SavedView", "SchemaVersion", "StageChange", "Suppression", "Team", "User",
            "WebhookDelivery", "WebhookEndpoint", "WebhookEvent",
            "new_public_id", "new_session_token"]

@@ -39,7 +39,8 @@ class Lead(BaseModel):
 
 
     class Meta:
-        indexes = ((("stage", "score_log"), False), (("updated_at", "id"), False))
+        indexes = ((("stage", "score_log"), False), (("updated_at", "id"), False),
+                   (("source", "created_at"), False), (("utm_campaign", "created_at"), False))
 
 
     EDITABLE = ("first_name", "last_name", "company", "title", "phone", "country",
