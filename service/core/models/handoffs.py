@@ -81,6 +81,9 @@ class Handoff(BaseModel):
     decision_minutes = pw.IntegerField(null=True)
     lead_source = pw.CharField(max_length=64, default="")
     lead_age_minutes = pw.IntegerField(null=True)
+    # the lead's first-touch UTM source and campaign when promoted, for the reports
+    lead_utm_source = pw.CharField(default="")
+    lead_utm_campaign = pw.CharField(default="")
     # One MQL episode runs from the promotion to the final decision across every handoff
     # that replaced another: each step keeps the episode's promoted_at/promoted_day and the
     # first step's deadline (first_due_at), so "SLA met" and time to decision are the
