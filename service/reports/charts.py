@@ -130,9 +130,9 @@ def value_labels(chart_bars: list[Bar], step: float) -> list[Label]:
 def side_labels(middle: float, lines: list[str]) -> list[Label]:
     """Lines of text in the right margin, centred on `middle`, kept inside the chart."""
     lines = [line for line in lines if line]
-    first = middle - (len(lines) - 1) * SIDE_SIZE * 1.2 / 2 + SIDE_SIZE / 2
-    first = min(max(first, SIDE_SIZE), PLOT[3] - (len(lines) - 1) * SIDE_SIZE * 1.2)
-    return [Label(PLOT[2] + GAP, first + i * SIDE_SIZE * 1.2, line, SIDE_SIZE, "start")
+    first = middle - (len(lines) - 1) * SIDE_SIZE * 1.3 / 2 + SIDE_SIZE / 2
+    first = min(max(first, SIDE_SIZE), PLOT[3] - (len(lines) - 1) * SIDE_SIZE * 1.3)
+    return [Label(PLOT[2] + GAP, first + i * SIDE_SIZE * 1.3, line, SIDE_SIZE, "start")
             for i, line in enumerate(lines)]
 
 
@@ -155,7 +155,7 @@ def hbars(rows: list[tuple[str, float, str]]) -> RowChart:
     """Horizontal bars, one per row (name, value, value as text): names shortened to fit
     their column, the value written after each bar."""
     widest_value = max([text_width(t, ROW_SIZE) for _, _, t in rows] + [0])
-    room = WIDTH - NAME_WIDTH - 10 - VALUE_GAP - widest_value
+    room = WIDTH - NAME_WIDTH - 10 - VALUE_GAP - widest_value - 4
     highest = max([v for _, v, _ in rows] + [0]) or 1
     chart = RowChart([])
     for index, (name, value, text) in enumerate(rows):

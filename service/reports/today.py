@@ -8,6 +8,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from peewee import JOIN
+
 from service.core.models import (
     Activity,
     Definition,
@@ -80,7 +82,7 @@ def overdue_scope(email: str, role: str):
     if role == "marketer":
         return Handoff.promoted_by == email
     if role == "sales_manager":
-        reps = (Rep.select(Rep.id).join(Team, join_type="LEFT OUTER", on=Rep.team == Team.id)
+        reps = (Rep.select(Rep.id).join(Team, JOIN.LEFT_OUTER, on=Rep.team == Team.id)
                 .where((Rep.manager_email == email) | (Team.manager_email == email)))
         if reps.exists():
             return Handoff.rep.in_(reps)
