@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 FONT_ADVANCE = 0.62  # em per character: above the average of the panel's sans-serif fonts
-WIDTH = 640
-PLOT = (40.0, 18.0, 556.0, 200.0)  # left, top, right, bottom of the bar area
+WIDTH = 480  # drawn about this wide in a half-width card: 10 px type stays 10 px
+PLOT = (40.0, 18.0, 396.0, 200.0)  # left, top, right, bottom of the bar area
 HEIGHT = 232
 GAP = 6.0  # the least space between two labels
 AXIS_SIZE, VALUE_SIZE, SIDE_SIZE, ROW_SIZE = 10, 11, 11, 12
@@ -147,7 +147,7 @@ class RowChart:
         return len(self.rows) * self.row_height + 10
 
 
-NAME_WIDTH = 190.0
+NAME_WIDTH = 150.0
 VALUE_GAP = 6.0
 
 

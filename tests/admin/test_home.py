@@ -12,14 +12,17 @@ import pytest
 import time_machine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from playwright.sync_api import expect
 
 from service import lifecycle
 from service.accounts.users import create_user
+from service.core.db import utcnow
 from service.core.models import Handoff, InboundEmail, IntegrationKey, Lead, Team, User
 from service.core.runtime import runtime
 from service.core.scores import Policy
 from service.core.statuses import InboundStatus
 from service.leads.definitions import add_definition
+from tests.admin.test_browser import browser_page, log_in_page, shot  # noqa: F401
 from tests.conftest import PASSWORD, log_in
 from tests.factories import new_lead, promoted, record_activity, rep_in_team
 
@@ -223,3 +226,27 @@ def test_no_query_string_makes_the_home_page_fail(app, now, query):
     assert log_in(client, "admin@example.com").status_code == 302
     assert client.get("/admin/", query_string=query).status_code in (200, 400)  # 400: guard
     assert client.get("/admin/report.csv", query_string=query).status_code in (200, 400, 404)
+
+
+def test_in_a_browser_the_marketer_promotes_from_home(app, rep, live_server,
+                                                       browser_page):  # noqa: F811
+    moment = utcnow()
+    hot = hot_lead("hot@example.com", moment, "contact_sales", "pricing_page_view",
+                   "trial_signup")
+    create_user("mia@example.com", role="marketer", password=PASSWORD, now=moment)
+    page = browser_page
+    log_in_page(page, live_server, "mia@example.com")
+    suggested = page.locator("#today-suggested")
+    expect(suggested.locator(".why")).to_have_text(
+        "contact_sales 40 pts, trial_signup 30 pts, pricing_page_view 10 pts")
+    expect(page.locator("#first-run")).to_be_visible()
+    shot(page, "home-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(suggested.get_by_role("button", name="Promote")).to_be_visible()
+    shot(page, "home-390")
+    suggested.get_by_role("button", name="Promote").click()
+    expect(page.locator(".alert-success")).to_contain_text("Promoted 1 lead(s) to MQL")
+    assert Lead.get_by_id(hot.id).stage == "mql"
+    page.goto(f"{live_server}/admin/")
+    expect(page.locator("#today-suggested .empty")).to_be_visible()
