@@ -236,6 +236,8 @@ def _webhooks() -> None:
 
 def _utm_reports() -> None:
     add_missing_columns(Handoff, Handoff.lead_utm_source, Handoff.lead_utm_campaign)
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "handoff_status_due_at" ON "handoff" '
+                   '("status", "due_at")')
     for column in ("utm_source", "utm_campaign"):
         of_lead = Lead.select(getattr(Lead, column)).where(Lead.id == Handoff.lead)
         Handoff.update({getattr(Handoff, f"lead_{column}"): fn.COALESCE(of_lead, "")}).execute()
@@ -264,7 +266,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (17, "webhooks: endpoints, events and deliveries; leads paged by change", _webhooks),
     (18, "leads: the first touch's UTM campaign", lambda: add_missing_columns(
         Lead, Lead.utm_campaign)),
-    (22, "reports: UTM source and campaign kept on handoffs; open steps per rep", _utm_reports),
+    (22, "reports: UTM source and campaign kept on handoffs, open steps per rep; overdue "
+         "handoffs indexed", _utm_reports),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 
