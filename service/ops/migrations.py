@@ -236,8 +236,7 @@ def _webhooks() -> None:
 
 def _utm_reports() -> None:
     add_missing_columns(Handoff, Handoff.lead_utm_source, Handoff.lead_utm_campaign)
-    db.execute_sql('CREATE INDEX IF NOT EXISTS "handoff_status_due_at" ON "handoff" '
-                   '("status", "due_at")')
+    create_indexes(Handoff, {"promoted_by"})
     for column in ("utm_source", "utm_campaign"):
         of_lead = Lead.select(getattr(Lead, column)).where(Lead.id == Handoff.lead)
         Handoff.update({getattr(Handoff, f"lead_{column}"): fn.COALESCE(of_lead, "")}).execute()

@@ -95,9 +95,11 @@ class Handoff(BaseModel):
     class Meta:
         # The reports read these two covering indexes: every figure the dashboard shows for
         # a cohort (promoted) or a period's decisions (decided), but the UTM breakdown, which
-        # reads a dirty day's rows. (status, due_at): the home page's overdue handoffs, the
-        # longest overdue first, without sorting every pending handoff (benchmarks/panel.py).
-        indexes = ((("status", "sla_next_at"), False), (("status", "due_at"), False),
+        # reads a dirty day's rows. (status, due_at, promoted_by): the home page's overdue
+        # handoffs, the longest overdue first (a marketer's own without reading the table),
+        # never sorting every pending handoff (benchmarks/panel.py).
+        indexes = ((("status", "sla_next_at"), False),
+                   (("status", "due_at", "promoted_by"), False),
                    (("promoted_day", "origin", "reassigned_at", "status", "lead_source",
                      "definition", "rep", "lapsed_at", "escalated_at", "lead_age_minutes"),
                     False),
