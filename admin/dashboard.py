@@ -1,4 +1,6 @@
-"""The panel's home page: the dashboard's charts over a chosen range, and each chart as CSV."""
+"""The panel's home page: what needs a decision today (service/reports/today.py), the
+first-run checklist until it is done, the dashboard's charts over a chosen range, and each
+chart as CSV."""
 
 from __future__ import annotations
 
@@ -6,14 +8,22 @@ from datetime import date
 
 from flask import make_response, request
 from flask_admin import expose
+from flask_login import current_user
 
 from service.core.csvfile import csv_text
 from service.core.db import utcnow
 from service.core.runtime import runtime
+from service.core.scores import Policy
+from service.inbound.review import WAITING
+from service.reports import charts, today
 from service.reports import figures as reports
 
 from .auth import AccountView
 from .inbound import waiting_count
+
+COLOURS = {"ink": charts.INK, "muted": charts.MUTED, "bar": charts.BAR,
+           "reference": charts.REFERENCE, "band_fill": charts.BAND_FILL,
+           "band_ink": charts.BAND_INK}
 
 REPORT_DAYS = (date(1970, 1, 1), date(2999, 12, 31))  # a range's dates stay within these
 
@@ -36,6 +46,36 @@ def report_range(args) -> reports.Range:
     return reports.Range(start, end, period)
 
 
+def decisions() -> dict:
+    """The home page's "needs a decision today" lists, for the logged-in user."""
+    now = utcnow()
+    return {"suggested": today.suggested(Policy.from_settings(runtime.settings), now),
+            "re_engaged": today.re_engaged(), "replies": today.replies_waiting(WAITING),
+            "overdue": today.overdue(current_user.email, current_user.role, now)}
+
+
+def drawn(data: dict, period: str) -> dict:
+    """Each chart's layout (service/reports/charts.py)."""
+    stages = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
+
+    def labels(key):
+        return reports.label(key, period)
+
+    return {
+        "mqls": charts.volume_chart(data["volume"], period, labels),
+        "conversion": charts.conversion_chart(data["conversion"], period, labels),
+        "sla": charts.sla_chart(data["sla"]["rates"]),
+        "reasons": charts.count_chart(data["reasons"]),
+        "sources": charts.count_chart([row[:2] for row in data["sources"]]),
+        "campaigns": charts.count_chart([(f"{s} / {c}", m) for s, c, m, _, _ in
+                                         data["campaigns"]]),
+        "definitions": charts.count_chart([row[:2] for row in data["definitions"]]),
+        "origins": charts.count_chart(data["origins"].items()),
+        "funnel": charts.count_chart([(s, data["funnel"]["stages"].get(s, 0))
+                                      for s in stages]),
+    }
+
+
 def minutes(value) -> str:
     if value is None:
         return "—"
@@ -50,13 +90,12 @@ class HomeView(AccountView):
     def index(self):
         span = report_range(request.args)
         data = reports.dashboard(runtime.settings, span)
-        stages = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
         return self.render(
             "admin/home.html", data=data, periods=reports.PERIODS, minutes=minutes,
-            inbound_waiting=waiting_count(),
-            conversion_rows=[(reports.label(k, span.period), r or 0)
-                             for k, _, r in data["conversion"]["rows"]],
-            funnel_rows=[(s, data["funnel"]["stages"].get(s, 0)) for s in stages])
+            inbound_waiting=waiting_count(), decisions=decisions(), steps=today.first_run(),
+            drawn=drawn(data, span.period), colours=COLOURS, label=reports.label,
+            threshold=runtime.settings.scoring.suggest_threshold,
+            sla_rows=list(zip(data["sla"]["by_rep"], data["sla"]["rates"], strict=True)))
 
     @expose("/report.csv")
     def report_csv(self):

@@ -160,6 +160,8 @@ def reassign(handoff_id: int, *, rep_id: int, actor: str, now: datetime,
                              first_due_at=old.first_due_at or old.due_at, note=old.note,
                              definition=old.definition_id, replaces=old.id,
                              lead_source=old.lead_source, lead_age_minutes=old.lead_age_minutes,
+                             lead_utm_source=old.lead_utm_source,
+                             lead_utm_campaign=old.lead_utm_campaign,
                              **sla_fields(schedule))
         outbox.queue_email("rep_handoff", to_address=rep.email, to_name=rep.name,
                            lead_id=old.lead_id, handoff_id=new.id, now=now)
@@ -222,7 +224,8 @@ def _feedback(handoff_id: int, now: datetime) -> None:
 
 def lead_facts(lead: Lead, now: datetime) -> dict:
     """What the reports need of the lead, kept on the handoff so they never join leads."""
-    return {"lead_source": lead.source,
+    return {"lead_source": lead.source, "lead_utm_source": lead.utm_source,
+            "lead_utm_campaign": lead.utm_campaign,
             "lead_age_minutes": int((now - lead.created_at).total_seconds() // 60)}
 
 

@@ -242,10 +242,19 @@ def _webhooks() -> None:
 def _workspace() -> None:
     """Each user's saved views of the lists, and the indexes the lists' filters read at a
     million leads: leads by source and by campaign (newest first), pending handoffs by due
-    time (the Pending and Overdue lists, and their due filter)."""
+    time (the Pending and Overdue lists, and their due filter; the index of migration 22)."""
     db.create_tables(TABLES_V20)
     create_indexes(Lead, over={"source", "utm_campaign"})
     create_indexes(Handoff, over={"due_at"})
+
+
+def _utm_reports() -> None:
+    add_missing_columns(Handoff, Handoff.lead_utm_source, Handoff.lead_utm_campaign)
+    create_indexes(Handoff, {"promoted_by"})
+    for column in ("utm_source", "utm_campaign"):
+        of_lead = Lead.select(getattr(Lead, column)).where(Lead.id == Handoff.lead)
+        Handoff.update({getattr(Handoff, f"lead_{column}"): fn.COALESCE(of_lead, "")}).execute()
+    mark_all_dirty()
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
@@ -275,6 +284,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (20, "panel: saved views; lists filtered by source, campaign and due time", _workspace),
     (21, "reps: revocable links to their queue, the day of their last morning email",
      lambda: add_missing_columns(Rep, Rep.link_version, Rep.morning_sent_on)),
+    (22, "reports: UTM source and campaign kept on handoffs, open steps per rep; overdue "
+         "handoffs indexed", _utm_reports),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

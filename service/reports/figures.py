@@ -144,9 +144,20 @@ def sla(span: Range) -> dict:
         Rep.id.in_([int(rep_id) for rep_id in handled])).tuples())
     by_rep = sorted((emails.get(int(rep_id), "?"), n, breaches[rep_id], escalations[rep_id])
                     for rep_id, n in handled.items())
+    still_open = totals("rep_open")
+    rates = sorted(rep_rate(emails.get(int(rep_id), "?"), n, breaches[rep_id],
+                            still_open[rep_id]) for rep_id, n in handled.items())
     return {"decided": total, "met": met, "share": met / total if total else None,
             "median_minutes": _median(minutes), "p90_minutes": _percentile(minutes, 0.9),
-            "by_rep": by_rep}
+            "by_rep": by_rep, "rates": rates}
+
+
+def rep_rate(email: str, handled: int, breaches: int, still_open: int) -> tuple:
+    """A rep's SLA rate: (email, steps within SLA, steps settled, rate). Settled steps are
+    those met or missed; steps still open within their deadline are neither yet."""
+    settled = handled - still_open
+    within = settled - breaches
+    return (email, within, settled, within / settled if settled else None)
 
 
 def _histogram(counts) -> list[tuple[int, int]]:
@@ -203,6 +214,18 @@ def by_source(span: Range):
     return _by("source", span)
 
 
+def by_campaign(span: Range) -> list[tuple[str, str, int, int, float | None]]:
+    """MQLs and SQLs per first-touch UTM source and campaign ("—" where a lead had none)."""
+    table: dict = {}
+    for key, number in rollups.totals("campaign", span.start, span.end, _fresh()).items():
+        source, campaign, status = key.split("|")
+        entry = table.setdefault((source or "—", campaign or "—"), [0, 0])
+        entry[0] += number
+        entry[1] += number if status == HandoffStatus.ACCEPTED else 0
+    return sorted(((s, c, m, q, _rate(q, m)) for (s, c), (m, q) in table.items()),
+                  key=lambda row: (-row[2], row[0], row[1]))
+
+
 def by_definition(span: Range):
     versions = dict(Definition.select(Definition.id, Definition.version).tuples())
     return [(f"v{versions[int(k)]}" if k != "—" else "none", m, s, r)
@@ -250,7 +273,8 @@ def dashboard(settings: Settings, span: Range) -> dict:
                       settings.reports.conversion_high)
     return {"span": span, "volume": volume, "conversion": conv, "sla": sla(span),
             "reasons": rejection_reasons(span, _reasons()),
-            "sources": by_source(span), "definitions": by_definition(span),
+            "sources": by_source(span), "campaigns": by_campaign(span),
+            "definitions": by_definition(span),
             "origins": inbound_outbound(span), "funnel": funnel(span),
             "warnings": warnings(volume, conv, settings.reports.volume_tolerance,
                                  span.period)}
@@ -263,6 +287,7 @@ CHARTS = {
     "sla": ("sla", lambda s, span: sla(span)),
     "reasons": ("reasons", lambda s, span: rejection_reasons(span, _reasons())),
     "sources": ("sources", lambda s, span: by_source(span)),
+    "campaigns": ("campaigns", lambda s, span: by_campaign(span)),
     "definitions": ("definitions", lambda s, span: by_definition(span)),
     "origins": ("origins", lambda s, span: inbound_outbound(span)),
     "funnel": ("funnel", lambda s, span: funnel(span)),
@@ -287,13 +312,18 @@ def csv_rows(data: dict, chart: str) -> list[list]:
             [label(k, period), c["promoted"], c["accepted"], c["rejected"], c["pending"],
              "" if r is None else round(r, 4)] for k, c, r in data["conversion"]["rows"]]
     if chart == "sla":
-        return [["rep", "handoffs", "breaches", "escalations"]] + [
-            list(row) for row in data["sla"]["by_rep"]]
+        return [["rep", "handoffs", "breaches", "escalations", "within_sla", "settled",
+                 "rate"]] + [[*row, within, settled, "" if rate is None else round(rate, 4)]
+                             for row, (_, within, settled, rate) in zip(
+                                 data["sla"]["by_rep"], data["sla"]["rates"], strict=True)]
     if chart == "reasons":
         return [["reason", "rejections"]] + [list(row) for row in data["reasons"]]
     if chart in ("sources", "definitions"):
         return [[chart[:-1], "mqls", "sqls", "rate"]] + [
             [k, m, s, "" if r is None else round(r, 4)] for k, m, s, r in data[chart]]
+    if chart == "campaigns":
+        return [["utm_source", "utm_campaign", "mqls", "sqls", "rate"]] + [
+            [s, c, m, q, "" if r is None else round(r, 4)] for s, c, m, q, r in data[chart]]
     if chart == "origins":
         return [["origin", "sqls"]] + [[k, v] for k, v in data["origins"].items()]
     if chart == "funnel":

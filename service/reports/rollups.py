@@ -50,11 +50,16 @@ FIGURES = {
     "cohort": Figure(Handoff.promoted_day, _EPISODE, (Handoff.status,)),
     "source": Figure(Handoff.promoted_day, _EPISODE, (Handoff.lead_source, Handoff.status)),
     "definition": Figure(Handoff.promoted_day, _EPISODE, (Handoff.definition, Handoff.status)),
+    "campaign": Figure(Handoff.promoted_day, _EPISODE, (Handoff.lead_utm_source,
+                                                        Handoff.lead_utm_campaign, Handoff.status)),
     "lead_age": Figure(Handoff.promoted_day, _EPISODE & Handoff.lead_age_minutes.is_null(False),
                        (Handoff.lead_age_minutes,), duration=True),
     "rep": Figure(Handoff.promoted_day, _INBOUND, (Handoff.rep,)),
     "rep_breach": Figure(Handoff.promoted_day, _INBOUND & Handoff.lapsed_at.is_null(False),
                          (Handoff.rep,)),
+    # steps still open within their deadline: neither met nor missed yet
+    "rep_open": Figure(Handoff.promoted_day, _INBOUND & (Handoff.status == HandoffStatus.PENDING)
+                       & Handoff.lapsed_at.is_null(), (Handoff.rep,)),
     "rep_escalated": Figure(Handoff.promoted_day, _INBOUND & Handoff.escalated_at.is_null(False),
                             (Handoff.rep,)),
     "sla": Figure(Handoff.decided_day, _DECIDED, (Handoff.sla_met,)),
@@ -79,8 +84,8 @@ def significant(value: int) -> int:
 def _key(values, duration: bool) -> str:
     if duration:
         return str(significant(int(values[0])))
-    return "|".join("" if v is None else str(int(v)) if isinstance(v, bool) else str(v)
-                    for v in values)
+    return "|".join("" if v is None else str(int(v)) if isinstance(v, bool)
+                    else str(v).replace("|", "/") for v in values)  # "|" parts the key
 
 
 # Marking -------------------------------------------------------------------------------

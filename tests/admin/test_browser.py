@@ -99,8 +99,8 @@ def test_marketer_day_in_the_panel(app, rep, now, live_server, browser_page):
 
     page.goto(f"{live_server}/admin/?period=week")
     cards = page.locator("[data-chart]")
-    expect(cards).to_have_count(8)
-    for index in range(8):
+    expect(cards).to_have_count(9)  # and the UTM source and campaign chart
+    for index in range(9):
         expect(cards.nth(index).locator("svg.chart")).to_be_visible()
     shot(page, "dashboard")
     with page.expect_download() as download:

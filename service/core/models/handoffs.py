@@ -85,6 +85,9 @@ class Handoff(BaseModel):
     decision_minutes = pw.IntegerField(null=True)
     lead_source = pw.CharField(max_length=64, default="")
     lead_age_minutes = pw.IntegerField(null=True)
+    # the lead's first-touch UTM source and campaign when promoted, for the reports
+    lead_utm_source = pw.CharField(default="")
+    lead_utm_campaign = pw.CharField(default="")
     # One MQL episode runs from the promotion to the final decision across every handoff
     # that replaced another: each step keeps the episode's promoted_at/promoted_day and the
     # first step's deadline (first_due_at), so "SLA met" and time to decision are the
@@ -94,9 +97,13 @@ class Handoff(BaseModel):
 
 
     class Meta:
-        # The reports read only these two covering indexes, never the table: every figure
-        # the dashboard shows for a cohort (promoted) or a period's decisions (decided).
+        # The reports read these two covering indexes: every figure the dashboard shows for
+        # a cohort (promoted) or a period's decisions (decided), but the UTM breakdown, which
+        # reads a dirty day's rows. (status, due_at, promoted_by): the home page's overdue
+        # handoffs, the longest overdue first (a marketer's own without reading the table),
+        # never sorting every pending handoff (benchmarks/panel.py).
         indexes = ((("status", "sla_next_at"), False),
+                   (("status", "due_at", "promoted_by"), False),
                    (("promoted_day", "origin", "reassigned_at", "status", "lead_source",
                      "definition", "rep", "lapsed_at", "escalated_at", "lead_age_minutes"),
                     False),
@@ -118,8 +125,5 @@ class AssignmentCursor(BaseModel):
     position = pw.IntegerField(default=0)
 
 
-# The Pending and Overdue lists, and the lists' due filters (not the name of the index
-# version 4 dropped: an upgrade may still hold that one).
-Handoff.add_index(Handoff.status, Handoff.due_at, name="handoff_status_due")
 Handoff.add_index(Handoff.lead, unique=True, where=(Handoff.status == HandoffStatus.PENDING),
                   name="handoff_one_pending_per_lead")
