@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import flash
 from flask_login import current_user
-from wtforms.validators import ValidationError
+from wtforms.validators import StopValidation, ValidationError
 
 from service.core.addresses import normalise_email
 from service.core.db import utcnow
@@ -14,6 +14,7 @@ from service.core.runtime import runtime
 from service.core.text import one_line
 from service.handoffs.actions import hand_over
 from service.handoffs.queue import revoke_links
+from service.handoffs.reps import check_time_zone
 
 from .actions import action
 from .auth import MANAGERS, SecuredModelView
@@ -33,6 +34,17 @@ def email_address(*, required: bool):
     return check
 
 
+def time_zone(form, field) -> None:
+    """A form validator: an IANA time zone name, as the API takes it. It stops the chain:
+    the Optional() that the column's default adds after it would clear an empty one's
+    error."""
+    field.data = (field.data or "").strip()
+    try:
+        check_time_zone(field.data)
+    except InvalidInput as exc:
+        raise StopValidation(f"{exc}: use a name such as Europe/London.") from None
+
+
 class RepView(SecuredModelView):
     edit_roles = MANAGERS
     column_list = ("email", "name", "team", "manager_email", "time_zone", "weight", "capacity",
@@ -41,7 +53,8 @@ class RepView(SecuredModelView):
     form_columns = column_list
     form_args = {"name": {"filters": [one_line]},  # a name reaches email headers
                  "email": {"validators": [email_address(required=True)]},
-                 "manager_email": {"validators": [email_address(required=False)]}}
+                 "manager_email": {"validators": [email_address(required=False)]},
+                 "time_zone": {"validators": [time_zone]}}
 
     @action("hand_over", "Reassign their pending handoffs",
             "Give every pending handoff of the selected reps to the next rep of their team?")
@@ -60,8 +73,12 @@ class RepView(SecuredModelView):
         flash(f"The queue links of {revoked} rep(s) were revoked.", "success")
 
     def after_model_change(self, form, model, is_created):
-        """A rep made inactive loses their queue links: reactivated, they get new ones."""
-        if not is_created and form.active.object_data and not model.active:
+        """A rep made inactive, or given another address, loses their queue and decision
+        links (the old mailbox may be someone else's now): their next email brings new
+        ones."""
+        deactivated = form.active.object_data and not model.active
+        readdressed = form.email.object_data != model.email
+        if not is_created and (deactivated or readdressed):
             revoke_links([model.id], actor=current_user.email, now=utcnow())
 
 

@@ -34,6 +34,9 @@ class HandoffLink:
     action: str
     public_id: str | None = None  # the lead's; None in links made before version 14
     issued_at: datetime | None = None  # when it was signed, to the second
+    # The rep's Rep.link_version when it was signed: revoked once it moves. None in links
+    # made before decision links carried it (only their expiry ends them).
+    link_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,29 @@ def _public_id(rest: list) -> str | None:
     raise ValueError("not a public id")
 
 
+def _link_version(rest: list) -> int | None:
+    """The rep's link version after the public id, or None for a link made before decision
+    links carried one."""
+    if not rest:
+        return None
+    if len(rest) == 1 and _whole_number(rest[0]):
+        return rest[0]
+    raise ValueError("not a link version")
+
+
+def _whole_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def handoff_token(secret: str, handoff_id: int, rep_id: int, action: str,
-                  public_id: str) -> str:
-    """A decision link bound to one handoff, its lead and the rep it was sent to."""
-    return URLSafeTimedSerializer(secret, salt=HANDOFF_SALT).dumps(
-        [handoff_id, rep_id, action, public_id])
+                  public_id: str, link_version: int | None = None) -> str:
+    """A decision link bound to one handoff, its lead and the rep it was sent to, revoked
+    with the rep's queue links by moving the rep's link_version on (the emails always sign
+    it; without one the link is of the older form that only its expiry ends)."""
+    payload = [handoff_id, rep_id, action, public_id]
+    if link_version is not None:
+        payload.append(link_version)
+    return URLSafeTimedSerializer(secret, salt=HANDOFF_SALT).dumps(payload)
 
 
 def read_handoff_token(secret: str, token: str, *, max_age_hours: float) -> HandoffLink:
@@ -92,14 +113,14 @@ def read_handoff_token(secret: str, token: str, *, max_age_hours: float) -> Hand
     try:
         (handoff_id, rep_id, action, *rest), issued_at = serializer.loads(
             token, max_age=int(max_age_hours * 3600), return_timestamp=True)
-        public_id = _public_id(rest)
+        public_id, link_version = _public_id(rest[:1]), _link_version(rest[1:])
     except SignatureExpired:
         raise ExpiredLink("This link has expired.") from None
     except (BadSignature, ValueError, TypeError):
         raise BadLink("This link is not valid. Copy the whole link from the email.") from None
     if not isinstance(handoff_id, int) or not isinstance(rep_id, int) or action not in ACTIONS:
         raise BadLink("This link is not valid. Copy the whole link from the email.")
-    return HandoffLink(handoff_id, rep_id, action, public_id, issued_at)
+    return HandoffLink(handoff_id, rep_id, action, public_id, issued_at, link_version)
 
 
 def queue_token(secret: str, rep_id: int, link_version: int) -> str:
@@ -117,7 +138,7 @@ def read_queue_token(secret: str, token: str, *, max_age_hours: float) -> QueueL
                           "one.") from None
     except (BadSignature, ValueError, TypeError):
         raise BadLink("This link is not valid. Copy the whole link from the email.") from None
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (rep_id, link_version)):
+    if not all(_whole_number(n) for n in (rep_id, link_version)):
         raise BadLink("This link is not valid. Copy the whole link from the email.")
     return QueueLink(rep_id, link_version)
 

@@ -72,10 +72,7 @@ def _rep_fields(data: dict) -> dict:
     if fields.get("manager_email"):
         fields["manager_email"] = normalise_email(fields["manager_email"])
     if "time_zone" in fields:
-        try:
-            ZoneInfo(fields["time_zone"])
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidInput(f"unknown time zone {fields['time_zone']!r}") from None
+        check_time_zone(fields["time_zone"])
     for key in REP_INTS:
         if data.get(key) is not None:
             value = data[key]
@@ -93,6 +90,14 @@ def _rep_fields(data: dict) -> dict:
     if "team" in data:
         fields["team"] = _team(data["team"])
     return fields
+
+
+def check_time_zone(name: str) -> None:
+    """A rep's time zone is an IANA name (Europe/London), as the API and the panel take it."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown time zone {name!r}") from None
 
 
 def _day(value, key: str) -> date | None:

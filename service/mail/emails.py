@@ -50,15 +50,18 @@ def rep_handoff(row: OutboxEmail, settings: Settings, secret: str) -> dict:
         "score": round(policy.score(lead.score_log, utcnow())),
         "threshold": round(policy.threshold),
         "deadline": local_time(handoff.due_at, rep.time_zone),
-        "accept_url": decision_url(settings, secret, handoff, "accept"),
-        "reject_url": decision_url(settings, secret, handoff, "reject"),
+        "accept_url": decision_url(settings, secret, handoff, "accept", rep),
+        "reject_url": decision_url(settings, secret, handoff, "reject", rep),
         "queue_url": queue_url(settings, secret, rep),
     }
 
 
-def decision_url(settings: Settings, secret: str, handoff: Handoff, action: str) -> str:
-    token = links.handoff_token(secret, handoff.id, handoff.rep_id, action,
-                                handoff.lead.public_id)
+def decision_url(settings: Settings, secret: str, handoff: Handoff, action: str,
+                 rep: Rep) -> str:
+    """An Accept or Reject link for the handoff's rep, signed with the rep's current link
+    version: revoking the rep's links ends it with their queue links."""
+    token = links.handoff_token(secret, handoff.id, rep.id, action, handoff.lead.public_id,
+                                rep.link_version)
     return f"{base_url(settings)}/h/{token}"
 
 
@@ -74,8 +77,8 @@ def queue_items(handoffs: list[Handoff], rep: Rep, settings: Settings, secret: s
     return [{"handoff": handoff, "lead": handoff.lead,
              "deadline": local_time(handoff.due_at, rep.time_zone),
              "time_left": time_left(handoff.due_at, now), "overdue": handoff.due_at <= now,
-             "accept_url": decision_url(settings, secret, handoff, "accept"),
-             "reject_url": decision_url(settings, secret, handoff, "reject")}
+             "accept_url": decision_url(settings, secret, handoff, "accept", rep),
+             "reject_url": decision_url(settings, secret, handoff, "reject", rep)}
             for handoff in handoffs]
 
 
@@ -126,8 +129,8 @@ def sla_reminder(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     return {"handoff": handoff, "lead": handoff.lead, "rep": handoff.rep,
             "deadline": local_time(handoff.due_at, handoff.rep.time_zone),
             "time_left": f"{span(left)} left" if left.total_seconds() > 0 else "overdue",
-            "accept_url": decision_url(settings, secret, handoff, "accept"),
-            "reject_url": decision_url(settings, secret, handoff, "reject"),
+            "accept_url": decision_url(settings, secret, handoff, "accept", handoff.rep),
+            "reject_url": decision_url(settings, secret, handoff, "reject", handoff.rep),
             "queue_url": queue_url(settings, secret, handoff.rep)}
 
 
@@ -165,11 +168,14 @@ def handoff_message(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     handoff = message.handoff
     to_rep = message.author == "marketer"
     pending = to_rep and handoff.status == HandoffStatus.PENDING
+    rep = handoff.rep
     return {"message": message, "handoff": handoff, "lead": handoff.lead,
             "author": message.author_name or message.author_address,
-            "accept_url": decision_url(settings, secret, handoff, "accept") if pending else "",
-            "reject_url": decision_url(settings, secret, handoff, "reject") if pending else "",
-            "queue_url": queue_url(settings, secret, handoff.rep) if to_rep else "",
+            "accept_url": decision_url(settings, secret, handoff, "accept", rep) if pending
+            else "",
+            "reject_url": decision_url(settings, secret, handoff, "reject", rep) if pending
+            else "",
+            "queue_url": queue_url(settings, secret, rep) if to_rep else "",
             "handoff_url": "" if to_rep else
             f"{base_url(settings)}/admin/handoff/details/?id={handoff.id}"}
 

@@ -27,7 +27,7 @@ from . import (
     tracking,
     webhooks,
 )
-from .responses import domain_error, error_response, has_nul
+from .responses import domain_error, error_response, has_nul, private_when_signed
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
@@ -47,6 +47,7 @@ def init_app(app: Flask, csrf: CSRFProtect) -> None:
     for blueprint in MACHINE_FACING + PEOPLE_FACING:
         app.register_blueprint(blueprint)
     app.before_request(refuse_unreadable_requests)
+    app.after_request(private_when_signed)
     app.register_error_handler(DomainError, domain_error)
     app.register_error_handler(peewee.OperationalError, database_unavailable)
     app.register_error_handler(peewee.InterfaceError, database_unavailable)

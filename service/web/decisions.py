@@ -1,4 +1,5 @@
-"""The rep's links: GET /h/<token> shows the form and changes nothing; POST decides."""
+"""The rep's links: GET /h/<token> shows the form and changes nothing; POST decides. A link
+is withdrawn (410) while its rep is inactive or once the rep's links were revoked."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from service.core.runtime import runtime
 from service.core.settings import Settings
 from service.handoffs.actions import reject_handoff
 from service.handoffs.labels import LABELS
+from service.handoffs.queue import link_stands
 
-from .responses import gone, private
+from .responses import gone, withdrawn
 
-bp = Blueprint("decisions", __name__)
+bp = Blueprint("decisions", __name__)  # private headers: responses.private_when_signed
 
 
 
@@ -42,9 +44,6 @@ class RejectForm(FlaskForm):
     notes = TextAreaField("Notes", validators=[Length(max=5000)])
 
 
-bp.after_request(private)
-
-
 @bp.route("/h/<token>", methods=["GET", "POST"])
 def decide(token: str):
     settings = runtime.settings
@@ -63,6 +62,8 @@ def decide(token: str):
     if link.rep_id != handoff.rep_id:
         return render_template("message.html", title="Not your link",
                                message="This link was sent to another rep."), 403
+    if not link_stands(handoff.rep, link.link_version):
+        return withdrawn()
     if handoff.status != lifecycle.HandoffStatus.PENDING:
         status = 409 if request.method == "POST" else 200
         return render_template("decided.html", handoff=handoff), status

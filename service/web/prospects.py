@@ -15,12 +15,9 @@ from service.intake.activity import ingest
 from service.intake.event import Event
 from service.nurture.suppression import suppress
 
-from .responses import gone, private
+from .responses import gone
 
-bp = Blueprint("prospects", __name__)
-
-
-bp.after_request(private)
+bp = Blueprint("prospects", __name__)  # private headers: responses.private_when_signed
 
 
 def _not_valid():

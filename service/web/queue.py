@@ -1,7 +1,7 @@
 """The rep's queue: GET /r/<token> lists the rep's pending handoffs, each with its Accept and
 Reject links (service/web/decisions.py). It changes nothing; the link expires
-(handoff.queue_link_ttl_hours) and is revoked when a manager revokes the rep's links or the
-rep is deactivated."""
+(handoff.queue_link_ttl_hours) and is revoked, with the Accept/Reject links, when a manager
+revokes the rep's links, changes the rep's email address or deactivates the rep."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from service.handoffs import queue
 from service.handoffs.morning import rep_zone
 from service.mail.emails import queue_items
 
-from .responses import private
+from .responses import withdrawn
 
-bp = Blueprint("queue", __name__)
-bp.after_request(private)
+bp = Blueprint("queue", __name__)  # private headers: responses.private_when_signed
 
 
 @bp.get("/r/<token>")
@@ -31,9 +30,6 @@ def rep_queue(token: str):
                                message=str(exc)), exc.status
     rep = queue.linked_rep(link)
     if rep is None:
-        return render_template(
-            "message.html", title="Link withdrawn",
-            message="This link was withdrawn. The newest email from Leadbridge has one that "
-                    "works."), 410
+        return withdrawn()
     items = queue_items(queue.pending(rep.id), rep, settings, current_app.secret_key, utcnow())
     return render_template("queue.html", rep=rep, items=items, zone=rep_zone(rep.time_zone).key)

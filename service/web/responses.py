@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import jsonify, make_response, render_template, request
 
 from service.core.errors import DomainError
+from service.core.links import SIGNED_PATHS
 
 
 def wants_json() -> bool:
@@ -34,6 +35,14 @@ def private(response):
     return response
 
 
+def private_when_signed(response):
+    """Every answer under a signed link's path is private, whatever its status: a 404 or a
+    405 there never reaches a view (nor its blueprint's hooks) but its URL holds a token."""
+    if request.path.startswith(SIGNED_PATHS):
+        return private(response)
+    return response
+
+
 def has_nul(body: bytes) -> bool:
     """A NUL character, raw or as a JSON escape."""
     return b"\x00" in body or b"\\u0000" in body
@@ -43,3 +52,11 @@ def gone():
     """A signed link whose record was erased, or whose id now belongs to another record."""
     return render_template("message.html", title="Link no longer usable",
                            message="This link belongs to a record that no longer exists."), 410
+
+
+def withdrawn():
+    """A rep's link (queue or decision) revoked by a manager, or the rep made inactive."""
+    return render_template(
+        "message.html", title="Link withdrawn",
+        message="This link was withdrawn. The newest email from Leadbridge has one that "
+                "works."), 410

@@ -3,6 +3,7 @@ handoffs waiting; one per rep and local day however often and wherever the sweep
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -148,3 +149,109 @@ def test_the_time_is_a_setting_and_empty_switches_it_off(app, reps):
     off = with_morning_time(runtime.settings, "")
     assert morning.send_due(settings=off, now=NEW_YORK_EIGHT) == 0
     assert morning.send_due(settings=runtime.settings, now=NEW_YORK_EIGHT) == 1
+
+
+class Statements(logging.Handler):
+    """The SQL statements peewee runs (it logs each one at DEBUG) while in a `with`."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.sql: list[str] = []
+        self.logger = logging.getLogger("peewee")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # (sql, params), or its text once the logs' scrubbing has rewritten the record
+        sql = record.msg[0] if isinstance(record.msg, tuple) else record.getMessage()
+        self.sql.append(sql.lstrip("(\"' ").upper())
+
+    def writes(self) -> list[str]:
+        return [s for s in self.sql if s.startswith(("INSERT", "UPDATE", "DELETE", "BEGIN"))]
+
+    def __enter__(self):
+        self.level = self.logger.level
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level)
+
+
+def test_a_day_already_claimed_costs_no_write(app, reps, smtp):
+    """The sweep runs every minute through the three-hour window: once Kenji's day is
+    claimed, a sweep reads the reps and writes nothing."""
+    with time_machine.travel(TOKYO_EIGHT, tick=False):
+        with Statements() as first:
+            assert morning.send_due(settings=runtime.settings, now=TOKYO_EIGHT) == 1
+    assert any(s.startswith("UPDATE") for s in first.writes())
+    assert any(s.startswith("INSERT") for s in first.writes()), "the email is queued"
+    for minutes in (1, 30, 179):
+        moment = TOKYO_EIGHT + timedelta(minutes=minutes)
+        with time_machine.travel(moment, tick=False), Statements() as again:
+            assert morning.send_due(settings=runtime.settings, now=moment) == 0
+        assert again.writes() == [], minutes
+        assert len(again.sql) == 1 and again.sql[0].startswith("SELECT"), again.sql
+    run_worker()
+    assert len(morning_mail(smtp, "kenji@example.com")) == 1
+
+
+def zone_rep(zone: str) -> Rep:
+    return Rep.create(email=f"{zone.lower().replace('/', '.')}@example.com", time_zone=zone)
+
+
+def day_of(rep: Rep, settings, moment: datetime) -> str | None:
+    """The local day whose morning it is at `moment`, on a 24x7 calendar."""
+    every_day = settings.model_copy(update={"sla": settings.sla.model_copy(
+        update={"calendar": "24x7"})})
+    day = morning.morning_of(rep, every_day, moment)
+    return day.isoformat() if day else None
+
+
+def test_the_window_is_three_real_hours_across_the_dst_changes(app):
+    """At 00:30 in New York the window runs past 02:00, where the clocks change: it stays
+    three hours of real time, 05:30-08:30 UTC on 8 March 2026 (clocks forward; 00:30 EST to
+    04:30 EDT) and 04:30-07:30 UTC on 1 November 2026 (clocks back; 00:30 EDT to 02:30
+    EST), not the wall clock's 00:30-03:30 (two hours, then four)."""
+    rep = zone_rep("America/New_York")
+    settings = with_morning_time(runtime.settings, "00:30")
+    spring = datetime(2026, 3, 8, 5, 30, tzinfo=UTC)
+    assert day_of(rep, settings, spring - timedelta(seconds=1)) is None
+    assert day_of(rep, settings, spring) == "2026-03-08"
+    assert day_of(rep, settings, datetime(2026, 3, 8, 8, 0, tzinfo=UTC)) == "2026-03-08"
+    assert day_of(rep, settings, datetime(2026, 3, 8, 8, 29, tzinfo=UTC)) == "2026-03-08"
+    assert day_of(rep, settings, datetime(2026, 3, 8, 8, 30, tzinfo=UTC)) is None
+    autumn = datetime(2026, 11, 1, 4, 30, tzinfo=UTC)
+    assert day_of(rep, settings, autumn - timedelta(seconds=1)) is None
+    assert day_of(rep, settings, autumn) == "2026-11-01"
+    assert day_of(rep, settings, datetime(2026, 11, 1, 7, 29, tzinfo=UTC)) == "2026-11-01"
+    assert day_of(rep, settings, datetime(2026, 11, 1, 7, 30, tzinfo=UTC)) is None
+    assert day_of(rep, settings, datetime(2026, 11, 1, 8, 0, tzinfo=UTC)) is None  # 03:00 EST
+
+
+def test_a_late_morning_time_runs_past_midnight(app, reps, smtp):
+    """23:30 in New York (04:30 UTC): the window runs to 02:30, still the morning of the
+    day it started on, which is the day claimed and whose calendar counts."""
+    made, _ = reps
+    nora = made["nora"]
+    settings = with_morning_time(runtime.settings, "23:30")
+    start = datetime(2026, 12, 1, 4, 30, tzinfo=UTC)  # Monday 30 Nov, 23:30 in New York
+    assert day_of(nora, settings, start - timedelta(minutes=1)) is None
+    for after in (timedelta(0), timedelta(minutes=31), timedelta(hours=2, minutes=59)):
+        assert day_of(nora, settings, start + after) == "2026-11-30", after
+    assert day_of(nora, settings, start + timedelta(hours=3)) is None
+    saturday = datetime(2026, 12, 6, 4, 45, tzinfo=UTC)  # Saturday 5 Dec, 23:45 in New York
+    assert morning.morning_of(nora, settings, saturday) is None, "not a working day"
+    assert morning.morning_of(nora, settings, saturday + timedelta(days=1)) is None
+
+    at_half_past_midnight = start + timedelta(hours=1)
+    with time_machine.travel(at_half_past_midnight, tick=False):
+        assert morning.send_due(settings=settings, now=at_half_past_midnight) == 1
+        assert morning.send_due(settings=settings, now=at_half_past_midnight
+                                + timedelta(hours=1)) == 0
+        run_worker()
+    assert len(morning_mail(smtp, "nora@example.com")) == 1
+    assert Rep.get_by_id(nora.id).morning_sent_on.isoformat() == "2026-11-30"
+    next_night = start + timedelta(days=1, minutes=10)  # Tuesday 1 Dec, 23:40
+    assert morning.send_due(settings=settings, now=next_night) == 1
+    assert Rep.get_by_id(nora.id).morning_sent_on.isoformat() == "2026-12-01"

@@ -29,6 +29,7 @@ from service.core.models import (
 from service.core.runtime import runtime
 from service.handoffs import thread
 from service.handoffs.actions import reassign
+from service.handoffs.queue import revoke_links
 from service.intake.keys import create_key
 from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
 from tests.factories import promoted
@@ -286,3 +287,173 @@ def test_deactivating_a_rep_through_the_api_revokes_the_links(app, rep, now):
     client.post("/api/v1/reps", json={"email": rep.email, "active": True}, headers=api)
     assert client.get(f"/r/{token}").status_code == 410
     assert AuditEvent.get(AuditEvent.action == "revoke_queue_links").subject == f"rep:{rep.id}"
+
+
+def email_accept_path(message) -> str:
+    """The Accept link of a received rep email (its HTML part), as a path."""
+    href = ACCEPT.search(message.get_body(("html",)).get_content()).group(1)
+    return html.unescape(href).removeprefix("http://localhost")
+
+
+def manager_client(app, now):
+    create_user("sam@example.com", role="sales_manager", password=PASSWORD, now=now)
+    manager = app.test_client()
+    assert log_in(manager, "sam@example.com").status_code == 302
+    return manager
+
+
+def rep_form(manager, rep, **changes) -> dict:
+    edit = f"/admin/rep/edit/?id={rep.id}"
+    return {"email": rep.email, "name": rep.name, "time_zone": rep.time_zone, "weight": "1",
+            "capacity": "0", "manager_email": "", "active": "y",
+            "csrf_token": csrf_token(manager.get(edit).text), **changes}
+
+
+def test_revoking_ends_the_decision_links_of_the_emails_and_the_queue_page(app, rep, now,
+                                                                            smtp):
+    """One revocation ends both kinds of link: Accept/Reject from the emails and from the
+    queue page answer 410 and decide nothing; the next email brings links that work."""
+    world = two_reps_with_handoffs(rep, now)
+    run_worker()
+    client = app.test_client()
+    from_email = email_accept_path(received_by(smtp, "riley.rep@example.com", "Ada")[0])
+    queue = queue_path(received_by(smtp, "riley.rep@example.com", "Ada")[0])
+    from_page = html.unescape(ACCEPT.findall(client.get(queue).text)[0]).removeprefix(
+        "http://localhost")
+    olive = email_accept_path(received_by(smtp, "olive.other@example.com")[0])
+    form = client.get(from_email)
+    assert form.status_code == 200 and "Accept: Ada" in form.text
+    assert client.get(from_page).status_code == 200
+    manager = manager_client(app, now)
+    manager.post("/admin/rep/action/", data={
+        "action": "revoke_links", "rowid": [str(rep.id)],
+        "csrf_token": csrf_token(manager.get("/admin/rep/").text)})
+    before = state()
+    for path in (from_email, from_page):
+        answer = client.get(path)
+        assert answer.status_code == 410, path
+        assert "withdrawn" in answer.text and "Accept: Ada" not in answer.text
+        assert answer.headers["Cache-Control"] == "no-store"
+        posted = client.post(path, data={**BANT, "csrf_token": csrf_token(form.text)})
+        assert posted.status_code == 410
+    assert state() == before, "a withdrawn link decides nothing"
+    assert Handoff.get_by_id(world["ada"].id).status == "pending"
+    assert client.get(olive).status_code == 200, "another rep's links stand"
+
+    promoted(rep, "eve@example.com", at=now, fields={"first_name": "Eve"},
+             activity="pricing_page_view")
+    run_worker()
+    eve_mail = received_by(smtp, "riley.rep@example.com", "Eve")[0]
+    fresh = client.get(email_accept_path(eve_mail))
+    assert fresh.status_code == 200 and "Accept: Eve" in fresh.text
+    page = client.get(queue_path(eve_mail)).text
+    for link in ACCEPT.findall(page):
+        assert client.get(html.unescape(link).removeprefix("http://localhost")).status_code \
+            == 200
+
+
+def test_an_inactive_reps_decision_links_do_not_decide(app, rep, now, smtp):
+    """However the rep became inactive (here by a direct update, which revokes nothing),
+    their links are withdrawn; links made before decision links carried the rep's version
+    stay usable until they expire, but not while the rep is inactive either."""
+    world = two_reps_with_handoffs(rep, now)
+    run_worker()
+    ada = world["ada"]
+    from_email = email_accept_path(received_by(smtp, "riley.rep@example.com", "Ada")[0])
+    legacy = "/h/" + links.handoff_token(app.secret_key, ada.id, rep.id, "accept",
+                                         ada.lead.public_id)
+    client = app.test_client()
+    form = client.get(from_email)
+    assert form.status_code == 200 and client.get(legacy).status_code == 200
+    Rep.update(active=False).where(Rep.id == rep.id).execute()
+    before = state()
+    for path in (from_email, legacy):
+        assert client.get(path).status_code == 410
+        assert "withdrawn" in client.get(path).text
+        assert client.post(path, data={**BANT, "csrf_token": csrf_token(form.text)}
+                           ).status_code == 410
+    assert state() == before
+    Rep.update(active=True).where(Rep.id == rep.id).execute()
+    assert client.get(from_email).status_code == 200, "not revoked: usable again"
+    revoke_links([rep.id], actor="sam@example.com", now=now)
+    assert client.get(from_email).status_code == 410
+    assert client.get(legacy).status_code == 200, "an old link stands until it expires"
+    decided = client.post(legacy, data={**BANT, "csrf_token": csrf_token(form.text)})
+    assert decided.status_code == 200
+    assert Handoff.get_by_id(ada.id).status == "accepted"
+
+
+def test_deactivating_a_rep_in_the_panel_ends_their_decision_links(app, rep, now, smtp):
+    two_reps_with_handoffs(rep, now)
+    run_worker()
+    from_email = email_accept_path(received_by(smtp, "riley.rep@example.com", "Ada")[0])
+    manager = manager_client(app, now)
+    edit = f"/admin/rep/edit/?id={rep.id}"
+    fields = rep_form(manager, rep)
+    del fields["active"]
+    assert manager.post(edit, data=fields).status_code == 302
+    assert manager.post(edit, data=rep_form(manager, rep)).status_code == 302  # active again
+    assert Rep.get_by_id(rep.id).active is True
+    assert app.test_client().get(from_email).status_code == 410
+
+
+def test_changing_a_reps_email_in_the_panel_revokes_their_links(app, rep, now, smtp):
+    two_reps_with_handoffs(rep, now)
+    run_worker()
+    mail = received_by(smtp, "riley.rep@example.com", "Ada")[0]
+    old_queue, old_accept = queue_path(mail), email_accept_path(mail)
+    manager = manager_client(app, now)
+    edit = f"/admin/rep/edit/?id={rep.id}"
+    client = app.test_client()
+    renamed = manager.post(edit, data=rep_form(manager, rep, name="Riley Renamed"))
+    assert renamed.status_code == 302 and Rep.get_by_id(rep.id).name == "Riley Renamed"
+    assert client.get(old_queue).status_code == 200, "the same address: links stand"
+    assert AuditEvent.select().where(AuditEvent.action == "revoke_queue_links").count() == 0
+    moved = manager.post(edit, data=rep_form(manager, Rep.get_by_id(rep.id),
+                                             email=" Riley.New@Example.com "))
+    assert moved.status_code == 302
+    assert Rep.get_by_id(rep.id).email == "riley.new@example.com"
+    for path in (old_queue, old_accept):
+        answer = client.get(path)
+        assert answer.status_code == 410 and "withdrawn" in answer.text, path
+    event = AuditEvent.get(AuditEvent.action == "revoke_queue_links")
+    assert (event.actor, event.subject) == ("sam@example.com", f"rep:{rep.id}")
+
+
+def test_the_panel_refuses_an_unknown_time_zone(app, rep, now):
+    manager = manager_client(app, now)
+    edit = f"/admin/rep/edit/?id={rep.id}"
+    for bad in ("Mars/Olympus", "Europe/Londn", "../../etc/passwd", "", "UTC\x7f"):
+        answer = manager.post(edit, data=rep_form(manager, rep, time_zone=bad))
+        assert answer.status_code == 200, bad
+        assert "unknown time zone" in answer.text and "Europe/London" in answer.text
+        assert Rep.get_by_id(rep.id).time_zone == "Europe/London"
+    created = manager.post("/admin/rep/new/", data={
+        **rep_form(manager, rep, time_zone="Moon/Base"), "email": "new.rep@example.com"})
+    assert created.status_code == 200 and "unknown time zone" in created.text
+    assert not Rep.select().where(Rep.email == "new.rep@example.com").exists()
+    saved = manager.post(edit, data=rep_form(manager, rep, time_zone=" Asia/Tokyo "))
+    assert saved.status_code == 302
+    assert Rep.get_by_id(rep.id).time_zone == "Asia/Tokyo"
+
+
+def test_every_answer_under_a_signed_path_is_private(app, rep, now):
+    """404s and 405s under /r/, /h/, /u/ and /c/ never reach the views, yet their URLs may
+    hold a token: they carry the private headers too; other paths keep the defaults."""
+    handoff = promoted(rep, "ada@example.com", at=now, fields=ADA, activity="pricing_page_view")
+    queue = links.queue_token(app.secret_key, rep.id, rep.link_version)
+    decision = links.handoff_token(app.secret_key, handoff.id, rep.id, "accept",
+                                   handoff.lead.public_id)
+    client = app.test_client()
+    answers = {"POST /r/": client.post(f"/r/{queue}"), "PUT /h/": client.put(f"/h/{decision}"),
+               "GET /r/x/y": client.get(f"/r/{queue}/more"), "GET /h/": client.get("/h/"),
+               "DELETE /u/": client.delete("/u/token"), "GET /c/x/y": client.get("/c/a/b"),
+               "GET /r/ok": client.get(f"/r/{queue}")}
+    assert [a.status_code for a in answers.values()] == [405, 405, 404, 404, 405, 404, 200]
+    for name, answer in answers.items():
+        assert answer.headers["Cache-Control"] == "no-store", name
+        assert answer.headers["X-Robots-Tag"] == "noindex, nofollow", name
+        assert answer.headers["Referrer-Policy"] == "no-referrer", name
+    elsewhere = client.get("/nowhere")
+    assert elsewhere.status_code == 404 and "X-Robots-Tag" not in elsewhere.headers
+    assert elsewhere.headers["Referrer-Policy"] == "same-origin"
