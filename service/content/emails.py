@@ -27,7 +27,7 @@ def template_versions() -> dict[str, int]:
 
 
 def save_template(name: str, *, html: str, text: str, author: str, now: datetime,
-                  note: str = "") -> ContentVersion:
+                  note: str = "", based_on: int | None = None) -> ContentVersion:
     """A new version, once both bodies pass templates.check_template (else InvalidInput with
     the part, the line and the reason; the current version stays)."""
     if not NAME.fullmatch(name or ""):
@@ -35,7 +35,7 @@ def save_template(name: str, *, html: str, text: str, author: str, now: datetime
     html, text = _lines(html), _lines(text)
     templates.check_template(html, text)
     return store.add_version(TEMPLATE, name, {"html": html, "text": text}, author=author,
-                             now=now, note=note, describe=describe)
+                             now=now, note=note, describe=describe, based_on=based_on)
 
 
 def render(name: str, version: int, context: dict) -> tuple[str, str, str]:
