@@ -118,6 +118,12 @@ def test_a_version_past_the_bounds_fails_cleanly_at_send(app, rep, smtp):
     assert row.sent_at is None and row.failed_at is not None
     assert "longer than 256 KB" in row.last_error
     assert nurture_mail(smtp) == []
+    create_user("mia@example.com", role="marketer", password=PASSWORD, now=utcnow())
+    client = app.test_client()
+    log_in(client, "mia@example.com")
+    preview = client.get(f"/admin/email_templates/preview/checkin/{latest.version + 1}")
+    assert preview.status_code == 422 and "longer than 256 KB" in preview.text
+    assert preview.headers["Content-Security-Policy"].startswith("sandbox")
 
 
 # F2: every check error is a refusal with a line --------------------------------------------
