@@ -8,12 +8,14 @@ from flask import abort, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from peewee import fn
 from wtforms import (
     BooleanField,
     FieldList,
     Form,
     FormField,
+    HiddenField,
     SelectField,
     StringField,
     TextAreaField,
@@ -35,6 +37,7 @@ from .preview import SANDBOX, sandboxed
 
 
 class StepForm(Form):
+    step_id = HiddenField()  # kept through every version: a new row has none yet
     delay_days = StringField("Days after the previous step")
     business_days = BooleanField("Business days")
     template = SelectField("Template", validate_choice=False)
@@ -46,6 +49,7 @@ class SequenceForm(FlaskForm):
     name = StringField("Sequence name")
     steps = FieldList(FormField(StepForm))
     note = StringField("What changed and why (optional)")
+    base_version = HiddenField()
 
 
 class TemplateForm(FlaskForm):
@@ -53,6 +57,7 @@ class TemplateForm(FlaskForm):
     html = TextAreaField("HTML body")
     text = TextAreaField("Text body")
     note = StringField("What changed and why (optional)")
+    base_version = HiddenField()
 
 
 class ReasonForm(Form):
@@ -65,6 +70,7 @@ class ReasonForm(Form):
 class ReasonsForm(FlaskForm):
     reasons = FieldList(FormField(ReasonForm))
     note = StringField("What changed and why (optional)")
+    base_version = HiddenField()
 
 
 class TestForm(FlaskForm):
@@ -91,6 +97,9 @@ def preview_response(name: str, version: int, subject: str):
         subject, text, html = content_emails.render(name, version, preview_context(subject))
     except DomainError:
         abort(404)
+    except Exception as exc:  # a version stored before today's checks: say why, no 500
+        return sandboxed(str(Markup("<p>This email cannot be shown: {}: {}</p>").format(
+            type(exc).__name__, str(exc)[:300]))), 422
     if request.args.get("part") == "text":
         return f"Subject: {subject}\n\n{text}", 200, {"Content-Type": "text/plain; charset=utf-8"}
     return sandboxed(html)
@@ -119,17 +128,37 @@ class ContentView(SecuredMixin, BaseView):
                            key=key)
 
     def saved(self, form, save, error_field, endpoint: str, **values):
-        """Run save() on a valid POST; a refusal stays on the form with its reason."""
+        """Run save(based_on) on a valid POST, based_on the version the form was opened with;
+        a refusal stays on the form with its reason and the user's text. When another
+        version was saved meanwhile, the form is now based on it: saving again replaces it."""
         self.require(self.edit_roles)
         if form.validate_on_submit():
             try:
-                made = save()
+                made = save(base_version(form))
+            except store.VersionMoved as exc:
+                form.base_version.data = str(exc.latest.version)
+                form.base_version.raw_data = [form.base_version.data]
+                error_field.errors = [*error_field.errors, exc.message]
+                return None
             except DomainError as exc:
                 error_field.errors = [*error_field.errors, exc.message]
                 return None
             flash(f"Version {made.version} saved: it takes effect now.", "success")
             return redirect(url_for(endpoint, **values))
         return None
+
+
+def opened(form_class, data: dict):
+    """The form as opened (the current version's data), or as posted: only what was sent,
+    never the current version's data filling what was not."""
+    return form_class(data=data) if request.method == "GET" else form_class()
+
+
+def base_version(form) -> int:
+    """The version the form was opened with (0: a new one), as posted; -1 when the form
+    lacks it."""
+    value = (form.base_version.raw_data or [""])[0].strip()
+    return int(value) if value.isdigit() and len(value) < 10 else -1
 
 
 class SequencesView(ContentView):
@@ -150,16 +179,19 @@ class SequencesView(ContentView):
         current = content_sequences.current_sequence(name) if name else None
         if name and current is None:
             abort(404)
-        steps = current.data["steps"] if current else []
-        form = SequenceForm(data={"name": name, "steps": [*steps, {"delay_days": ""}]})
+        steps = [{**step, "step_id": step["id"]}
+                 for step in (content_sequences.steps_of(current) if current else [])]
+        form = opened(SequenceForm, {"name": name, "steps": [*steps, {"delay_days": ""}],
+                                     "base_version": current.version if current else 0})
         choices = sorted(content_emails.template_versions())
         for entry in form.steps:
             entry.form.template.choices = choices
         if request.method == "POST":
             key = name or (form.name.data or "").strip()
-            done = self.saved(form, lambda: content_sequences.save_sequence(
+            done = self.saved(form, lambda based_on: content_sequences.save_sequence(
                 key, steps_from(form), author=current_user.email, now=utcnow(),
-                note=form.note.data or ""), form.name, ".history", key=key or "-")
+                note=form.note.data or "", based_on=based_on), form.name, ".history",
+                key=key or "-")
             if done:
                 return done
         return self.render("admin/sequence_edit.html", form=form, name=name, current=current)
@@ -211,7 +243,8 @@ def steps_from(form: SequenceForm) -> list[dict]:
         if step.remove.data or not (step.subject.data or "").strip():
             continue
         delay = (step.delay_days.data or "").strip()
-        steps.append({"delay_days": int(delay) if delay.isdigit() and len(delay) < 6
+        steps.append({"id": step.step_id.data or "",
+                      "delay_days": int(delay) if delay.isdigit() and len(delay) < 6
                       else delay, "business_days": bool(step.business_days.data),
                       "template": step.template.data, "subject": step.subject.data})
     return steps
@@ -231,16 +264,17 @@ class EmailTemplatesView(ContentView):
         current = content_emails.current_template(name) if name else None
         if name and current is None:
             abort(404)
-        form = TemplateForm(data=current.data if current else {
+        form = opened(TemplateForm, {**current.data, "base_version": current.version}
+                      if current else {"base_version": 0,
             "html": '{% extends "nurture/base.html" %}\n{% block content %}\n'
                     '<p>Hi {{ lead.first_name or "there" }},</p>\n{% endblock %}\n',
             "text": '{% extends "nurture/base.txt" %}\n{% block content %}\n'
                     'Hi {{ lead.first_name or "there" }},\n{% endblock %}\n'})
         new_name = name or (form.name.data or "").strip()
         if request.method == "POST":
-            done = self.saved(form, lambda: content_emails.save_template(
+            done = self.saved(form, lambda based_on: content_emails.save_template(
                 new_name, html=form.html.data, text=form.text.data, author=current_user.email,
-                now=utcnow(), note=form.note.data or ""), form.html,
+                now=utcnow(), note=form.note.data or "", based_on=based_on), form.html,
                 ".history", key=new_name or "-")
             if done:
                 return done
@@ -280,19 +314,21 @@ class ReasonsView(ContentView):
     def index(self):
         reasons = [{"code": code, **reason}
                    for code, reason in content_reasons.reject_reasons().items()]
-        form = ReasonsForm(data={"reasons": [*reasons, {"code": ""}]})
+        row = store.current(store.REASONS, store.REASONS_KEY)
+        form = opened(ReasonsForm, {"reasons": [*reasons, {"code": ""}],
+                                    "base_version": row.version if row else 0})
         outcomes = [("disqualify", "disqualify")] + [
             (f"nurture:{name}", f"nurture:{name}")
             for name in content_sequences.sequence_names()]
         for entry in form.reasons:
             entry.form.outcome.choices = outcomes
         if request.method == "POST":
-            done = self.saved(form, lambda: content_reasons.save_reasons(
+            done = self.saved(form, lambda based_on: content_reasons.save_reasons(
                 [{"code": e.form.code.data, "label": e.form.label.data,
                   "outcome": e.form.outcome.data} for e in form.reasons
                  if not e.form.remove.data and (e.form.code.data or "").strip()],
-                author=current_user.email, now=utcnow(), note=form.note.data or ""),
-                form.note, ".index")
+                author=current_user.email, now=utcnow(), note=form.note.data or "",
+                based_on=based_on), form.note, ".index")
             if done:
                 return done
         return self.render("admin/reject_reasons.html", form=form,

@@ -28,21 +28,22 @@ from .lists import SavedViewsMixin, enrollment_filters
 SAMPLE = Lead(id=0, email="sam.sample@example.com", first_name="Sam", company="Sample Co")
 
 
-def step_counts(sequence: str) -> dict[int, dict[str, int]]:
-    """Per step index: emails sent, clicks, and unsubscribes right after it."""
-    counts: dict[int, dict[str, int]] = {}
-    sent = (OutboxEmail.select(OutboxEmail.step, fn.COUNT(OutboxEmail.id))
+def step_counts(sequence: str) -> dict[str, dict[str, int]]:
+    """Per step id (a step keeps it through every version): emails sent, clicks, and
+    unsubscribes right after it."""
+    counts: dict[str, dict[str, int]] = {}
+    sent = (OutboxEmail.select(OutboxEmail.step_id, fn.COUNT(OutboxEmail.id))
             .join(Enrollment, on=(OutboxEmail.enrollment == Enrollment.id))
             .where(Enrollment.sequence == sequence, OutboxEmail.sent_at.is_null(False))
-            .group_by(OutboxEmail.step).tuples())
-    clicks = (EmailClick.select(OutboxEmail.step, fn.COUNT(EmailClick.id))
+            .group_by(OutboxEmail.step_id).tuples())
+    clicks = (EmailClick.select(OutboxEmail.step_id, fn.COUNT(EmailClick.id))
               .join(OutboxEmail, on=(EmailClick.outbox == OutboxEmail.id))
               .join(Enrollment, on=(OutboxEmail.enrollment == Enrollment.id))
-              .where(Enrollment.sequence == sequence).group_by(OutboxEmail.step).tuples())
-    unsubscribed = (Enrollment.select(Enrollment.step - 1, fn.COUNT(Enrollment.id))
+              .where(Enrollment.sequence == sequence).group_by(OutboxEmail.step_id).tuples())
+    unsubscribed = (Enrollment.select(Enrollment.last_step_id, fn.COUNT(Enrollment.id))
                     .where(Enrollment.sequence == sequence,
                            Enrollment.stop_reason == "unsubscribe")
-                    .group_by(Enrollment.step).tuples())
+                    .group_by(Enrollment.last_step_id).tuples())
     for key, rows in (("sent", sent), ("clicked", clicks), ("unsubscribed", unsubscribed)):
         for step, number in rows:
             counts.setdefault(step, {"sent": 0, "clicked": 0, "unsubscribed": 0})[key] = number

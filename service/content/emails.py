@@ -27,7 +27,7 @@ def template_versions() -> dict[str, int]:
 
 
 def save_template(name: str, *, html: str, text: str, author: str, now: datetime,
-                  note: str = "") -> ContentVersion:
+                  note: str = "", based_on: int | None = None) -> ContentVersion:
     """A new version, once both bodies pass templates.check_template (else InvalidInput with
     the part, the line and the reason; the current version stays)."""
     if not NAME.fullmatch(name or ""):
@@ -35,30 +35,36 @@ def save_template(name: str, *, html: str, text: str, author: str, now: datetime
     html, text = _lines(html), _lines(text)
     templates.check_template(html, text)
     return store.add_version(TEMPLATE, name, {"html": html, "text": text}, author=author,
-                             now=now, note=note, describe=describe)
+                             now=now, note=note, describe=describe, based_on=based_on)
 
 
 def render(name: str, version: int, context: dict) -> tuple[str, str, str]:
-    """(subject, text, html) of that version of the template; the subject is
-    context["subject"], itself a template."""
+    """(subject, text, html) of that version of the template. The subject is
+    context["subject"], itself a template, rendered first: the bodies' {{ subject }} is
+    the text the recipient reads. A test send (context["sample_lead"]) is rendered for the
+    sample lead, every field filled."""
     row = store.version(TEMPLATE, name, version)
     if row is None:
         raise NotFound(f"no version {version} of the email template {name!r}")
-    return (templates.render_subject(context["subject"], context),
-            templates.render_part("text", row.data["text"], context),
+    if context.get("sample_lead"):
+        context = {**context, "lead": templates.SAMPLE_LEAD}
+    subject = templates.render_subject(context["subject"], context)
+    context = {**context, "subject": subject}
+    return (subject, templates.render_part("text", row.data["text"], context),
             templates.render_part("html", row.data["html"], context))
 
 
 def send_test(name: str, *, version: int, subject: str, to_address: str,
               now: datetime) -> OutboxEmail:
     """Queue that version to a colleague's own address, through the outbox, as prospect mail
-    (the address itself stands in for the lead)."""
+    rendered for the sample lead (templates.SAMPLE_LEAD: Sam Sample of Sample Co)."""
     if store.version(TEMPLATE, name, version) is None:
         raise NotFound(f"no version {version} of the email template {name!r}")
     with transaction():
         return outbox.queue_email(f"nurture/{name}", to_address=to_address, now=now,
                                   to_prospect=True,
-                                  context={"subject": subject, "template_version": version})
+                                  context={"subject": subject, "template_version": version,
+                                           "sample_lead": True})
 
 
 def describe(old: dict | None, new: dict) -> str:

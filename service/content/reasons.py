@@ -35,10 +35,11 @@ def reason_label(code: str) -> str:
 
 
 def save_reasons(reasons: list[dict], *, author: str, now: datetime,
-                 note: str = "") -> ContentVersion:
+                 note: str = "", based_on: int | None = None) -> ContentVersion:
     """A new version of the reasons: [{"code", "label", "outcome"}, …] in the order shown."""
     return store.add_version(REASONS, REASONS_KEY, {"reasons": check_reasons(reasons)},
-                             author=author, now=now, note=note, describe=describe)
+                             author=author, now=now, note=note, describe=describe,
+                             based_on=based_on)
 
 
 def check_reasons(reasons: list[dict]) -> list[dict]:

@@ -24,9 +24,10 @@ def seed_content(settings: Settings, *, now: datetime) -> None:
                 "text": (folder / "body.txt").read_text()}, now=now)
     for name, sequence in settings.nurture.sequences.items():
         store.seed_version(SEQUENCE, name, {"steps": [
-            {"delay_days": step["delay_days"], "business_days": bool(step.get("business_days")),
+            {"id": f"s{number}", "delay_days": step["delay_days"],
+             "business_days": bool(step.get("business_days")),
              "template": step["template"], "subject": step["subject"]}
-            for step in sequence["steps"]]}, now=now)
+            for number, step in enumerate(sequence["steps"], 1)]}, now=now)
     reasons = settings.handoff.reject_reasons
     if reasons:
         store.seed_version(REASONS, REASONS_KEY, {"reasons": [

@@ -1,8 +1,13 @@
-"""Nurture sequences as content: ordered steps, each a delay, a template and a subject."""
+"""Nurture sequences as content: ordered steps, each a delay, a template and a subject, and
+an id that the step keeps through every later version (assigned when it is first saved; a
+seed's steps are s1, s2, …, as are those of a version saved before steps had ids). An
+enrollment remembers the id of the last step it sent, so an edit never makes a lead receive
+a step again or skip one (service.nurture.sequences.next_step)."""
 
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import datetime
 
 from service.content import store, templates
@@ -11,13 +16,30 @@ from service.core.errors import InvalidInput
 from service.core.models import ContentVersion
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+STEP_ID = re.compile(r"[a-z0-9]{1,16}")
 FIELDS = ("delay_days", "business_days", "template", "subject")
 
 
 def current_sequence(name: str) -> ContentVersion | None:
-    """Its current version; data is {"steps": [{delay_days, business_days, template,
-    subject}, …]}."""
+    """Its current version; data is {"steps": [{id, delay_days, business_days, template,
+    subject}, …]} (read the steps through steps_of: old versions may lack the ids)."""
     return store.current(SEQUENCE, name)
+
+
+def steps_of(row: ContentVersion) -> list[dict]:
+    """The version's steps, each with its id (by position where the version has none)."""
+    return [{**step, "id": step.get("id") or f"s{number}"}
+            for number, step in enumerate(row.data["steps"], 1)]
+
+
+def followers(name: str, step_id: str) -> list[str]:
+    """The ids of the steps that came after step_id in the newest version holding it: where a
+    lead goes on when the step it last received has been removed since."""
+    for row in store.history(SEQUENCE, name):
+        ids = [step["id"] for step in steps_of(row)]
+        if step_id in ids:
+            return ids[ids.index(step_id) + 1:]
+    return []
 
 
 def current_sequences() -> dict[str, ContentVersion]:
@@ -29,13 +51,13 @@ def sequence_names() -> list[str]:
 
 
 def save_sequence(name: str, steps: list[dict], *, author: str, now: datetime,
-                  note: str = "") -> ContentVersion:
+                  note: str = "", based_on: int | None = None) -> ContentVersion:
     """A new version of the sequence (a new sequence when the name is new), its steps
     checked first: InvalidInput names the step and what is wrong."""
     if not NAME.fullmatch(name or ""):
         raise InvalidInput("a sequence name is 1 to 40 lowercase letters, digits, - or _")
     return store.add_version(SEQUENCE, name, {"steps": check_steps(steps)}, author=author,
-                             now=now, note=note, describe=describe)
+                             now=now, note=note, describe=describe, based_on=based_on)
 
 
 def check_steps(steps: list[dict]) -> list[dict]:
@@ -44,7 +66,7 @@ def check_steps(steps: list[dict]) -> list[dict]:
     if not steps:
         raise InvalidInput("a sequence needs at least one step")
     known = set(store.current_all(TEMPLATE))
-    clean = []
+    clean, ids = [], set()
     for number, step in enumerate(steps, 1):
         where = f"step {number}"
         delay = step.get("delay_days")
@@ -57,9 +79,18 @@ def check_steps(steps: list[dict]) -> list[dict]:
         if not subject:
             raise InvalidInput(f"{where} needs a subject")
         templates.check_subject(subject, f"{where} subject")
-        clean.append({"delay_days": delay, "business_days": bool(step.get("business_days")),
+        step_id = str(step.get("id") or "")
+        if not STEP_ID.fullmatch(step_id) or step_id in ids:
+            step_id = new_step_id()  # a new step (or a copy of one): its own id
+        ids.add(step_id)
+        clean.append({"id": step_id, "delay_days": delay,
+                      "business_days": bool(step.get("business_days")),
                       "template": step["template"], "subject": subject})
     return clean
+
+
+def new_step_id() -> str:
+    return secrets.token_hex(5)
 
 
 def describe(old: dict | None, new: dict) -> str:

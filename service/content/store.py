@@ -47,13 +47,31 @@ def history(kind: str, key: str) -> list[ContentVersion]:
                 .order_by(ContentVersion.version.desc()))
 
 
+class VersionMoved(InvalidInput):
+    """The version an edit was made from is no longer the current one."""
+
+    def __init__(self, latest: ContentVersion):
+        super().__init__(f"version {latest.version} was saved by {latest.author} at "
+                         f"{latest.created_at:%Y-%m-%d %H:%M} UTC meanwhile, after the one "
+                         "this form was opened with: your text is kept below; compare it with "
+                         "the history, then save again to replace that version")
+        self.latest = latest
+
+
 def add_version(kind: str, key: str, data: dict, *, author: str, now: datetime,
-                describe: Callable[[dict | None, dict], str], note: str = "") -> ContentVersion:
-    """Save data as the next version; describe(old data, new data) says what changed."""
+                describe: Callable[[dict | None, dict], str], note: str = "",
+                based_on: int | None = None) -> ContentVersion:
+    """Save data as the next version; describe(old data, new data) says what changed.
+    based_on: the version the edit was made from (0: none existed); when another has been
+    saved since, VersionMoved and nothing is saved (None: no such check)."""
     for _ in range(3):
         try:
             with transaction():
                 latest = current(kind, key)
+                if based_on is not None and (latest.version if latest else 0) != based_on:
+                    if latest is None:
+                        raise InvalidInput("this no longer exists: open the list again")
+                    raise VersionMoved(latest)
                 old = latest.data if latest else None
                 if old == data:
                     raise InvalidInput("nothing changed: the current version is the same")

@@ -32,7 +32,8 @@ def reserved_for_demo(address: str) -> bool:
 def queue_email(template: str, *, to_address: str, now: datetime, to_name: str = "",
                 lead_id: int | None = None, handoff_id: int | None = None,
                 context: dict | None = None, to_prospect: bool = False,
-                enrollment_id: int | None = None, step: int | None = None) -> OutboxEmail:
+                enrollment_id: int | None = None, step: int | None = None,
+                step_id: str = "") -> OutboxEmail:
     """Write the email's row in the current transaction; its send job is queued after the
     commit. Prospect mail (to_prospect) is checked against suppression when it is sent. A
     demo address is skipped at once (and again when sent, for rows written before)."""
@@ -42,7 +43,7 @@ def queue_email(template: str, *, to_address: str, now: datetime, to_name: str =
     row = OutboxEmail.create(
         template=template, to_address=to_address, to_name=to_name, context=context or {},
         lead=lead_id, handoff=handoff_id, created_at=now, to_prospect=to_prospect,
-        enrollment=enrollment_id, step=step,
+        enrollment=enrollment_id, step=step, step_id=step_id,
         message_id=f"<{uuid.uuid4().hex}@{domain or 'localhost'}>",
         skipped_at=now if demo else None, skip_reason=DEMO_SKIP if demo else "")
     if not demo:

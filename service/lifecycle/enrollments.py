@@ -39,14 +39,16 @@ def start_enrollment(lead_id: int, sequence: str, *, first_due_at: datetime, now
 
 
 def claim_step(enrollment_id: int, *, step: int, next_due_at: datetime | None,
-               now: datetime) -> bool:
-    """Claim step `step` of an active enrollment once: active → active with the following
-    step due at next_due_at, or active → finished after the last step (next_due_at None).
-    False when it is no longer active or another sweep claimed the step."""
+               now: datetime, step_id: str = "") -> bool:
+    """Claim the enrollment's email number `step` once, recording the sequence step it
+    sends (step_id; "" when it sends none): active → active with the following step due at
+    next_due_at, or active → finished after the last step (next_due_at None). False when it
+    is no longer active or another sweep claimed the step."""
     transition = "send_step" if next_due_at else "finish"
+    sent = {"last_step_id": step_id} if step_id else {}
     return _change(transition, Enrollment.id == enrollment_id, Enrollment.step == step,
                    step=step + 1, next_due_at=next_due_at, updated_at=now,
-                   stop_reason="" if next_due_at else "finished") == 1
+                   stop_reason="" if next_due_at else "finished", **sent) == 1
 
 
 def stop_enrollments(lead_id: int, *, reason: str, now: datetime, actor: str = "") -> int:

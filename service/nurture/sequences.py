@@ -1,12 +1,16 @@
 """Nurture sequences: enrollment, the schedule of steps inside send hours, and the sweep that
 sends due steps through the outbox, each step claimed once by a conditional update. The steps
 are the current version of the sequence (service.content, edited in the panel); each email
-queued records the versions it uses, so a queued or retried one keeps its content."""
+queued records the versions it uses, so a queued or retried one keeps its content. A lead goes
+on after the step it last received, found by the step's id (next_step): an edit that adds,
+removes or moves steps never makes it receive one again or skip one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service import events, lifecycle
@@ -29,6 +33,7 @@ class Step:
     template: str
     subject: str
     version: int = 0  # of the sequence it belongs to
+    id: str = ""  # kept by the step through every version
 
 
 def steps(settings: Settings, sequence: str) -> list[Step]:
@@ -41,7 +46,22 @@ def steps(settings: Settings, sequence: str) -> list[Step]:
 
 def _steps(row) -> list[Step]:
     return [Step(s["delay_days"], bool(s["business_days"]), s["template"], s["subject"],
-                 row.version) for s in row.data["steps"]]
+                 row.version, s["id"]) for s in content.steps_of(row)]
+
+
+def next_step(sequence: str, plan: list[Step], last_id: str,
+              followers: Callable[[str, str], list[str]] = content.followers) -> int | None:
+    """Where in the current version (plan) an enrollment goes on, after the step it last
+    received (last_id; "" before the first): the step after that one. When that step has
+    been removed since, the first of the steps that followed it (where it stood) that is still
+    there; None when there is none: the enrollment finishes."""
+    ids = [step.id for step in plan]
+    if not last_id:
+        return 0 if plan else None
+    if last_id in ids:
+        index = ids.index(last_id) + 1
+        return index if index < len(plan) else None
+    return next((ids.index(i) for i in followers(sequence, last_id) if i in ids), None)
 
 
 def has_sequence(name: str) -> bool:
@@ -91,30 +111,34 @@ def sweep(*, settings: Settings, now: datetime, chunk: int = 1000) -> int:
             return sent
         plans = {name: _steps(row) for name, row in content.current_sequences().items()}
         versions = content_emails.template_versions()
+        followers = cache(content.followers)  # this chunk's look-ups in the history
         with transaction():
             sent += sum(_send_step(enrollment, plans.get(enrollment.sequence, []), versions,
-                                   settings, now) for enrollment in due)
+                                   settings, now, followers) for enrollment in due)
 
 
 def _send_step(enrollment: Enrollment, plan: list[Step], versions: dict[str, int],
-               settings: Settings, now: datetime) -> int:
-    """Send the enrollment's step of the sequence's current version; an enrollment past
-    the last step (steps were removed since) finishes."""
-    index, lead = enrollment.step, enrollment.lead
-    if index >= len(plan):
-        lifecycle.claim_step(enrollment.id, step=index, next_due_at=None, now=now)
+               settings: Settings, now: datetime,
+               followers: Callable[[str, str], list[str]]) -> int:
+    """Send the step that follows the enrollment's last one in the sequence's current
+    version (next_step); an enrollment with no step left finishes."""
+    number, lead = enrollment.step, enrollment.lead
+    index = next_step(enrollment.sequence, plan, enrollment.last_step_id, followers)
+    if index is None:
+        lifecycle.claim_step(enrollment.id, step=number, next_due_at=None, now=now)
         return 0
     following = index + 1 < len(plan)
     next_at = (due_time(now, plan[index + 1], send_calendar(settings, lead.time_zone))
                if following else None)
-    if not lifecycle.claim_step(enrollment.id, step=index, next_due_at=next_at, now=now):
+    if not lifecycle.claim_step(enrollment.id, step=number, next_due_at=next_at, now=now,
+                                step_id=plan[index].id):
         return 0
     if is_suppressed(lead.email):
         lifecycle.stop_enrollments(lead.id, reason="suppressed", now=now)
         return 0
     outbox.queue_email(f"nurture/{plan[index].template}", to_address=lead.email,
                        to_name=lead.first_name, lead_id=lead.id, now=now, to_prospect=True,
-                       enrollment_id=enrollment.id, step=index,
+                       enrollment_id=enrollment.id, step=number, step_id=plan[index].id,
                        context={"subject": plan[index].subject,
                                 "sequence_version": plan[index].version,
                                 "template_version": versions[plan[index].template]})

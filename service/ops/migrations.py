@@ -13,6 +13,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
 from service.content.seed import seed_content
+from service.content.sequences import current_sequences, steps_of
 from service.core.db import RANDOM_TEXT, AutoIncrementField, db, transaction, utcnow
 from service.core.models import (
     Activity,
@@ -257,6 +258,25 @@ def _utm_reports() -> None:
     mark_all_dirty()
 
 
+def _step_ids() -> None:
+    """Enrollments remember the id of the last step they sent, emails the step they are:
+    filled from each sequence's current version by position (the place steps were sent
+    by until now; a version without ids reads its steps as s1, s2, …). An enrollment past
+    the last step keeps the last one's id: it finishes, as it did."""
+    add_missing_columns(Enrollment, Enrollment.last_step_id)
+    add_missing_columns(OutboxEmail, OutboxEmail.step_id)
+    for name, row in current_sequences().items():
+        ids = [step["id"] for step in steps_of(row)]
+        enrollments = Enrollment.select(Enrollment.id).where(Enrollment.sequence == name)
+        for number, step_id in enumerate(ids, 1):
+            OutboxEmail.update(step_id=step_id).where(
+                OutboxEmail.enrollment.in_(enrollments), OutboxEmail.step == number - 1
+            ).execute()
+            Enrollment.update(last_step_id=step_id).where(
+                Enrollment.sequence == name, (Enrollment.step == number) if number < len(ids)
+                else (Enrollment.step >= number)).execute()
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -286,6 +306,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
      lambda: add_missing_columns(Rep, Rep.link_version, Rep.morning_sent_on)),
     (22, "reports: UTM source and campaign kept on handoffs, open steps per rep; overdue "
          "handoffs indexed", _utm_reports),
+    (23, "nurture: steps keep an id; enrollments go on after the last step they sent",
+     _step_ids),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

@@ -17,6 +17,7 @@ from service.handoffs.actions import reject_handoff
 from service.leads.definitions import add_definition
 from service.nurture import sequences as nurture
 from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
+from tests.content.forms import hidden_fields
 from tests.factories import promoted
 
 FRIDAY = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
@@ -37,7 +38,8 @@ def marketer_client(app, now):
 def post_form(client, path: str, fields: dict):
     page = client.get(path)
     assert page.status_code == 200, (page.status_code, page.headers.get("Location"))
-    answer = client.post(path, data={**fields, "csrf_token": csrf_token(page.text)})
+    answer = client.post(path, data={**hidden_fields(page.text), **fields,
+                                     "csrf_token": csrf_token(page.text)})
     assert answer.status_code == 302, answer.text
     return answer
 

@@ -30,7 +30,8 @@ class OutboxEmail(BaseModel):
     body_html = pw.TextField(default="")
     to_prospect = pw.BooleanField(default=False)
     enrollment = pw.IntegerField(null=True, index=True)
-    step = pw.IntegerField(null=True)
+    step = pw.IntegerField(null=True)  # the enrollment's nth email (0 the first)
+    step_id = pw.CharField(max_length=32, default="")  # the sequence step it is (its id)
     skipped_at = UTCDateTimeField(null=True)
     skip_reason = pw.CharField(default="")
     retry_at = UTCDateTimeField(null=True)  # a transient failure: not before then
@@ -38,10 +39,13 @@ class OutboxEmail(BaseModel):
 
 
 class Enrollment(BaseModel):
-    """A lead's place in a nurture sequence: the next step to send and when."""
+    """A lead's place in a nurture sequence: how many steps it sent (step), the id of the
+    last one (last_step_id: the next is the step after it in the sequence's current
+    version), and when the next is due."""
     lead = pw.ForeignKeyField(Lead, backref="enrollments", on_delete="CASCADE")
     sequence = pw.CharField(max_length=64)
     step = pw.IntegerField(default=0)
+    last_step_id = pw.CharField(max_length=32, default="")
     next_due_at = UTCDateTimeField(null=True)
     status = pw.CharField(max_length=16, default=EnrollmentStatus.ACTIVE)
     stop_reason = pw.CharField(max_length=32, default="")
