@@ -247,6 +247,14 @@ def log_in(client, email: str, password: str = PASSWORD):
         "email": email, "password": password, "csrf_token": csrf_token(page.text)})
 
 
+def logged_in(app, email: str, role: str, now: datetime):
+    """A test client of a new panel user with this role, logged in."""
+    create_user(email, role=role, password=PASSWORD, now=now)
+    client = app.test_client()
+    assert log_in(client, email).status_code == 302
+    return client
+
+
 def queued_job_ids() -> list[str]:
     return runtime.queue.job_ids
 

@@ -21,7 +21,7 @@ from service.handoffs.actions import reject_handoff
 from service.handoffs.labels import LABELS
 from service.handoffs.queue import link_stands
 
-from .responses import gone, withdrawn
+from .responses import gone, unusable, withdrawn
 
 bp = Blueprint("decisions", __name__)  # private headers: responses.private_when_signed
 
@@ -51,8 +51,7 @@ def decide(token: str):
         link = read_handoff_token(current_app.secret_key, token,
                                   max_age_hours=settings.handoff.link_ttl_hours)
     except BadLink as exc:
-        return render_template("message.html", title="Link not usable",
-                               message=str(exc)), exc.status
+        return unusable(exc)
     handoff = decided_handoff(link)
     if handoff is None:
         return gone()

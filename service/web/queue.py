@@ -14,7 +14,7 @@ from service.handoffs import queue
 from service.handoffs.morning import rep_zone
 from service.mail.emails import queue_items
 
-from .responses import withdrawn
+from .responses import unusable, withdrawn
 
 bp = Blueprint("queue", __name__)  # private headers: responses.private_when_signed
 
@@ -26,8 +26,7 @@ def rep_queue(token: str):
         link = read_queue_token(current_app.secret_key, token,
                                 max_age_hours=settings.handoff.queue_link_ttl_hours)
     except BadLink as exc:
-        return render_template("message.html", title="Link not usable",
-                               message=str(exc)), exc.status
+        return unusable(exc)
     rep = queue.linked_rep(link)
     if rep is None:
         return withdrawn()

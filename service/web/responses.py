@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify, make_response, render_template, request
 
 from service.core.errors import DomainError
-from service.core.links import SIGNED_PATHS
+from service.core.links import SIGNED_PATHS, BadLink
 
 
 def wants_json() -> bool:
@@ -46,6 +46,12 @@ def private_when_signed(response):
 def has_nul(body: bytes) -> bool:
     """A NUL character, raw or as a JSON escape."""
     return b"\x00" in body or b"\\u0000" in body
+
+
+def unusable(exc: BadLink):
+    """A signed link that is garbled (400) or expired (410), saying which."""
+    return render_template("message.html", title="Link not usable", message=str(exc)), \
+        exc.status
 
 
 def gone():

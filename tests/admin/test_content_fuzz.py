@@ -10,10 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.accounts.users import create_user
 from service.content import store
 from service.core.models import SavedView
-from tests.conftest import PASSWORD, csrf_token, log_in
+from tests.conftest import csrf_token, logged_in
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -25,10 +24,7 @@ text = st.text(st.characters(codec="utf-8"), max_size=80) | st.sampled_from(
 
 @pytest.fixture
 def client(app, now):
-    create_user("mia@example.com", role="marketer", password=PASSWORD, now=now)
-    client = app.test_client()
-    assert log_in(client, "mia@example.com").status_code == 302
-    return client
+    return logged_in(app, "mia@example.com", "marketer", now)
 
 
 def hidden_fields(page: str) -> dict:

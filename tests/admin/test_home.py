@@ -23,7 +23,7 @@ from service.core.scores import Policy
 from service.core.statuses import InboundStatus
 from service.leads.definitions import add_definition
 from tests.admin.test_browser import browser_page, log_in_page, shot  # noqa: F401
-from tests.conftest import PASSWORD, log_in
+from tests.conftest import PASSWORD, log_in, logged_in
 from tests.factories import new_lead, promoted, record_activity, rep_in_team
 
 
@@ -31,13 +31,6 @@ from tests.factories import new_lead, promoted, record_activity, rep_in_team
 def clock(now):
     with time_machine.travel(now, tick=False) as traveller:
         yield traveller
-
-
-def client_for(app, email, role, now):
-    create_user(email, role=role, password=PASSWORD, now=now)
-    client = app.test_client()
-    assert log_in(client, email).status_code == 302
-    return client
 
 
 def section(page: str, name: str) -> str:
@@ -59,7 +52,7 @@ def test_suggested_mqls_with_why_and_nothing_under_the_threshold(app, clock, now
     hot_lead("cold@example.com", now, "page_view", "email_click")
     taken = hot_lead("taken@example.com", now, "contact_sales", "trial_signup")
     promoted(rep, taken, at=now)  # an MQL already: no longer a suggestion
-    page = client_for(app, "mia@example.com", "marketer", now).get("/admin/").text
+    page = logged_in(app, "mia@example.com", "marketer", now).get("/admin/").text
     suggested = section(page, "suggested")
     assert "hot@example.com" in suggested
     assert "cold@example.com" not in suggested and "taken@example.com" not in suggested
@@ -70,7 +63,7 @@ def test_suggested_mqls_with_why_and_nothing_under_the_threshold(app, clock, now
 
 def test_promote_from_home_hands_the_lead_to_a_rep(app, clock, now, rep):
     hot = hot_lead("hot@example.com", now, "contact_sales", "trial_signup")
-    client = client_for(app, "mia@example.com", "marketer", now)
+    client = logged_in(app, "mia@example.com", "marketer", now)
     page = client.get("/admin/").text
     form = re.search(r'<form method="post" action="([^"]+)">\s*<input type="hidden" '
                      r'name="csrf_token" value="([^"]+)">\s*<input type="hidden" name="ids" '
@@ -111,18 +104,18 @@ def overdue_leads(client) -> set[str]:
 
 def test_overdue_handoffs_by_whose_they_are(app, clock, now, overdue_world):
     lifecycle.withdraw(overdue_world["decided"].id, actor="m", reason="", now=now)
-    marketer = client_for(app, "mia@example.com", "marketer", now)
+    marketer = logged_in(app, "mia@example.com", "marketer", now)
     assert overdue_leads(marketer) == {"mine@example.com"}
     assert "Reassign" not in section(marketer.get("/admin/").text, "overdue")
-    other = client_for(app, "max@example.com", "marketer", now)
+    other = logged_in(app, "max@example.com", "marketer", now)
     assert overdue_leads(other) == {"theirs@example.com"}
-    pat = client_for(app, "pat@example.com", "sales_manager", now)  # jordan's team
+    pat = logged_in(app, "pat@example.com", "sales_manager", now)  # jordan's team
     assert overdue_leads(pat) == {"theirs@example.com"}
-    sam = client_for(app, "sam@example.com", "sales_manager", now)  # riley's manager
+    sam = logged_in(app, "sam@example.com", "sales_manager", now)  # riley's manager
     assert overdue_leads(sam) == {"mine@example.com"}
-    nobody = client_for(app, "new.manager@example.com", "sales_manager", now)
+    nobody = logged_in(app, "new.manager@example.com", "sales_manager", now)
     assert overdue_leads(nobody) == {"mine@example.com", "theirs@example.com"}
-    admin = client_for(app, "root@example.com", "admin", now)
+    admin = logged_in(app, "root@example.com", "admin", now)
     overdue = section(admin.get("/admin/").text, "overdue")
     assert overdue_leads(admin) == {"mine@example.com", "theirs@example.com"}
     mine = overdue_world["mine"].id
@@ -140,7 +133,7 @@ def test_replies_waiting_and_re_engaged_leads(app, clock, now):
         subject=f"About {status}", status=status)
         for status in (InboundStatus.HELD, InboundStatus.UNMATCHED, InboundStatus.POSTED,
                        InboundStatus.DISCARDED)}
-    page = client_for(app, "mia@example.com", "marketer", now).get("/admin/").text
+    page = logged_in(app, "mia@example.com", "marketer", now).get("/admin/").text
     replies = section(page, "replies")
     assert "held@example.com" in replies and "unmatched@example.com" in replies
     assert "posted@example.com" not in replies and "discarded@example.com" not in replies
@@ -152,7 +145,7 @@ def test_replies_waiting_and_re_engaged_leads(app, clock, now):
 
 
 def test_empty_states_say_what_to_do_next(app, clock, now):
-    page = client_for(app, "mia@example.com", "marketer", now).get("/admin/").text
+    page = logged_in(app, "mia@example.com", "marketer", now).get("/admin/").text
     for name, advice in (("suggested", "connect a form"), ("overdue", "No handoff is past"),
                          ("replies", "No email is waiting"),
                          ("reengaged", "nurture sequence")):
@@ -167,7 +160,7 @@ def steps(page: str) -> dict[str, str]:
 
 
 def test_the_first_run_checklist_ticks_and_goes_away(app, clock, now):
-    admin = client_for(app, "root@example.com", "admin", now)
+    admin = logged_in(app, "root@example.com", "admin", now)
     page = admin.get("/admin/").text
     assert 'id="first-run"' in page
     assert steps(page) == {"reps": "todo", "definition": "todo", "users": "todo",
@@ -185,7 +178,7 @@ def test_the_first_run_checklist_ticks_and_goes_away(app, clock, now):
 
 
 def test_a_first_lead_counts_as_connected(app, clock, now):
-    admin = client_for(app, "root@example.com", "admin", now)
+    admin = logged_in(app, "root@example.com", "admin", now)
     Team.create(name="EMEA")
     new_lead("first@example.com", at=now)
     assert steps(admin.get("/admin/").text)["connect"] == "done"
@@ -194,7 +187,7 @@ def test_a_first_lead_counts_as_connected(app, clock, now):
 
 def test_charts_name_themselves_and_link_their_data(app, clock, now, rep):
     promoted(rep, "ada@example.com", at=now - timedelta(days=3), window=timedelta(hours=1))
-    page = client_for(app, "mia@example.com", "marketer", now).get("/admin/").text
+    page = logged_in(app, "mia@example.com", "marketer", now).get("/admin/").text
     charts = re.findall(r'<svg class="chart"[^>]*aria-labelledby="([\w-]+)-title \1-desc"', page)
     assert {"chart-mqls", "chart-conversion", "chart-sla", "chart-campaigns"} <= set(charts)
     for chart in charts:

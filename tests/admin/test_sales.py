@@ -9,16 +9,13 @@ import pytest
 from service import lifecycle
 from service.accounts.users import create_user
 from service.core.models import AuditEvent, Definition, Handoff, Lead, OutboxEmail, Rep
-from tests.conftest import PASSWORD, csrf_token, log_in
+from tests.conftest import PASSWORD, csrf_token, log_in, logged_in
 from tests.factories import new_lead, promoted, rep_in_team
 
 
 @pytest.fixture
 def manager(app, now):
-    create_user("sam@example.com", role="sales_manager", password=PASSWORD, now=now)
-    client = app.test_client()
-    assert log_in(client, "sam@example.com").status_code == 302
-    return client
+    return logged_in(app, "sam@example.com", "sales_manager", now)
 
 
 def run_action(client, view: str, action: str, ids, form: dict | None = None):

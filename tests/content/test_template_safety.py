@@ -20,7 +20,7 @@ from service.core.models import ContentVersion, Enrollment, OutboxEmail
 from service.core.runtime import runtime
 from service.handoffs.actions import reject_handoff
 from service.nurture import sequences as nurture
-from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
+from tests.conftest import PASSWORD, csrf_token, log_in, logged_in, run_worker
 from tests.content.forms import hidden_fields
 from tests.factories import promoted
 
@@ -41,10 +41,7 @@ def save(html_source: str, text_source: str = TEXT, name: str = "checkin"):
 
 @pytest.fixture
 def marketer(app, now):
-    create_user("mia@example.com", role="marketer", password=PASSWORD, now=now)
-    client = app.test_client()
-    assert log_in(client, "mia@example.com").status_code == 302
-    return client
+    return logged_in(app, "mia@example.com", "marketer", now)
 
 
 def post_template(client, name: str, html_source: str, text_source: str = TEXT):

@@ -9,14 +9,13 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
-from service.accounts.users import create_user
 from service.content import sequences as content_sequences
 from service.core.models import Enrollment, OutboxEmail, Rep
 from service.core.runtime import runtime
 from service.handoffs.actions import reject_handoff
 from service.leads.definitions import add_definition
 from service.nurture import sequences as nurture
-from tests.conftest import PASSWORD, csrf_token, log_in, run_worker
+from tests.conftest import csrf_token, log_in, logged_in, run_worker
 from tests.content.forms import hidden_fields
 from tests.factories import promoted
 
@@ -29,10 +28,7 @@ def due() -> datetime:
 
 @pytest.fixture
 def marketer_client(app, now):
-    create_user("mia@example.com", role="marketer", password=PASSWORD, now=now)
-    client = app.test_client()
-    assert log_in(client, "mia@example.com").status_code == 302
-    return client
+    return logged_in(app, "mia@example.com", "marketer", now)
 
 
 def post_form(client, path: str, fields: dict):
