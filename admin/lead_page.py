@@ -6,7 +6,7 @@ with a hundred thousand activities renders as fast as one with ten."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from service.core import csp
 from service.core.db import utcnow
@@ -21,6 +21,7 @@ from service.core.models import (
     Lead,
     LeadMerge,
     OutboxEmail,
+    Rep,
     StageChange,
 )
 from service.core.runtime import runtime
@@ -75,20 +76,57 @@ for _actions in STAGE_ACTIONS.values():
 csp.allow_handler(confirm_handler("Stop the nurture emails to this lead?"))
 
 
-def before_from(value: str | None) -> datetime:
-    """The timeline page's cursor (`before`: microseconds since 1970), or the newest page."""
+KINDS = ("activity", "email", "click", "email_event", "stage", "handoff", "enrollment", "merge")
+RANK = {kind: rank for rank, kind in enumerate(KINDS)}  # orders items of one instant
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next timeline page starts: items strictly before (at, rank, id) in the
+    timeline's order (time, then kind, then id, each descending). Items sharing an instant
+    (a promotion writes its handoff, stage change and rep email at once) are never lost
+    or shown twice across a page boundary."""
+    at: datetime
+    rank: int = len(KINDS)
+    id: int = 0
+
+    def token(self) -> str:
+        return f"{(self.at - EPOCH) // MICROSECOND}.{self.rank}.{self.id}"
+
+    def before(self, column, id_column, kind: str):
+        """A kind's items before the cursor: at < c_at or (at = c_at and (rank, id) <
+        (c_rank, c_id)), where the kind's rank is a constant."""
+        rank = RANK[kind]
+        if rank < self.rank:
+            return column <= self.at
+        if rank == self.rank:
+            return (column < self.at) | ((column == self.at) & (id_column < self.id))
+        return column < self.at
+
+
+NEWEST = Cursor(LATEST)
+
+
+def before_from(value: str | None) -> Cursor:
+    """The timeline page's cursor (`before`: microseconds since 1970, optionally followed
+    by .rank.id of the last item shown), or the newest page."""
     if not value:
-        return LATEST
-    if not (value.isascii() and value.isdigit() and len(value) <= 17):
+        return NEWEST
+    micros, _, rest = value.partition(".")
+    rank, _, last_id = rest.partition(".")
+    if not all(part.isascii() and part.isdigit() for part in (micros, rank or "0",
+                                                                last_id or "0")) \
+            or len(micros) > 17 or len(rank) > 2 or len(last_id) > 18:
         raise InvalidInput("before must be a time in microseconds since 1970")
     try:
-        return datetime.fromtimestamp(int(value) / 1_000_000, UTC)
-    except (OverflowError, OSError, ValueError):
+        at = EPOCH + int(micros) * MICROSECOND
+    except OverflowError:
         raise InvalidInput("before is out of range") from None
-
-
-def cursor(at: datetime) -> str:
-    return str(int(at.timestamp() * 1_000_000))
+    if not rest:
+        return Cursor(at)  # a bare time: everything older than it
+    return Cursor(at, min(int(rank or 0), len(KINDS)), int(last_id or 0))
 
 
 @dataclass
@@ -98,22 +136,33 @@ class Item:
     row: object
     extra: dict = field(default_factory=dict)
 
+    def key(self) -> tuple[datetime, int, int]:
+        return self.at, RANK[self.kind], self.row.id
 
-def timeline(lead: Lead, before: datetime, now: datetime, policy: Policy) -> dict:
-    """Up to PAGE items older than `before`, newest first, of every kind; `older` is the
+
+def timeline(lead: Lead, before: Cursor, now: datetime, policy: Policy) -> dict:
+    """Up to PAGE items before the cursor, newest first, of every kind; `older` is the
     cursor of the next page (None on the last)."""
     items = [*activities(lead, before, policy, now), *emails(lead, before),
              *clicks(lead, before), *provider_events(lead, before), *stage_changes(lead, before),
              *handoffs(lead, before, now), *enrollments(lead, before), *merges(lead, before)]
-    items.sort(key=lambda item: item.at, reverse=True)
+    items.sort(key=Item.key, reverse=True)
     page = items[:PAGE]
-    older = cursor(page[-1].at) if len(items) > PAGE else None
+    with_threads(page)
+    older = Cursor(*page[-1].key()).token() if len(items) > PAGE else None
     return {"items": page, "older": older}
 
 
+def newest(query, column, id_column, before: Cursor, kind: str):
+    """A kind's first PAGE + 1 items before the cursor, in the timeline's order (one more
+    than a page: whether an older page exists)."""
+    return (query.where(before.before(column, id_column, kind))
+            .order_by(column.desc(), id_column.desc()).limit(PAGE + 1))
+
+
 def activities(lead, before, policy, now):
-    rows = (Activity.select().where(Activity.lead == lead.id, Activity.occurred_at < before)
-            .order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(PAGE))
+    rows = newest(Activity.select().where(Activity.lead == lead.id), Activity.occurred_at,
+                  Activity.id, before, "activity")
     return [Item("activity", a.occurred_at, a, {
         "points": policy.points.get(a.type, 0),
         "now": round(policy.decayed(a.type, a.occurred_at, now), 2)}) for a in rows]
@@ -121,57 +170,65 @@ def activities(lead, before, policy, now):
 
 def emails(lead, before):
     """Emails to the lead, placed when written (sent ones show when they went)."""
-    rows = (OutboxEmail.select(OutboxEmail.id, OutboxEmail.template, OutboxEmail.subject,
-                               OutboxEmail.to_address, OutboxEmail.created_at,
-                               OutboxEmail.sent_at, OutboxEmail.failed_at,
-                               OutboxEmail.skipped_at, OutboxEmail.skip_reason,
-                               OutboxEmail.to_prospect)
-            .where(OutboxEmail.lead == lead.id, OutboxEmail.created_at < before)
-            .order_by(OutboxEmail.created_at.desc()).limit(PAGE))
+    rows = newest(OutboxEmail.select(OutboxEmail.id, OutboxEmail.template, OutboxEmail.subject,
+                                     OutboxEmail.to_address, OutboxEmail.created_at,
+                                     OutboxEmail.sent_at, OutboxEmail.failed_at,
+                                     OutboxEmail.skipped_at, OutboxEmail.skip_reason,
+                                     OutboxEmail.to_prospect)
+                  .where(OutboxEmail.lead == lead.id), OutboxEmail.created_at, OutboxEmail.id,
+                  before, "email")
     return [Item("email", e.created_at, e) for e in rows]
 
 
 def clicks(lead, before):
-    rows = (EmailClick.select(EmailClick, OutboxEmail.subject.alias("subject"))
-            .join(OutboxEmail, on=(EmailClick.outbox == OutboxEmail.id))
-            .where(OutboxEmail.lead == lead.id, EmailClick.at < before)
-            .order_by(EmailClick.at.desc()).limit(PAGE).objects())
+    rows = newest(EmailClick.select(EmailClick, OutboxEmail.subject.alias("subject"))
+                  .join(OutboxEmail, on=(EmailClick.outbox == OutboxEmail.id))
+                  .where(OutboxEmail.lead == lead.id), EmailClick.at, EmailClick.id, before,
+                  "click").objects()
     return [Item("click", c.at, c) for c in rows]
 
 
 def provider_events(lead, before):
     """Opens, bounces and complaints the email provider reported for the lead's address."""
-    rows = (EmailEvent.select(EmailEvent.id, EmailEvent.kind, EmailEvent.at,
-                              EmailEvent.detail, EmailEvent.provider)
-            .where(EmailEvent.email == lead.email, EmailEvent.at < before)
-            .order_by(EmailEvent.at.desc()).limit(PAGE))
+    rows = newest(EmailEvent.select(EmailEvent.id, EmailEvent.kind, EmailEvent.at,
+                                    EmailEvent.detail, EmailEvent.provider)
+                  .where(EmailEvent.email == lead.email), EmailEvent.at, EmailEvent.id,
+                  before, "email_event")
     return [Item("email_event", e.at, e) for e in rows]
 
 
 def stage_changes(lead, before):
-    rows = (StageChange.select().where(StageChange.lead == lead.id, StageChange.at < before)
-            .order_by(StageChange.at.desc(), StageChange.id.desc()).limit(PAGE))
+    rows = newest(StageChange.select().where(StageChange.lead == lead.id), StageChange.at,
+                  StageChange.id, before, "stage")
     return [Item("stage", s.at, s) for s in rows]
 
 
 def handoffs(lead, before, now):
-    rows = list(Handoff.select().where(Handoff.lead == lead.id, Handoff.promoted_at < before)
-                .order_by(Handoff.promoted_at.desc(), Handoff.id.desc()).limit(PAGE))
+    """Handoffs with their rep (one join); their threads are read once for the page."""
+    rows = newest(Handoff.select(Handoff, Rep).join(Rep).where(Handoff.lead == lead.id),
+                  Handoff.promoted_at, Handoff.id, before, "handoff")
     return [Item("handoff", h.promoted_at, h, {
-        "clock": sla_clock(h, now), "messages": thread.messages([h.id]),
+        "clock": sla_clock(h, now), "messages": [],
         "bant": {name: getattr(h, name) for name in BANT if getattr(h, name)}}) for h in rows]
 
 
+def with_threads(page: list[Item]) -> None:
+    """The page's handoffs' messages, in one query."""
+    shown = {item.row.id: item for item in page if item.kind == "handoff"}
+    if shown:
+        for message in thread.messages(list(shown)):
+            shown[message.handoff_id].extra["messages"].append(message)
+
+
 def enrollments(lead, before):
-    rows = (Enrollment.select().where(Enrollment.lead == lead.id,
-                                      Enrollment.started_at < before)
-            .order_by(Enrollment.started_at.desc()).limit(PAGE))
+    rows = newest(Enrollment.select().where(Enrollment.lead == lead.id), Enrollment.started_at,
+                  Enrollment.id, before, "enrollment")
     return [Item("enrollment", e.started_at, e) for e in rows]
 
 
 def merges(lead, before):
-    rows = (LeadMerge.select().where(LeadMerge.survivor == lead.id, LeadMerge.at < before)
-            .order_by(LeadMerge.at.desc()).limit(PAGE))
+    rows = newest(LeadMerge.select().where(LeadMerge.survivor == lead.id), LeadMerge.at,
+                  LeadMerge.id, before, "merge")
     return [Item("merge", m.at, m) for m in rows]
 
 

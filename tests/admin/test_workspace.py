@@ -24,6 +24,7 @@ from service.core.models import (
     OutboxEmail,
     Rep,
     SavedView,
+    StageChange,
 )
 from service.core.runtime import runtime
 from service.core.scores import Policy
@@ -411,3 +412,138 @@ def test_arbitrary_query_strings_never_give_a_server_error(workspace_client, pat
 def workspace_client(app, rep, people, now):
     handoff = promoted(rep, "ivy@example.com", at=now)
     return client_as(app, "sam@example.com"), handoff.lead_id
+
+
+def timeline_walk(client, lead_id: int) -> list[str]:
+    """The kinds of every timeline item over all the lead page's pages."""
+    url, shown = f"/admin/lead/details/?id={lead_id}", []
+    for _ in range(20):
+        page = client.get(url).text
+        shown += kinds(page)
+        older = re.search(r'timeline-older" href="([^"]+)"', page)
+        if older is None:
+            return shown
+        url = html.unescape(older.group(1))
+    raise AssertionError("the timeline never ends")
+
+
+def test_a_promotion_at_the_page_boundary_shows_its_handoff_and_stage_change(app, rep, people,
+                                                                            now):
+    """A promotion writes its handoff and stage change at one instant; the page boundary
+    falling between them loses neither."""
+    lead = new_lead("ada@example.com", at=now - timedelta(days=3), activity=None)
+    promoted(rep, lead, at=now - timedelta(days=2))
+    Activity.insert_many([{"lead": lead.id, "type": "page_view", "source": "t",
+                           "occurred_at": now - timedelta(hours=1), "properties": {"i": i}}
+                          for i in range(99)]).execute()
+    shown = timeline_walk(client_as(app, "mia@example.com"), lead.id)
+    assert shown.count("activity") == 99
+    assert shown.count("handoff") == 1
+    assert shown.count("stage") == 2  # captured, promoted
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ties=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=6),
+       page=st.integers(1, 5))
+def test_timeline_pages_show_every_item_once_whatever_the_ties(app, now, monkeypatch, ties,
+                                                                page):
+    """Activities and stage changes sharing instants, across any page size: each item on
+    exactly one page."""
+    from admin import lead_page
+    monkeypatch.setattr(lead_page, "PAGE", page)
+    lead = new_lead(f"tie{Lead.select().count()}@example.com", at=now, activity=None)
+    for instant, (activities, changes) in enumerate(ties):
+        at = now - timedelta(minutes=instant // 2)  # pairs of instants share a time
+        for i in range(activities):
+            Activity.create(lead=lead.id, type="page_view", source="t", occurred_at=at,
+                            properties={"i": i})
+        for _ in range(changes):
+            StageChange.create(lead=lead.id, to_stage="lead", at=at, actor="t")
+    expected = sorted([("activity", a.id) for a in Activity.select().where(
+        Activity.lead == lead.id)] + [("stage", s.id) for s in StageChange.select().where(
+            StageChange.lead == lead.id)])
+    policy, cursor, seen = Policy.from_settings(runtime.settings), None, []
+    for _ in range(len(expected) + 1):
+        found = lead_page.timeline(lead, lead_page.before_from(cursor), now, policy)
+        seen += [(item.kind, item.row.id) for item in found["items"]]
+        cursor = found["older"]
+        if cursor is None:
+            break
+    assert sorted(seen) == expected
+
+
+def test_owner_and_team_filters_mean_the_current_owner(app, people, now):
+    """Owner (rep) and Team match the rep of the lead's latest handoff (the Owner column),
+    never a former one; with Handoff due, all three speak of that same handoff."""
+    first = rep_in_team("first@example.com", team="North")
+    second = rep_in_team("second@example.com", team="South")
+    with time_machine.travel(now, tick=False):
+        handoff = promoted(first, "a@example.com", at=now - timedelta(days=5))
+        lifecycle.reassign(handoff.id, rep_id=second.id, actor="sam@example.com",
+                           now=now - timedelta(days=4), schedule=_schedule(now - timedelta(
+                               days=1)))
+        client = client_as(app, "mia@example.com")
+        assert listed(client, f"/admin/lead/?flt0_owner_rep_equals={first.id}") == set()
+        assert listed(client, f"/admin/lead/?flt0_team_equals={first.team_id}") == set()
+        assert listed(client, f"/admin/lead/?flt0_owner_rep_equals={second.id}") == {"a"}
+        assert listed(client, f"/admin/lead/?flt0_team_equals={second.team_id}") == {"a"}
+        assert listed(client, f"/admin/lead/?flt0_owner_rep_equals={first.id}"
+                              "&flt1_handoff_due_equals=overdue") == set()
+        assert listed(client, f"/admin/lead/?flt0_owner_rep_equals={second.id}"
+                              "&flt1_handoff_due_equals=overdue") == {"a"}
+        page = client.get(f"/admin/lead/?flt0_owner_rep_equals={second.id}").text
+        assert re.findall(r'<td class="col-owner">\s*(.*?)\s*</td>', page, re.S) == [
+            "second@example.com"]
+
+
+def statements(client, path: str) -> int:
+    """How many SQL statements one request runs."""
+    from service.core.db import db
+    count, execute = [0], db.obj.execute_sql
+
+    def counted(sql, params=None, *args, **kwargs):
+        count[0] += 1
+        return execute(sql, params, *args, **kwargs)
+    db.obj.execute_sql = counted
+    try:
+        assert client.get(path).status_code == 200, path
+    finally:
+        db.obj.execute_sql = execute
+    return count[0]
+
+
+LIST_PATHS = ("/admin/lead/", "/admin/handoff/", "/admin/overdue/", "/admin/pending/",
+              "/admin/enrollment/")
+
+
+def test_lists_run_as_many_queries_for_50_rows_as_for_5(app, rep, people, now):
+    def make(first, last):
+        for i in range(first, last):
+            promoted(rep, f"l{i}@example.com", at=now - timedelta(days=3),
+                     actor="mia@example.com")
+            enrolled(f"e{i}@example.com", at=now - timedelta(days=1))
+    client = client_as(app, "mia@example.com")
+    make(0, 5)
+    few = {path: statements(client, path) for path in LIST_PATHS}
+    make(5, 50)
+    many = {path: statements(client, path) for path in LIST_PATHS}
+    assert many == few
+
+
+def test_the_lead_page_runs_as_many_queries_for_21_handoffs_as_for_1(app, rep, people, now):
+    other = Rep.create(email="olly@example.com", name="Olly")
+    handoff = promoted(rep, "ada@example.com", at=now - timedelta(days=3))
+    thread.answer(handoff.id, address="mia@example.com", name="Mia", text="Any news?",
+                  settings=runtime.settings, now=now - timedelta(days=3))
+    client = client_as(app, "mia@example.com")
+    path = f"/admin/lead/details/?id={handoff.lead_id}"
+    one = statements(client, path)
+    for i in range(20):
+        handoff = lifecycle.reassign(handoff.id, rep_id=(other, rep)[i % 2].id,
+                                     actor="sam@example.com",
+                                     now=now - timedelta(days=2, minutes=-i),
+                                     schedule=_schedule(now + timedelta(days=1)))
+    page = client.get(path).text
+    assert page.count("Any news?") == 1 and kinds(page).count("handoff") == 21
+    assert statements(client, path) == one
