@@ -51,7 +51,9 @@ def decisions() -> dict:
     now = utcnow()
     return {"suggested": today.suggested(Policy.from_settings(runtime.settings), now),
             "re_engaged": today.re_engaged(), "replies": today.replies_waiting(WAITING),
-            "overdue": today.overdue(current_user.email, current_user.role, now)}
+            "overdue": today.overdue(current_user.email, current_user.role, now),
+            "manages_no_one": current_user.role == "sales_manager"
+            and not today.manages_anyone(current_user.email)}
 
 
 def drawn(data: dict, period: str) -> dict:

@@ -57,6 +57,12 @@ def owner(lead_id: int) -> str:
     return row.email if row else ""
 
 
+def listed_owner(lead: Lead) -> str:
+    """The owner read for the list's page (LeadView.prepare_rows), else on its own."""
+    known = getattr(lead, "owner_email", None)
+    return owner(lead.id) if known is None else known
+
+
 def selected_ids() -> list[int]:
     values = request.values.getlist("id") + request.values.get("ids", "").split(",")
     return [int(v) for v in values if v.isdigit()]
@@ -79,10 +85,10 @@ class LeadView(lists.SavedViewsMixin, SecuredModelView):
                             "last_activity_at", "utm_campaign", "source", "created_at")
     column_formatters = {
         "score_log": lambda v, c, m, p: f"{policy().score(m.score_log, utcnow()):.0f}",
-        "owner": lambda v, c, m, p: owner(m.id)}
+        "owner": lambda v, c, m, p: listed_owner(m)}
     column_formatters_export = {
         "score_log": lambda v, c, m, p: f"{policy().score(m.score_log, utcnow()):.1f}",
-        "owner": lambda v, c, m, p: owner(m.id)}
+        "owner": lambda v, c, m, p: listed_owner(m)}
     column_searchable_list = ("email", "company", "last_name")
     column_filters = (*lists.LEAD_FILTERS, "country", "company", "created_at",
                       "last_activity_at", "re_engaged_at")
@@ -92,6 +98,11 @@ class LeadView(lists.SavedViewsMixin, SecuredModelView):
 
     def __init__(self, **kwargs):
         super().__init__(Lead, **kwargs)
+
+    def prepare_rows(self, rows: list[Lead]) -> None:
+        owners = lists.current_owners([lead.id for lead in rows])
+        for lead in rows:
+            lead.owner_email = owners.get(lead.id, "")
 
     def workspace(self, lead: Lead) -> dict:
         """The lead page: header and actions, timeline, score breakdown, nurture."""

@@ -12,6 +12,7 @@ from flask_admin import BaseView, expose
 from flask_admin.contrib.peewee.filters import BasePeeweeFilter
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from peewee import fn
 from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -19,8 +20,9 @@ from service.core.db import utcnow
 from service.core.errors import DomainError
 from service.core.models import Handoff, Lead, Rep, SavedView, Team
 from service.core.text import one_line
+from service.reports.today import overdue_scope
 
-from .auth import MANAGERS, SecuredMixin, role_in
+from .auth import SecuredMixin
 
 STAGES = ("lead", "mql", "sql", "nurture", "disqualified", "customer")
 DUE = (("overdue", "Overdue"), ("today", "Due today (UTC)"), ("week", "Due this week (UTC)"))
@@ -83,10 +85,6 @@ def _ids(value: str) -> int:
     return int(value) if value.isdigit() else -1
 
 
-def _handoffs_of_rep(value):
-    return Handoff.select(Handoff.lead).where(Handoff.rep == _ids(value))
-
-
 def _reps_of_team(value):
     return Rep.select(Rep.id).where(Rep.team == _ids(value))
 
@@ -97,9 +95,15 @@ def due_condition(column, value, *extra):
     return where if not extra else where & extra[0]
 
 
-def _pending_due(value):
-    return Handoff.select(Handoff.lead).where(due_condition(
-        Handoff.due_at, value, Handoff.status == "pending"))
+def _current_owner_is(*condition):
+    """Leads whose current handoff (the latest: the Owner column's) meets the condition. Each
+    handoff-level filter (rep, team, due) asks about that one handoff, so combined they speak
+    of the same one. An IN over the handoffs (index on rep, or on (status, due_at)), each
+    checked for a later one of its lead (index on lead)."""
+    later = Handoff.alias()
+    return Lead.id.in_(Handoff.select(Handoff.lead).where(
+        *condition, ~fn.EXISTS(later.select(later.id).where(later.lead == Handoff.lead,
+                                                            later.id > Handoff.id))))
 
 
 def _leads_where(*condition):
@@ -122,15 +126,14 @@ def by_lead(on, lead_column) -> list[Condition]:
     ]
 
 
-def _lead_team(value):
-    return Lead.id.in_(Handoff.select(Handoff.lead).where(Handoff.rep.in_(_reps_of_team(value))))
-
-
 LEAD_FILTERS = [
-    Condition(Lead.id, "Owner (rep)", lambda v: Lead.id.in_(_handoffs_of_rep(v)), rep_options),
-    Condition(Lead.id, "Team", _lead_team, team_options),
+    Condition(Lead.id, "Owner (rep)", lambda v: _current_owner_is(Handoff.rep == _ids(v)),
+              rep_options),
+    Condition(Lead.id, "Team", lambda v: _current_owner_is(Handoff.rep.in_(_reps_of_team(v))),
+              team_options),
     Condition(Lead.id, "Stage", lambda v: Lead.stage == v, [(s, s) for s in STAGES]),
-    Condition(Lead.id, "Handoff due", lambda v: Lead.id.in_(_pending_due(v)), DUE),
+    Condition(Lead.id, "Handoff due", lambda v: _current_owner_is(due_condition(
+        Handoff.due_at, v, Handoff.status == "pending")), DUE),
     Condition(Lead.id, "Source", lambda v: Lead.source == v, TEXT),
     Condition(Lead.id, "UTM source", lambda v: Lead.utm_source == v,
               TEXT),
@@ -140,12 +143,8 @@ LEAD_FILTERS = [
 
 
 def mine(value):
-    """Handoffs of the user: those they promoted; for a sales manager, their teams' reps'."""
-    if role_in(MANAGERS) and current_user.role != "admin":
-        teams = Team.select(Team.id).where(Team.manager_email == current_user.email)
-        return Handoff.rep.in_(Rep.select(Rep.id).where(
-            (Rep.team.in_(teams)) | (Rep.manager_email == current_user.email)))
-    return Handoff.promoted_by == current_user.email
+    """The user's own handoffs (service.reports.today.overdue_scope, as the home page's)."""
+    return overdue_scope(current_user.email, current_user.role)
 
 
 HANDOFF_FILTERS = [
@@ -183,8 +182,41 @@ def builtin_views() -> list[dict]:
              "href": url_for("suggested.index", since="week")}]
 
 
+def with_related(rows: list, names: tuple[str, ...]) -> None:
+    """Each row's related rows (a handoff's lead and rep…) read in one query a relation for
+    the page, never one a row."""
+    for name in names:
+        relation = getattr(type(rows[0]), name)
+        ids = {row.__data__.get(name) for row in rows} - {None}
+        found = {r.id: r for r in relation.rel_model.select().where(
+            relation.rel_model.id.in_(list(ids)))}
+        for row in rows:
+            if row.__data__.get(name) in found:
+                setattr(row, name, found[row.__data__[name]])
+
+
+def current_owners(lead_ids: list[int]) -> dict[int, str]:
+    """The rep of each lead's latest handoff (the Owner column), in one query."""
+    later = Handoff.alias()
+    return dict(Handoff.select(Handoff.lead, Rep.email).join(Rep).where(
+        Handoff.lead.in_(lead_ids), ~fn.EXISTS(later.select(later.id).where(
+            later.lead == Handoff.lead, later.id > Handoff.id))).tuples())
+
+
 class SavedViewsMixin:
-    """A list whose filters and sort a user can save under a name."""
+    """A list whose filters and sort a user can save under a name; its rows' related rows
+    (list_related) are read once for the page."""
+    list_related: tuple[str, ...] = ()
+
+    def get_list(self, *args, **kwargs):
+        count, rows = super().get_list(*args, **kwargs)
+        if isinstance(rows, list) and rows:
+            with_related(rows, self.list_related)
+            self.prepare_rows(rows)
+        return count, rows
+
+    def prepare_rows(self, rows: list) -> None:
+        """What the page's rows need beyond their relations (a lead's owner…)."""
     def list_arguments(self) -> set[str]:
         """The argument names this list reads (its filters, sort, search, page size)."""
         names = set(PLAIN_ARGS)

@@ -61,6 +61,7 @@ class EnrollmentView(SavedViewsMixin, SecuredModelView):
     column_list = ("lead", "sequence", "step", "status", "next_due_at", "stop_reason",
                    "started_at")
     column_labels = {"next_due_at": "Next due"}
+    list_related = ("lead",)
     column_filters = (*enrollment_filters(Enrollment), "sequence", "status", "stop_reason",
                       "next_due_at")
     column_default_sort = ("started_at", True)

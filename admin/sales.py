@@ -86,6 +86,7 @@ class HandoffView(SavedViewsMixin, SecuredModelView):
                    "lead_source", "reason")
     column_labels = {"sla": "SLA", "due_at": "Due", "lead_source": "Source"}
     column_formatters = {"sla": sla_cell}
+    list_related = ("lead", "rep")
     column_filters = (*HANDOFF_FILTERS, "status", "origin", "due_at", "promoted_at",
                       "promoted_by")
     column_default_sort = ("due_at", False)

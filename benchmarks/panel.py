@@ -44,7 +44,8 @@ def fill(path: Path, leads: int, activities: int) -> None:
     db.execute("PRAGMA synchronous = OFF")
     db.execute("BEGIN")
     db.executemany("INSERT INTO rep (id, email, name, time_zone, weight, capacity, active,"
-                   " out_of_office, manager_email) VALUES (?, ?, ?, 'UTC', 1, 0, 1, 0, '')",
+                   " out_of_office, manager_email, link_version)"
+                   " VALUES (?, ?, ?, 'UTC', 1, 0, 1, 0, '', 0)",
                    [(i, f"rep{i}@example.com", f"Rep {i}") for i in range(1, 21)])
     lead_rows, changes, handoffs = [], [], []
     for i in range(1, leads + 1):
@@ -171,6 +172,11 @@ def main() -> None:
             "leads list": median_ms(client, "/admin/lead/", args.runs),
             "leads list, sorted by score": median_ms(client, "/admin/lead/?sort=6&desc=1",
                                                      args.runs),
+            "leads list, by owner": median_ms(client, "/admin/lead/?flt0_owner_rep_equals=1",
+                                              args.runs),
+            "leads list, by owner, overdue": median_ms(
+                client, "/admin/lead/?flt0_owner_rep_equals=1&flt1_handoff_due_equals=overdue",
+                args.runs),
             "lead page": median_ms(client, f"/admin/lead/details/?id={busy}", args.runs),
             "home, admin (6 months by month)": median_ms(client, "/admin/", args.runs),
             "home, marketer": median_ms(marketer, "/admin/", args.runs),

@@ -76,17 +76,25 @@ def replies_waiting(statuses, limit: int = SHOWN) -> list[InboundEmail]:
         .order_by(InboundEmail.received_at.desc()).limit(limit))
 
 
+def managed_reps(email: str):
+    """The reps a sales manager manages: by the rep's or their team's manager address."""
+    return (Rep.select(Rep.id).join(Team, JOIN.LEFT_OUTER, on=Rep.team == Team.id)
+            .where((Rep.manager_email == email) | (Team.manager_email == email)))
+
+
+def manages_anyone(email: str) -> bool:
+    return managed_reps(email).exists()
+
+
 def overdue_scope(email: str, role: str):
-    """Whose overdue handoffs a user sees: a marketer their own promotions, a sales manager
-    those of the reps they manage (all, when they manage none), an admin all."""
+    """Whose handoffs are a user's own (the home page's overdue ones and the lists' "Mine"):
+    a marketer's their own promotions, a sales manager's those of the reps they manage (none
+    when they manage no one: the home page says how to fix that), an admin's all."""
     if role == "marketer":
         return Handoff.promoted_by == email
     if role == "sales_manager":
-        reps = (Rep.select(Rep.id).join(Team, JOIN.LEFT_OUTER, on=Rep.team == Team.id)
-                .where((Rep.manager_email == email) | (Team.manager_email == email)))
-        if reps.exists():
-            return Handoff.rep.in_(reps)
-    return True
+        return Handoff.rep.in_(managed_reps(email))
+    return role == "admin"
 
 
 def overdue(email: str, role: str, now: datetime, limit: int = SHOWN) -> list[Handoff]:

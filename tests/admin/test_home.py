@@ -114,7 +114,9 @@ def test_overdue_handoffs_by_whose_they_are(app, clock, now, overdue_world):
     sam = logged_in(app, "sam@example.com", "sales_manager", now)  # riley's manager
     assert overdue_leads(sam) == {"mine@example.com"}
     nobody = logged_in(app, "new.manager@example.com", "sales_manager", now)
-    assert overdue_leads(nobody) == {"mine@example.com", "theirs@example.com"}
+    assert overdue_leads(nobody) == set()
+    assert "manager email" in section(nobody.get("/admin/").text, "overdue")
+    assert "manager email" not in section(sam.get("/admin/").text, "overdue")
     admin = logged_in(app, "root@example.com", "admin", now)
     overdue = section(admin.get("/admin/").text, "overdue")
     assert overdue_leads(admin) == {"mine@example.com", "theirs@example.com"}
@@ -243,3 +245,24 @@ def test_in_a_browser_the_marketer_promotes_from_home(app, rep, live_server,
     assert Lead.get_by_id(hot.id).stage == "mql"
     page.goto(f"{live_server}/admin/")
     expect(page.locator("#today-suggested .empty")).to_be_visible()
+
+
+def my_overdue_list(client) -> set[str]:
+    page = client.get("/admin/overdue/?flt0_mine_equals=1")
+    assert page.status_code == 200
+    return set(re.findall(r'<td class="col-lead">\s*(\w+)@example\.com', page.text))
+
+
+def test_home_and_my_overdue_show_the_same_handoffs(app, clock, now, overdue_world):
+    """One rule for both: a marketer's own promotions, a manager's reps' (none when they
+    manage no one), an admin's all."""
+    for email, role, expected in (
+            ("mia@example.com", "marketer", {"mine", "done"}),
+            ("max@example.com", "marketer", {"theirs"}),
+            ("sam@example.com", "sales_manager", {"mine"}),
+            ("pat@example.com", "sales_manager", {"theirs", "done"}),
+            ("new.manager@example.com", "sales_manager", set()),
+            ("root@example.com", "admin", {"mine", "theirs", "done"})):
+        client = logged_in(app, email, role, now)
+        assert my_overdue_list(client) == expected, email
+        assert {lead.split("@")[0] for lead in overdue_leads(client)} == expected, email
