@@ -78,4 +78,4 @@ def test_a_lookup_that_hangs_ends_the_attempt_at_its_deadline(make_app, rep, rec
     assert failed.status == "pending" and failed.attempts == 1
     assert failed.last_error == "timed out resolving slow.test"
     assert len(receiver.requests) == 1
-    assert took < 1.0 + 1.0
+    assert took < 4.0, "the attempt ended at its 1 s deadline, not when the lookup did (5 s)"
