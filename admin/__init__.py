@@ -24,7 +24,6 @@ from service.core.models import (
     User,
     WebhookEndpoint,
 )
-from service.reports import figures as reports
 
 from . import auth, guard, layout
 from .content import EmailTemplatesView, ReasonsView, SequencesView
@@ -53,9 +52,6 @@ def init_app(app: Flask) -> None:
         [app.jinja_loader, FileSystemLoader(Path(__file__).parent / "templates")])
     auth.login_manager.init_app(app)
     app.register_blueprint(layout.assets)  # the stylesheet, before the guarded views
-    app.jinja_env.filters["period_label"] = lambda row, period: (
-        reports.label(row[0], period), row[1])
-    app.jinja_env.filters["pick"] = lambda row, *idx: tuple(row[i] for i in idx)
     before = set(app.blueprints)
     panel = Admin(app, name="Leadbridge", index_view=HomeView(url="/admin"),
                   theme=Bootstrap4Theme(swatch="flatly"), csp_nonce_generator=csp.nonce)

@@ -25,8 +25,6 @@ from .actions import action
 from .auth import MARKETING, SecuredMixin, SecuredModelView
 from .lists import SavedViewsMixin, enrollment_filters
 
-SAMPLE = Lead(id=0, email="sam.sample@example.com", first_name="Sam", company="Sample Co")
-
 
 def step_counts(sequence: str) -> dict[str, dict[str, int]]:
     """Per step id (a step keeps it through every version): emails sent, clicks, and
