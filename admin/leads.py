@@ -24,7 +24,6 @@ from service.core.models import (
     Definition,
     Handoff,
     Lead,
-    Rep,
 )
 from service.core.runtime import runtime
 from service.core.text import one_line
@@ -50,17 +49,11 @@ def policy() -> scoring.Policy:
     return scoring.Policy.from_settings(runtime.settings)
 
 
-def owner(lead_id: int) -> str:
-    """The rep holding the lead's latest handoff."""
-    row = (Rep.select(Rep.email).join(Handoff).where(Handoff.lead == lead_id)
-           .order_by(Handoff.id.desc()).first())
-    return row.email if row else ""
-
-
 def listed_owner(lead: Lead) -> str:
-    """The owner read for the list's page (LeadView.prepare_rows), else on its own."""
+    """The rep holding the lead's latest handoff: read for the list's page
+    (LeadView.prepare_rows), else on its own (an export's row)."""
     known = getattr(lead, "owner_email", None)
-    return owner(lead.id) if known is None else known
+    return lists.current_owners([lead.id]).get(lead.id, "") if known is None else known
 
 
 def selected_ids() -> list[int]:
