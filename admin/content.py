@@ -127,6 +127,12 @@ class ContentView(SecuredMixin, BaseView):
         return self.render("admin/content_history.html", title=title, versions=versions,
                            key=key)
 
+    def version_page(self, kind: str, key: str, number: int, template: str, **extra):
+        row = store.version(kind, key, number)
+        if row is None:
+            abort(404)
+        return self.render(template, row=row, **extra)
+
     def saved(self, form, save, error_field, endpoint: str, **values):
         """Run save(based_on) on a valid POST, based_on the version the form was opened with;
         a refusal stays on the form with its reason and the user's text. When another
@@ -203,10 +209,7 @@ class SequencesView(ContentView):
 
     @expose("/version/<key>/<int:number>")
     def version(self, key: str, number: int):
-        row = store.version(store.SEQUENCE, key, number)
-        if row is None:
-            abort(404)
-        return self.render("admin/sequence_version.html", row=row)
+        return self.version_page(store.SEQUENCE, key, number, "admin/sequence_version.html")
 
     @expose("/preview/<sequence>/<int:index>")
     def preview(self, sequence: str, index: int):
@@ -288,10 +291,7 @@ class EmailTemplatesView(ContentView):
 
     @expose("/version/<key>/<int:number>")
     def version(self, key: str, number: int):
-        row = store.version(store.TEMPLATE, key, number)
-        if row is None:
-            abort(404)
-        return self.render("admin/email_template_version.html", row=row)
+        return self.version_page(store.TEMPLATE, key, number, "admin/email_template_version.html")
 
     @expose("/preview/<key>/<int:number>")
     def preview(self, key: str, number: int):
@@ -340,8 +340,6 @@ class ReasonsView(ContentView):
 
     @expose("/version/<key>/<int:number>")
     def version(self, key: str, number: int):
-        row = store.version(store.REASONS, key, number)
-        if row is None:
-            abort(404)
-        return self.render("admin/reject_reasons_version.html", row=row,
-                           labels=content_reasons.reason_labels())
+        return self.version_page(store.REASONS, key, number,
+                                 "admin/reject_reasons_version.html",
+                                 labels=content_reasons.reason_labels())
