@@ -12,7 +12,7 @@ import peewee
 
 from service.core import metrics
 from service.core.db import lock, transaction
-from service.core.fastsql import insert_returning, insert_rows, run_rendered
+from service.core.fastsql import insert_returning, run_rendered
 from service.core.models import Delivery, InboundEvent
 from service.core.settings import Settings
 from service.handoffs.actions import auto_promote
@@ -48,17 +48,6 @@ def ingest(events: list[Event], *, source: str, settings: Settings, now: datetim
     promote_crossed(result, settings, now)
     _count(result, source)
     return result
-
-
-def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: datetime) -> None:
-    """Store a batch of (event, message id) for recording, committed before the caller
-    answers. Only appends: the ids are claimed when recorded (a random-key unique index
-    is the costly part of a commit), so the write lock is held for a few sequential inserts."""
-    rows = [{"source": source, "received_at": now, "event": event.to_json(),
-             "delivery_id": Delivery.stored_id(message_id)} for event, message_id in messages]
-    with transaction():
-        insert_rows(InboundEvent, rows)
-    metrics.add("leadbridge_intake_accepted_total", len(rows), source=source)
 
 
 def record_inbound(*, settings: Settings, now: datetime, limit: int = RECORD_LIMIT) -> int:

@@ -308,6 +308,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
          "handoffs indexed", _utm_reports),
     (23, "nurture: steps keep an id; enrollments go on after the last step they sent",
      _step_ids),
+    (24, "intake: accepted events partitioned by visitor, recorded in parallel",
+     lambda: add_missing_columns(InboundEvent, InboundEvent.partition)),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

@@ -17,7 +17,7 @@ from service.core.errors import InvalidInput
 from service.core.runtime import runtime
 from service.core.settings import Settings
 from service.intake import keys
-from service.intake.activity import accept_messages
+from service.intake.accept import accept_messages
 from service.intake.event import Event, lead_fields
 
 from . import bodies

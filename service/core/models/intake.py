@@ -79,6 +79,13 @@ class InboundEvent(BaseModel):
     # Event.to_json(), encoded before the accepting transaction opens
     event = pw.TextField()
     failed = pw.TextField(null=True)
+    # The visitor's partition (service.intake.partitions): a recorder holding its lease
+    # records its events in order, beside recorders holding others.
+    partition = pw.SmallIntegerField(default=0)
+
+
+    class Meta:
+        indexes = ((("partition", "id"), False),)
 
 
 class IntakeStat(BaseModel):

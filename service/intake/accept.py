@@ -1,0 +1,25 @@
+"""Accepting intake: events are stored as they came, committed before the caller answers,
+and recorded by workers moments later (service.intake.activity.record_inbound)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from service.core import metrics
+from service.core.db import transaction
+from service.core.fastsql import insert_rows
+from service.core.models import Delivery, InboundEvent
+from service.intake.event import Event
+from service.intake.partitions import partition_of
+
+
+def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: datetime) -> None:
+    """Store a batch of (event, message id) for recording, committed before the caller
+    answers. Only appends: the ids are claimed when recorded (a random-key unique index
+    is the costly part of a commit), so the write lock is held for a few sequential inserts."""
+    rows = [{"source": source, "received_at": now, "event": event.to_json(),
+             "delivery_id": Delivery.stored_id(message_id), "partition": partition_of(event)}
+            for event, message_id in messages]
+    with transaction():
+        insert_rows(InboundEvent, rows)
+    metrics.add("leadbridge_intake_accepted_total", len(rows), source=source)
