@@ -6,6 +6,7 @@ from service.core import metrics, outbox
 from service.core.db import utcnow
 from service.core.runtime import runtime
 from service.handoffs import escalation, morning
+from service.intake import retention
 from service.mail import delivery
 from service.nurture import sequences as nurture
 from service.reports import digest, rollups
@@ -57,6 +58,13 @@ def sweep_nurture() -> int:
     """Queue the nurture steps that have fallen due."""
     with metrics.timed("nurture"):
         return nurture.sweep(settings=runtime.settings, now=utcnow())
+
+
+def prune_deliveries() -> int:
+    """Forget the delivery ids older than the dedupe window, in bounded chunks."""
+    with metrics.timed("deliveries"):
+        return retention.prune_deliveries(
+            window_days=runtime.settings.intake.dedupe_window_days, now=utcnow())
 
 
 def refresh_reports() -> int:

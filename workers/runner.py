@@ -47,6 +47,8 @@ SWEEPS = (
     Sweep("reports", jobs.refresh_reports, 60, lambda n: f"{n} day(s) recounted"),
     Sweep("digest", jobs.send_digest, 300, lambda sent: "queued" if sent else "not due"),
     Sweep("morning", jobs.send_morning_emails, 60, lambda n: f"{n} morning email(s) queued"),
+    Sweep("deliveries", jobs.prune_deliveries, 3600,
+          lambda n: f"{n} delivery id(s) past the dedupe window forgotten"),
 )
 
 

@@ -155,6 +155,7 @@ class Intake(Section):
     form_rate_per_minute: int = 20
     max_body_kib: int = 256
     trust_proxy: bool = False
+    dedupe_window_days: int = Field(default=7, ge=1)
 
 
 class Webhooks(Section):

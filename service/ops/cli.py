@@ -22,6 +22,7 @@ from service.core.settings import Settings
 from service.intake.importer import fields_to_overwrite, import_csv
 from service.intake.keys import create_key
 from service.leads.scoring import Policy, rescore_all
+from service.ops.activity_partitions import partition_activity
 from service.ops.demo import load_demo
 from service.ops.migrations import current_version, migrate
 from service.ops.server import serve
@@ -182,12 +183,26 @@ def mailbox(ctx: click.Context, once: bool) -> None:
 @clear_errors
 def sweep(ctx: click.Context, only: str | None) -> None:
     """Run the periodic sweeps once now (unsent mail, SLA actions, nurture steps, report
-    rollups, the weekly digest), one line each; cron runs them on its own."""
+    rollups, the weekly digest, delivery ids past the dedupe window), one line each; cron
+    runs them on its own."""
 
     chosen = sweeps_named(only)
     backends(ctx)
     for each in chosen:
         click.echo(f"{each.name}: {each.outcome(each.run())}")
+
+
+@main.command("partition-activity")
+@click.option("--months-ahead", type=click.IntRange(1, 120), default=3, show_default=True,
+              help="Months after the current one that get their partition now.")
+@click.pass_context
+@clear_errors
+def partition_activity_command(ctx: click.Context, months_ahead: int) -> None:
+    """PostgreSQL only: turn the activity table into monthly partitions (once), and create
+    the coming months' partitions (every run; run it monthly from cron)."""
+
+    backends(ctx)
+    click.echo(partition_activity(months_ahead=months_ahead, now=utcnow()).summary())
 
 
 @main.command()

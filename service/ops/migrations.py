@@ -310,6 +310,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
      _step_ids),
     (24, "intake: accepted events partitioned by visitor, recorded in parallel",
      lambda: add_missing_columns(InboundEvent, InboundEvent.partition)),
+    (25, "intake: delivery ids pruned after the dedupe window, by when they were received",
+     lambda: create_indexes(Delivery, over={"received_at"})),
 ]
 REBUILDS_TABLES = {14}  # run with foreign keys off
 

@@ -145,7 +145,8 @@ def test_sweep_runs_every_periodic_sweep(app, settings_overrides, smtp):
     assert result.stdout.splitlines() == [
         "outbox: 0 email(s) queued again", "webhooks: 0 webhook delivery(ies) queued",
         "sla: nothing due", "nurture: 1 step(s) queued",
-        "reports: 1 day(s) recounted", "digest: not due", "morning: 0 morning email(s) queued"]
+        "reports: 1 day(s) recounted", "digest: not due", "morning: 0 morning email(s) queued",
+        "deliveries: 0 delivery id(s) past the dedupe window forgotten"]
     run_worker()
     assert [m["Subject"] for m in smtp.messages] == ["Ada, anything we can help with?"]
 

@@ -29,10 +29,12 @@ class IntegrationKey(BaseModel):
 
 
 class Delivery(BaseModel):
-    """One row per delivery id (webhook-id, Segment messageId): re-deliveries collide here."""
+    """One row per delivery id (webhook-id, Segment messageId): re-deliveries collide here.
+    Kept for intake.dedupe_window_days, then pruned by the retention sweep, oldest first
+    through the received_at index (service.intake.retention)."""
     source = pw.CharField(max_length=80)
     delivery_id = pw.CharField(max_length=200)
-    received_at = UTCDateTimeField()
+    received_at = UTCDateTimeField(index=True)
 
 
     class Meta:
