@@ -23,3 +23,20 @@ def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: date
     with transaction():
         insert_rows(InboundEvent, rows)
     metrics.add("leadbridge_intake_accepted_total", len(rows), source=source)
+
+
+def accept_delivery(events: list[Event], *, delivery_id: str, source: str,
+                    now: datetime) -> int:
+    """Store a signed webhook delivery's events for recording and return how many. Event n
+    is stored under its own delivery id (event_delivery_id), so the recorder, which claims
+    each id once per source, records a first delivery whole and a re-delivery not at all."""
+    accept_messages([(event, event_delivery_id(delivery_id, n))
+                     for n, event in enumerate(events)], source=source, now=now)
+    return len(events)
+
+
+def event_delivery_id(delivery_id: str, n: int) -> str:
+    """"<delivery id>" for event 0, "<delivery id>/<n>" for event n, within the width
+    Delivery keeps: a long id is cut before the suffix, so every event keeps its own."""
+    suffix = f"/{n}" if n else ""
+    return delivery_id[:Delivery.delivery_id.max_length - len(suffix)] + suffix

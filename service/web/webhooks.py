@@ -1,6 +1,8 @@
 """POST /webhooks/<source>: Standard Webhooks signatures, idempotent on webhook-id. Svix,
 which sends most Standard Webhooks, names the same headers svix-id, svix-timestamp and
-svix-signature; either naming is read."""
+svix-signature; either naming is read. Like a tracking call, a delivery is answered once its
+events are stored; workers record them moments later, each event once however often the
+delivery comes (service.intake.accept.accept_delivery)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from service.core.db import utcnow
 from service.core.errors import InvalidInput, NotFound
 from service.core.runtime import runtime
 from service.intake import keys
-from service.intake.activity import ingest
+from service.intake.accept import accept_delivery
 from service.intake.event import Event, lead_fields
 
 from . import bodies
@@ -35,11 +37,9 @@ def receive(source: str):
                               "missing, stale or invalid webhook signature")
     now = utcnow()
     events = parse_events(body, settings.intake.activity_types, now)
-    result = ingest(events, source=f"webhook:{source}", settings=settings, now=now,
-                    delivery_id=signature["webhook-id"])
-    if result.duplicates:
-        return jsonify(ok=True, duplicate=True, recorded=0), 200
-    return jsonify(ok=True, duplicate=False, recorded=result.activities), 202
+    accepted = accept_delivery(events, delivery_id=signature["webhook-id"],
+                               source=f"webhook:{source}", now=now)
+    return jsonify(ok=True, accepted=accepted), 202
 
 
 def signed_headers(headers) -> dict[str, str]:
