@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from service.core import metrics
-from service.core.db import transaction
-from service.core.fastsql import insert_rows
+from service.core.fastsql import append_rows
 from service.core.models import Delivery, InboundEvent
 from service.intake.event import Event
 from service.intake.partitions import partition_of
@@ -20,8 +19,7 @@ def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: date
     rows = [{"source": source, "received_at": now, "event": event.to_json(),
              "delivery_id": Delivery.stored_id(message_id), "partition": partition_of(event)}
             for event, message_id in messages]
-    with transaction():
-        insert_rows(InboundEvent, rows)
+    append_rows(InboundEvent, rows)
     metrics.add("leadbridge_intake_accepted_total", len(rows), source=source)
 
 
