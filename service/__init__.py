@@ -53,6 +53,7 @@ def intake_app(app: Flask) -> Flask:
     app of their own, sharing the main app's configuration: the same request id, database
     connection and security headers, without the sessions, CSRF, login and panel hooks every
     other request passes through (a third of a tracking call's time)."""
+    # The adapters load when an app is made (as in create_app).
     from service import web
 
     intake = Flask(__name__)
