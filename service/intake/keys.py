@@ -5,7 +5,8 @@ Intake asks on every request which source a write key belongs to and what a sour
 secrets are: each process remembers the answers for CACHE_SECONDS (a database query a
 request was a fifth of a tracking call's time). So a key deactivated in the panel or by the
 CLI is refused at once by the process that deactivated it and within CACHE_SECONDS by every
-other; a new key works at once (nothing could have asked for it before it existed)."""
+other. A new key works at once everywhere: nobody asked for a write key before it existed,
+and a signature no remembered secret verifies is checked against the database's secrets."""
 
 from __future__ import annotations
 
