@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from functools import lru_cache
 
 from flask import g
 
@@ -34,10 +35,18 @@ allow_handler("javascript:void(0)")
 
 
 def policy() -> str:
-    scripts = ["'self'"]
     if "csp_nonce" in g:
-        scripts.append(f"'nonce-{g.csp_nonce}'")
-    scripts += ["'unsafe-hashes'", _allowed]
+        return _written(f"'self' 'nonce-{g.csp_nonce}'", _allowed)
+    return _without_nonce(_allowed)
+
+
+@lru_cache(maxsize=4)
+def _without_nonce(allowed: str) -> str:
+    """The policy of responses without inline scripts (most: every JSON answer), once."""
+    return _written("'self'", allowed)
+
+
+def _written(scripts: str, allowed: str) -> str:
     return ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            f"script-src {' '.join(scripts)}; object-src 'none'; frame-ancestors 'self'; "
-            "base-uri 'self'; form-action 'self'")
+            f"script-src {scripts} 'unsafe-hashes' {allowed}; object-src 'none'; "
+            "frame-ancestors 'self'; base-uri 'self'; form-action 'self'")

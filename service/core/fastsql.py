@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import peewee
 
-from service.core.db import db
+from service.core.db import db, transaction
 
 
 def insert_rows(model: type[peewee.Model], rows: list[dict], *, ignore_conflicts=False) -> None:
@@ -29,6 +29,31 @@ def insert_rows(model: type[peewee.Model], rows: list[dict], *, ignore_conflicts
     params = [statement.values(row) for row in rows]
     with peewee.__exception_wrapper__:  # driver errors as peewee's, as execute_sql raises them
         db.cursor().executemany(statement.sql, params)
+
+
+def append_rows(model: type[peewee.Model], rows: list[dict]) -> None:
+    """Insert rows in a transaction of their own, committed on return (accepting intake).
+    On SQLite, outside any transaction, straight on the connection (BEGIN IMMEDIATE,
+    executemany, COMMIT): a peewee transaction around one row cost as much again as the row;
+    otherwise within transaction() through insert_rows."""
+    if not rows:
+        return
+    if not isinstance(db.obj, peewee.SqliteDatabase) or db.in_transaction():
+        with transaction():
+            insert_rows(model, rows)
+        return
+    statement = _insert(model, tuple(rows[0]), False, 1, None, type(db.obj))
+    params = [statement.values(row) for row in rows]
+    connection = db.connection()
+    with peewee.__exception_wrapper__:  # "database is locked" as peewee's OperationalError
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(statement.sql, params)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
 
 
 def insert_returning(model: type[peewee.Model], rows: list[dict], returning: str, *,

@@ -63,14 +63,17 @@ _RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 def _within_depth(value) -> bool:
     """At most MAX_DEPTH levels, read level by level over the containers only."""
-    level = [value] if isinstance(value, dict | list) else []
+    level = [value] if isinstance(value, _CONTAINERS) else []
     for _ in range(MAX_DEPTH):
         if not level:
             return True
         level = [child for item in level
                  for child in (item.values() if isinstance(item, dict) else item)
-                 if isinstance(child, dict | list)]
+                 if isinstance(child, _CONTAINERS)]
     return not level
+
+
+_CONTAINERS = (dict, list)  # a tuple: isinstance with `dict | list` took twice the time
 
 
 def unstorable(text: str) -> str | None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from service.core import metrics
-from service.core.db import transaction
-from service.core.fastsql import insert_rows
+from service.core.fastsql import append_rows
 from service.core.models import Delivery, InboundEvent
 from service.intake.event import Event
 from service.intake.partitions import partition_of
@@ -20,6 +19,22 @@ def accept_messages(messages: list[tuple[Event, str]], *, source: str, now: date
     rows = [{"source": source, "received_at": now, "event": event.to_json(),
              "delivery_id": Delivery.stored_id(message_id), "partition": partition_of(event)}
             for event, message_id in messages]
-    with transaction():
-        insert_rows(InboundEvent, rows)
+    append_rows(InboundEvent, rows)
     metrics.add("leadbridge_intake_accepted_total", len(rows), source=source)
+
+
+def accept_delivery(events: list[Event], *, delivery_id: str, source: str,
+                    now: datetime) -> int:
+    """Store a signed webhook delivery's events for recording and return how many. Event n
+    is stored under its own delivery id (event_delivery_id), so the recorder, which claims
+    each id once per source, records a first delivery whole and a re-delivery not at all."""
+    accept_messages([(event, event_delivery_id(delivery_id, n))
+                     for n, event in enumerate(events)], source=source, now=now)
+    return len(events)
+
+
+def event_delivery_id(delivery_id: str, n: int) -> str:
+    """"<delivery id>" for event 0, "<delivery id>/<n>" for event n, within the width
+    Delivery keeps: a long id is cut before the suffix, so every event keeps its own."""
+    suffix = f"/{n}" if n else ""
+    return delivery_id[:Delivery.delivery_id.max_length - len(suffix)] + suffix

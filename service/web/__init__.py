@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import parse_qsl
 
 import peewee
 from flask import Flask, request
+from flask.sessions import SessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from service.core.db import db
@@ -36,9 +38,11 @@ SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
 
 # Machines post to these (forms from other sites, webhooks, SDKs, API clients, one-click
 # unsubscribe): no CSRF token. People's pages (decisions, health) keep CSRF.
-MACHINE_FACING = (forms.bp, email_events.bp, inbound_mail.bp, webhooks.bp, tracking.bp, api.bp,
-                  prospects.bp)
+MACHINE_FACING = (forms.bp, email_events.bp, inbound_mail.bp, api.bp, prospects.bp)
 PEOPLE_FACING = (decisions.bp, queue.bp, health.bp, api_docs.bp)
+# Tracking calls and signed webhooks: served by the intake app (serve_intake_apart).
+INTAKE = (tracking.bp, webhooks.bp)
+INTAKE_PATHS = re.compile(r"/(?:v1|webhooks)/[^/]*\Z")  # /v1/<kind>, /webhooks/<source>
 
 
 def init_app(app: Flask, csrf: CSRFProtect) -> None:
@@ -48,11 +52,44 @@ def init_app(app: Flask, csrf: CSRFProtect) -> None:
         app.register_blueprint(blueprint)
     app.before_request(refuse_unreadable_requests)
     app.after_request(private_when_signed)
+    handle_errors(app)
+    app.register_error_handler(CSRFError, lambda exc: error_response(
+        400, "csrf", "The form expired or came from elsewhere. Open the page again and retry."))
+
+
+def init_intake(app: Flask) -> None:
+    """The intake app's routes, behind the same door and errors as every other route."""
+    for blueprint in INTAKE:
+        app.register_blueprint(blueprint)
+    app.before_request(refuse_unreadable_requests)
+    handle_errors(app)
+
+
+def serve_intake_apart(app: Flask, intake: Flask) -> None:
+    """Requests for the intake routes go to the intake app, every other to app."""
+    main = app.wsgi_app
+
+    def dispatch(environ, start_response):
+        target = intake.wsgi_app if INTAKE_PATHS.match(environ.get("PATH_INFO", "")) else main
+        return target(environ, start_response)
+
+    app.wsgi_app = dispatch
+
+
+class NoSessions(SessionInterface):
+    """No session for machines: nothing is read from a cookie and nothing is set."""
+
+    def open_session(self, app, request):
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response) -> None:
+        return None
+
+
+def handle_errors(app: Flask) -> None:
     app.register_error_handler(DomainError, domain_error)
     app.register_error_handler(peewee.OperationalError, database_unavailable)
     app.register_error_handler(peewee.InterfaceError, database_unavailable)
-    app.register_error_handler(CSRFError, lambda exc: error_response(
-        400, "csrf", "The form expired or came from elsewhere. Open the page again and retry."))
     for status, message in ((403, "You do not have access to this."),
                             (404, "There is nothing here."), (405, "Method not allowed."),
                             (413, "The request is too large.")):
@@ -75,7 +112,8 @@ def refuse_unreadable_requests():
         reason = "text may not contain NUL (\\u0000) characters"
     else:
         reason = None
-    reason = reason or _first_unstorable(request.args)
+    if not reason and request.query_string:  # most machine posts have none: not parsed
+        reason = _first_unstorable(request.args)
     if reason:
         return error_response(400, "invalid", reason[0].upper() + reason[1:] + ".")
     return None

@@ -29,20 +29,21 @@ def read(limit: int | None = None) -> bytes:
     """The raw body, refused (413) when over limit bytes, however it was sent. The first
     read, in the app's before_request hook, holds the app's limit, or the route's own when
     the route takes more (LARGER); routes with a smaller one call again with theirs."""
-    larger = LARGER.get(request.endpoint or "")
+    current = request._get_current_object()  # noqa: SLF001 (werkzeug documents it: one lookup)
+    larger = LARGER.get(current.endpoint or "")
     over = TooLarge if limit is not None or larger else lambda _: RequestEntityTooLarge()
     if limit is None:
         limit = larger() if larger else current_app.config["MAX_CONTENT_LENGTH"]
-    if (request.content_length or 0) > limit:
+    if (current.content_length or 0) > limit:
         raise over(limit)
-    if READ not in request.environ:
+    if READ not in current.environ:
         # A streamed body stops at the stream's limit without an error: allow one byte more,
         # so that a body over the limit is seen to be, and refused.
-        request.environ[READ] = True
-        request.max_content_length = limit + 1
+        current.environ[READ] = True
+        current.max_content_length = limit + 1
         if larger:  # a whole message may come as one form field
-            request.max_form_memory_size = limit
-    body = request.get_data(cache=True)
+            current.max_form_memory_size = limit
+    body = current.get_data(cache=True)
     if len(body) > limit:
         raise over(limit)
     return body

@@ -20,6 +20,7 @@ from service.intake.activity import ingest
 from service.intake.event import Event
 from tests.conftest import PASSWORD, csrf_token, log_in
 from tests.web.test_webhooks import event, signed
+from workers import recorder
 
 
 def add(app, email, kind, now, **properties):
@@ -100,6 +101,7 @@ def test_integration_keys_admin_only_and_shown_once(app, marketer, now):
     data, headers = signed(secret, event(), msg_id="after")
     assert app.test_client().post("/webhooks/website", data=data,
                                   headers=headers).status_code == 401
+    recorder.drain()
     assert Activity.select().count() == 1
 
 

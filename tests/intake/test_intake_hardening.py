@@ -287,6 +287,7 @@ def test_chunked_bodies_hold_the_limits(app, secrets, live_server):
     body, headers = signed(secrets["webhook"], None, raw=json.dumps(small).encode(),
                            msg_id="small")
     assert send_chunked(live_server, "/webhooks/website", body, headers)[0] == 202
+    recorder.drain()
     [activity] = Activity.select()
     assert activity.properties["notes"] == "z" * 200_000
 

@@ -82,6 +82,7 @@ def test_a_first_name_with_a_line_break_from_a_webhook(make_app, smtp, now):
                    "content-type": "application/json"}
         response = app.test_client().post("/webhooks/website", data=body, headers=headers)
         assert response.status_code == 202
+        run_worker()
         assert_one_clean_line(first_nurture_email(app, smtp, clock))
 
 
