@@ -54,6 +54,24 @@ def _insert_chunks(model: type[peewee.Model], rows: list[dict], ignore_conflicts
     return found
 
 
+def insert_all_returning(model: type[peewee.Model], rows: list[dict], returning: str, *,
+                         rows_per_statement: int = 1000) -> list:
+    """Multi-row INSERT … RETURNING one column, one statement for up to rows_per_statement
+    rows (insert_returning takes 512, 256, 128 … per statement): a sweep writes a chunk of
+    rows in a fixed number of statements whatever the count. The statement is the one-row
+    statement built once, its VALUES group repeated."""
+    found = []
+    for start in range(0, len(rows), rows_per_statement):
+        chunk = rows[start:start + rows_per_statement]
+        one = _insert(model, tuple(chunk[0]), False, 1, returning, type(db.obj))
+        head, tail = one.sql.split(" VALUES ", 1)
+        group, rest = tail[:tail.index(")") + 1], tail[tail.index(")") + 1:]
+        sql = f"{head} VALUES {', '.join([group] * len(chunk))}{rest}"
+        cursor = db.execute_sql(sql, [value for row in chunk for value in one.values(row)])
+        found += [row[0] for row in cursor.fetchall()]
+    return found
+
+
 def update_row(model: type[peewee.Model], row_id: int, values: dict) -> int:
     """UPDATE one row by id through a statement built once per set of fields: peewee renders
     every query anew, which shows in loops of one update a message."""
