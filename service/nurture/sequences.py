@@ -19,7 +19,7 @@ from service.content import emails as content_emails
 from service.content import sequences as content
 from service.core import outbox
 from service.core.calendar import Calendar, hours_from
-from service.core.db import transaction
+from service.core.db import lock, transaction
 from service.core.errors import InvalidInput
 from service.core.models import Enrollment, Handoff, Lead
 from service.core.settings import Settings
@@ -140,7 +140,9 @@ def send_chunk(due: list[Due], *, settings: Settings, now: datetime) -> int:
     stop (one update), the steps are claimed with one conditional update per (email number,
     step, next due time), guarded by the number each enrollment had, so a step is claimed
     once whatever sweeps overlap, and the emails of the steps this call won are written in
-    one insert. An enrollment with no step left finishes. Returns how many it queued."""
+    one insert. Overlapping sweeps claim one after the other (a lock for the transaction), so
+    their updates never wait on each other's rows in opposite orders. An enrollment with no
+    step left finishes. Returns how many it queued."""
     plans = {name: _steps(row) for name, row in content.current_sequences().items()}
     followers = cache(content.followers)  # this chunk's look-ups in the history
     nexts = {(seq, last): next_step(seq, plans.get(seq, []), last, followers)
@@ -151,6 +153,7 @@ def send_chunk(due: list[Due], *, settings: Settings, now: datetime) -> int:
     claims = _claims(due, plan_of, index_of, settings, now)
     versions = content_emails.template_versions()
     with transaction():
+        lock("nurture sweep")  # PostgreSQL: overlapping sweeps take their rows one at a time
         stopped = _stop_suppressed(sending, now)
         won = set()
         for (number, step_id, next_at), ids in claims.items():
