@@ -80,6 +80,37 @@ def update_row(model: type[peewee.Model], row_id: int, values: dict) -> int:
     return db.execute_sql(_update(model, tuple(values), type(db.obj)), [*params, row_id]).rowcount
 
 
+def update_from_values(model: type[peewee.Model], column: str, values: dict,
+                       rows_per_statement: int = 1000) -> int:
+    """Set `column` of many rows, each to its own value ({id: value}), in one UPDATE … FROM
+    (VALUES …) per rows_per_statement rows (SQLite ≥ 3.33 and PostgreSQL), instead of an
+    UPDATE a row. Returns how many rows it changed."""
+    field, items = model._meta.fields[column], list(values.items())
+    changed = 0
+    for start in range(0, len(items), rows_per_statement):
+        chunk = items[start:start + rows_per_statement]
+        params = [value for key, value in chunk for value in (key, field.db_value(value))]
+        changed += db.execute_sql(_update_from_values(model, column, len(chunk), type(db.obj)),
+                                  params).rowcount
+    return changed
+
+
+@lru_cache(maxsize=64)
+def _update_from_values(model: type[peewee.Model], column: str, count: int,
+                        dialect: type) -> str:
+    meta, param = model._meta, db.obj.param
+    field = meta.fields[column]
+    table, key = meta.table_name, meta.primary_key.column_name
+    if issubclass(dialect, peewee.SqliteDatabase):  # VALUES columns are column1, column2
+        rows = ", ".join([f"({param}, {param})"] * count)
+        return (f'UPDATE "{table}" SET "{field.column_name}" = "v"."column2" FROM (VALUES '
+                f'{rows}) AS "v" WHERE "{table}"."{key}" = "v"."column1"')
+    kind = db.obj.field_types.get(field.field_type, field.field_type)  # NULLs alone: text
+    rows = ", ".join([f"({param}, CAST({param} AS {kind}))"] * count)
+    return (f'UPDATE "{table}" SET "{field.column_name}" = "v"."value" FROM (VALUES {rows}) '
+            f'AS "v" ("key", "value") WHERE "{table}"."{key}" = "v"."key"')
+
+
 @lru_cache(maxsize=64)
 def _update(model: type[peewee.Model], names: tuple[str, ...], dialect: type) -> str:
     param, meta = db.obj.param, model._meta
