@@ -80,6 +80,34 @@ def update_row(model: type[peewee.Model], row_id: int, values: dict) -> int:
     return db.execute_sql(_update(model, tuple(values), type(db.obj)), [*params, row_id]).rowcount
 
 
+def update_returning_ids(model: type[peewee.Model], values: dict, ids: list[int],
+                         where: dict) -> list[int]:
+    """UPDATE model SET values WHERE each field in `where` equals its value AND id IN ids,
+    RETURNING the ids changed: a conditional update of many rows through a statement built
+    once per shape (the ids padded to a power of two), where peewee renders every id anew."""
+    if not ids:
+        return []
+    padded = [*ids, *ids[-1:] * (_padded_size(len(ids)) - len(ids))]
+    sql = _update_in(model, tuple(values), tuple(where), len(padded), type(db.obj))
+    params = [model._meta.fields[name].db_value(value)
+              for name, value in [*values.items(), *where.items()]]
+    return [row[0] for row in db.execute_sql(sql, [*params, *padded]).fetchall()]
+
+
+@lru_cache(maxsize=64)
+def _update_in(model: type[peewee.Model], names: tuple[str, ...], conditions: tuple[str, ...],
+               count: int, dialect: type) -> str:
+    param, meta = db.obj.param, model._meta
+    key = meta.primary_key.column_name
+
+    def column(name: str) -> str:
+        return f'"{meta.fields[name].column_name}"'
+    sets = ", ".join(f"{column(name)} = {param}" for name in names)
+    tests = "".join(f"{column(name)} = {param} AND " for name in conditions)
+    return (f'UPDATE "{meta.table_name}" SET {sets} WHERE {tests}"{key}" IN '
+            f'({", ".join([param] * count)}) RETURNING "{key}"')
+
+
 def update_from_values(model: type[peewee.Model], column: str, values: dict,
                        rows_per_statement: int = 1000) -> int:
     """Set `column` of many rows, each to its own value ({id: value}), in one UPDATE … FROM

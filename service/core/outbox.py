@@ -5,7 +5,7 @@ job never sends twice."""
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -47,7 +47,7 @@ def queue_email(template: str, *, to_address: str, now: datetime, to_name: str =
     return row
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Email:
     """One email for queue_emails: queue_email's arguments."""
     template: str
@@ -90,7 +90,7 @@ def _row(email: Email, now: datetime, domain: str) -> dict:
             "to_name": email.to_name, "context": email.context, "lead": email.lead_id,
             "handoff": email.handoff_id, "created_at": now, "to_prospect": email.to_prospect,
             "enrollment": email.enrollment_id, "step": email.step, "step_id": email.step_id,
-            "message_id": f"<{uuid.uuid4().hex}@{domain}>", "attempts": 0, "last_error": "",
+            "message_id": f"<{os.urandom(16).hex()}@{domain}>", "attempts": 0, "last_error": "",
             "subject": "", "body_text": "", "body_html": "",
             "skipped_at": now if demo else None, "skip_reason": DEMO_SKIP if demo else ""}
 

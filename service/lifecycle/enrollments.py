@@ -10,6 +10,7 @@ from datetime import datetime
 from peewee import Expression, fn
 
 from service.core.db import transaction
+from service.core.fastsql import update_returning_ids
 from service.core.models import Enrollment
 from service.core.statuses import EnrollmentStatus
 from service.lifecycle.stages import audit
@@ -60,10 +61,12 @@ def claim_steps(enrollment_ids: list[int], *, step: int, next_due_at: datetime |
         return set()
     transition = "send_step" if next_due_at else "finish"
     sent = {"last_step_id": step_id} if step_id else {}
-    query = _update(transition, Enrollment.id.in_(enrollment_ids), Enrollment.step == step,
-                    step=step + 1, next_due_at=next_due_at, updated_at=now,
-                    stop_reason="" if next_due_at else "finished", **sent)
-    return {row.id for row in query.returning(Enrollment.id).execute()}
+    sources = ENROLLMENT_TRANSITIONS[transition][0]
+    return set(update_returning_ids(
+        Enrollment, {"status": _target(transition), "step": step + 1,
+                     "next_due_at": next_due_at, "updated_at": now,
+                     "stop_reason": "" if next_due_at else "finished", **sent},
+        enrollment_ids, where={"status": next(iter(sources)), "step": step}))
 
 
 def stop_enrollments(lead_id: int, *, reason: str, now: datetime, actor: str = "") -> int:
@@ -96,14 +99,11 @@ def stop_merged_duplicates(merged_id: int, *, survivor_id: int, now: datetime) -
 
 def _change(transition: str, *where: Expression, **fields) -> int:
     """Move the enrollments matched by `where` that stand where the transition starts."""
-    return _update(transition, *where, **fields).execute()
-
-
-def _update(transition: str, *where: Expression, **fields):
     sources = ENROLLMENT_TRANSITIONS[transition][0]
     current = (Enrollment.status == next(iter(sources)) if len(sources) == 1
                else Enrollment.status.in_(list(sources)))
-    return Enrollment.update(status=_target(transition), **fields).where(current, *where)
+    return (Enrollment.update(status=_target(transition), **fields)
+            .where(current, *where).execute())
 
 
 def _target(transition: str) -> EnrollmentStatus:

@@ -19,12 +19,13 @@ from service.content import emails as content_emails
 from service.content import sequences as content
 from service.core import outbox
 from service.core.calendar import Calendar, hours_from
-from service.core.db import lock, transaction
+from service.core.db import db, lock, transaction
 from service.core.errors import InvalidInput
-from service.core.models import Enrollment, Handoff, Lead
+from service.core.fastsql import select_rows
+from service.core.models import Enrollment, Handoff, Lead, Suppression
 from service.core.settings import Settings
 from service.lifecycle import EnrollmentStatus
-from service.nurture.suppression import suppressed_among
+from service.nurture.suppression import email_hash
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,8 @@ def due_chunk(now: datetime, chunk: int) -> list[Due]:
                                Lead.time_zone)
              .join(Lead).where(Enrollment.status == EnrollmentStatus.ACTIVE,
                                Enrollment.next_due_at <= now)
-             .order_by(Enrollment.next_due_at).limit(chunk).tuples())
-    return [Due(*row) for row in query]
+             .order_by(Enrollment.next_due_at).limit(chunk))
+    return [Due(*row) for row in db.execute(query).fetchall()]  # no column to convert
 
 
 def send_chunk(due: list[Due], *, settings: Settings, now: datetime) -> int:
@@ -188,13 +189,18 @@ def _claims(due: list[Due], plan_of: dict, index_of: dict, settings: Settings,
 def _stop_suppressed(sending: list[Due], now: datetime) -> set[int]:
     """Stop the sequences of the suppressed leads among these (one query, one update);
     the ids of their enrollments."""
-    suppressed = suppressed_among([row.email for row in sending])
+    hashes = {row.id: email_hash(row.email) for row in sending}
+    suppressed = {found for found, in select_rows(_suppressed, list(set(hashes.values())))}
     if not suppressed:
         return set()
-    stopped = [row for row in sending if row.email.strip().lower() in suppressed]
+    stopped = [row for row in sending if hashes[row.id] in suppressed]
     lifecycle.stop_lead_enrollments([row.lead_id for row in stopped], reason="suppressed",
                                     now=now)
     return {row.id for row in stopped}
+
+
+def _suppressed(hashes: list[str]):
+    return Suppression.select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))
 
 
 def _email(row: Due, step: Step, versions: dict[str, int]) -> outbox.Email:
