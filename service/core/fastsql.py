@@ -58,8 +58,8 @@ def insert_all_returning(model: type[peewee.Model], rows: list[dict], returning:
                          rows_per_statement: int = 1000) -> list:
     """Multi-row INSERT … RETURNING one column, one statement for up to rows_per_statement
     rows (insert_returning takes 512, 256, 128 … per statement): a sweep writes a chunk of
-    rows in a fixed number of statements whatever the count. The statement is the one-row
-    statement built once, its VALUES group repeated."""
+    rows in a fixed number of statements whatever the count; none for no rows. The
+    statement is the one-row statement built once, its VALUES group repeated."""
     found = []
     for start in range(0, len(rows), rows_per_statement):
         chunk = rows[start:start + rows_per_statement]

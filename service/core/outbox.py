@@ -70,12 +70,10 @@ def queue_emails(emails: list[Email], *, now: datetime) -> list[int]:
         return []
     domain = _domain()
     rows = [_row(email, now, domain) for email in emails]
-    demo = [row for row in rows if row["skipped_at"] is not None]
-    ids = insert_all_returning(OutboxEmail, [row for row in rows if row["skipped_at"] is None],
-                               "id") if len(demo) < len(rows) else []
+    ids = insert_all_returning(OutboxEmail, [r for r in rows if r["skipped_at"] is None], "id")
     for outbox_id in ids:
         collect("outbox", outbox_id, enqueue_sends)
-    return ids + (insert_all_returning(OutboxEmail, demo, "id") if demo else [])
+    return ids + insert_all_returning(OutboxEmail, [r for r in rows if r["skipped_at"]], "id")
 
 
 def _domain() -> str:

@@ -189,6 +189,8 @@ def _claims(due: list[Due], plan_of: dict, index_of: dict, settings: Settings,
 def _stop_suppressed(sending: list[Due], now: datetime) -> set[int]:
     """Stop the sequences of the suppressed leads among these (one query, one update);
     the ids of their enrollments."""
+    if not sending:
+        return set()
     hashes = {row.id: email_hash(row.email) for row in sending}
     suppressed = {found for found, in select_rows(_suppressed, list(set(hashes.values())))}
     if not suppressed:
