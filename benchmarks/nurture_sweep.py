@@ -1,8 +1,8 @@
 """The nurture sweep with 1,000,000 active enrollments of which 10,000 are due (their leads
 in five time zones): the time of one sweep, beside two floors measured in the same run on
-the same rows (rolled back): the due rows' SELECT alone, and plain sqlite3 doing the same
-claims and outbox inserts (executemany, values built beforehand, no Python in between); and
-the figure before the sweep was set-based. Then the sends per second of those emails to a
+the same rows: the due rows' SELECT alone, and plain sqlite3 doing the same claims, outbox
+inserts and commits per 1,000 rows on a copy of the database (executemany, no domain logic);
+and the figure before the sweep was set-based. Then the sends per second of those emails to a
 local SMTP server through the outbox (batches of 50 over one connection, as the send jobs
 do), beside a baseline measured in the same run: smtplib sending the same number of small
 pre-built messages over one connection to the same server.
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import smtplib
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -71,28 +71,34 @@ def _insert(db, leads, rows) -> None:
 
 
 def floors(path: Path) -> tuple[float, float]:
-    """Seconds for the due rows' SELECT alone, and for plain sqlite3 selecting them, claiming
-    each (a conditional UPDATE) and writing its outbox row, all rolled back."""
+    """Seconds for the due rows' SELECT alone, and for plain sqlite3 doing the sweep's work
+    on a copy of the database: per 1,000 due rows, select them, claim each (a conditional
+    UPDATE), write its outbox row and commit."""
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("BEGIN IMMEDIATE")
     started = time.perf_counter()
-    rows = db.execute(DUE_SQL, (stamp(NOW),)).fetchall()
+    db.execute(DUE_SQL, (stamp(NOW),)).fetchall()
     select_s = time.perf_counter() - started
+    copy = sqlite3.connect(path.with_name("floor.db"), isolation_level=None)
+    db.backup(copy)
+    db.close()
     later, now = stamp(NOW + timedelta(days=7)), stamp(NOW)
     context = json.dumps({"subject": "A guide", "sequence_version": 1, "template_version": 1})
-    claims = [(step + 1, "s1", later, now, id_, step) for id_, step, *_ in rows]
-    emails = [("nurture/checkin", email, name, context, f"<{uuid.uuid4().hex}@example.com>",
-               lead, now, id_, step, "s1") for id_, step, lead, email, name in rows]
-    db.executemany("UPDATE enrollment SET step = ?, last_step_id = ?, next_due_at = ?,"
-                   " updated_at = ? WHERE id = ? AND step = ? AND status = 'active'", claims)
-    db.executemany(
-        "INSERT INTO outbox_email (template, to_address, to_name, context, message_id, lead_id,"
-        " created_at, attempts, last_error, subject, body_text, body_html, to_prospect,"
-        " enrollment, step, step_id, skip_reason) VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', '', '',"
-        " '', 1, ?, ?, ?, '')", emails)
+    started = time.perf_counter()
+    while rows := copy.execute(DUE_SQL + " LIMIT 1000", (now,)).fetchall():
+        copy.execute("BEGIN IMMEDIATE")
+        copy.executemany("UPDATE enrollment SET step = ?, last_step_id = ?, next_due_at = ?,"
+                         " updated_at = ? WHERE id = ? AND step = ? AND status = 'active'",
+                         [(step + 1, "s1", later, now, id_, step) for id_, step, *_ in rows])
+        copy.executemany(
+            "INSERT INTO outbox_email (template, to_address, to_name, context, message_id,"
+            " lead_id, created_at, attempts, last_error, subject, body_text, body_html,"
+            " to_prospect, enrollment, step, step_id, skip_reason) VALUES (?, ?, ?, ?, ?, ?, ?,"
+            " 0, '', '', '', '', 1, ?, ?, ?, '')",
+            [("nurture/checkin", email, name, context, f"<{os.urandom(16).hex()}@example.com>",
+              lead, now, id_, step, "s1") for id_, step, lead, email, name in rows])
+        copy.execute("COMMIT")
     total_s = time.perf_counter() - started
-    db.execute("ROLLBACK")
-    db.close()
+    copy.close()
     return select_s, total_s
 
 
@@ -156,8 +162,9 @@ def main() -> None:
         sink.wait(timeout=10)
     print(f"one sweep: {sweep_s:.2f}s for {queued:,} due steps "
           f"({queued / sweep_s:,.0f} steps/s queued to the outbox); before: {BEFORE}")
-    print(f"floor: the due rows' SELECT alone {select_s:.2f}s; plain sqlite3 selecting, claiming"
-          f" and inserting them {floor_s:.2f}s → the sweep takes {sweep_s / floor_s:.1f}x that")
+    print(f"floor: the due rows' SELECT alone {select_s:.2f}s; plain sqlite3 selecting, claiming,"
+          f" inserting and committing them per 1,000 {floor_s:.2f}s → the sweep takes"
+          f" {sweep_s / floor_s:.1f}x that")
     print(f"sending: {sent:,} emails at {send_rate:,.0f}/s (render, suppression check, "
           "SMTP in batches of 50)")
     print(f"baseline: smtplib alone, pre-built messages, one connection: {base_rate:,.0f}/s "
