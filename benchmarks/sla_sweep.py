@@ -29,15 +29,16 @@ def fill(path: Path, handoffs: int, due: int) -> None:
     db.execute("PRAGMA foreign_keys = OFF")
     db.execute("BEGIN")
     db.executemany("INSERT INTO rep (id, email, name, time_zone, weight, capacity, active,"
-                   " out_of_office, manager_email) VALUES (?, ?, '', 'UTC', 1, 0, 1, 0, ?)",
+                   " out_of_office, manager_email, link_version)"
+                   " VALUES (?, ?, '', 'UTC', 1, 0, 1, 0, ?, 0)",
                    [(i, f"rep{i}@example.com", "boss@example.com") for i in range(1, 51)])
     leads = due + pending_later + 1
     created = stamp(NOW - timedelta(days=30))
     db.executemany(
         "INSERT INTO lead (id, email, first_name, last_name, company, title, phone, country,"
-        " company_size, industry, source, utm_source, time_zone, stage, stage_changed_at,"
-        " created_at, updated_at) VALUES (?, ?, '', '', '', '', '', '', '', '', 'bench', '', '',"
-        " ?, ?, ?, ?)",
+        " company_size, industry, source, utm_source, utm_campaign, time_zone, stage,"
+        " stage_changed_at, created_at, updated_at, event_sequence) VALUES (?, ?, '', '', '', '',"
+        " '', '', '', '', 'bench', '', '', '', ?, ?, ?, ?, 0)",
         [(i, f"lead{i}@example.com", "mql", created, created, created)
          for i in range(1, leads + 1)])
     rows = []
@@ -65,8 +66,8 @@ def _insert(db, rows) -> None:
     db.executemany(
         "INSERT INTO handoff (lead_id, rep_id, promoted_by, promoted_at, due_at, status, origin,"
         " remind_due_at, sla_next_at, note, decided_by, budget, authority, need, timeline,"
-        " reason, notes, outcome, lead_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '', '',"
-        " '', '', '', '', '', 'bench')", rows)
+        " reason, notes, outcome, lead_source, lead_utm_source, lead_utm_campaign) VALUES (?, ?, ?,"
+        " ?, ?, ?, ?, ?, ?, '', '', '', '', '', '', '', '', '', 'bench', '', '')", rows)
 
 
 def main() -> None:

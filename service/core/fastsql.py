@@ -79,12 +79,89 @@ def _insert_chunks(model: type[peewee.Model], rows: list[dict], ignore_conflicts
     return found
 
 
+def insert_all_returning(model: type[peewee.Model], rows: list[dict], returning: str, *,
+                         rows_per_statement: int = 1000) -> list:
+    """Multi-row INSERT … RETURNING one column, one statement for up to rows_per_statement
+    rows (insert_returning takes 512, 256, 128 … per statement): a sweep writes a chunk of
+    rows in a fixed number of statements whatever the count; none for no rows. The
+    statement is the one-row statement built once, its VALUES group repeated."""
+    found = []
+    for start in range(0, len(rows), rows_per_statement):
+        chunk = rows[start:start + rows_per_statement]
+        one = _insert(model, tuple(chunk[0]), False, 1, returning, type(db.obj))
+        head, tail = one.sql.split(" VALUES ", 1)
+        group, rest = tail[:tail.index(")") + 1], tail[tail.index(")") + 1:]
+        sql = f"{head} VALUES {', '.join([group] * len(chunk))}{rest}"
+        cursor = db.execute_sql(sql, [value for row in chunk for value in one.values(row)])
+        found += [row[0] for row in cursor.fetchall()]
+    return found
+
+
 def update_row(model: type[peewee.Model], row_id: int, values: dict) -> int:
     """UPDATE one row by id through a statement built once per set of fields: peewee renders
     every query anew, which shows in loops of one update a message."""
     fields = [model._meta.fields[name] for name in values]
     params = [field.db_value(value) for field, value in zip(fields, values.values(), strict=True)]
     return db.execute_sql(_update(model, tuple(values), type(db.obj)), [*params, row_id]).rowcount
+
+
+def update_returning_ids(model: type[peewee.Model], values: dict, ids: list[int],
+                         where: dict) -> list[int]:
+    """UPDATE model SET values WHERE each field in `where` equals its value AND id IN ids,
+    RETURNING the ids changed: a conditional update of many rows through a statement built
+    once per shape (the ids padded to a power of two), where peewee renders every id anew."""
+    if not ids:
+        return []
+    padded = [*ids, *ids[-1:] * (_padded_size(len(ids)) - len(ids))]
+    sql = _update_in(model, tuple(values), tuple(where), len(padded), type(db.obj))
+    params = [model._meta.fields[name].db_value(value)
+              for name, value in [*values.items(), *where.items()]]
+    return [row[0] for row in db.execute_sql(sql, [*params, *padded]).fetchall()]
+
+
+@lru_cache(maxsize=64)
+def _update_in(model: type[peewee.Model], names: tuple[str, ...], conditions: tuple[str, ...],
+               count: int, dialect: type) -> str:
+    param, meta = db.obj.param, model._meta
+    key = meta.primary_key.column_name
+
+    def column(name: str) -> str:
+        return f'"{meta.fields[name].column_name}"'
+    sets = ", ".join(f"{column(name)} = {param}" for name in names)
+    tests = "".join(f"{column(name)} = {param} AND " for name in conditions)
+    return (f'UPDATE "{meta.table_name}" SET {sets} WHERE {tests}"{key}" IN '
+            f'({", ".join([param] * count)}) RETURNING "{key}"')
+
+
+def update_from_values(model: type[peewee.Model], column: str, values: dict,
+                       rows_per_statement: int = 1000) -> int:
+    """Set `column` of many rows, each to its own value ({id: value}), in one UPDATE … FROM
+    (VALUES …) per rows_per_statement rows (SQLite ≥ 3.33 and PostgreSQL), instead of an
+    UPDATE a row. Returns how many rows it changed."""
+    field, items = model._meta.fields[column], list(values.items())
+    changed = 0
+    for start in range(0, len(items), rows_per_statement):
+        chunk = items[start:start + rows_per_statement]
+        params = [value for key, value in chunk for value in (key, field.db_value(value))]
+        changed += db.execute_sql(_update_from_values(model, column, len(chunk), type(db.obj)),
+                                  params).rowcount
+    return changed
+
+
+@lru_cache(maxsize=64)
+def _update_from_values(model: type[peewee.Model], column: str, count: int,
+                        dialect: type) -> str:
+    meta, param = model._meta, db.obj.param
+    field = meta.fields[column]
+    table, key = meta.table_name, meta.primary_key.column_name
+    if issubclass(dialect, peewee.SqliteDatabase):  # VALUES columns are column1, column2
+        rows = ", ".join([f"({param}, {param})"] * count)
+        return (f'UPDATE "{table}" SET "{field.column_name}" = "v"."column2" FROM (VALUES '
+                f'{rows}) AS "v" WHERE "{table}"."{key}" = "v"."column1"')
+    kind = db.obj.field_types.get(field.field_type, field.field_type)  # NULLs alone: text
+    rows = ", ".join([f"({param}, CAST({param} AS {kind}))"] * count)
+    return (f'UPDATE "{table}" SET "{field.column_name}" = "v"."value" FROM (VALUES {rows}) '
+            f'AS "v" ("key", "value") WHERE "{table}"."{key}" = "v"."key"')
 
 
 @lru_cache(maxsize=64)

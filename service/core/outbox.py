@@ -5,14 +5,15 @@ job never sends twice."""
 from __future__ import annotations
 
 import logging
-import uuid
+import os
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
 from rq import Retry
 
 from service.core.db import collect
-from service.core.fastsql import update_row
+from service.core.fastsql import insert_all_returning, update_row
 from service.core.models import OutboxEmail
 from service.core.runtime import runtime
 
@@ -37,18 +38,59 @@ def queue_email(template: str, *, to_address: str, now: datetime, to_name: str =
     """Write the email's row in the current transaction; its send job is queued after the
     commit. Prospect mail (to_prospect) is checked against suppression when it is sent. A
     demo address is skipped at once (and again when sent, for rows written before)."""
-    sender = runtime.settings.mail.from_address if runtime.settings else "@localhost"
-    domain = sender.rpartition("@")[2]
-    demo = reserved_for_demo(to_address)
-    row = OutboxEmail.create(
-        template=template, to_address=to_address, to_name=to_name, context=context or {},
-        lead=lead_id, handoff=handoff_id, created_at=now, to_prospect=to_prospect,
-        enrollment=enrollment_id, step=step, step_id=step_id,
-        message_id=f"<{uuid.uuid4().hex}@{domain or 'localhost'}>",
-        skipped_at=now if demo else None, skip_reason=DEMO_SKIP if demo else "")
-    if not demo:
+    row = OutboxEmail.create(**_row(Email(
+        template, to_address, to_name=to_name, lead_id=lead_id, handoff_id=handoff_id,
+        context=context or {}, to_prospect=to_prospect, enrollment_id=enrollment_id,
+        step=step, step_id=step_id), now, _domain()))
+    if not row.skipped_at:
         collect("outbox", row.id, enqueue_sends)
     return row
+
+
+@dataclass(slots=True)
+class Email:
+    """One email for queue_emails: queue_email's arguments."""
+    template: str
+    to_address: str
+    to_name: str = ""
+    lead_id: int | None = None
+    handoff_id: int | None = None
+    context: dict = field(default_factory=dict)
+    to_prospect: bool = False
+    enrollment_id: int | None = None
+    step: int | None = None
+    step_id: str = ""
+
+
+def queue_emails(emails: list[Email], *, now: datetime) -> list[int]:
+    """queue_email for many: their rows in one INSERT (per 1,000; demo addresses, skipped at
+    once, in another) in the current transaction, their send jobs queued in batches after
+    the commit. Returns the ids of the rows written (in no particular order)."""
+    if not emails:
+        return []
+    domain = _domain()
+    rows = [_row(email, now, domain) for email in emails]
+    ids = insert_all_returning(OutboxEmail, [r for r in rows if r["skipped_at"] is None], "id")
+    for outbox_id in ids:
+        collect("outbox", outbox_id, enqueue_sends)
+    return ids + insert_all_returning(OutboxEmail, [r for r in rows if r["skipped_at"]], "id")
+
+
+def _domain() -> str:
+    sender = runtime.settings.mail.from_address if runtime.settings else "@localhost"
+    return sender.rpartition("@")[2] or "localhost"
+
+
+def _row(email: Email, now: datetime, domain: str) -> dict:
+    """The outbox row's fields, every default named (a bulk insert writes them all)."""
+    demo = reserved_for_demo(email.to_address)
+    return {"template": email.template, "to_address": email.to_address,
+            "to_name": email.to_name, "context": email.context, "lead": email.lead_id,
+            "handoff": email.handoff_id, "created_at": now, "to_prospect": email.to_prospect,
+            "enrollment": email.enrollment_id, "step": email.step, "step_id": email.step_id,
+            "message_id": f"<{os.urandom(16).hex()}@{domain}>", "attempts": 0, "last_error": "",
+            "subject": "", "body_text": "", "body_html": "",
+            "skipped_at": now if demo else None, "skip_reason": DEMO_SKIP if demo else ""}
 
 
 def enqueue_sends(outbox_ids: list[int]) -> int:

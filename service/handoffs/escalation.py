@@ -15,6 +15,7 @@ from service import events
 from service.core import outbox
 from service.core.db import transaction
 from service.core.errors import DomainError
+from service.core.fastsql import update_from_values
 from service.core.models import AuditEvent, Handoff, Rep, Team
 from service.core.settings import Settings
 from service.handoffs import actions as handoffs
@@ -84,20 +85,23 @@ def _claim(action: str, ids: list[int], now: datetime) -> set[int]:
 
 
 def _remind_and_escalate(rows: list[dict], settings: Settings, now: datetime, done) -> None:
+    """Claim each due action for its handoffs (one conditional update per action), then
+    write every email of the chunk in one insert (outbox.queue_emails)."""
     wanted = {action: [r["id"] for r in rows if action in due_actions(r["schedule"], r["done"],
                                                                         now)]
               for action in ("remind", "lapse", "escalate")}
     claimed = {action: _claim(action, ids, now) for action, ids in wanted.items()}
+    emails = []
     for row in rows:
         if row["id"] in claimed["remind"]:
-            outbox.queue_email("sla_reminder", to_address=row["email"], to_name=row["name"],
-                               lead_id=row["lead"], handoff_id=row["id"], now=now)
+            emails.append(outbox.Email("sla_reminder", row["email"], to_name=row["name"],
+                                       lead_id=row["lead"], handoff_id=row["id"]))
         if row["id"] in claimed["escalate"]:
             events.emit("handoff.escalated", row["lead"], now=now, handoff_id=row["id"])
-            for address in {row["manager"], row["promoted_by"]}:
-                if "@" in address:
-                    outbox.queue_email("sla_escalation", to_address=address,
-                                       lead_id=row["lead"], handoff_id=row["id"], now=now)
+            emails += [outbox.Email("sla_escalation", address, lead_id=row["lead"],
+                                    handoff_id=row["id"])
+                       for address in {row["manager"], row["promoted_by"]} if "@" in address]
+    outbox.queue_emails(emails, now=now)
     for action, ids in claimed.items():
         done[action] += len(ids)
 
@@ -149,15 +153,19 @@ def _give_up(row: dict, steps: list[Handoff], now: datetime) -> None:
 
 
 def _advance(ids: list[int], now: datetime) -> None:
-    """Move each handoff's sla_next_at to its next action not yet done (or none)."""
+    """Move each handoff's sla_next_at to its next action not yet done (or none): read in
+    one query, written in one UPDATE … FROM (VALUES …)."""
     with transaction():
         rows = Handoff.select(Handoff.id, Handoff.status, *SCHEDULE, *STAMP.values()).where(
             Handoff.id.in_(ids)).dicts()
-        for values in rows:
-            if values["status"] != PENDING:
-                continue
-            row = _row({**values, "manager_email": "", "team_manager": ""})
-            next_at = row["schedule"].next_action_at(row["done"])
-            if next_at is not None and next_at <= now:  # an action failed: retry next minute
-                next_at = now + RETRY
-            Handoff.update(sla_next_at=next_at).where(Handoff.id == row["id"]).execute()
+        update_from_values(Handoff, "sla_next_at", {
+            values["id"]: _next_at(_row({**values, "manager_email": "", "team_manager": ""}),
+                                   now)
+            for values in rows if values["status"] == PENDING})
+
+
+def _next_at(row: dict, now: datetime) -> datetime | None:
+    next_at = row["schedule"].next_action_at(row["done"])
+    if next_at is not None and next_at <= now:  # an action failed: retry next minute
+        return now + RETRY
+    return next_at

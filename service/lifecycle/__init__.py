@@ -11,8 +11,10 @@ from service.core.statuses import EnrollmentStatus, HandoffStatus
 from service.lifecycle.enrollments import (
     ENROLLMENT_TRANSITIONS,
     claim_step,
+    claim_steps,
     start_enrollment,
     stop_enrollments,
+    stop_lead_enrollments,
     stop_merged_duplicates,
 )
 from service.lifecycle.handoffs import (
@@ -41,6 +43,6 @@ from service.lifecycle.stages import (
 __all__ = ["BANT", "ENROLLMENT_TRANSITIONS", "HANDOFF_TRANSITIONS", "TRANSITIONS",
            "EnrollmentStatus", "HandoffStatus", "Stage", "accept",
            "already_decided_message", "audit", "capture_many", "check_bant",
-           "claim_step", "promote", "reassign", "recycle", "register_outbound", "reject",
-           "reopen", "start_enrollment", "stop_enrollments", "stop_merged_duplicates",
-           "take_over", "win", "withdraw"]
+           "claim_step", "claim_steps", "promote", "reassign", "recycle", "register_outbound",
+           "reject", "reopen", "start_enrollment", "stop_enrollments", "stop_lead_enrollments",
+           "stop_merged_duplicates", "take_over", "win", "withdraw"]

@@ -10,6 +10,7 @@ from datetime import datetime
 from peewee import Expression, fn
 
 from service.core.db import transaction
+from service.core.fastsql import update_returning_ids
 from service.core.models import Enrollment
 from service.core.statuses import EnrollmentStatus
 from service.lifecycle.stages import audit
@@ -51,6 +52,23 @@ def claim_step(enrollment_id: int, *, step: int, next_due_at: datetime | None,
                    stop_reason="" if next_due_at else "finished", **sent) == 1
 
 
+def claim_steps(enrollment_ids: list[int], *, step: int, next_due_at: datetime | None,
+                now: datetime, step_id: str = "") -> set[int]:
+    """claim_step for enrollments standing at the same email number `step`, in one
+    conditional update; returns the ids this call claimed (those no longer active, or whose
+    step another sweep claimed, are left out)."""
+    if not enrollment_ids:
+        return set()
+    transition = "send_step" if next_due_at else "finish"
+    sent = {"last_step_id": step_id} if step_id else {}
+    sources = ENROLLMENT_TRANSITIONS[transition][0]
+    return set(update_returning_ids(
+        Enrollment, {"status": _target(transition), "step": step + 1,
+                     "next_due_at": next_due_at, "updated_at": now,
+                     "stop_reason": "" if next_due_at else "finished", **sent},
+        enrollment_ids, where={"status": next(iter(sources)), "step": step}))
+
+
 def stop_enrollments(lead_id: int, *, reason: str, now: datetime, actor: str = "") -> int:
     """active → stopped for the lead's sequences; return how many. An admin stopping them
     (actor given) is audited."""
@@ -60,6 +78,14 @@ def stop_enrollments(lead_id: int, *, reason: str, now: datetime, actor: str = "
         audit(actor, "stop_enrollments", f"lead:{lead_id}", {"reason": reason,
                                                               "stopped": stopped}, now)
     return stopped
+
+
+def stop_lead_enrollments(lead_ids: list[int], *, reason: str, now: datetime) -> int:
+    """stop_enrollments for many leads in one conditional update; how many stopped."""
+    if not lead_ids:
+        return 0
+    return _change("stop", Enrollment.lead.in_(lead_ids), stop_reason=reason,
+                   next_due_at=None, updated_at=now)
 
 
 def stop_merged_duplicates(merged_id: int, *, survivor_id: int, now: datetime) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service import events, lifecycle
@@ -18,12 +19,13 @@ from service.content import emails as content_emails
 from service.content import sequences as content
 from service.core import outbox
 from service.core.calendar import Calendar, hours_from
-from service.core.db import transaction
+from service.core.db import db, lock, transaction
 from service.core.errors import InvalidInput
-from service.core.models import Enrollment, Handoff, Lead
+from service.core.fastsql import select_rows
+from service.core.models import Enrollment, Handoff, Lead, Suppression
 from service.core.settings import Settings
 from service.lifecycle import EnrollmentStatus
-from service.nurture.suppression import is_suppressed
+from service.nurture.suppression import email_hash
 
 
 @dataclass(frozen=True)
@@ -98,51 +100,118 @@ def enroll(lead_id: int, sequence: str, *, settings: Settings, now: datetime,
         first_due_at=due_time(now, plan[0], send_calendar(settings, lead.time_zone)))
 
 
+class Due(NamedTuple):
+    """A due enrollment as the sweep reads it, with its lead's address, name and zone."""
+    id: int
+    sequence: str
+    step: int
+    last_step_id: str
+    lead_id: int
+    email: str
+    first_name: str
+    time_zone: str
+
+
 def sweep(*, settings: Settings, now: datetime, chunk: int = 1000) -> int:
-    """Send every step due at `now`; return how many this call queued."""
+    """Send every step due at `now`; return how many this call queued. Set-based: a chunk of
+    due enrollments costs the same few statements whatever its size (send_chunk)."""
     sent = 0
     while True:
-        due = list(Enrollment.select(Enrollment, Lead.id, Lead.email, Lead.time_zone,
-                                     Lead.first_name)
-                   .join(Lead).where(Enrollment.status == EnrollmentStatus.ACTIVE,
-                                     Enrollment.next_due_at <= now)
-                   .order_by(Enrollment.next_due_at).limit(chunk))
+        due = due_chunk(now, chunk)
         if not due:
             return sent
-        plans = {name: _steps(row) for name, row in content.current_sequences().items()}
-        versions = content_emails.template_versions()
-        followers = cache(content.followers)  # this chunk's look-ups in the history
-        with transaction():
-            sent += sum(_send_step(enrollment, plans.get(enrollment.sequence, []), versions,
-                                   settings, now, followers) for enrollment in due)
+        sent += send_chunk(due, settings=settings, now=now)
 
 
-def _send_step(enrollment: Enrollment, plan: list[Step], versions: dict[str, int],
-               settings: Settings, now: datetime,
-               followers: Callable[[str, str], list[str]]) -> int:
-    """Send the step that follows the enrollment's last one in the sequence's current
-    version (next_step); an enrollment with no step left finishes."""
-    number, lead = enrollment.step, enrollment.lead
-    index = next_step(enrollment.sequence, plan, enrollment.last_step_id, followers)
-    if index is None:
-        lifecycle.claim_step(enrollment.id, step=number, next_due_at=None, now=now)
-        return 0
-    following = index + 1 < len(plan)
-    next_at = (due_time(now, plan[index + 1], send_calendar(settings, lead.time_zone))
-               if following else None)
-    if not lifecycle.claim_step(enrollment.id, step=number, next_due_at=next_at, now=now,
-                                step_id=plan[index].id):
-        return 0
-    if is_suppressed(lead.email):
-        lifecycle.stop_enrollments(lead.id, reason="suppressed", now=now)
-        return 0
-    outbox.queue_email(f"nurture/{plan[index].template}", to_address=lead.email,
-                       to_name=lead.first_name, lead_id=lead.id, now=now, to_prospect=True,
-                       enrollment_id=enrollment.id, step=number, step_id=plan[index].id,
-                       context={"subject": plan[index].subject,
-                                "sequence_version": plan[index].version,
-                                "template_version": versions[plan[index].template]})
-    return 1
+def due_chunk(now: datetime, chunk: int) -> list[Due]:
+    """The `chunk` active enrollments due longest, through the (status, next_due_at) index."""
+    query = (Enrollment.select(Enrollment.id, Enrollment.sequence, Enrollment.step,
+                               Enrollment.last_step_id, Lead.id, Lead.email, Lead.first_name,
+                               Lead.time_zone)
+             .join(Lead).where(Enrollment.status == EnrollmentStatus.ACTIVE,
+                               Enrollment.next_due_at <= now)
+             .order_by(Enrollment.next_due_at).limit(chunk))
+    return [Due(*row) for row in db.execute(query).fetchall()]  # no column to convert
+
+
+def send_chunk(due: list[Due], *, settings: Settings, now: datetime) -> int:
+    """Send the step that follows each enrollment's last one in its sequence's current
+    version (next_step), worked out once per (sequence, last step), its following step's
+    time once per (step, lead time zone). In one transaction: the suppressed leads' sequences
+    stop (one update), the steps are claimed with one conditional update per (email number,
+    step, next due time), guarded by the number each enrollment had, so a step is claimed
+    once whatever sweeps overlap, and the emails of the steps this call won are written in
+    one insert. Overlapping sweeps claim one after the other (a lock for the transaction), so
+    their updates never wait on each other's rows in opposite orders. An enrollment with no
+    step left finishes. Returns how many it queued."""
+    plans = {name: _steps(row) for name, row in content.current_sequences().items()}
+    followers = cache(content.followers)  # this chunk's look-ups in the history
+    nexts = {(seq, last): next_step(seq, plans.get(seq, []), last, followers)
+             for seq, last in {(row.sequence, row.last_step_id) for row in due}}
+    plan_of = {row.id: plans.get(row.sequence, []) for row in due}
+    index_of = {row.id: nexts[row.sequence, row.last_step_id] for row in due}
+    sending = [row for row in due if index_of[row.id] is not None]
+    claims = _claims(due, plan_of, index_of, settings, now)
+    versions = content_emails.template_versions()
+    with transaction():
+        lock("nurture sweep")  # PostgreSQL: overlapping sweeps take their rows one at a time
+        stopped = _stop_suppressed(sending, now)
+        won = set()
+        for (number, step_id, next_at), ids in claims.items():
+            won |= lifecycle.claim_steps([i for i in ids if i not in stopped], step=number,
+                                         next_due_at=next_at, now=now, step_id=step_id)
+        emails = [_email(row, plan_of[row.id][index_of[row.id]], versions)
+                  for row in sending if row.id in won]
+        outbox.queue_emails(emails, now=now)
+    return len(emails)
+
+
+def _claims(due: list[Due], plan_of: dict, index_of: dict, settings: Settings,
+            now: datetime) -> dict[tuple, list[int]]:
+    """The enrollments to claim grouped by what the claim writes: (the email number they
+    stand at, the step they send, when the one after it is due: None finishes them)."""
+    calendars: dict[str, Calendar] = {}
+    following: dict[tuple, datetime | None] = {}
+    claims: dict[tuple, list[int]] = {}
+    for row in due:
+        plan, index = plan_of[row.id], index_of[row.id]
+        key = (row.sequence, index, row.time_zone)
+        if key not in following:
+            if row.time_zone not in calendars:
+                calendars[row.time_zone] = send_calendar(settings, row.time_zone)
+            following[key] = (due_time(now, plan[index + 1], calendars[row.time_zone])
+                              if index is not None and index + 1 < len(plan) else None)
+        step_id = plan[index].id if index is not None else ""
+        claims.setdefault((row.step, step_id, following[key]), []).append(row.id)
+    return claims
+
+
+def _stop_suppressed(sending: list[Due], now: datetime) -> set[int]:
+    """Stop the sequences of the suppressed leads among these (one query, one update);
+    the ids of their enrollments."""
+    if not sending:
+        return set()
+    hashes = {row.id: email_hash(row.email) for row in sending}
+    suppressed = {found for found, in select_rows(_suppressed, list(set(hashes.values())))}
+    if not suppressed:
+        return set()
+    stopped = [row for row in sending if hashes[row.id] in suppressed]
+    lifecycle.stop_lead_enrollments([row.lead_id for row in stopped], reason="suppressed",
+                                    now=now)
+    return {row.id for row in stopped}
+
+
+def _suppressed(hashes: list[str]):
+    return Suppression.select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))
+
+
+def _email(row: Due, step: Step, versions: dict[str, int]) -> outbox.Email:
+    """The step's email, with the versions it uses: a queued or retried one keeps them."""
+    return outbox.Email(f"nurture/{step.template}", row.email, to_name=row.first_name,
+                        lead_id=row.lead_id, to_prospect=True, enrollment_id=row.id,
+                        step=row.step, step_id=step.id,
+                        context={"subject": step.subject, "sequence_version": step.version,
+                                 "template_version": versions[step.template]})
 
 
 def actively_enrolled(lead_ids: list[int]) -> list[int]:

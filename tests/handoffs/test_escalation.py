@@ -17,8 +17,10 @@ from service import lifecycle
 from service.core.db import utcnow
 from service.core.models import Handoff, OutboxEmail, Rep
 from service.core.runtime import runtime
+from service.handoffs import escalation
 from tests.conftest import ROOT, run_worker
 from tests.factories import promoted, rep_in_team
+from tests.nurture.test_sweep_sets import statements_of
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SLA = {"sla.calendar": "24x7", "sla.decision_hours": 2.0, "sla.remind_at": 0.5,
@@ -214,3 +216,24 @@ def test_the_manager_hears_once_an_episode_even_after_handing_it_on(sla_app, smt
         sweep_at(clock, 7, 8, 9, 10, 20)
     assert Handoff.select().where(Handoff.lead == handoff.lead_id).count() == 3
     assert len([s for s in subjects(smtp, "sam@") if s.startswith("Nobody")]) == 1
+
+
+def test_a_sweep_runs_as_many_statements_for_50_reminders_as_for_5(sla_app):
+    """Claims, outbox rows and the next action times are written set-based: per chunk, not
+    per handoff."""
+    def remind(count: int, at: datetime) -> int:
+        now = at + timedelta(hours=1, minutes=10)  # reminders (at 1 h) due, nothing else
+        with time_machine.travel(at, tick=False) as clock:
+            for i in range(count):
+                promote(sla_app, email=f"lead{at.hour}-{i}@example.com", at=at)
+            clock.move_to(now)
+            statements = statements_of(lambda: escalation.sweep(settings=runtime.settings,
+                                                                now=now))
+        batch = Handoff.select().where(Handoff.promoted_at == at)
+        assert [h.reminded_at for h in batch] == [now] * count
+        assert [h.sla_next_at for h in batch] == [at + timedelta(hours=2)] * count  # deadline
+        assert OutboxEmail.select().where(OutboxEmail.template == "sla_reminder",
+                                          OutboxEmail.handoff.in_(batch)).count() == count
+        Handoff.update(sla_next_at=None).where(Handoff.id.in_(batch)).execute()  # done with
+        return statements
+    assert remind(5, START) == remind(50, START + timedelta(hours=3))
