@@ -120,6 +120,8 @@ class Batch:
     def _update(self, lead: dict, fields: dict) -> None:
         """New field values win, except the UTM source and campaign, which keep the first
         touch."""
+        if not fields:
+            return
         changes = {name: value for name, value in fields.items()
                    if lead[name] != value and not (name in FIRST_TOUCH and lead[name])}
         lead.update(changes)
