@@ -16,7 +16,7 @@ import peewee
 
 from service.core import metrics
 from service.core.db import db, lock, transaction
-from service.core.fastsql import insert_returning, run_rendered
+from service.core.fastsql import insert_returning, run_rendered, select_rows
 from service.core.models import Delivery, InboundEvent
 from service.core.settings import Settings
 from service.handoffs.actions import auto_promote
@@ -221,6 +221,29 @@ def _first_deliveries(source: str, delivery_ids: list[str], now: datetime) -> se
     """Claim the delivery ids; return those not claimed before (even by a concurrent call:
     the unique index decides and RETURNING names the rows this call inserted)."""
     ids = dict.fromkeys(Delivery.stored_id(delivery_id) for delivery_id in delivery_ids)
+    if isinstance(db.obj, peewee.SqliteDatabase):
+        return _first_deliveries_alone(source, list(ids), now)
     return set(insert_returning(
         Delivery, [{"source": source, "delivery_id": delivery_id, "received_at": now}
                    for delivery_id in ids], "delivery_id", ignore_conflicts=True))
+
+
+def _first_deliveries_alone(source: str, ids: list[str], now: datetime) -> set[str]:
+    """SQLite, where this transaction is the one writer from its start: the ids not stored
+    yet, looked up together and inserted in one executemany (several times cheaper than
+    INSERT … RETURNING row by row)."""
+    if not ids:
+        return set()
+    seen = {delivery_id for (delivery_id,) in select_rows(_claimed, [source], ids)}
+    fresh = [delivery_id for delivery_id in ids if delivery_id not in seen]
+    stamp = Delivery.received_at.db_value(now)
+    with peewee.__exception_wrapper__:
+        db.cursor().executemany(
+            'INSERT INTO "delivery" ("source", "delivery_id", "received_at") VALUES (?, ?, ?)',
+            [(source, delivery_id, stamp) for delivery_id in fresh])
+    return set(fresh)
+
+
+def _claimed(sources: list[str], delivery_ids: list[str]):
+    return Delivery.select(Delivery.delivery_id).where(Delivery.source.in_(sources),
+                                                       Delivery.delivery_id.in_(delivery_ids))

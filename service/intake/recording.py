@@ -23,6 +23,8 @@ from service.leads.scoring import Policy, add_logs
 FIRST_TOUCH = ("utm_source", "utm_campaign")
 LOOKED_UP = ("id", "email", "score_log", *Lead.EDITABLE)
 PARKED_ONLY = ("anonymous_id", "user_id")
+ACTIVITY_SQL = ('INSERT INTO "activity" ("lead_id", "type", "occurred_at", "source", '
+                '"properties", "raw", "created_at") VALUES (?, ?, ?, ?, ?, ?, ?)')
 USER_ID_LOCK = 0x1EAD2  # first key of the two-key advisory locks on userIds
 HOLD_USER_IDS = ("SELECT count(pg_advisory_xact_lock(%s, h)) FROM (SELECT DISTINCT "
                  "hashtext(v) AS h FROM unnest(%s::text[]) AS v ORDER BY 1) AS held")
@@ -144,10 +146,10 @@ class Batch:
         for key in keys:
             if key not in self.owners:
                 self.owners[key] = self._claim(key, lead["id"])
+        if not self.stored and not self.parked:  # nothing parked: the usual case
+            return
         owned = [key for key in keys if self.owners[key] == lead["id"]]
         stored = [key for key in owned if key in self.stored]
-        if not stored and not any(key in self.parked for key in owned):
-            return
         places = sorted({place for key in owned for place in self.parked.pop(key, [])})
         rows = _take_stored(stored) if stored else []
         self.stored.difference_update(stored)
@@ -171,7 +173,10 @@ class Batch:
 
     def _write(self) -> None:
         insert_rows(AnonymousActivity, list(self.waiting.values()))
-        insert_rows(Activity, self.activities)
+        if isinstance(db.obj, SqliteDatabase):
+            _insert_activities_alone(self.activities)
+        else:
+            insert_rows(Activity, self.activities)
         if isinstance(db.obj, SqliteDatabase):
             self._write_leads_alone()
         else:
@@ -239,6 +244,21 @@ class Batch:
         if self.threshold is None:
             self.threshold = self.policy.threshold_log(self.now)
         return self.threshold
+
+
+def _insert_activities_alone(rows: list[dict]) -> None:
+    """SQLite: the activities in one executemany of tuples, each value converted by its
+    field as peewee would (the time they were recorded once for all)."""
+    if not rows:
+        return
+    created = Activity.created_at.db_value(rows[0]["created_at"])
+    occurred, to_json = Activity.occurred_at.db_value, Activity.properties.db_value
+    with peewee.__exception_wrapper__:
+        db.cursor().executemany(ACTIVITY_SQL, [
+            (row["lead"], row["type"], occurred(row["occurred_at"]), row["source"],
+             to_json(row["properties"]), to_json(row["raw"]),
+             created if row["created_at"] is rows[0]["created_at"]
+             else Activity.created_at.db_value(row["created_at"])) for row in rows])
 
 
 def _locked_scores(lead_ids: list[int]):
