@@ -6,13 +6,17 @@ first."""
 from __future__ import annotations
 
 import logging
+import random
+import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 import peewee
 
 from service.core import metrics
-from service.core.db import lock, transaction
-from service.core.fastsql import insert_returning, run_rendered
+from service.core.db import db, lock, transaction
+from service.core.fastsql import insert_returning, run_rendered, select_rows
 from service.core.models import Delivery, InboundEvent
 from service.core.settings import Settings
 from service.handoffs.actions import auto_promote
@@ -22,7 +26,11 @@ from service.leads.scoring import Policy
 from service.nurture import sequences as nurture
 
 log = logging.getLogger(__name__)
-RECORD_LIMIT = 500  # accepted events recorded in one transaction
+RECORD_LIMIT = 2000  # accepted events recorded in one transaction (by each recorder)
+SQLITE_RECORD_LIMIT = 4000  # by SQLite's one writer
+RECORD_TRIES = 5
+RETRIED_STATES = {"40P01", "40001", "55P03"}  # deadlock, serialization failure, lock timeout
+T = TypeVar("T")
 
 
 def record_events(events: list[Event], *, source: str, now: datetime,
@@ -50,45 +58,74 @@ def ingest(events: list[Event], *, source: str, settings: Settings, now: datetim
     return result
 
 
-def record_inbound(*, settings: Settings, now: datetime, limit: int = RECORD_LIMIT) -> int:
+def record_limit() -> int:
+    """Accepted events recorded in one transaction: SQLite's one writer takes larger
+    batches (fewer commits, each lead's score written once for more of its events)."""
+    return SQLITE_RECORD_LIMIT if isinstance(db.obj, peewee.SqliteDatabase) else RECORD_LIMIT
+
+
+def record_inbound(*, settings: Settings, now: datetime, limit: int | None = None,
+                   partitions: list[int] | None = None) -> int:
     """Record the oldest accepted events in order, in one transaction, and return how many
-    were taken. If that fails for a reason other than the database (a bad stored event),
-    each is recorded on its own and one that still fails is set aside as failed."""
+    were taken: those of the partitions this recorder holds (see service.intake.leases),
+    or with None every partition, one recorder at a time. If that fails for a reason other
+    than the database (a bad stored event), each is recorded on its own and one that still
+    fails is set aside as failed. A transaction PostgreSQL aborts as a deadlock or a
+    serialization failure is tried again."""
+    limit = limit or record_limit()
     try:
-        taken, results = _record(settings, now, limit)
+        taken, results = _retried(lambda: _record(settings, now, limit, partitions))
     except peewee.OperationalError:
         raise
     except Exception:
         log.warning("recording up to %d accepted events together failed; one at a time",
                     limit, exc_info=True)
-        taken, results = _record_one_at_a_time(settings, now, limit)
+        taken, results = _record_one_at_a_time(settings, now, limit, partitions)
     for source, result in results:
         promote_crossed(result, settings, now)
         _count(result, source)
     return taken
 
 
-def _record(settings: Settings, now: datetime, limit: int,
+def _retried(record: Callable[[], T]) -> T:
+    for attempt in range(1, RECORD_TRIES + 1):
+        try:
+            return record()
+        except peewee.OperationalError as exc:
+            if attempt == RECORD_TRIES or _sqlstate(exc) not in RETRIED_STATES:
+                raise
+            log.info("recording was aborted (%s); trying again", _sqlstate(exc))
+            time.sleep(random.uniform(0, 0.02 * attempt))
+    raise AssertionError("unreachable")
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    return getattr(exc.args[0] if exc.args else None, "pgcode", None)
+
+
+def _record(settings: Settings, now: datetime, limit: int, partitions: list[int] | None,
             only: int | None = None) -> tuple[int, list[tuple[str, Recorded]]]:
     policy, results = Policy.from_settings(settings), []
     with transaction():
-        lock("record-inbound")  # one recorder at a time keeps each visitor's events in order
-        rows = _oldest(limit, only)
+        if partitions is None:
+            lock("record-inbound")  # one recorder at a time keeps each visitor's events in order
+        rows = _oldest(limit, partitions, only)
         for source, run in _runs_by_source(rows):
             events = _first_of_each(source, run, now)
             results.append((source, Recorded(duplicates=len(run) - len(events))))
             Batch(source, now, policy, results[-1][1]).record(events)
         if rows:
-            run_rendered(_delete_inbound, [row[0] for row in rows])
+            _delete_taken(rows, whole=partitions is None and only is None)
     return len(rows), results
 
 
-def _record_one_at_a_time(settings: Settings, now: datetime,
-                          limit: int) -> tuple[int, list[tuple[str, Recorded]]]:
+def _record_one_at_a_time(settings: Settings, now: datetime, limit: int,
+                          partitions: list[int] | None) -> tuple[int, list[tuple[str, Recorded]]]:
     taken, results = 0, []
-    for row_id, *_ in _oldest(limit):
+    for row_id, *_ in _oldest(limit, partitions):
         try:
-            done, recorded = _record(settings, now, 1, only=row_id)
+            done, recorded = _retried(lambda row_id=row_id: _record(
+                settings, now, 1, partitions, only=row_id))
         except peewee.OperationalError:
             raise
         except Exception as exc:
@@ -97,11 +134,31 @@ def _record_one_at_a_time(settings: Settings, now: datetime,
     return taken, results
 
 
-def _oldest(limit: int, only: int | None = None) -> list[tuple]:
+def _oldest(limit: int, partitions: list[int] | None, only: int | None = None) -> list[tuple]:
     query = (InboundEvent.select(InboundEvent.id, InboundEvent.source,
                                  InboundEvent.delivery_id, InboundEvent.event)
              .where(InboundEvent.failed.is_null()).order_by(InboundEvent.id).limit(limit))
-    return list((query.where(InboundEvent.id == only) if only else query).tuples())
+    if partitions is not None:
+        query = query.where(InboundEvent.partition.in_(partitions))
+    sql, params = (query.where(InboundEvent.id == only) if only else query).sql()
+    return db.execute_sql(sql, params).fetchall()  # as stored: no field conversions needed
+
+
+def pending_partitions() -> list[int]:
+    """The partitions where accepted events wait to be recorded."""
+    return [partition for (partition,) in InboundEvent.select(InboundEvent.partition).where(
+        InboundEvent.failed.is_null()).distinct().tuples()]
+
+
+def _delete_taken(rows: list[tuple], whole: bool) -> None:
+    """Delete the rows taken. SQLite's one writer, having taken the oldest of every
+    partition, deletes up to the last: no row before it can commit later, as an id given out
+    under PostgreSQL's sequence can."""
+    if whole and isinstance(db.obj, peewee.SqliteDatabase):
+        InboundEvent.delete().where(InboundEvent.id <= rows[-1][0],
+                                    InboundEvent.failed.is_null()).execute()
+    else:
+        run_rendered(_delete_inbound, [row[0] for row in rows])
 
 
 def _delete_inbound(ids: list[int]):
@@ -164,6 +221,29 @@ def _first_deliveries(source: str, delivery_ids: list[str], now: datetime) -> se
     """Claim the delivery ids; return those not claimed before (even by a concurrent call:
     the unique index decides and RETURNING names the rows this call inserted)."""
     ids = dict.fromkeys(Delivery.stored_id(delivery_id) for delivery_id in delivery_ids)
+    if isinstance(db.obj, peewee.SqliteDatabase):
+        return _first_deliveries_alone(source, list(ids), now)
     return set(insert_returning(
         Delivery, [{"source": source, "delivery_id": delivery_id, "received_at": now}
                    for delivery_id in ids], "delivery_id", ignore_conflicts=True))
+
+
+def _first_deliveries_alone(source: str, ids: list[str], now: datetime) -> set[str]:
+    """SQLite, where this transaction is the one writer from its start: the ids not stored
+    yet, looked up together and inserted in one executemany (several times cheaper than
+    INSERT … RETURNING row by row)."""
+    if not ids:
+        return set()
+    seen = {delivery_id for (delivery_id,) in select_rows(_claimed, [source], ids)}
+    fresh = [delivery_id for delivery_id in ids if delivery_id not in seen]
+    stamp = Delivery.received_at.db_value(now)
+    with peewee.__exception_wrapper__:
+        db.cursor().executemany(
+            'INSERT INTO "delivery" ("source", "delivery_id", "received_at") VALUES (?, ?, ?)',
+            [(source, delivery_id, stamp) for delivery_id in fresh])
+    return set(fresh)
+
+
+def _claimed(sources: list[str], delivery_ids: list[str]):
+    return Delivery.select(Delivery.delivery_id).where(Delivery.source.in_(sources),
+                                                       Delivery.delivery_id.in_(delivery_ids))

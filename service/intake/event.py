@@ -6,9 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from service.core import jsontext
 from service.core.models import Lead
 from service.core.text import one_line
+
+COMPACT = '{"type":"'  # how orjson begins Event.to_json(); the standard library adds a space
 
 
 @dataclass
@@ -31,8 +35,20 @@ class Event:
 
     @classmethod
     def from_json(cls, text: str) -> Event:
-        values = jsontext.loads(text)
+        values = _read(text)
         return cls(**{**values, "occurred_at": datetime.fromisoformat(values["occurred_at"])})
+
+
+def _read(text: str):
+    """What to_json wrote: compact text is orjson's, read by orjson (several times faster on
+    the recording path, and exact: orjson writes no integer it cannot read back); the rest
+    the standard library wrote (for orjson refused the value: a 65-bit integer), and reads."""
+    if text.startswith(COMPACT):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return jsontext.loads(text)
 
 
 def lead_fields(values: dict) -> dict:

@@ -277,6 +277,14 @@ def _step_ids() -> None:
                 else (Enrollment.step >= number)).execute()
 
 
+def _partitions() -> None:
+    """Accepted events carry their visitor's partition; parked activity its userId, so
+    a call with only a userId, recorded before the identify that links it (in another
+    partition, by another recorder), waits for it instead of being dropped."""
+    add_missing_columns(InboundEvent, InboundEvent.partition)
+    add_missing_columns(AnonymousActivity, AnonymousActivity.user_id)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (1, "initial schema", _initial),
     (2, "intake: keys, deliveries, identities, merges, scores", _intake),
@@ -308,8 +316,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
          "handoffs indexed", _utm_reports),
     (23, "nurture: steps keep an id; enrollments go on after the last step they sent",
      _step_ids),
-    (24, "intake: accepted events partitioned by visitor, recorded in parallel",
-     lambda: add_missing_columns(InboundEvent, InboundEvent.partition)),
+    (24, "intake: accepted events partitioned by visitor, recorded in parallel; activity "
+         "with only a userId parked until it is identified", _partitions),
     (25, "intake: delivery ids pruned after the dedupe window, by when they were received",
      lambda: create_indexes(Delivery, over={"received_at"})),
 ]

@@ -59,8 +59,11 @@ class Identity(BaseModel):
 
 
 class AnonymousActivity(BaseModel):
-    """Tracking activity from a visitor not yet tied to an email; moved on identify."""
+    """Tracking activity from a visitor not yet tied to an email, parked under its tracking
+    ids; moved to the lead once either of them is identified. A call with only a userId has
+    an empty anonymous_id."""
     anonymous_id = pw.CharField(max_length=200, index=True)
+    user_id = pw.CharField(max_length=200, null=True, index=True)
     type = pw.CharField(max_length=64)
     occurred_at = UTCDateTimeField()
     source = pw.CharField(max_length=64)
