@@ -258,21 +258,23 @@ TO_REP = ("rep_handoff", "sla_reminder", "handoff_moved")
 ABOUT_REP = ("decision_feedback", "sla_escalation", "mql_undecided")
 
 
-def reply_to(row: OutboxEmail, settings: Settings, secret: str) -> tuple[str, str] | None:
+def reply_to(row: OutboxEmail, settings: Settings, secret: str,
+             owners: dict[int, tuple[str, str]] | None = None) -> tuple[str, str] | None:
     """Where a reply goes, as (name, email). With inbound.reply_address, a reply to an email
     someone converses on comes back to Leadbridge (reply_address); otherwise it reaches a
     person: a rep's email goes back to the promoter, an email about a rep's handoff to that
     rep, a prospect's to the lead's owner (the rep of its latest handoff), a prospect's reply
-    to the prospect; else mail.reply_to (empty: no Reply-To)."""
+    to the prospect; else mail.reply_to (empty: no Reply-To). `owners` is owners_of() the
+    batch's leads, when the caller has read them."""
     if settings.inbound.reply_address and (thread := reply_thread(row, settings)):
         return settings.mail.from_name, reply_address(settings, secret, row, *thread)
     person = None
     if row.template == "prospect_replied" and row.lead_id is not None:
         person = Lead.get_by_id(row.lead_id)
     if row.to_prospect and row.lead_id is not None:
-        person = (Rep.select(Rep.name, Rep.email).join(Handoff).where(Handoff.lead == row.lead_id)
-                  .order_by(Handoff.id.desc()).first())
-    elif row.handoff_id is not None and row.template in TO_REP + ABOUT_REP:
+        owner = (owners if owners is not None else owners_of([row.lead_id])).get(row.lead_id)
+        return owner or _default_reply_to(settings)
+    if row.handoff_id is not None and row.template in TO_REP + ABOUT_REP:
         handoff = Handoff.get_by_id(row.handoff_id)
         if row.template in ABOUT_REP:
             person = handoff.rep
@@ -280,7 +282,21 @@ def reply_to(row: OutboxEmail, settings: Settings, secret: str) -> tuple[str, st
             return "", promoter
     if person is not None:
         return person.name, person.email
+    return _default_reply_to(settings)
+
+
+def _default_reply_to(settings: Settings) -> tuple[str, str] | None:
     return parseaddr(settings.mail.reply_to) if settings.mail.reply_to else None
+
+
+def owners_of(lead_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Each lead's owner, the rep of its latest handoff, as (name, email), in one query;
+    leads with no handoff are left out."""
+    if not lead_ids:
+        return {}
+    rows = (Handoff.select(Handoff.lead, Rep.name, Rep.email).join(Rep)
+            .where(Handoff.lead.in_(sorted(set(lead_ids)))).order_by(Handoff.id).tuples())
+    return {lead_id: (name, email) for lead_id, name, email in rows}  # the latest wins
 
 
 def reply_address(settings: Settings, secret: str, row: OutboxEmail, thread: str,
