@@ -1,9 +1,10 @@
 """Sending: N nurture emails to prospects (outbox rows, as the nurture sweep writes them)
 sent by one real `leadbridge worker --burst` (send jobs of outbox.BATCH rows, each through
 mail.connections SMTP connections) to a local SMTP sink running in its own process; beside
-a baseline measured in the same run against the same sink: smtplib sending as many small
-pre-built messages over one connection. Rates are timed at the sink (first to last message
-received), the same way for both, so the worker's start-up is not counted.
+a baseline measured in the same run against the same sink, just before and just after each
+worker run (their mean): smtplib sending as many small pre-built messages over one
+connection. Rates are timed at the sink (first to last message received), the same way for
+both, so the worker's start-up is not counted.
 
 Usage: python benchmarks/sending.py [--emails 5000] [--connections 1 4]
        python benchmarks/sending.py --sink PORT   (the sink process itself)"""
@@ -172,10 +173,11 @@ def main() -> None:
                                for k, v in settings.items()})
             results = []
             for round_, connections in enumerate(args.connections):
-                base = baseline(server, args.emails)
                 ids = fill(args.emails, 1 + round_ * args.emails)
-                results.append((connections, send_with_worker(server, env, ids, connections),
-                                base))
+                before = baseline(server, args.emails)  # just before and just after: the
+                sent = send_with_worker(server, env, ids, connections)  # machine is shared
+                after = baseline(server, args.emails)
+                results.append((connections, sent, (before + after) / 2))
     finally:
         server.stop()
         valkey.stop()

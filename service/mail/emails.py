@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.accounts import users
@@ -212,8 +213,15 @@ def prospect(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     root = base_url(settings)
     lead = row.lead or Lead(email=row.to_address)  # joined in deliver(); gone if erased
 
+    signed: dict[str, str] = {}
+
     def track(url: str) -> str:
-        return f"{root}/c/{links.click_token(secret, row.id, url, lead.public_id)}"
+        """A link in both bodies is signed once."""
+        if not isinstance(url, str):
+            return f"{root}/c/{links.click_token(secret, row.id, url, lead.public_id)}"
+        if url not in signed:
+            signed[url] = f"{root}/c/{links.click_token(secret, row.id, url, lead.public_id)}"
+        return signed[url]
 
     return {"lead": lead, "sender": settings.mail.from_name, "track": track,
             "postal_address": settings.mail.postal_address,
@@ -222,7 +230,13 @@ def prospect(row: OutboxEmail, settings: Settings, secret: str) -> dict:
 
 def unsubscribe_token(row: OutboxEmail, secret: str) -> str:
     lead = row.lead or Lead(id=0, email=row.to_address)
-    return links.unsubscribe_token(secret, lead.id, lead.public_id)
+    return _unsubscribe_token(secret, lead.id, lead.public_id)
+
+
+@lru_cache(maxsize=64)
+def _unsubscribe_token(secret: str, lead_id: int | None, public_id: str) -> str:
+    """Signed once for an email's footer link and its List-Unsubscribe header."""
+    return links.unsubscribe_token(secret, lead_id, public_id)
 
 
 def unsubscribe_headers(row: OutboxEmail, settings: Settings, secret: str) -> dict:
