@@ -6,7 +6,7 @@ connections and mark the sent ones every MARK_EVERY messages. Everything the bat
 
 Delivery is at least once: a worker killed after the server accepted an email and before
 its row was marked sends it again once its claim lapses (outbox.claim_seconds), so at most
-MARK_EVERY emails, plus one in flight per connection, go twice."""
+MARK_EVERY emails, plus transport.IN_FLIGHT per connection, go twice."""
 
 from __future__ import annotations
 

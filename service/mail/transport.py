@@ -262,6 +262,7 @@ class SMTPTransport:
 
 
 _DONE = object()  # a connection's thread has ended
+IN_FLIGHT = 2  # messages per connection sent and not yet reported to the caller, at most
 
 
 class _Fanout:
@@ -275,6 +276,9 @@ class _Fanout:
         self.waiting = deque(messages)
         self.answers: queue.SimpleQueue = queue.SimpleQueue()
         self.stop = threading.Event()
+        # Messages sent and not yet reported: a thread waits for room, so the caller's marks
+        # never fall far behind the server (what a killed worker sends twice stays bounded).
+        self.room = threading.Semaphore(IN_FLIGHT * count)
         self.refused: list[TransientError] = []  # connections the server would not open
         self.failure: BaseException | None = None  # what stopped the batch
 
@@ -291,6 +295,7 @@ class _Fanout:
                     ended += 1
                 else:
                     report(*answer)
+                    self.room.release()
         finally:
             self.stop.set()
             for thread in threads:
@@ -305,7 +310,7 @@ class _Fanout:
                 self.refused.append(TransientError(f"{type(exc).__name__}: {exc}"))
                 return
             with smtp:
-                while not self.stop.is_set():
+                while self._room():
                     try:
                         outbox_id, message = self.waiting.popleft()
                     except IndexError:
@@ -316,6 +321,14 @@ class _Fanout:
             self.stop.set()
         finally:
             self.answers.put(_DONE)
+
+    def _room(self) -> bool:
+        """Wait until fewer than IN_FLIGHT per connection await their report; False once the
+        batch has stopped."""
+        while not self.stop.is_set():
+            if self.room.acquire(timeout=0.1):
+                return True
+        return False
 
     def _raise_for_the_rest(self) -> None:
         if self.failure is not None:
