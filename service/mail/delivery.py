@@ -149,22 +149,44 @@ def deliver(outbox_ids: list[int], *, settings: Settings, secret: str, now: date
     claimed = outbox.claim(outbox_ids, now=now, claim_seconds=settings.outbox.claim_seconds)
     rows = list(OutboxEmail.select(OutboxEmail, Lead).join(Lead, JOIN.LEFT_OUTER)
                 .where(OutboxEmail.id.in_(claimed)).order_by(OutboxEmail.id))
-    skips, batch = skip_reasons(rows), []
+    skips = skip_reasons(rows)
     outbox.mark_skipped(skips, now=now)
-    known = Known.of([row for row in rows if row.id not in skips])
-    templates, outcomes = {row.id: row.template for row in rows}, Counter()
-    for row in rows:
-        if row.id in skips:
-            continue
-        if (parts := composed(row, settings, secret, now, known)) is not None:
-            batch.append((row.id, parts))
-        else:
-            outcomes["failed", row.template] += 1
+    sending = [row for row in rows if row.id not in skips]
+    outcomes = Counter()
+    batch = _Composing(sending, Known.of(sending), outcomes, settings=settings, secret=secret,
+                       now=now)
     try:
-        return _send(batch, templates, outcomes, settings=settings, now=now)
+        return _send(batch, outcomes, settings=settings, now=now)
     finally:
         for (outcome, template), count in outcomes.items():
             metrics.add(f"leadbridge_emails_{outcome}_total", count, template=template)
+
+
+class _Composing:
+    """The rows of a batch, each composed as the transport takes it, so composing one
+    overlaps sending those before it; a row that cannot be composed fails alone
+    (composed()) and is left out."""
+
+    def __init__(self, rows: list[OutboxEmail], known: Known, outcomes: Counter, *,
+                 settings: Settings, secret: str, now: datetime):
+        self.rows, self.known, self.outcomes = rows, known, outcomes
+        self.settings, self.secret, self.now = settings, secret, now
+        self.templates = {row.id: row.template for row in rows}
+        self.parts: dict[int, tuple] = {}  # id → (message, subject, text, html)
+        self.failed: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        for row in self.rows:
+            parts = composed(row, self.settings, self.secret, self.now, self.known)
+            if parts is None:
+                self.failed.add(row.id)
+                self.outcomes["failed", row.template] += 1
+                continue
+            self.parts[row.id] = parts
+            yield row.id, parts[0]
 
 
 class _Marks:
@@ -184,11 +206,10 @@ class _Marks:
         self.marked += len(waiting)
 
 
-def _send(batch: list, templates: dict[int, str], outcomes: Counter, *, settings: Settings,
-          now: datetime) -> int:
-    if not batch:
+def _send(batch: _Composing, outcomes: Counter, *, settings: Settings, now: datetime) -> int:
+    if not len(batch):
         return 0
-    parts, answered, marks = dict(batch), set(), _Marks(now)
+    templates, answered, marks = batch.templates, set(), _Marks(now)
 
     def report(outbox_id: int, refusal: str | None) -> None:
         answered.add(outbox_id)
@@ -197,17 +218,17 @@ def _send(batch: list, templates: dict[int, str], outcomes: Counter, *, settings
             outbox.mark_failed(outbox_id, error=refusal, now=now)
             outcomes["failed", templates[outbox_id]] += 1
             return
-        _, subject, text, html = parts[outbox_id]
+        _, subject, text, html = batch.parts[outbox_id]
         if templates[outbox_id] in UNKEPT:
             text = html = "(not kept: it held a one-time link)"
         marks.add(outbox_id, (subject, text, html))
         outcomes["sent", templates[outbox_id]] += 1
 
     try:
-        mail.transport(settings).send([(i, message[0]) for i, message in batch], report)
+        mail.transport(settings).send(batch, report)
     except mail.TransientError as exc:
         marks.flush()
-        unanswered = [i for i, _ in batch if i not in answered]
+        unanswered = [i for i in templates if i not in answered and i not in batch.failed]
         failed = outbox.release(unanswered, error=str(exc), now=now,
                                 backoff=settings.outbox.retry_seconds)
         for outbox_id in unanswered:

@@ -9,8 +9,7 @@ import smtplib
 import ssl
 import threading
 import uuid
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from email.charset import Charset
 from email.errors import MessageError
@@ -21,7 +20,7 @@ from email.policy import Compat32
 from email.utils import formataddr, formatdate
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import css_inline
 import jinja2
@@ -166,13 +165,21 @@ class TransientError(Exception):
 Report = Callable[[int, str | None], None]  # (outbox id, None when accepted or the refusal)
 
 
+class Batch(Protocol):
+    """(outbox id, message) pairs: a list, or a batch that composes each as it is taken."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[int, Message]]: ...
+
+
 class CaptureTransport:
     """Keeps mail: each message as an .eml file under the data folder."""
 
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def send(self, messages: list[tuple[int, Message]], report: Report) -> None:
+    def send(self, messages: Batch, report: Report) -> None:
 
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         for outbox_id, message in messages:
@@ -201,14 +208,14 @@ class SMTPTransport:
         self.username, self.password, self.timeout = username, password, timeout
         self.connections = max(1, connections)
 
-    def send(self, messages: list[tuple[int, Message]], report: Report) -> None:
+    def send(self, messages: Batch, report: Report) -> None:
         count = min(self.connections, len(messages))
         if count <= 1:
             self._send_over_one(messages, report)
         else:
-            _Fanout(self, messages, count).run(report)
+            _Fanout(self, count).run(messages, report)
 
-    def _send_over_one(self, messages: list[tuple[int, Message]], report: Report) -> None:
+    def _send_over_one(self, messages: Batch, report: Report) -> None:
         try:
             smtp = self.connect()
         except (OSError, smtplib.SMTPException) as exc:
@@ -266,41 +273,60 @@ IN_FLIGHT = 2  # messages per connection sent and not yet reported to the caller
 
 
 class _Fanout:
-    """One batch over several connections: each thread takes the next waiting message, sends
-    it and puts the answer on a queue; the caller's thread reports the answers (it alone
-    writes to the database: peewee's connection is per thread)."""
+    """One batch over several connections. The caller's thread takes each message from the
+    batch (which may compose it only then, so composing overlaps sending) and hands it to
+    the connections' threads; each thread sends the next one waiting and puts the answer on
+    a queue; the caller's thread reports the answers (it alone writes to the database:
+    peewee's connection is per thread)."""
 
-    def __init__(self, transport: SMTPTransport, messages: list[tuple[int, Message]],
-                 count: int):
+    def __init__(self, transport: SMTPTransport, count: int):
         self.transport, self.count = transport, count
-        self.waiting = deque(messages)
+        self.work: queue.SimpleQueue = queue.SimpleQueue()  # messages, then None per thread
         self.answers: queue.SimpleQueue = queue.SimpleQueue()
         self.stop = threading.Event()
         # Messages sent and not yet reported: a thread waits for room, so the caller's marks
         # never fall far behind the server (what a killed worker sends twice stays bounded).
         self.room = threading.Semaphore(IN_FLIGHT * count)
+        self.connected: list[bool] = []  # one entry per connection opened
         self.refused: list[TransientError] = []  # connections the server would not open
         self.failure: BaseException | None = None  # what stopped the batch
+        self.ended = 0
 
-    def run(self, report: Report) -> None:
+    def run(self, messages: Iterable[tuple[int, Message]], report: Report) -> None:
         threads = [threading.Thread(target=self._connection, daemon=True,
                                     name=f"smtp-{number}") for number in range(self.count)]
         for thread in threads:
             thread.start()
         try:
-            ended = 0
-            while ended < self.count:
-                answer = self.answers.get()
-                if answer is _DONE:
-                    ended += 1
-                else:
-                    report(*answer)
-                    self.room.release()
+            for message in messages:
+                self.work.put(message)
+                self._report(report, block=False)
+                if self.stop.is_set() or self.ended == self.count:
+                    break
+            self._report(report, block=True)
         finally:
             self.stop.set()
+            for _ in threads:
+                self.work.put(None)
             for thread in threads:
                 thread.join()
         self._raise_for_the_rest()
+
+    def _report(self, report: Report, *, block: bool) -> None:
+        """Report the answers in; with block, until every thread has ended."""
+        if block:
+            for _ in range(self.count):
+                self.work.put(None)
+        while self.ended < self.count:
+            try:
+                answer = self.answers.get(block=block)
+            except queue.Empty:
+                return
+            if answer is _DONE:
+                self.ended += 1
+            else:
+                report(*answer)
+                self.room.release()
 
     def _connection(self) -> None:
         try:
@@ -309,13 +335,13 @@ class _Fanout:
             except (OSError, smtplib.SMTPException) as exc:
                 self.refused.append(TransientError(f"{type(exc).__name__}: {exc}"))
                 return
+            self.connected.append(True)
             with smtp:
                 while self._room():
-                    try:
-                        outbox_id, message = self.waiting.popleft()
-                    except IndexError:
+                    item = self.work.get()
+                    if item is None or self.stop.is_set():
                         return
-                    self.answers.put((outbox_id, self.transport.send_one(smtp, message)))
+                    self.answers.put((item[0], self.transport.send_one(smtp, item[1])))
         except BaseException as exc:  # raised in the caller's thread by run()
             self.failure = self.failure or exc
             self.stop.set()
@@ -333,11 +359,11 @@ class _Fanout:
     def _raise_for_the_rest(self) -> None:
         if self.failure is not None:
             raise self.failure
-        if self.waiting:  # no connection could be opened
+        if not self.connected:
             raise self.refused[0]
         if self.refused:
             log.info("the SMTP server took %d of %d connections: %s",
-                     self.count - len(self.refused), self.count, self.refused[0])
+                     len(self.connected), self.count, self.refused[0])
 
 
 def transport(settings: Settings):
