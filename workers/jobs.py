@@ -14,8 +14,8 @@ from service.webhooks import sending
 
 
 def send_emails(outbox_ids: list[int]) -> int:
-    """Send outbox rows over one connection; rows sent already or held by another sender are
-    left alone. Returns how many this job sent."""
+    """Send outbox rows over mail.connections SMTP connections; rows sent already or held by
+    another sender are left alone. Returns how many this job sent."""
     return delivery.deliver(list(outbox_ids), settings=runtime.settings,
                           secret=runtime.secret_key, now=utcnow())
 

@@ -38,20 +38,38 @@ def save_template(name: str, *, html: str, text: str, author: str, now: datetime
                              now=now, note=note, describe=describe, based_on=based_on)
 
 
-def render(name: str, version: int, context: dict) -> tuple[str, str, str]:
-    """(subject, text, html) of that version of the template. The subject is
-    context["subject"], itself a template, rendered first: the bodies' {{ subject }} is
-    the text the recipient reads. A test send (context["sample_lead"]) is rendered for the
-    sample lead, every field filled."""
-    row = store.version(TEMPLATE, name, version)
-    if row is None:
-        raise NotFound(f"no version {version} of the email template {name!r}")
+def render(name: str, version: int, context: dict, *, stored: dict | None = None
+           ) -> tuple[str, str, str]:
+    """(subject, text, html) of that version of the template (its bodies `stored`, when the
+    caller has read them with stored_versions()). The subject is context["subject"], itself
+    a template, rendered first: the bodies' {{ subject }} is the text the recipient reads.
+    A test send (context["sample_lead"]) is rendered for the sample lead, every field
+    filled."""
+    if stored is None:
+        row = store.version(TEMPLATE, name, version)
+        if row is None:
+            raise NotFound(f"no version {version} of the email template {name!r}")
+        stored = row.data
     if context.get("sample_lead"):
         context = {**context, "lead": templates.SAMPLE_LEAD}
     subject = templates.render_subject(context["subject"], context)
     context = {**context, "subject": subject}
-    return (subject, templates.render_part("text", row.data["text"], context),
-            templates.render_part("html", row.data["html"], context))
+    return (subject, templates.render_part("text", stored["text"], context),
+            templates.render_part("html", stored["html"], context))
+
+
+def stored_versions(wanted: set[tuple[str, int]]) -> dict[tuple[str, int], dict]:
+    """The bodies of these (name, version)s of templates, in one query: what a batch of
+    emails renders. A version that does not exist is left out."""
+    if not wanted:
+        return {}
+    rows = ContentVersion.select(ContentVersion.key, ContentVersion.version,
+                                 ContentVersion.data).where(
+        ContentVersion.kind == TEMPLATE,
+        ContentVersion.key.in_(sorted({name for name, _ in wanted})),
+        ContentVersion.version.in_(sorted({number for _, number in wanted})))
+    return {(row.key, row.version): row.data for row in rows
+            if (row.key, row.version) in wanted}
 
 
 def send_test(name: str, *, version: int, subject: str, to_address: str,

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from redis.exceptions import RedisError
 from rq import Retry
 
-from service.core.db import collect
+from service.core.db import collect, transaction
 from service.core.fastsql import insert_all_returning, update_row
 from service.core.models import OutboxEmail
 from service.core.runtime import runtime
@@ -157,16 +157,26 @@ def claim(outbox_ids: list[int], *, now: datetime, claim_seconds: int) -> list[i
     return sorted(row.id for row in query.execute())
 
 
-def mark_sent(outbox_id: int, *, subject: str, body_text: str, body_html: str,
-              now: datetime) -> None:
-    update_row(OutboxEmail, outbox_id, {"sent_at": now, "subject": subject,
-                                        "body_text": body_text, "body_html": body_html,
-                                        "last_error": ""})
+def mark_sent(sent: dict[int, tuple[str, str, str]], *, now: datetime) -> None:
+    """Rows the server accepted, with the (subject, text, html) each went out with, marked in
+    one transaction: a sender marks them every few messages, not one commit each."""
+    if not sent:
+        return
+    with transaction():
+        for outbox_id, (subject, body_text, body_html) in sent.items():
+            update_row(OutboxEmail, outbox_id, {"sent_at": now, "subject": subject,
+                                                "body_text": body_text,
+                                                "body_html": body_html, "last_error": ""})
 
 
-def mark_skipped(outbox_id: int, *, reason: str, now: datetime) -> None:
-    OutboxEmail.update(skipped_at=now, skip_reason=reason).where(
-        OutboxEmail.id == outbox_id).execute()
+def mark_skipped(reasons: dict[int, str], *, now: datetime) -> None:
+    """Rows that must not go (by id, why), in one transaction."""
+    if not reasons:
+        return
+    with transaction():
+        for outbox_id, reason in reasons.items():
+            OutboxEmail.update(skipped_at=now, skip_reason=reason).where(
+                OutboxEmail.id == outbox_id).execute()
 
 
 def mark_failed(outbox_id: int, *, error: str, now: datetime) -> None:

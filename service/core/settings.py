@@ -66,6 +66,7 @@ class Mail(Section):
     smtp_username: str = ""
     smtp_password: SecretStr = NO_SECRET
     smtp_timeout: float = 30.0
+    connections: int = Field(default=4, ge=1, le=32)
     postal_address: str
     unsubscribe_mailto: str = ""
     reply_to: str = ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.accounts import users
@@ -212,8 +213,15 @@ def prospect(row: OutboxEmail, settings: Settings, secret: str) -> dict:
     root = base_url(settings)
     lead = row.lead or Lead(email=row.to_address)  # joined in deliver(); gone if erased
 
+    signed: dict[str, str] = {}
+
     def track(url: str) -> str:
-        return f"{root}/c/{links.click_token(secret, row.id, url, lead.public_id)}"
+        """A link in both bodies is signed once."""
+        if not isinstance(url, str):
+            return f"{root}/c/{links.click_token(secret, row.id, url, lead.public_id)}"
+        if url not in signed:
+            signed[url] = f"{root}/c/{links.click_token(secret, row.id, url, lead.public_id)}"
+        return signed[url]
 
     return {"lead": lead, "sender": settings.mail.from_name, "track": track,
             "postal_address": settings.mail.postal_address,
@@ -222,7 +230,13 @@ def prospect(row: OutboxEmail, settings: Settings, secret: str) -> dict:
 
 def unsubscribe_token(row: OutboxEmail, secret: str) -> str:
     lead = row.lead or Lead(id=0, email=row.to_address)
-    return links.unsubscribe_token(secret, lead.id, lead.public_id)
+    return _unsubscribe_token(secret, lead.id, lead.public_id)
+
+
+@lru_cache(maxsize=64)
+def _unsubscribe_token(secret: str, lead_id: int | None, public_id: str) -> str:
+    """Signed once for an email's footer link and its List-Unsubscribe header."""
+    return links.unsubscribe_token(secret, lead_id, public_id)
 
 
 def unsubscribe_headers(row: OutboxEmail, settings: Settings, secret: str) -> dict:
@@ -258,21 +272,23 @@ TO_REP = ("rep_handoff", "sla_reminder", "handoff_moved")
 ABOUT_REP = ("decision_feedback", "sla_escalation", "mql_undecided")
 
 
-def reply_to(row: OutboxEmail, settings: Settings, secret: str) -> tuple[str, str] | None:
+def reply_to(row: OutboxEmail, settings: Settings, secret: str,
+             owners: dict[int, tuple[str, str]] | None = None) -> tuple[str, str] | None:
     """Where a reply goes, as (name, email). With inbound.reply_address, a reply to an email
     someone converses on comes back to Leadbridge (reply_address); otherwise it reaches a
     person: a rep's email goes back to the promoter, an email about a rep's handoff to that
     rep, a prospect's to the lead's owner (the rep of its latest handoff), a prospect's reply
-    to the prospect; else mail.reply_to (empty: no Reply-To)."""
+    to the prospect; else mail.reply_to (empty: no Reply-To). `owners` is owners_of() the
+    batch's leads, when the caller has read them."""
     if settings.inbound.reply_address and (thread := reply_thread(row, settings)):
         return settings.mail.from_name, reply_address(settings, secret, row, *thread)
     person = None
     if row.template == "prospect_replied" and row.lead_id is not None:
         person = Lead.get_by_id(row.lead_id)
     if row.to_prospect and row.lead_id is not None:
-        person = (Rep.select(Rep.name, Rep.email).join(Handoff).where(Handoff.lead == row.lead_id)
-                  .order_by(Handoff.id.desc()).first())
-    elif row.handoff_id is not None and row.template in TO_REP + ABOUT_REP:
+        owner = (owners if owners is not None else owners_of([row.lead_id])).get(row.lead_id)
+        return owner or _default_reply_to(settings)
+    if row.handoff_id is not None and row.template in TO_REP + ABOUT_REP:
         handoff = Handoff.get_by_id(row.handoff_id)
         if row.template in ABOUT_REP:
             person = handoff.rep
@@ -280,7 +296,21 @@ def reply_to(row: OutboxEmail, settings: Settings, secret: str) -> tuple[str, st
             return "", promoter
     if person is not None:
         return person.name, person.email
+    return _default_reply_to(settings)
+
+
+def _default_reply_to(settings: Settings) -> tuple[str, str] | None:
     return parseaddr(settings.mail.reply_to) if settings.mail.reply_to else None
+
+
+def owners_of(lead_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Each lead's owner, the rep of its latest handoff, as (name, email), in one query;
+    leads with no handoff are left out."""
+    if not lead_ids:
+        return {}
+    rows = (Handoff.select(Handoff.lead, Rep.name, Rep.email).join(Rep)
+            .where(Handoff.lead.in_(sorted(set(lead_ids)))).order_by(Handoff.id).tuples())
+    return {lead_id: (name, email) for lead_id, name, email in rows}  # the latest wins
 
 
 def reply_address(settings: Settings, secret: str, row: OutboxEmail, thread: str,
