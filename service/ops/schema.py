@@ -11,7 +11,7 @@ from peewee import Context, SqliteDatabase
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
-from service.core.db import db
+from service.core.db import AutoIncrementField, db
 
 
 def add_missing_columns(model, *fields) -> None:
@@ -42,15 +42,17 @@ def index_columns(index, table: str) -> set[str]:
     return set(re.findall(r'"([^"]+)"', covered))
 
 
-def rebuild_with_autoincrement(model) -> None:
+def rebuild_keyed_as_model(model) -> None:
     """SQLite's procedure for changing a table (lang_altertable.html, "other kinds of table
     schema changes"), foreign keys being off: create the table anew from the model under
     another name, copy the rows with their ids, drop the old table, give the new one its
-    name, create the old indexes again (partial ones too)."""
+    name, create the old indexes again (partial ones too). Done when the table's key says
+    AUTOINCREMENT and the model's does not, or the other way round."""
     table = model._meta.table_name
     found = db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
                            (table,)).fetchone()
-    if found is None or "AUTOINCREMENT" in found[0].upper():
+    wanted = isinstance(model._meta.primary_key, AutoIncrementField)
+    if found is None or ("AUTOINCREMENT" in found[0].upper()) == wanted:
         return  # created by a later version, or already created so
     indexes = [sql for (sql,) in db.execute_sql(
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",

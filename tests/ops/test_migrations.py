@@ -10,6 +10,7 @@ from service.core.db import AutoIncrementField, db
 from service.core.models import (
     Activity,
     Handoff,
+    InboundEvent,
     Lead,
     LeadMerge,
     OutboxEmail,
@@ -188,3 +189,27 @@ def test_upgrade_keeps_ids_and_never_reuses_them(app, now, tmp_path):
                    f"FROM lead WHERE id = {bob.id}")
     assert Lead.get(Lead.email == "gus@example.com").public_id not in public_ids
     assert migrate() == []
+
+
+def test_accepted_events_lose_autoincrement_and_keep_their_rows(app, now):
+    """Version 26: the queue of accepted events is numbered by SQLite's rowid (its rows and
+    indexes kept); new events still come after those waiting. PostgreSQL is left as it is."""
+    sqlite = isinstance(db.obj, SqliteDatabase)
+    if sqlite:  # the table as versions 14 to 25 made it
+        db.drop_tables([InboundEvent])
+        create, _ = InboundEvent._schema._create_table().query()
+        db.execute_sql(create.replace("PRIMARY KEY", "PRIMARY KEY AUTOINCREMENT"))
+        InboundEvent._schema.create_indexes()
+    waiting = [InboundEvent.create(source="tracking:website", received_at=now, event="{}",
+                                   partition=n) for n in (3, 5)]
+    SchemaVersion.delete().where(SchemaVersion.version == 26).execute()
+
+    assert migrate() == ["0026 intake: accepted events numbered by SQLite's rowid, without "
+                         "AUTOINCREMENT (a queue)"]
+    assert [(e.id, e.partition) for e in InboundEvent.select().order_by(InboundEvent.id)] == [
+        (e.id, e.partition) for e in waiting]
+    assert InboundEvent.create(source="s", received_at=now, event="{}").id > waiting[-1].id
+    assert any(i.columns == ["partition", "id"] for i in db.get_indexes("inbound_event"))
+    if sqlite:
+        table = db.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'inbound_event'")
+        assert "AUTOINCREMENT" not in table.fetchone()[0].upper()
