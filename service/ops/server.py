@@ -15,13 +15,20 @@ from service.core.settings import Settings
 class AccessLog(Logger):
     """Access lines without credentials: no Basic-auth user (Segment SDKs send their write
     key as one), no query string, no referrer, and the path scrubbed like every log line (the
-    tokens of email links masked)."""
+    tokens of email links masked: every record is scrubbed as it is made,
+    logs.scrub_every_record). gunicorn's default (combined) format, built in one step: its
+    atoms, made for any format, were a third of a tracking call's time."""
 
-    def atoms(self, resp, req, environ, request_time):
-        atoms = super().atoms(resp, req, environ, request_time)
-        path = logs.scrub(atoms["U"])
-        atoms.update(u="-", U=path, q="", f="-", r=f"{atoms['m']} {path} {atoms['H']}")
-        return atoms
+    def access(self, resp, req, environ, request_time):
+        if not self.access_log_enabled:
+            return
+        status = str(resp.status).split(None, 1)[0]
+        sent = "-" if getattr(resp, "sent", None) is None else str(resp.sent)
+        line = " ".join(environ.get(name) or "-" for name in (
+            "REQUEST_METHOD", "PATH_INFO", "SERVER_PROTOCOL")).replace('"', '\\"')
+        agent = (environ.get("HTTP_USER_AGENT") or "-").replace('"', '\\"')
+        self.access_log.info(f'{environ.get("REMOTE_ADDR") or "-"} - - {self.now()} '
+                             f'"{line}" {status} {sent} "-" "{agent}"')
 
 
 class Server(BaseApplication):
