@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -241,6 +242,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="`leadbridge worker` processes")
     parser.add_argument("--drain-seconds", type=float, default=120,
                         help="how long to wait after the load for nothing to be waiting")
+    parser.add_argument("--logs", type=Path, help="keep the processes' logs in this folder")
     args = parser.parse_args()
     print(machine())
     print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}; "
@@ -296,11 +298,25 @@ def soak(data: Path, database_url: str, args) -> None:
             process.terminate()
             process.wait(timeout=20)
         valkey.stop()
-    report(result, samples, rate, end, waited, exited, args)
-    logged = {path.name: path.read_text().count("Traceback")
-              for path in sorted((data / "logs").iterdir())}
-    print("tracebacks in the processes' logs: " + ", ".join(
-        f"{name} {count}" for name, count in logged.items()))
+    logged = {path.name: path.read_text() for path in sorted((data / "logs").iterdir())}
+    tracebacks = {name: text.count("Traceback") for name, text in logged.items()}
+    checks = [("tracebacks in the processes' logs: " + ", ".join(
+        f"{name} {count}" for name, count in tracebacks.items()), not any(tracebacks.values()))]
+    checks += [(f"  {name}: {reason}", False) for name, text in logged.items()
+               for reason in sorted(set(_last_lines_of_tracebacks(text)))[:5]]
+    report(result, samples, rate, end, waited, exited, args, checks)
+    if args.logs:
+        shutil.copytree(data / "logs", args.logs, dirs_exist_ok=True)
+
+
+def _last_lines_of_tracebacks(text: str) -> list[str]:
+    """Each traceback's exception line (the first line after its indented frames)."""
+    lines, reasons = text.splitlines(), []
+    for n, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            rest = (later for later in lines[n + 1:] if later and not later.startswith(" "))
+            reasons.append(next(rest, "?")[:200])
+    return reasons
 
 
 def verdict(ok: bool) -> str:
@@ -308,7 +324,7 @@ def verdict(ok: bool) -> str:
 
 
 def report(result: dict, samples: list, rate: float, end: dict, waited: float,
-           exited: dict, args) -> None:
+           exited: dict, args, logged: list[tuple[str, bool]]) -> None:
     errors = len(result["errors"])
     print(f"soak: {result['n']:,} requests at {result['rps']:.1f} req/s "
           f"({result['rps'] / rate:.2f} of the target rate), p50 {result['p50']:.1f} ms, "
@@ -327,6 +343,7 @@ def report(result: dict, samples: list, rate: float, end: dict, waited: float,
     for key in WAITING:
         checks.append((f"{NAMES[key]} at the end: {end[key]} (waited {waited:.0f} s of "
                        f"{args.drain_seconds:.0f})", end[key] == 0))
+    checks += logged
     print(f"accepted {end['accepted']:,} tracking events, recorded {end['recorded']:,} "
           f"activities, dropped {end['repeated']:,} repeated message ids; {end['sent']:,} "
           f"emails sent; most waiting during the run: "

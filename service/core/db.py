@@ -121,19 +121,22 @@ def release() -> None:
 
 @contextmanager
 def transaction() -> Iterator[None]:
-    """One write transaction (BEGIN IMMEDIATE on SQLite). Hooks registered with
-    after_commit run once the outermost transaction has committed."""
+    """One write transaction (BEGIN IMMEDIATE on SQLite). Writes gathered with write_last
+    run at its end, before the commit; hooks registered with after_commit once the
+    outermost transaction has committed."""
     if getattr(_hooks, "pending", None) is not None:
         with db.atomic():
             yield
         return
-    _hooks.pending, _hooks.buckets = [], {}
+    _hooks.pending, _hooks.buckets, _hooks.last = [], {}, {}
     try:
         with db.atomic():
             yield
+            for items, write in _hooks.last.values():
+                write(items)
         pending = _hooks.pending
     finally:
-        _hooks.pending = _hooks.buckets = None
+        _hooks.pending = _hooks.buckets = _hooks.last = None
     for hook in pending:
         hook()
 
@@ -150,6 +153,18 @@ def collect(key: str, item, flush: Callable[[list], None]) -> None:
         items = buckets[key] = []
         after_commit(lambda: flush(items))
     buckets[key].append(item)
+
+
+def write_last(key: str, items: set, write: Callable[[set], None]) -> None:
+    """Gather items during the transaction and write() them once at its end, just before
+    the commit: for a row many transactions write (today's dirty day), taken last so that
+    no transaction waits for it while holding what another holder waits for (a deadlock
+    on PostgreSQL). Outside a transaction, write(items) runs at once."""
+    last = getattr(_hooks, "last", None)
+    if last is None:
+        write(items)
+        return
+    last.setdefault(key, (set(), write))[0].update(items)
 
 
 def lock(name: str) -> None:

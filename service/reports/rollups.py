@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 
 from peewee import SQL, Expression, Field, fn
 
-from service.core.db import lock, transaction
+from service.core.db import lock, transaction, write_last
 from service.core.fastsql import insert_rows
 from service.core.models import DirtyDay, Handoff, Lead, Rollup, StageChange
 from service.core.statuses import HandoffStatus
@@ -91,12 +91,17 @@ def _key(values, duration: bool) -> str:
 # Marking -------------------------------------------------------------------------------
 
 def mark_dirty(*days) -> None:
-    """These days' figures changed; call inside the transaction that changed them."""
-    days = sorted({d for d in days if d is not None})
+    """These days' figures changed; call inside the transaction that changed them. Written
+    at its end (db.write_last): every recorder and decision marks today."""
+    days = {d for d in days if d is not None}
     if days:
-        (DirtyDay.insert_many([{"day": d, "version": 1} for d in days])
-         .on_conflict(conflict_target=[DirtyDay.day],
-                      update={DirtyDay.version: DirtyDay.version + 1}).execute())
+        write_last("dirty-days", days, _write_dirty)
+
+
+def _write_dirty(days: set) -> None:
+    (DirtyDay.insert_many([{"day": d, "version": 1} for d in sorted(days)])
+     .on_conflict(conflict_target=[DirtyDay.day],
+                  update={DirtyDay.version: DirtyDay.version + 1}).execute())
 
 
 def mark_handoffs_dirty(where: Expression) -> None:
