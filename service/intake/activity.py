@@ -28,7 +28,7 @@ from service.nurture import sequences as nurture
 log = logging.getLogger(__name__)
 RECORD_LIMIT = 2000  # accepted events recorded in one transaction (by each recorder)
 SQLITE_RECORD_LIMIT = 4000  # by SQLite's one writer
-RECORD_TRIES = 5
+RECORD_TRIES = 8  # a transaction aborted as a deadlock is tried again, up to this often
 RETRIED_STATES = {"40P01", "40001", "55P03"}  # deadlock, serialization failure, lock timeout
 T = TypeVar("T")
 
@@ -95,12 +95,16 @@ def _retried(record: Callable[[], T]) -> T:
             if attempt == RECORD_TRIES or _sqlstate(exc) not in RETRIED_STATES:
                 raise
             log.info("recording was aborted (%s); trying again", _sqlstate(exc))
-            time.sleep(random.uniform(0, 0.02 * attempt))
+            # Jittered and doubling: two recorders that collided over the same leads start
+            # again apart, not together into the same collision.
+            time.sleep(random.uniform(0, min(2.0, 0.02 * 2 ** attempt)))
     raise AssertionError("unreachable")
 
 
 def _sqlstate(exc: Exception) -> str | None:
-    return getattr(exc.args[0] if exc.args else None, "pgcode", None)
+    """PostgreSQL's code for the error peewee re-raised (the driver's error is its context)."""
+    causes = (exc, *exc.args, exc.__cause__, exc.__context__)
+    return next((code for cause in causes if (code := getattr(cause, "pgcode", None))), None)
 
 
 def _record(settings: Settings, now: datetime, limit: int, partitions: list[int] | None,

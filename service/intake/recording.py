@@ -172,15 +172,19 @@ class Batch:
         self.result.activities += len(rows)
 
     def _write(self) -> None:
-        insert_rows(AnonymousActivity, list(self.waiting.values()))
         if isinstance(db.obj, SqliteDatabase):
+            insert_rows(AnonymousActivity, list(self.waiting.values()))
             _insert_activities_alone(self.activities)
-        else:
-            insert_rows(Activity, self.activities)
-        if isinstance(db.obj, SqliteDatabase):
             self._write_leads_alone()
-        else:
-            self._write_leads_beside_others()
+            return
+        # The leads first, in id order: inserting their activities takes a key-share lock
+        # on each (the foreign key), which taken first, in event order, deadlocked against
+        # another recorder locking the same leads.
+        scores = dict(select_rows(_locked_scores, sorted(self.changed.keys()
+                                                         | self.scored.keys())))
+        insert_rows(AnonymousActivity, list(self.waiting.values()))
+        insert_rows(Activity, self.activities)
+        self._write_leads_beside_others(scores)
 
     def _write_leads_alone(self) -> None:
         """SQLite, the one writer: the scores this batch read hold. Every changed lead, then
@@ -197,12 +201,10 @@ class Batch:
         if cursor.rowcount != len(settled):
             raise RuntimeError("a lead's score changed while its batch was recorded")
 
-    def _write_leads_beside_others(self) -> None:
-        """PostgreSQL, where recorders of other partitions may write the same leads: lock
-        them in id order, as every recorder does (they wait for each other, never deadlock),
-        reading their scores as they are now; then every score in one statement."""
-        scores = dict(select_rows(_locked_scores, sorted(self.changed.keys()
-                                                         | self.scored.keys())))
+    def _write_leads_beside_others(self, scores: dict[int, float | None]) -> None:
+        """PostgreSQL, where recorders of other partitions may write the same leads: they
+        are locked in id order, as every recorder does (they wait for each other, never
+        deadlock), their scores read as they are now; then every score in one statement."""
         for lead_id in self.changed:
             self._change(lead_id)
         settled = self._settled({lead_id: scores[lead_id] for lead_id in self.scored})
@@ -263,7 +265,7 @@ def _insert_activities_alone(rows: list[dict]) -> None:
 
 def _locked_scores(lead_ids: list[int]):
     return Lead.select(Lead.id, Lead.score_log).where(Lead.id.in_(lead_ids)).order_by(
-        Lead.id).for_update()
+        Lead.id).for_update("FOR NO KEY UPDATE")  # what an update takes: foreign keys pass
 
 
 @lru_cache(maxsize=64)

@@ -58,7 +58,10 @@ def capture_many(leads: list[dict], *, source: str, actor: str, now: datetime) -
             "updated_at": changed, "source": source, "public_id": new_public_id(),
             "event_sequence": 1})  # its lead.created, written below
     with transaction():
-        inserted = insert_returning(Lead, list(rows.values()), "email", ignore_conflicts=True)
+        # In the order of their emails: two recorders creating the same new leads wait for
+        # each other in one order, never each for the other (a deadlock on PostgreSQL).
+        inserted = insert_returning(Lead, [rows[email] for email in sorted(rows)], "email",
+                                    ignore_conflicts=True)
         # Those this call inserted (RETURNING leaves out rows the unique index refused), by
         # email only: all leads of one import share created_at, and filtering on it in SQL
         # lets the planner scan every one of them.
