@@ -75,3 +75,18 @@ def query_plan(query) -> str:
 
     sql, params = query.sql()
     return "; ".join(row[-1] for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params))
+
+
+def small_messages(count: int) -> list:
+    """The baseline's emails: small text + HTML messages, built before the clock starts."""
+    from email.message import EmailMessage
+
+    messages = []
+    for i in range(count):
+        message = EmailMessage()
+        message["From"], message["To"] = "leadbridge@example.com", f"p{i}@example.com"
+        message["Subject"] = "A guide you may find useful"
+        message.set_content("Hi there,\n\nA short note.\n")
+        message.add_alternative("<p>Hi there,</p><p>A short note.</p>", subtype="html")
+        messages.append(message)
+    return messages

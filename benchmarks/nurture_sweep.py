@@ -21,10 +21,9 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 
-from common import bench_app, free_port, machine, query_plan
+from common import bench_app, free_port, machine, query_plan, small_messages
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # a Tuesday, inside send hours
 BEFORE = "~16 s for 10,000 due among 1,000,000 (~610 steps/s: per-row claim, check, insert)"
@@ -103,14 +102,7 @@ def floors(path: Path) -> tuple[float, float]:
 
 
 def baseline(port: int, count: int) -> float:
-    messages = []
-    for i in range(count):
-        message = EmailMessage()
-        message["From"], message["To"] = "leadbridge@example.com", f"p{i}@example.com"
-        message["Subject"] = "A guide you may find useful"
-        message.set_content("Hi there,\n\nA short note.\n")
-        message.add_alternative("<p>Hi there,</p><p>A short note.</p>", subtype="html")
-        messages.append(message)
+    messages = small_messages(count)
     started = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", port) as smtp:
         for message in messages:

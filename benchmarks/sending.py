@@ -27,9 +27,8 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 
-from common import ROOT, bench_app, clean_env, free_port, machine
+from common import ROOT, bench_app, clean_env, free_port, machine, small_messages
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -97,14 +96,7 @@ def rate(count: int, seconds: float) -> float:
 
 
 def baseline(sink: Sink, count: int) -> float:
-    messages = []
-    for i in range(count):
-        message = EmailMessage()
-        message["From"], message["To"] = "leadbridge@example.com", f"p{i}@example.com"
-        message["Subject"] = "A guide you may find useful"
-        message.set_content("Hi there,\n\nA short note.\n")
-        message.add_alternative("<p>Hi there,</p><p>A short note.</p>", subtype="html")
-        messages.append(message)
+    messages = small_messages(count)
     with smtplib.SMTP("127.0.0.1", sink.port) as smtp:
         for message in messages:
             smtp.send_message(message)

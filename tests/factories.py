@@ -105,3 +105,20 @@ def at_once(act: Callable[[int], Any], times: int, *, database: bool = False) ->
     for thread in threads:
         thread.join()
     return results
+
+
+def statements_run(act: Callable[[], Any]) -> list[str]:
+    """The SQL statements act() runs, in order (counted where peewee sends them)."""
+    seen, database = [], db.db.obj
+    execute = database.execute_sql
+
+    def counting(sql, *args, **kwargs):
+        seen.append(sql)
+        return execute(sql, *args, **kwargs)
+
+    database.execute_sql = counting
+    try:
+        act()
+    finally:
+        del database.execute_sql
+    return seen

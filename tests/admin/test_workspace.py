@@ -32,7 +32,14 @@ from service.handoffs import thread
 from service.nurture import bounces
 from service.nurture import sequences as nurture
 from tests.conftest import PASSWORD, csrf_token, log_in
-from tests.factories import enrolled, new_lead, promoted, record_activity, rep_in_team
+from tests.factories import (
+    enrolled,
+    new_lead,
+    promoted,
+    record_activity,
+    rep_in_team,
+    statements_run,
+)
 
 
 def client_as(app, email):
@@ -499,18 +506,10 @@ def test_owner_and_team_filters_mean_the_current_owner(app, people, now):
 
 def statements(client, path: str) -> int:
     """How many SQL statements one request runs."""
-    from service.core.db import db
-    count, execute = [0], db.obj.execute_sql
-
-    def counted(sql, params=None, *args, **kwargs):
-        count[0] += 1
-        return execute(sql, params, *args, **kwargs)
-    db.obj.execute_sql = counted
-    try:
-        assert client.get(path).status_code == 200, path
-    finally:
-        db.obj.execute_sql = execute
-    return count[0]
+    answers = []
+    run = statements_run(lambda: answers.append(client.get(path).status_code))
+    assert answers == [200], path
+    return len(run)
 
 
 LIST_PATHS = ("/admin/lead/", "/admin/handoff/", "/admin/overdue/", "/admin/pending/",

@@ -19,8 +19,7 @@ from service.core.models import Handoff, OutboxEmail, Rep
 from service.core.runtime import runtime
 from service.handoffs import escalation
 from tests.conftest import ROOT, run_worker
-from tests.factories import promoted, rep_in_team
-from tests.nurture.test_sweep_sets import statements_of
+from tests.factories import promoted, rep_in_team, statements_run
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SLA = {"sla.calendar": "24x7", "sla.decision_hours": 2.0, "sla.remind_at": 0.5,
@@ -227,8 +226,8 @@ def test_a_sweep_runs_as_many_statements_for_50_reminders_as_for_5(sla_app):
             for i in range(count):
                 promote(sla_app, email=f"lead{at.hour}-{i}@example.com", at=at)
             clock.move_to(now)
-            statements = statements_of(lambda: escalation.sweep(settings=runtime.settings,
-                                                                now=now))
+            statements = len(statements_run(
+                lambda: escalation.sweep(settings=runtime.settings, now=now)))
         batch = Handoff.select().where(Handoff.promoted_at == at)
         assert [h.reminded_at for h in batch] == [now] * count
         assert [h.sla_next_at for h in batch] == [at + timedelta(hours=2)] * count  # deadline

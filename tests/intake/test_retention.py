@@ -13,6 +13,7 @@ from service.core.models import Activity, Delivery
 from service.intake import retention
 from service.intake.keys import create_key
 from tests.conftest import run_cli, run_worker
+from tests.factories import statements_run
 from workers import jobs
 
 
@@ -65,20 +66,11 @@ def test_expired_rows_are_deleted_in_bounded_chunks(app, now):
                            "received_at": now - timedelta(days=30, seconds=i)}
                           for i in range(25)]).execute()
     Delivery.create(source="website", delivery_id="fresh", received_at=now)
-    statements = []
-    execute_sql = db.obj.execute_sql
-
-    def counting(sql, params=None, *args, **kwargs):
-        if sql.lstrip().upper().startswith("DELETE"):
-            statements.append(sql)
-        return execute_sql(sql, params, *args, **kwargs)
-
-    db.obj.execute_sql = counting
-    try:
-        deleted = retention.prune_deliveries(window_days=7, now=now, chunk=10)
-    finally:
-        del db.obj.execute_sql
-    assert deleted == 25
+    deleted = []
+    run = statements_run(lambda: deleted.append(
+        retention.prune_deliveries(window_days=7, now=now, chunk=10)))
+    statements = [sql for sql in run if sql.lstrip().upper().startswith("DELETE")]
+    assert deleted == [25]
     assert len(statements) == 3, "25 rows in chunks of 10: 10, 10, 5"
     assert all("LIMIT" in sql.upper() for sql in statements), "each chunk is bounded"
     assert [row.delivery_id for row in Delivery.select()] == ["fresh"]

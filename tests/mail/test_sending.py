@@ -19,6 +19,7 @@ from service.core.runtime import runtime
 from service.mail import delivery
 from service.mail.transport import IN_FLIGHT
 from tests.conftest import Inbox, free_port, kill_worker_while_held, run_worker
+from tests.factories import statements_run
 
 
 class Counting(Inbox):
@@ -119,24 +120,12 @@ def test_a_batch_sends_every_row_once_and_keeps_what_went(make_app, smtp, connec
 
 
 def test_a_batch_reads_in_a_few_queries_whatever_its_size(app, smtp):
-    database = OutboxEmail._meta.database.obj
-    execute = type(database).execute_sql
-
     def reads_to_send(count: int, first: int) -> int:
         rows = prospects(count, first)[-count:]
-        reads = []
-
-        def counting(sql, *args, **kwargs):
-            reads.append(sql.lstrip().upper().startswith("SELECT"))
-            return execute(database, sql, *args, **kwargs)
-
-        database.execute_sql = counting
-        try:
-            delivery.deliver([row.id for row in rows], settings=runtime.settings,
-                             secret=app.secret_key, now=utcnow())
-        finally:
-            del database.execute_sql
-        return sum(reads)
+        run = statements_run(lambda: delivery.deliver(
+            [row.id for row in rows], settings=runtime.settings, secret=app.secret_key,
+            now=utcnow()))
+        return sum(sql.lstrip().upper().startswith("SELECT") for sql in run)
 
     assert reads_to_send(2, 0) == reads_to_send(30, 100), "reads per batch, not per email"
 

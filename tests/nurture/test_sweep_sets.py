@@ -11,13 +11,13 @@ import pytest
 
 from service import lifecycle
 from service.core import outbox
-from service.core.db import db, transaction
+from service.core.db import transaction
 from service.core.models import Enrollment, Lead, OutboxEmail, Suppression
 from service.core.runtime import runtime
 from service.nurture import sequences as nurture
 from service.nurture.suppression import email_hash
 from tests.conftest import queued_job_ids
-from tests.factories import at_once
+from tests.factories import at_once, statements_run
 
 WEDNESDAY = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # 09:00 in London, inside send hours
 TRIO = {"steps": [
@@ -49,32 +49,17 @@ def due_enrollments(count: int, *, at: datetime = WEDNESDAY, zones=ZONES,
             for lead in leads]
 
 
-def statements_of(act) -> int:
-    """How many SQL statements act() runs."""
-    count, execute = [0], db.obj.execute_sql
-
-    def counted(sql, params=None, *args, **kwargs):
-        count[0] += 1
-        return execute(sql, params, *args, **kwargs)
-    db.obj.execute_sql = counted
-    try:
-        act()
-    finally:
-        db.obj.execute_sql = execute
-    return count[0]
-
-
 def sweep_at(now: datetime, chunk: int = 1000) -> int:
     return nurture.sweep(settings=runtime.settings, now=now, chunk=chunk)
 
 
 def test_a_chunk_runs_as_many_statements_for_50_due_steps_as_for_5(nurture_app):
     due_enrollments(5)
-    few = statements_of(lambda: sweep_at(WEDNESDAY))
+    few = len(statements_run(lambda: sweep_at(WEDNESDAY)))
     assert OutboxEmail.select().count() == 5
     later = WEDNESDAY + timedelta(days=1)
     due_enrollments(50, at=later)
-    many = statements_of(lambda: sweep_at(later))
+    many = len(statements_run(lambda: sweep_at(later)))
     assert OutboxEmail.select().count() == 55
     assert many == few
 
