@@ -13,7 +13,7 @@ from typing import Any
 from service import lifecycle
 from service.core import db
 from service.core.addresses import normalise_email
-from service.core.models import Activity, Enrollment, Handoff, Lead, Rep, Team
+from service.core.models import Activity, Enrollment, Handoff, InboundEvent, Lead, Rep, Team
 from service.core.runtime import runtime
 from service.handoffs.actions import promote_lead
 from service.handoffs.sla import Schedule
@@ -122,3 +122,12 @@ def statements_run(act: Callable[[], Any]) -> list[str]:
     finally:
         del database.execute_sql
     return seen
+
+
+def spoil_oldest_accepted():
+    """Make the oldest accepted event unrecordable (a stored event without its time); return
+    it as it was."""
+    oldest = InboundEvent.select().order_by(InboundEvent.id).limit(1).get()
+    InboundEvent.update(event='{"type": "page_view"}').where(
+        InboundEvent.id == oldest.id).execute()
+    return oldest

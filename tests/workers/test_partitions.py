@@ -21,7 +21,7 @@ from service.intake.event import Event
 from service.intake.leases import Lease, leased
 from service.intake.partitions import PARTITIONS, partition_of
 from tests.conftest import DATABASE_URL, ROOT
-from tests.factories import at_once
+from tests.factories import at_once, spoil_oldest_accepted
 from workers import recorder
 
 SOURCE = "tracking:website"
@@ -229,9 +229,7 @@ def test_a_message_id_delivered_twice_into_two_partitions_is_recorded_once(app):
 
 def test_a_bad_stored_event_is_set_aside_alone_beside_another_recorder(app):
     accept(*[track("page_view", anonymous=f"visitor-{v}") for v in range(60)])
-    broken = InboundEvent.select().order_by(InboundEvent.id).limit(1).get()
-    InboundEvent.update(event='{"type": "page_view"}').where(
-        InboundEvent.id == broken.id).execute()
+    broken = spoil_oldest_accepted()
     two_recorders()
     [left] = InboundEvent.select()
     assert left.id == broken.id and left.failed.startswith("KeyError")

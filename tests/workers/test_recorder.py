@@ -17,7 +17,7 @@ from service.core.runtime import runtime
 from service.intake.activity import record_inbound
 from service.intake.keys import create_key
 from tests.conftest import ROOT, leadbridge_env, run_worker
-from tests.factories import at_once
+from tests.factories import at_once, spoil_oldest_accepted
 from tests.web.test_tracking import basic
 
 
@@ -89,9 +89,7 @@ def test_two_recorders_at_once_record_each_event_once_and_in_order(app):
 def test_an_event_that_cannot_be_recorded_is_set_aside(app, caplog):
     key = create_key("write_key", "website", sources=["website"], actor="t", now=utcnow())[1]
     visit(app.test_client(), key, 1)
-    broken = InboundEvent.select().order_by(InboundEvent.id).limit(1).get()
-    InboundEvent.update(event='{"type": "page_view"}').where(
-        InboundEvent.id == broken.id).execute()
+    broken = spoil_oldest_accepted()
     run_worker()
     [left] = InboundEvent.select()
     assert left.id == broken.id and left.failed.startswith("KeyError")
