@@ -4,6 +4,7 @@ key's length."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import statistics
 import subprocess
@@ -14,6 +15,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+import time_machine
 
 from service import create_app
 from service.accounts.users import create_user
@@ -191,6 +193,33 @@ def test_a_good_login_is_not_counted_against_the_limit(app, marketer):
     assert log_in(app.test_client(), MIA).status_code == 429
 
 
+def wrong_logins_across_an_edge(client, before: int, after: int) -> list[int]:
+    """before wrong passwords in the last second of a 15-minute window, after in the next."""
+    statuses = []
+    with time_machine.travel(dt.datetime(2026, 3, 2, 9, 14, 59, 500000, tzinfo=dt.UTC),
+                             tick=False) as clock:
+        for n in range(before + after):
+            if n == before:
+                clock.move_to(dt.datetime(2026, 3, 2, 9, 15, 0, 500000, tzinfo=dt.UTC))
+            statuses.append(log_in(client, MIA, "not the password").status_code)
+    return statuses
+
+
+def test_the_limit_holds_across_a_window_edge(app, marketer):
+    statuses = wrong_logins_across_an_edge(app.test_client(), 6, 6)
+    assert statuses == [401] * 10 + [429] * 2
+
+
+def test_the_limit_forgets_the_window_before_last(app, marketer):
+    client = app.test_client()
+    with time_machine.travel(dt.datetime(2026, 3, 2, 8, 59, 59, tzinfo=dt.UTC), tick=False):
+        assert [log_in(client, MIA, "not the password").status_code
+                for _ in range(11)] == [401] * 10 + [429]
+    with time_machine.travel(dt.datetime(2026, 3, 2, 9, 15, 0, 500000, tzinfo=dt.UTC),
+                             tick=False):
+        assert log_in(client, MIA, "not the password").status_code == 401
+
+
 class TestWithoutRedis:
     @pytest.fixture
     def settings_overrides(self, settings_overrides):
@@ -202,6 +231,10 @@ class TestWithoutRedis:
             assert log_in(client, MIA, "not the password").status_code == 401
         assert log_in(client, MIA, "not the password").status_code == 429
         assert log_in(app.test_client(), MIA).status_code == 429
+
+    def test_the_limit_holds_across_a_window_edge(self, app, marketer):
+        statuses = wrong_logins_across_an_edge(app.test_client(), 6, 6)
+        assert statuses == [401] * 10 + [429] * 2
 
     def test_the_limit_holds_for_parallel_logins(self, live_server, marketer):
         statuses = wrong_logins_at_once(live_server, 15)
