@@ -7,9 +7,12 @@ reason. Received over real SMTP from real RQ workers."""
 from __future__ import annotations
 
 import ast
+import io
 import json
 from datetime import timedelta
 from email import message_from_bytes, policy
+from email.generator import BytesGenerator
+from email.mime.text import MIMEText
 from pathlib import Path
 
 import time_machine
@@ -24,7 +27,14 @@ from service.core.models import Handoff, Lead, OutboxEmail, Rep, Team
 from service.core.runtime import runtime
 from service.intake.importer import import_csv
 from service.intake.keys import create_key
-from service.mail.transport import HEADER_LIMIT, NAME_LIMIT, address, build_message, header_text
+from service.mail.transport import (
+    HEADER_LIMIT,
+    NAME_LIMIT,
+    address,
+    build_message,
+    header_text,
+    wire_bytes,
+)
 from tests.conftest import PASSWORD, ROOT, csrf_token, log_in, run_worker
 from tests.factories import enrolled, new_lead, promoted, rep_in_team
 from tests.handoffs.test_escalation import SLA, START, promote, sweep_job
@@ -277,6 +287,30 @@ def test_any_name_and_subject_make_a_message_that_reads_back_on_one_line(
     for field in parsed.keys():
         assert "\n" not in parsed[field] and "\r" not in parsed[field]
     assert parsed["Bcc"] is None and parsed.get_all("To") == [parsed["To"]]
+
+
+def generated(message) -> bytes:
+    """What smtplib.send_message() would send: email.generator's bytes, CRLF line ends."""
+    out = io.BytesIO()
+    BytesGenerator(out).flatten(message, linesep="\r\n")
+    return out.getvalue()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=TEXT, subject=TEXT, note=TEXT, text=st.text(), html=st.text())
+@example(name="Ada", subject="Hi", note="x", text="", html="")
+@example(name="é" * 100, subject="=?utf-8?b?QWRh?=", note="\r\n.\r\n", text=".\n.\r\n",
+         html="x" * 5000)
+def test_the_bytes_sent_are_the_bytes_email_generator_writes(name, subject, note, text, html):
+    message = build_message(
+        sender="leadbridge@example.com", sender_name="Leadbridge", to_address="ada@example.com",
+        to_name=name, message_id="<1@example.com>", subject=subject, text=text, html=html,
+        headers={"Reply-To": address(name, "riley@example.com"), "X-Note": note})
+    assert wire_bytes(message) == generated(message)
+    parts = message.get_payload()
+    for part, body, subtype in zip(parts, (text, html), ("plain", "html"), strict=True):
+        assert part.as_bytes() == MIMEText(body, subtype, "utf-8").as_bytes()
+        assert part.get_payload(decode=True).decode() == body
 
 
 # --- the architecture keeps it the only way ---------------------------------------------
