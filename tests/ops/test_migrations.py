@@ -209,7 +209,27 @@ def test_accepted_events_lose_autoincrement_and_keep_their_rows(app, now):
     assert [(e.id, e.partition) for e in InboundEvent.select().order_by(InboundEvent.id)] == [
         (e.id, e.partition) for e in waiting]
     assert InboundEvent.create(source="s", received_at=now, event="{}").id > waiting[-1].id
-    assert any(i.columns == ["partition", "id"] for i in db.get_indexes("inbound_event"))
     if sqlite:
         table = db.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'inbound_event'")
         assert "AUTOINCREMENT" not in table.fetchone()[0].upper()
+
+
+def partition_index() -> bool:
+    return any(i.columns == ["partition", "id"] for i in db.get_indexes("inbound_event"))
+
+
+def test_accepted_events_are_indexed_by_partition_on_postgresql_only(app, now):
+    """Version 27: versions 24 to 26 indexed (partition, id) on both databases; SQLite's one
+    recorder never reads by partition, so there the index goes."""
+    sqlite = isinstance(db.obj, SqliteDatabase)
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "inbound_event_partition_id" '
+                   'ON "inbound_event" ("partition", "id")')  # as version 26 left it
+    waiting = InboundEvent.create(source="tracking:website", received_at=now, event="{}",
+                                  partition=7)
+    SchemaVersion.delete().where(SchemaVersion.version == 27).execute()
+
+    assert migrate() == ["0027 intake: accepted events indexed by partition on PostgreSQL "
+                         "only, where recorders lease partitions"]
+    assert partition_index() is not sqlite
+    assert InboundEvent.get_by_id(waiting.id).partition == 7
+    assert migrate() == []
