@@ -110,8 +110,12 @@ def configure(level: str, style: str) -> None:
 
 
 def start_request() -> None:
-    incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if INCOMING_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = request_id(request.headers.get("X-Request-ID", ""))
+
+
+def request_id(incoming: str) -> str:
+    """The caller's X-Request-ID when it is a plain token, else a new one."""
+    return incoming if INCOMING_ID.match(incoming) else uuid.uuid4().hex
 
 
 def tag_response(response):

@@ -24,6 +24,7 @@ from . import (
     forms,
     health,
     inbound_mail,
+    intake_lane,
     prospects,
     queue,
     tracking,
@@ -61,16 +62,19 @@ def init_intake(app: Flask) -> None:
     """The intake app's routes, behind the same door and errors as every other route."""
     for blueprint in INTAKE:
         app.register_blueprint(blueprint)
+    app.before_request(intake_lane.raise_lane_failure)
     app.before_request(refuse_unreadable_requests)
     handle_errors(app)
 
 
 def serve_intake_apart(app: Flask, intake: Flask) -> None:
-    """Requests for the intake routes go to the intake app, every other to app."""
+    """Requests for the intake routes go to the intake app, through the intake lane;
+    every other to app."""
     main = app.wsgi_app
+    lane = intake_lane.in_front_of(intake.wsgi_app, app_limit=app.config["MAX_CONTENT_LENGTH"])
 
     def dispatch(environ, start_response):
-        target = intake.wsgi_app if INTAKE_PATHS.match(environ.get("PATH_INFO", "")) else main
+        target = lane if INTAKE_PATHS.match(environ.get("PATH_INFO", "")) else main
         return target(environ, start_response)
 
     app.wsgi_app = dispatch

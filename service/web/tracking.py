@@ -10,6 +10,7 @@ from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, request
+from werkzeug.datastructures import Authorization
 
 from service.core.addresses import normalise_email
 from service.core.db import utcnow
@@ -33,13 +34,18 @@ SHORT = {"i": "identify", "t": "track", "p": "page", "b": "batch", "s": "screen"
          "a": "alias"}
 
 
+# Browser SDKs post from any site (as text/plain, so no preflight); let them read the
+# answer. The write key, not the origin, is the credential.
+CORS = (("Access-Control-Allow-Origin", "*"),
+        ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
+        ("Access-Control-Allow-Methods", "POST, OPTIONS"))
+CALLS = ("identify", "track", "page", "batch", *IGNORED)
+
+
 @bp.after_request
 def cors(response):
-    """Browser SDKs post from any site (as text/plain, so no preflight); let them read the
-    answer. The write key, not the origin, is the credential."""
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
-    response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    for name, value in CORS:
+        response.headers[name] = value
     return response
 
 
@@ -51,34 +57,38 @@ def preflight(kind: str):
 @bp.post("/v1/<kind>")
 def receive(kind: str):
     kind = SHORT.get(kind, kind)
-    if kind not in ("identify", "track", "page", "batch", *IGNORED):
+    if kind not in CALLS:
         return error_response(404, "not_found", f"no tracking call named {kind!r}")
-    payload = read_json()
+    payload = json_object(bodies.inflated(bodies.read(BODY_LIMIT), BODY_LIMIT))
     settings = runtime.settings
-    source = authenticate(payload, settings.tracking.sources)
+    source = authenticate(payload, request.authorization, settings.tracking.sources)
     if source is None:
         return error_response(401, "unauthorized", "a valid write key is required")
+    accept_call(kind, payload, source, settings)
+    return current_app.response_class(SUCCESS, mimetype="application/json")
+
+
+def json_object(body: bytes) -> dict:
+    payload = bodies.parse(body)
+    if not isinstance(payload, dict):
+        raise InvalidInput("body must be a JSON object")
+    return payload
+
+
+def authenticate(payload: dict, auth: Authorization | None, sources: list[str]) -> str | None:
+    key = auth.username if auth and auth.type == "basic" else payload.get("writeKey")
+    source = keys.write_key_source(key) if isinstance(key, str) else None
+    return source if source in sources else None
+
+
+def accept_call(kind: str, payload: dict, source: str, settings: Settings) -> None:
+    """Store a call's messages for recording; InvalidInput, storing none, when one is bad."""
     now = utcnow()
     messages = payload.get("batch") if kind == "batch" else [{**payload, "type": kind}]
     if not isinstance(messages, list):
         raise InvalidInput("batch must be a list of messages")
     parsed = [parse_message(m, i, payload, settings, now) for i, m in enumerate(messages)]
     accept_messages([p for p in parsed if p is not None], source=f"tracking:{source}", now=now)
-    return current_app.response_class(SUCCESS, mimetype="application/json")
-
-
-def read_json() -> dict:
-    payload = bodies.parse(bodies.inflated(bodies.read(BODY_LIMIT), BODY_LIMIT))
-    if not isinstance(payload, dict):
-        raise InvalidInput("body must be a JSON object")
-    return payload
-
-
-def authenticate(payload: dict, sources: list[str]) -> str | None:
-    auth = request.authorization
-    key = auth.username if auth and auth.type == "basic" else payload.get("writeKey")
-    source = keys.write_key_source(key) if isinstance(key, str) else None
-    return source if source in sources else None
 
 
 def parse_message(message, index: int, payload: dict, settings: Settings,

@@ -15,6 +15,7 @@ from service.core.addresses import normalise_email
 from service.core.db import utcnow
 from service.core.errors import InvalidInput, NotFound
 from service.core.runtime import runtime
+from service.core.settings import Settings
 from service.intake import keys
 from service.intake.accept import accept_delivery
 from service.intake.event import Event, lead_fields
@@ -35,12 +36,24 @@ def receive(source: str):
     if not authentic(body, signature, source):
         return error_response(401, "bad_signature",
                               "missing, stale or invalid webhook signature")
+    accepted = accept_signed(source, body, signature, settings)
+    return current_app.response_class(accepted_answer(accepted), 202,
+                                      mimetype="application/json")
+
+
+def accept_signed(source: str, body: bytes, signature: dict[str, str],
+                  settings: Settings) -> int:
+    """Store an authentic delivery's events for recording; InvalidInput, storing none, when
+    one is bad."""
     now = utcnow()
     events = parse_events(body, settings.intake.activity_types, now)
-    accepted = accept_delivery(events, delivery_id=signature["webhook-id"],
-                               source=f"webhook:{source}", now=now)
-    return current_app.response_class(f'{{"accepted":{accepted},"ok":true}}\n', 202,
-                                      mimetype="application/json")  # jsonify's, written once
+    return accept_delivery(events, delivery_id=signature["webhook-id"],
+                           source=f"webhook:{source}", now=now)
+
+
+def accepted_answer(accepted: int) -> bytes:
+    """What jsonify(accepted=n, ok=True) writes, written directly."""
+    return f'{{"accepted":{accepted},"ok":true}}\n'.encode()
 
 
 def signed_headers(headers) -> dict[str, str]:
