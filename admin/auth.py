@@ -257,7 +257,7 @@ class AccountView(SecuredMixin, AdminIndexView):
         form = LoginForm()
         bucket = f"login:{request.remote_addr}"
         if guess_refused(bucket):
-            flash("Too many failed logins from here. Try again in 15 minutes.", "error")
+            flash("Too many failed logins from here. Try again in 20 minutes.", "error")
             return self.render("admin/login.html", form=form), 429
         if form.validate_on_submit():
             user = users.authenticate(form.email.data, form.password.data)
