@@ -36,7 +36,7 @@ allow_handler("javascript:void(0)")
 
 def policy() -> str:
     """This response's policy: with its nonce when it made one (outside a request's context,
-    as on the tracking lane, there is none)."""
+    as on the intake lane, there is none)."""
     if g and "csp_nonce" in g:
         return _written(f"'self' 'nonce-{g.csp_nonce}'", _allowed)
     return _without_nonce(_allowed)

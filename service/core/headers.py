@@ -1,5 +1,5 @@
 """The security headers every answer carries, for the Flask hook (service.security_headers)
-and the tracking lane (service.web.tracking_lane) alike."""
+and the intake lane (service.web.intake_lane) alike."""
 
 from __future__ import annotations
 
